@@ -1,0 +1,237 @@
+"""The trial engine: one jitted program trains a whole batch of trials.
+
+A batch is G groups x P trials. The P trials of a group see the same data and minibatch stream
+(DESIGN §1: e.g. every trial of a ``vary = "init"`` study), so their first layers are one wide
+(B, n) x (n, P*W) GEMM; groups are vmapped. Structure (n, depth, W, M, ...) is static;
+everything numeric (widths, m, k, s, lr, wd, threshold, steps) is an array leaf.
+
+Loop: ``lax.while_loop`` over evaluation intervals, ``lax.scan`` over the ``eval_every`` SGD
+steps of an interval, evaluation at the end of each interval, exit once no trial is active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from parity_jax import models, tasks
+from parity_jax.models import Params
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """Static structure of a compiled program (hashable: one compile per distinct Shape)."""
+
+    n: int
+    depth: int
+    W: int  # padded width
+    M: int  # padded training-set size
+    batch: int
+    n_test: int
+    eval_every: int
+    loss: str
+    G: int  # groups per batch (each its own data stream)
+    P: int  # trials per group (sharing the group's data stream)
+
+
+@struct.dataclass
+class Batch:
+    """Per-group (G,) and per-trial (G, P) inputs of one compiled call."""
+
+    data_key: jax.Array  # (G,) typed keys
+    k: jax.Array  # (G,) int32
+    m: jax.Array  # (G,) int32
+    noise: jax.Array  # (G,) float32
+    init_key: jax.Array  # (G, P) typed keys
+    width: jax.Array  # (G, P) int32
+    sparse: jax.Array  # (G, P) bool
+    s: jax.Array  # (G, P) int32
+    lr: jax.Array  # (G, P) float32
+    wd: jax.Array  # (G, P) float32
+    threshold: jax.Array  # (G, P) float32
+    steps: jax.Array  # (G, P) int32
+    stop_on_success: jax.Array  # (G, P) bool
+    valid: jax.Array  # (G, P) bool: False for padding trials
+
+
+@struct.dataclass
+class Outcome:
+    """Per-trial results, each (G, P)."""
+
+    success: jax.Array
+    first_hit: jax.Array  # step of the first evaluation with error <= threshold, -1 if none
+    test_error: jax.Array  # at the trial's last evaluation (NaN if diverged)
+    train_loss: jax.Array  # mean loss over its m training samples at the end (NaN if diverged)
+    steps_run: jax.Array
+    diverged: jax.Array
+
+
+@struct.dataclass
+class _State:
+    params: Params
+    t: jax.Array  # global step counter (multiple of eval_every between intervals)
+    hit: jax.Array
+    err: jax.Array
+    steps_run: jax.Array
+    stopped: jax.Array
+    diverged: jax.Array
+
+
+def _bcast(v: jax.Array, leaf: jax.Array) -> jax.Array:
+    """Per-trial (G, P) value broadcast against a (G, P, ...) parameter leaf."""
+    return v.reshape(v.shape + (1,) * (leaf.ndim - v.ndim))
+
+
+def sgd_update(params: Params, grads: Params, lr, wd, mask) -> Params:
+    """Coupled weight decay SGD, w <- w - lr * (g + wd * w), only where ``mask``.
+
+    Equal to optax.chain(add_decayed_weights(wd), sgd(lr)) (tested).
+    """
+
+    def upd(p, g):
+        new = p - _bcast(lr, p) * (g + _bcast(wd, p) * p)
+        return jnp.where(_bcast(mask, p), new, p)
+
+    return jax.tree.map(upd, params, grads)
+
+
+def _group_loss(loss: str, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Sum over the group's P trials of each trial's mean minibatch loss."""
+    f = models.apply_packed(params, x)  # (B, P)
+    return models.loss_fn(loss, f, y[:, None]).mean(axis=0).sum()
+
+
+def _test_error(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """(P,) fraction of test points with sign(f(x)) != y (f = 0 counts as an error)."""
+    f = models.apply_packed(params, x)
+    return jnp.mean(jnp.sign(f) != y[:, None], axis=0)
+
+
+def _train_loss(loss: str, params: Params, x, y, m) -> jax.Array:
+    """(P,) mean loss over the first m rows of the (padded) training set."""
+    f = models.apply_packed(params, x)
+    rows = (jnp.arange(x.shape[0]) < m).astype(jnp.float32)
+    return jnp.sum(models.loss_fn(loss, f, y[:, None]) * rows[:, None], axis=0) / m
+
+
+def init_batch(shape: Shape, b: Batch) -> tuple[tasks.Data, Params]:
+    """Data streams (G,) and parameters (G, P) of a batch."""
+    data = jax.vmap(
+        lambda key, k, m, noise: tasks.make_data(
+            key, shape.n, k, m, noise, shape.M, shape.n_test)
+    )(b.data_key, b.k, b.m, b.noise)
+    init = functools.partial(models.init_params, n=shape.n, W=shape.W, depth=shape.depth)
+    params = jax.vmap(jax.vmap(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s)))(
+        b.init_key, b.width, b.sparse, b.s
+    )
+    return data, params
+
+
+def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, active, n_steps):
+    """Runs n_steps SGD steps from global step t0 for the trials where ``active``."""
+    grad_fn = jax.vmap(jax.grad(functools.partial(_group_loss, shape.loss)))
+
+    def step(p, t):
+        idx = jax.vmap(tasks.minibatch_indices, in_axes=(0, None, 0, None))(
+            data.order_key, t, data.m, shape.batch)  # (G, B)
+        xb = jnp.take_along_axis(data.x_train, idx[:, :, None], axis=1)
+        yb = jnp.take_along_axis(data.y_train, idx, axis=1)
+        g = grad_fn(p, xb, yb)
+        return sgd_update(p, g, b.lr, b.wd, active & (t < b.steps)), None
+
+    params, _ = jax.lax.scan(step, params, t0 + jnp.arange(n_steps, dtype=jnp.int32))
+    return params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def train_batch(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
+    """Trains a batch of G x P trials to completion; returns outcomes and final parameters."""
+    data, params = init_batch(shape, b)
+    G, P = shape.G, shape.P
+    state = _State(
+        params=params,
+        t=jnp.zeros((), jnp.int32),
+        hit=jnp.full((G, P), -1, jnp.int32),
+        err=jnp.ones((G, P), jnp.float32),
+        steps_run=jnp.zeros((G, P), jnp.int32),
+        stopped=jnp.zeros((G, P), bool),
+        diverged=jnp.zeros((G, P), bool),
+    )
+
+    def active(st: _State):
+        return b.valid & ~st.stopped & ~st.diverged & (st.steps_run < b.steps)
+
+    def interval(st: _State) -> _State:
+        act = active(st)
+        params = sgd_steps(shape, data, st.params, b, st.t, act, shape.eval_every)
+        t = st.t + shape.eval_every
+        err = jax.lax.map(lambda a: _test_error(*a), (params, data.x_test, data.y_test))
+        finite = models.is_finite(params)
+        diverged = st.diverged | (act & ~finite)
+        # A diverged trial is frozen at zero so nothing non-finite is carried further.
+        params = jax.tree.map(
+            lambda p: jnp.where(_bcast(diverged, p), jnp.zeros_like(p), p), params)
+        evaluated = act & finite
+        steps_run = jnp.where(act, jnp.minimum(t, b.steps), st.steps_run)
+        new_hit = evaluated & (st.hit < 0) & (err <= b.threshold)
+        hit = jnp.where(new_hit, steps_run, st.hit)
+        return _State(
+            params=params,
+            t=t,
+            hit=hit,
+            err=jnp.where(evaluated, err, jnp.where(diverged, jnp.nan, st.err)),
+            steps_run=steps_run,
+            stopped=st.stopped | (b.stop_on_success & (hit >= 0)),
+            diverged=diverged,
+        )
+
+    st = jax.lax.while_loop(lambda st: jnp.any(active(st)), interval, state)
+    train_loss = jax.lax.map(
+        lambda a: _train_loss(shape.loss, *a), (st.params, data.x_train, data.y_train, data.m))
+    out = Outcome(
+        success=st.hit >= 0,
+        first_hit=st.hit,
+        test_error=st.err,
+        train_loss=jnp.where(st.diverged, jnp.nan, train_loss),
+        steps_run=st.steps_run,
+        diverged=st.diverged,
+    )
+    return out, st.params
+
+
+# ---- reference path (tests and benchmarks): one unpadded trial, optax, no packing ------------
+
+
+def reference_params(
+    data_key, init_key, *, n, k, m, noise, width, depth, sparse, s, lr, wd, batch, loss, steps
+) -> Params:
+    """Parameters of one trial after ``steps`` plain SGD steps (no evaluation, no stopping).
+
+    The textbook implementation of DESIGN §1: unpadded width, the unpacked ``models.apply``,
+    ``jax.grad`` and an optax optimizer. ``m``, ``width``, ``steps`` are Python ints.
+    """
+    data = tasks.make_data(data_key, n, k, m, noise, m, 1)
+    params = models.init_params(init_key, n, width, depth, width, sparse, s)
+    opt = optax.inject_hyperparams(
+        lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
+    )(lr=lr, wd=wd)
+
+    def step(carry, t):
+        p, opt_state = carry
+        idx = tasks.minibatch_indices(data.order_key, t, data.m, batch)
+
+        def loss_of(p):
+            return jnp.mean(models.loss_fn(loss, models.apply(p, data.x_train[idx]),
+                                           data.y_train[idx]))
+
+        updates, opt_state = opt.update(jax.grad(loss_of)(p), opt_state, p)
+        return (optax.apply_updates(p, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
+                                  jnp.arange(steps, dtype=jnp.int32))
+    return params

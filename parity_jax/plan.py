@@ -1,0 +1,201 @@
+"""Planning: cells x seeds -> trials -> buckets of one static shape -> groups -> batches.
+
+A *bucket* is a set of trials sharing a static program shape (n, depth, padded width W, padded
+training-set size M, batch, n_test, eval_every, loss). Inside a bucket, trials that see the same
+data and minibatch stream form *groups* of P trials (one wide GEMM each); batches hold G groups.
+The plan is a pure function of the study and the budgets, so a resumed run rebuilds exactly the
+same batches and a trial is always computed by the same program with the same batchmates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parity_jax.config import Cell, Study, stable_int
+from parity_jax.engine import Batch, Shape
+
+# Key tags for the study key's sub-streams.
+_DATA_TAG, _INIT_TAG = 1, 2
+MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> power-of-two buckets
+NEURON_BUDGET = 1 << 16  # neurons (trials x width) computed together in one batch
+GROUP_NEURONS = 1 << 15  # cap on P * W: trials packed into one shared-stream GEMM
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    cell: int  # index into the study's cells
+    seed: int  # seed index 0..seeds-1
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedBatch:
+    """One compiled call: G x P slots, each a Trial or None (padding)."""
+
+    shape: Shape
+    slots: tuple[tuple[Trial | None, ...], ...]  # (G, P)
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [t for row in self.slots for t in row if t is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    cells: list[Cell]
+    batches: list[PlannedBatch]
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(b.trials) for b in self.batches)
+
+    @property
+    def shapes(self) -> list[Shape]:
+        return sorted({b.shape for b in self.batches}, key=str)
+
+
+def width_buckets(widths: list[int]) -> dict[int, int]:
+    """Maps each width to its padded bucket width: the grid's own values when there are few,
+    else the next power of two (a handful of programs either way)."""
+    distinct = sorted(set(widths))
+    if len(distinct) <= MAX_WIDTH_BUCKETS:
+        return {w: w for w in distinct}
+    return {w: 1 << max(0, math.ceil(math.log2(w))) for w in distinct}
+
+
+def stream_id(cell: Cell, seed: int) -> tuple:
+    """Trials with equal stream ids see identical data and minibatches."""
+    data_index, _ = cell.seed_indices(seed)
+    return (cell.n, cell.k, cell.m, cell.noise, cell.n_test, cell.batch, data_index)
+
+
+def bytes_per_group(shape: Shape) -> int:
+    """Estimated bytes one group adds to a batch (data, params + grads + temporaries, step
+    activations), float32."""
+    pw = shape.P * shape.W
+    per_neuron = shape.n + 3 + (shape.depth - 1) * (shape.W + 1)
+    data = (shape.M + shape.n_test) * (shape.n + 1)
+    params = 4 * pw * per_neuron
+    acts = 6 * shape.batch * pw * shape.depth
+    return 4 * (data + params + acts)
+
+
+def bytes_shared(shape: Shape) -> int:
+    """Estimated bytes of the per-group evaluation that runs one group at a time."""
+    return 4 * 3 * max(shape.n_test, shape.M) * shape.P * shape.W
+
+
+def make_plan(study: Study, memory_budget: int | None = None) -> Plan:
+    """Deterministic batches for every trial of ``study``."""
+    cells = study.cells()
+    memory_budget = memory_budget or default_memory_budget()
+    wb = width_buckets([c.width for c in cells])
+
+    def static_key(c: Cell) -> tuple:
+        return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss)
+
+    max_m: dict[tuple, int] = defaultdict(int)
+    for c in cells:
+        max_m[static_key(c)] = max(max_m[static_key(c)], c.m)
+
+    buckets: dict[tuple, dict[tuple, list[Trial]]] = defaultdict(lambda: defaultdict(list))
+    for ci, c in enumerate(cells):
+        for seed in range(study.seeds):
+            buckets[static_key(c)][stream_id(c, seed)].append(Trial(ci, seed))
+
+    batches: list[PlannedBatch] = []
+    for key in sorted(buckets, key=str):
+        n, depth, W, batch, n_test, eval_every, loss = key
+        streams = buckets[key]
+        biggest = max(len(v) for v in streams.values())
+        P = max(1, min(biggest, GROUP_NEURONS // W))
+        groups: list[list[Trial]] = []
+        # Order by (m, data index) so trials of similar difficulty share a batch's early exit.
+        for sid in sorted(streams, key=lambda s: (s[2], s[6], str(s))):
+            members = streams[sid]
+            parts = math.ceil(len(members) / P)
+            for i in range(parts):
+                groups.append(members[i * P:(i + 1) * P])
+        shape = Shape(n=n, depth=depth, W=W, M=max_m[key], batch=batch, n_test=n_test,
+                      eval_every=eval_every, loss=loss, G=1, P=P)
+        g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
+        g_max = max(1, min(NEURON_BUDGET // (P * W), g_mem))
+        n_batches = math.ceil(len(groups) / g_max)
+        G = math.ceil(len(groups) / n_batches)
+        shape = dataclasses.replace(shape, G=G)
+        for bi in range(n_batches):
+            chunk = groups[bi * G:(bi + 1) * G]
+            slots = [tuple(g) + (None,) * (P - len(g)) for g in chunk]
+            slots += [(None,) * P] * (G - len(slots))
+            batches.append(PlannedBatch(shape=shape, slots=tuple(slots)))
+    return Plan(cells=cells, batches=batches)
+
+
+def default_memory_budget() -> int:
+    """Half of the memory available now (CPU) -- batches are sized to fit in it."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
+                 skip: set[Trial] = frozenset()) -> Batch:
+    """Device inputs of a planned batch; padding slots (and ``skip``ped trials) are invalid."""
+    G, P = pb.shape.G, pb.shape.P
+    study_key = jax.random.key(study.seed)
+    data_root = jax.random.fold_in(study_key, _DATA_TAG)
+    init_root = jax.random.fold_in(study_key, _INIT_TAG)
+
+    ints = {f: np.zeros((G, P), np.int32) for f in ("width", "s", "steps", "init_id", "init_i")}
+    floats = {f: np.zeros((G, P), np.float32) for f in ("lr", "wd", "threshold")}
+    bools = {f: np.zeros((G, P), bool) for f in ("sparse", "stop_on_success", "valid")}
+    g_int = {f: np.zeros(G, np.int32) for f in ("k", "m", "data_id", "data_i")}
+    noise = np.zeros(G, np.float32)
+    for g, row in enumerate(pb.slots):
+        first = next((t for t in row if t is not None), None)
+        if first is None:  # a padding group: any valid-looking stream, never updated
+            g_int["k"][g], g_int["m"][g] = 1, 1
+            continue
+        c0 = cells[first.cell]
+        data_i, _ = c0.seed_indices(first.seed)
+        g_int["k"][g], g_int["m"][g] = c0.k, c0.m
+        g_int["data_id"][g], g_int["data_i"][g] = stable_int("data", c0.n, c0.k), data_i
+        noise[g] = c0.noise
+        for p, t in enumerate(row):
+            if t is None:
+                ints["width"][g, p], ints["s"][g, p] = 1, 1
+                continue
+            c = cells[t.cell]
+            _, init_i = c.seed_indices(t.seed)
+            ints["width"][g, p], ints["s"][g, p] = c.width, c.s or 1
+            ints["steps"][g, p] = c.steps
+            ints["init_id"][g, p], ints["init_i"][g, p] = stable_int("init", c.n), init_i
+            floats["lr"][g, p], floats["wd"][g, p] = c.lr, c.wd
+            floats["threshold"][g, p] = c.threshold
+            bools["sparse"][g, p] = c.init == "sparse"
+            bools["stop_on_success"][g, p] = c.stop_on_success
+            bools["valid"][g, p] = t not in skip
+
+    fold2 = jax.vmap(lambda root, a, b: jax.random.fold_in(jax.random.fold_in(root, a), b),
+                     in_axes=(None, 0, 0))
+    data_key = fold2(data_root, g_int["data_id"], g_int["data_i"])
+    init_key = fold2(init_root, ints["init_id"].ravel(), ints["init_i"].ravel()).reshape(G, P)
+    return Batch(
+        data_key=data_key, k=jnp.asarray(g_int["k"]), m=jnp.asarray(g_int["m"]),
+        noise=jnp.asarray(noise), init_key=init_key,
+        width=jnp.asarray(ints["width"]), sparse=jnp.asarray(bools["sparse"]),
+        s=jnp.asarray(ints["s"]), lr=jnp.asarray(floats["lr"]), wd=jnp.asarray(floats["wd"]),
+        threshold=jnp.asarray(floats["threshold"]), steps=jnp.asarray(ints["steps"]),
+        stop_on_success=jnp.asarray(bools["stop_on_success"]),
+        valid=jnp.asarray(bools["valid"]),
+    )
