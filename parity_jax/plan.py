@@ -109,7 +109,7 @@ def make_plan(study: Study, memory_budget: int | None = None) -> Plan:
             buckets[static_key(c)][stream_id(c, seed)].append(Trial(ci, seed))
 
     batches: list[PlannedBatch] = []
-    for key in sorted(buckets, key=str):
+    for key in sorted(buckets):
         n, depth, W, batch, n_test, eval_every, loss = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())

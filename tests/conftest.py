@@ -1,0 +1,62 @@
+"""Strict numerics for every test; the CPU split into 4 devices (for sharding)."""
+
+import os
+import sys
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_debug_key_reuse", True)
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from parity_jax.engine import Batch, Shape  # noqa: E402
+
+
+def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
+    """A Batch from explicit groups: {"data": int, "m", "k", "noise", "trials": [dict, ...]}.
+
+    Trial dict: init (int key id), width, sparse, s, lr, wd, steps, threshold, stop.
+    Missing trials pad the group (invalid).
+    """
+    G = len(groups)
+    root = jax.random.key(seed)
+
+    def per_trial(name, default, dtype):
+        return jnp.array([[t.get(name, default) for t in g["trials"]]
+                          + [default] * (P - len(g["trials"])) for g in groups], dtype)
+
+    init_ids = per_trial("init", 0, jnp.int32)
+    return Batch(
+        data_key=jax.vmap(lambda i: jax.random.fold_in(root, i))(
+            jnp.array([g["data"] for g in groups])),
+        k=jnp.array([g.get("k", 3) for g in groups], jnp.int32),
+        m=jnp.array([g["m"] for g in groups], jnp.int32),
+        noise=jnp.array([g.get("noise", 0.0) for g in groups], jnp.float32),
+        init_key=jax.vmap(jax.vmap(lambda i: jax.random.fold_in(root, 1000 + i)))(init_ids),
+        width=per_trial("width", 1, jnp.int32),
+        sparse=per_trial("sparse", False, bool),
+        s=per_trial("s", 2, jnp.int32),
+        lr=per_trial("lr", 0.1, jnp.float32),
+        wd=per_trial("wd", 0.01, jnp.float32),
+        threshold=per_trial("threshold", 0.1, jnp.float32),
+        steps=per_trial("steps", 300, jnp.int32),
+        stop_on_success=per_trial("stop", False, bool),
+        valid=jnp.array([[True] * len(g["trials"]) + [False] * (P - len(g["trials"]))
+                         for g in groups]),
+    )
+
+
+@pytest.fixture
+def shape_factory():
+    def make(**kw):
+        base = dict(n=12, depth=1, W=16, M=128, batch=8, n_test=256, eval_every=100,
+                    loss="hinge", G=1, P=1)
+        base.update(kw)
+        return Shape(**base)
+
+    return make

@@ -1,0 +1,178 @@
+"""CLI: run / report / plot, and every bad input: exit 2, one line, nothing stored touched."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from parity_jax import cli
+
+TINY = """
+name = "tiny"
+seeds = 2
+[task]
+n = 10
+k = 2
+m = [40, 80]
+n_test = 100
+[model]
+width = [4, 8]
+init = ["dense", "sparse"]
+[train]
+steps = 200
+batch = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.toml"
+    config.write_text(TINY)
+    out = root / "out"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    return config, out
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_report_plot(tiny_run, capsys):
+    config, out = tiny_run
+    capsys.readouterr()
+    assert cli.main(["report", str(out), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 8
+    required = {"n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps",
+                "trials", "successes", "p", "ci_low", "ci_high", "median_first_hit"}
+    assert required <= set(records[0])
+    assert all(r["trials"] == 2 for r in records)
+    assert cli.main(["report", str(out), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 9 and "ci_low" in lines[0]
+    assert cli.main(["report", str(out)]) == 0
+    assert "frontier" in capsys.readouterr().out
+    assert cli.main(["plot", str(out)]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["heatmap_dense.png", "heatmap_sparse-s2.png"]
+    assert all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_rerun_of_a_finished_study_runs_nothing_and_changes_nothing(tiny_run, capsys):
+    config, out = tiny_run
+    before = _digest(out / "results.sqlite")
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert _digest(out / "results.sqlite") == before
+
+
+BAD = [
+    ("[task]\nn = 5\nk = 6", "task.k"),
+    ("[task]\nk = 0", "task.k"),
+    ('[model]\ninit = "sparse"\ns = 0', "model.s"),
+    ('[task]\nn = 10\n[model]\ninit = "sparse"\ns = 11', "model.s"),
+    ("[model]\nwidth = 0", "model.width"),
+    ("[task]\nm = [100, 0]", "task.m"),
+    ("[train]\nbatch = 0", "train.batch"),
+    ("[train]\nsteps = 0", "train.steps"),
+    ("[train]\neval_every = 0", "train.eval_every"),
+    ("[task]\nn_test = 0", "task.n_test"),
+    ("[train]\nlr = 0.0", "train.lr"),
+    ("[train]\nlr = -0.1", "train.lr"),
+    ("[train]\nwd = -0.01", "train.wd"),
+    ("[train]\nthreshold = 1.0", "train.threshold"),
+    ("[train]\nthreshold = -0.1", "train.threshold"),
+    ("[task]\nnoise = 0.5", "task.noise"),
+    ("[task]\nnoise = -0.1", "task.noise"),
+    ('[train]\nloss = "mse"', "train.loss"),
+    ('[model]\ninit = "orthogonal"', "model.init"),
+    ('[train]\nvary = "all"', "train.vary"),
+    ("colour = 3", "colour"),
+    ("[train]\nmomentum = 0.9", "train.momentum"),
+    ("[optim]\nlr = 0.1", "optim"),
+    ('[task]\nn = "fifty"', "task.n"),
+    ("[train]\nlr = [0.1, true]", "train.lr"),
+    ('seeds = "16"', "seeds"),
+    ("[task\nn = 3", "config"),
+]
+
+
+@pytest.mark.parametrize("text,field", BAD, ids=[f for _, f in BAD])
+def test_bad_config_exit_2_one_line_store_untouched(tiny_run, tmp_path, capsys, text, field):
+    _, out = tiny_run
+    before = _digest(out / "results.sqlite")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    capsys.readouterr()
+    assert cli.main(["run", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}"), err
+    assert _digest(out / "results.sqlite") == before
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert cli.main(["run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("error: config: file not found")
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_holding_another_study_is_refused(tiny_run, tmp_path, capsys):
+    _, out = tiny_run
+    before = _digest(out / "results.sqlite")
+    other = tmp_path / "other.toml"
+    other.write_text(TINY.replace("seeds = 2", "seeds = 3"))
+    assert cli.main(["run", str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another study" in err[0] and err[0].startswith("error: out")
+    assert _digest(out / "results.sqlite") == before
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, b""])
+def test_out_holding_a_file_that_is_not_a_store_is_refused(tiny_run, tmp_path, capsys,
+                                                           content):
+    config, _ = tiny_run
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.sqlite").write_bytes(content)
+    assert cli.main(["run", str(config), "--out", str(out)]) == 2
+    assert "not a parity_jax results store" in capsys.readouterr().err
+    assert (out / "results.sqlite").read_bytes() == content
+
+
+def test_out_that_is_a_file_or_a_foreign_directory(tiny_run, tmp_path, capsys):
+    config, _ = tiny_run
+    f = tmp_path / "file"
+    f.write_text("keep me")
+    assert cli.main(["run", str(config), "--out", str(f)]) == 2
+    assert f.read_text() == "keep me"
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    assert cli.main(["run", str(config), "--out", str(d)]) == 2
+    assert [p.name for p in d.iterdir()] == ["notes.txt"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("error: out") for e in err)
+
+
+def test_report_on_a_missing_store(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("error: out: no results store")
+
+
+def test_bad_arguments(capsys):
+    assert cli.main(["report", "x", "--format", "xml"]) == 2
+    assert cli.main(["run", "--memory-budget", "lots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("error: ") for e in err)
+
+
+def test_console_script_exit_status_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[task]\nn = 5\nk = 6\n")
+    proc = subprocess.run([sys.executable, "-m", "parity_jax.cli", "run", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: task.k = 6: must be an integer in 1..n (n = 5)"]

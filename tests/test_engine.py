@@ -1,0 +1,158 @@
+"""The engine against references: one-at-a-time, unpadded, optax; recompiles; semantics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import make_batch
+
+from parity_jax import engine, models
+
+STEPS = 300
+
+
+def _trial_params(params, g, p, width):
+    """Unpadded parameters of slot (g, p)."""
+    return models.Params(
+        w1=params.w1[g, p, :width], b1=params.b1[g, p, :width],
+        wh=params.wh[g, p][:, :width, :width], bh=params.bh[g, p][:, :width],
+        a=params.a[g, p, :width], c=params.c[g, p])
+
+
+def _assert_params_close(a, b, rtol=2e-4, atol=2e-5):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+# Two groups of three trials of mixed widths/inits/lr/wd sharing each group's data stream.
+GROUPS = [
+    {"data": 0, "m": 100, "trials": [
+        {"init": 0, "width": 16, "sparse": False},
+        {"init": 1, "width": 5, "sparse": True, "s": 2, "lr": 0.05},
+        {"init": 2, "width": 12, "sparse": True, "s": 3, "wd": 0.0}]},
+    {"data": 1, "m": 64, "k": 2, "noise": 0.1, "trials": [
+        {"init": 3, "width": 16, "sparse": True, "s": 1, "lr": 0.2},
+        {"init": 4, "width": 7, "sparse": False, "wd": 0.05}]},
+]
+
+
+@pytest.mark.parametrize("depth,loss", [(1, "logistic"), (2, "square")])
+def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
+    shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
+    _, params = engine.train_batch(shape, make_batch(GROUPS, P=3))
+    for g, group in enumerate(GROUPS):
+        for p, trial in enumerate(group["trials"]):
+            # alone: its own unpadded program (W = width, M = m, G = P = 1)
+            alone_shape = shape_factory(G=1, P=1, W=trial["width"], M=group["m"], depth=depth,
+                                        loss=loss)
+            single = {**group, "trials": [trial]}
+            _, alone = engine.train_batch(alone_shape, make_batch([single], P=1))
+            _assert_params_close(_trial_params(params, g, p, trial["width"]),
+                                 _trial_params(alone, 0, 0, trial["width"]))
+            # padded neurons stayed exactly zero
+            assert np.all(np.asarray(params.w1[g, p, trial["width"]:]) == 0)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_engine_equals_the_plain_optax_reference(shape_factory, depth):
+    shape = shape_factory(G=2, P=3, depth=depth)
+    _, params = engine.train_batch(shape, make_batch(GROUPS, P=3))
+    batch = make_batch(GROUPS, P=3)  # the same keys again, unconsumed
+    for g, group in enumerate(GROUPS):
+        for p, t in enumerate(group["trials"]):
+            ref = engine.reference_params(
+                batch.data_key[g], batch.init_key[g, p], n=shape.n, k=group.get("k", 3),
+                m=group["m"], noise=group.get("noise", 0.0), width=t["width"], depth=depth,
+                sparse=t.get("sparse", False), s=t.get("s", 2), lr=t.get("lr", 0.1),
+                wd=t.get("wd", 0.01), batch=shape.batch, loss=shape.loss, steps=STEPS)
+            _assert_params_close(_trial_params(params, g, p, t["width"]), ref)
+
+
+def test_fused_update_equals_optax():
+    key = jax.random.key(0)
+    params = models.Params(*(jax.random.normal(jax.random.fold_in(key, i), s)
+                             for i, s in enumerate([(2, 3, 4, 5), (2, 3, 4), (2, 3, 0, 4, 4),
+                                                    (2, 3, 0, 4), (2, 3, 4), (2, 3)])))
+    grads = jax.tree.map(lambda x: jnp.sin(3 * x) + 0.1, params)
+    lr = jnp.array([[0.1, 0.05, 1.0], [0.3, 0.01, 0.2]])
+    wd = jnp.array([[0.01, 0.0, 0.1], [0.5, 0.01, 0.02]])
+    fused = engine.sgd_update(params, grads, lr, wd, jnp.ones((2, 3), bool))
+    for g in range(2):
+        for p in range(3):
+            opt = optax.chain(optax.add_decayed_weights(float(wd[g, p])),
+                              optax.sgd(float(lr[g, p])))
+            one = jax.tree.map(lambda x, g=g, p=p: x[g, p], params)
+            upd, _ = opt.update(jax.tree.map(lambda x, g=g, p=p: x[g, p], grads),
+                                opt.init(one), one)
+            _assert_params_close(jax.tree.map(lambda x, g=g, p=p: x[g, p], fused),
+                                 optax.apply_updates(one, upd), rtol=1e-6, atol=1e-7)
+    frozen = engine.sgd_update(params, grads, lr, wd, jnp.zeros((2, 3), bool))
+    _assert_params_close(frozen, params, rtol=0, atol=0)
+
+
+def test_new_hyperparameter_values_compile_nothing_new(shape_factory):
+    shape = shape_factory(G=2, P=3)
+    engine.train_batch(shape, make_batch(GROUPS, P=3))
+    before = engine.train_batch._cache_size()
+    changed = [{**g, "m": g["m"] // 2, "trials": [
+        {**t, "lr": 0.03, "wd": 0.2, "s": 4, "sparse": not t.get("sparse", False),
+         "width": t["width"] - 1, "steps": 200, "threshold": 0.3, "stop": True}
+        for t in g["trials"]]} for g in GROUPS]
+    out, _ = engine.train_batch(shape, make_batch(changed, P=3))
+    jax.block_until_ready(out)
+    assert engine.train_batch._cache_size() == before
+
+
+def test_stop_on_success_and_first_hit_semantics(shape_factory):
+    # an easy (12, 2)-parity: wide nets learn it within a few hundred steps
+    shape = shape_factory(G=1, P=4, W=64, M=512, eval_every=50)
+    trials = [{"init": i, "width": 64, "sparse": True, "steps": 3000, "stop": stop}
+              for i, stop in enumerate([True, True, False, False])]
+    out, _ = engine.train_batch(shape, make_batch([{"data": 0, "m": 512, "k": 2,
+                                                    "trials": trials}], P=4))
+    out = jax.device_get(out)
+    assert out.success.all()
+    assert np.all(out.first_hit % 50 == 0) and np.all(out.first_hit > 0)
+    assert np.all(out.steps_run[:2] == out.first_hit[:2])  # stopped at the hit
+    assert np.all(out.steps_run[2:] == 3000)  # ran every step
+    assert np.all(out.test_error[:2] <= 0.1)
+    assert not out.diverged.any()
+
+
+def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
+    shape = shape_factory(G=1, P=2, eval_every=100)
+    trials = [{"init": 0, "width": 16, "steps": 250, "threshold": 0.0},
+              {"init": 1, "width": 16, "steps": 130, "threshold": 0.0}]
+    out, params = engine.train_batch(shape, make_batch([{"data": 0, "m": 100, "trials": trials}], P=2))
+    batch = make_batch([{"data": 0, "m": 100, "trials": trials}], P=2)
+    np.testing.assert_array_equal(out.steps_run[0], [250, 130])
+    ref = engine.reference_params(batch.data_key[0], batch.init_key[0, 1], n=12, k=3, m=100,
+                                  noise=0.0, width=16, depth=1, sparse=False, s=2, lr=0.1,
+                                  wd=0.01, batch=8, loss="hinge", steps=130)
+    _assert_params_close(_trial_params(params, 0, 1, 16), ref)
+
+
+def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
+    shape = shape_factory(G=1, P=3, W=16, eval_every=50)
+    calm = [{"init": 0, "width": 16, "steps": 400, "stop": True},
+            {"init": 2, "width": 16, "steps": 400, "sparse": True}]
+    wild = {"init": 1, "width": 16, "steps": 400, "lr": 1e30, "wd": 0.0, "loss": "square"}
+    with_wild = make_batch([{"data": 0, "m": 100, "trials": [calm[0], wild, calm[1]]}], P=3)
+    out, params = engine.train_batch(shape_factory(G=1, P=3, W=16, eval_every=50,
+                                                   loss="square"), with_wild)
+    out = jax.device_get(out)
+    assert out.diverged.tolist() == [[False, True, False]]
+    assert np.isnan(out.test_error[0, 1]) and np.isnan(out.train_loss[0, 1])
+    assert not out.success[0, 1]
+    assert np.all(np.isfinite(np.asarray(params.w1)))  # frozen at zero, nothing non-finite
+    # batchmates equal a run without the wild trial (its slot padding instead)
+    without = make_batch([{"data": 0, "m": 100, "trials": [calm[0], {"init": 1, "width": 16,
+                          "steps": 0}, calm[1]]}], P=3)
+    out2, params2 = engine.train_batch(shape_factory(G=1, P=3, W=16, eval_every=50,
+                                                     loss="square"), without)
+    for p in (0, 2):
+        _assert_params_close(_trial_params(params, 0, p, 16), _trial_params(params2, 0, p, 16),
+                             rtol=1e-6, atol=1e-7)
+        assert out.first_hit[0, p] == out2.first_hit[0, p]
+    del shape

@@ -1,0 +1,68 @@
+"""Reducer: Wilson bounds against known values; frontier on a hand-made table."""
+
+import pytest
+
+from parity_jax import reduce
+
+
+@pytest.mark.parametrize("s,n,lo,hi", [
+    # Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (Wilson score)
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_known_values(s, n, lo, hi):
+    assert reduce.wilson(s, n) == pytest.approx((lo, hi), abs=6e-5)
+
+
+def test_wilson_is_symmetric_and_contains_p():
+    lo, hi = reduce.wilson(5, 10)
+    assert lo == pytest.approx(1 - hi) and lo < 0.5 < hi
+    assert reduce.wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_wilson_no_trials_is_uninformative():
+    assert reduce.wilson(0, 0) == (0.0, 1.0)
+
+
+def _cell(i, width, m, init, s=None, lr=0.1):
+    return {"cell": i, "n": 50, "k": 3, "width": width, "depth": 1, "m": m, "init": init,
+            "s": s, "lr": lr, "wd": 0.01, "loss": "hinge", "steps": 1000, "n_test": 100,
+            "noise": 0.0, "batch": 32, "eval_every": 100, "threshold": 0.1,
+            "stop_on_success": True, "vary": "both", "data_seed": 0, "init_seed": 0}
+
+
+def test_summarize_counts_successes_and_median_first_hit():
+    cells = [_cell(0, 10, 100, "dense"), _cell(1, 10, 200, "dense")]
+    trials = [
+        {"cell": 0, "seed": 0, "success": True, "first_hit": 300, "diverged": False},
+        {"cell": 0, "seed": 1, "success": False, "first_hit": None, "diverged": True},
+        {"cell": 0, "seed": 2, "success": True, "first_hit": 500, "diverged": False},
+        {"cell": 0, "seed": 3, "success": True, "first_hit": 900, "diverged": False},
+    ]
+    recs = reduce.summarize(cells, trials)
+    assert recs[0]["trials"] == 4 and recs[0]["successes"] == 3 and recs[0]["p"] == 0.75
+    assert recs[0]["median_first_hit"] == 500 and recs[0]["diverged"] == 1
+    assert (recs[0]["ci_low"], recs[0]["ci_high"]) == pytest.approx(reduce.wilson(3, 4))
+    assert recs[1]["trials"] == 0 and recs[1]["p"] is None and recs[1]["median_first_hit"] is None
+
+
+def test_frontier_on_a_hand_made_table():
+    table = [  # (width, init, m, p)
+        (10, "dense", 100, 0.0), (10, "dense", 200, 0.2), (10, "dense", 400, 0.4),
+        (100, "dense", 100, 0.1), (100, "dense", 200, 0.6), (100, "dense", 400, 0.4),
+        (100, "sparse", 100, 0.5), (100, "sparse", 200, 0.9), (100, "sparse", 400, 1.0),
+    ]
+    recs = [{**_cell(i, w, m, init, s=2 if init == "sparse" else None), "p": p}
+            for i, (w, init, m, p) in enumerate(table)]
+    front = {(f["width"], f["init"]): f["m"] for f in reduce.frontier(recs, target=0.5)}
+    # non-monotone p (double descent) still gives the smallest m that reaches the target
+    assert front == {(10, "dense"): None, (100, "dense"): 200, (100, "sparse"): 100}
+    front9 = {(f["width"], f["init"]): f["m"] for f in reduce.frontier(recs, target=0.9)}
+    assert front9 == {(10, "dense"): None, (100, "dense"): None, (100, "sparse"): 200}
+    # the frontier keeps other settings apart (lr here)
+    recs.append({**_cell(99, 10, 400, "dense", lr=0.5), "p": 1.0})
+    front = reduce.frontier(recs, target=0.5)
+    assert {(f["width"], f["lr"]): f["m"] for f in front if f["init"] == "dense"} == {
+        (10, 0.1): None, (100, 0.1): 200, (10, 0.5): 400}
