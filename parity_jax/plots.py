@@ -45,14 +45,15 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
                 if np.isfinite(grid[i, j]):
                     ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center",
                             color="white" if grid[i, j] < 0.6 else "black", fontsize=8)
-        # Frontier: for each width, the left edge of the smallest m with p >= target.
+        # Frontier: a staircase along the left edge of each width's smallest m with p >= target.
         fx, fy = [], []
         for i in range(len(widths)):
             hits = [j for j in range(len(ms)) if np.isfinite(grid[i, j]) and grid[i, j] >= target]
-            if hits:
-                fx += [min(hits) - 0.5, min(hits) - 0.5]
-                fy += [i - 0.5, i + 0.5]
-        if fx:
+            x = min(hits) - 0.5 if hits else np.nan
+            fx += [x, x]
+            fy += [i - 0.5, i + 0.5]
+        fx, fy = np.array(fx), np.array(fy)
+        if np.isfinite(fx).any():
             ax.plot(fx, fy, color="red", lw=2, label=f"frontier p >= {target:g}")
             ax.legend(loc="upper right", fontsize=7)
         ax.set_xticks(range(len(ms)), [str(m) for m in ms])

@@ -61,12 +61,17 @@ def test_engine_equals_the_plain_optax_reference(shape_factory, depth):
     batch = make_batch(GROUPS, P=3)  # the same keys again, unconsumed
     for g, group in enumerate(GROUPS):
         for p, t in enumerate(group["trials"]):
-            ref = engine.reference_params(
-                batch.data_key[g], batch.init_key[g, p], n=shape.n, k=group.get("k", 3),
-                m=group["m"], noise=group.get("noise", 0.0), width=t["width"], depth=depth,
-                sparse=t.get("sparse", False), s=t.get("s", 2), lr=t.get("lr", 0.1),
-                wd=t.get("wd", 0.01), batch=shape.batch, loss=shape.loss, steps=STEPS)
+            with jax.debug_key_reuse(False):  # the group's trials share one data key on purpose
+                ref = _reference(batch, g, p, group, t, shape, depth)
             _assert_params_close(_trial_params(params, g, p, t["width"]), ref)
+
+
+def _reference(batch, g, p, group, t, shape, depth):
+    return engine.reference_params(
+        batch.data_key[g], batch.init_key[g, p], n=shape.n, k=group.get("k", 3),
+        m=group["m"], noise=group.get("noise", 0.0), width=t["width"], depth=depth,
+        sparse=t.get("sparse", False), s=t.get("s", 2), lr=t.get("lr", 0.1),
+        wd=t.get("wd", 0.01), batch=shape.batch, loss=shape.loss, steps=STEPS)
 
 
 def test_fused_update_equals_optax():
@@ -111,9 +116,10 @@ def test_stop_on_success_and_first_hit_semantics(shape_factory):
               for i, stop in enumerate([True, True, False, False])]
     out, _ = engine.train_batch(shape, make_batch([{"data": 0, "m": 512, "k": 2,
                                                     "trials": trials}], P=4))
-    out = jax.device_get(out)
+    out = jax.tree.map(lambda x: np.asarray(x)[0], out)  # the one group's 4 trials
     assert out.success.all()
     assert np.all(out.first_hit % 50 == 0) and np.all(out.first_hit > 0)
+    assert np.all(out.first_hit < 3000)
     assert np.all(out.steps_run[:2] == out.first_hit[:2])  # stopped at the hit
     assert np.all(out.steps_run[2:] == 3000)  # ran every step
     assert np.all(out.test_error[:2] <= 0.1)
