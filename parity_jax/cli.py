@@ -1,4 +1,4 @@
-"""Command line: ``parity-jax run | report | plot``.
+"""Command line: ``parity-jax run | report | plot | bench``.
 
 Bad input exits with status 2 and one line ``error: ...`` naming the field and what is allowed.
 """
@@ -99,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     p_plot.add_argument("dir")
     p_plot.add_argument("--target", type=float, default=0.5, help="frontier target p")
 
+    p_bench = sub.add_parser("bench", help="throughput benchmark (engine vs GEMM peak, PyTorch)")
+    p_bench.add_argument("--widths", default="10,100,1000,10000", help="comma-separated")
+    p_bench.add_argument("--trials", default="1,100,1000,10000", help="comma-separated")
+    p_bench.add_argument("--vary", default="init,both", help="comma-separated: init, both")
+    p_bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+    p_bench.add_argument("--no-baselines", action="store_true",
+                         help="skip the PyTorch and per-trial-jit baselines")
+    p_bench.add_argument("--json", help="write the full result as JSON here")
+    p_bench.add_argument("--markdown", help="write the markdown table here")
+
     try:
         args = parser.parse_args(argv)
         if args.command == "run":
@@ -107,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "plot":
             return _cmd_plot(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -153,6 +165,37 @@ def _cmd_plot(args) -> int:
     target = _target(args.target)
     for path in plots.heatmaps(Results(args.dir).cells(), args.dir, target):
         print(path)
+    return 0
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"{flag} = {text!r}: must be comma-separated integers >= 1")
+    return values
+
+
+def _cmd_bench(args) -> int:
+    widths = _int_list("--widths", args.widths)
+    trials = _int_list("--trials", args.trials)
+    varies = args.vary.split(",")
+    if not varies or any(v not in ("init", "both") for v in varies):
+        raise ConfigError(f"--vary = {args.vary!r}: allowed: init, both (comma-separated)")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
+    from parity_jax import bench
+
+    result = bench.run_bench(widths, trials, varies, args.repeats,
+                             baselines=not args.no_baselines)
+    text = bench.markdown(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    print(text)
     return 0
 
 

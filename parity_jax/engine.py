@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -150,7 +152,8 @@ def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
         b1=dzT.sum(axis=-1),
         wh=params.wh,  # empty (depth 1)
         bh=params.bh,
-        a=jnp.sum(hT * df[:, None, :], axis=-1),
+        # a batched matvec, not sum(hT * df): XLA:CPU fuses that product into a slow reduce
+        a=jnp.einsum("pwb,pb->pw", hT, df),
         c=df.sum(axis=-1),
     )
     # sgd_update expects leading (G, P) axes; give this group a unit G axis.
@@ -158,33 +161,82 @@ def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
     return jax.tree.map(lambda v: v[0], sgd_update(*one))
 
 
+# Groups outermost, steps inside (CPU: cache blocking); read at trace time (tests flip it).
+CACHE_BLOCKED = jax.default_backend() == "cpu"
+
+
 def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, active, n_steps):
     """Runs n_steps SGD steps from global step t0 for the trials where ``active``.
 
-    depth 1: the fused step, groups one after another (``lax.map``: plain 2-D GEMMs, which
-    XLA:CPU runs several times faster than the batched ones ``vmap`` makes). Deeper nets:
-    ``jax.grad`` of the packed forward, vmapped over groups.
+    depth 1 on CPU: groups one after another (``lax.map``), each running all n_steps of its
+    fused step before the next group starts, so a group's parameters and activations stay in
+    the core's L2 cache for the whole interval and its GEMMs are plain 2-D ones (XLA:CPU runs
+    the batched ones ``vmap`` makes several times slower). depth 1 elsewhere (GPU/TPU): the
+    fused step vmapped over groups, steps outermost. Deeper nets: ``jax.grad`` of the packed
+    forward, vmapped over groups.
     """
+    ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
+    fused = functools.partial(fused_group_step, shape.loss)
+
+    def minibatch(order_key, m, x_train, y_train, t):
+        idx = tasks.minibatch_indices(order_key, t, m, shape.batch)  # (B,)
+        return x_train[idx], y_train[idx]
+
+    if shape.depth == 1 and CACHE_BLOCKED:
+        def group(args):
+            p, order_key, m, x_train, y_train, lr, wd, act, steps = args
+
+            def step(p, t):
+                xb, yb = minibatch(order_key, m, x_train, y_train, t)
+                return fused(p, xb, yb, lr, wd, act & (t < steps)), None
+
+            return jax.lax.scan(step, p, ts)[0]
+
+        return jax.lax.map(group, (params, data.order_key, data.m, data.x_train, data.y_train,
+                                   b.lr, b.wd, active, b.steps))
+
     grad_fn = jax.vmap(jax.grad(functools.partial(_group_loss, shape.loss)))
 
     def step(p, t):
-        idx = jax.vmap(tasks.minibatch_indices, in_axes=(0, None, 0, None))(
-            data.order_key, t, data.m, shape.batch)  # (G, B)
-        xb = jnp.take_along_axis(data.x_train, idx[:, :, None], axis=1)
-        yb = jnp.take_along_axis(data.y_train, idx, axis=1)
+        xb, yb = jax.vmap(minibatch, in_axes=(0, 0, 0, 0, None))(
+            data.order_key, data.m, data.x_train, data.y_train, t)  # (G, B, n), (G, B)
         mask = active & (t < b.steps)
         if shape.depth == 1:
-            fused = functools.partial(fused_group_step, shape.loss)
-            return jax.lax.map(lambda a: fused(*a), (p, xb, yb, b.lr, b.wd, mask)), None
+            return jax.vmap(fused)(p, xb, yb, b.lr, b.wd, mask), None
         return sgd_update(p, grad_fn(p, xb, yb), b.lr, b.wd, mask), None
 
-    params, _ = jax.lax.scan(step, params, t0 + jnp.arange(n_steps, dtype=jnp.int32))
+    params, _ = jax.lax.scan(step, params, ts)
     return params
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def train_batch(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
-    """Trains a batch of G x P trials to completion; returns outcomes and final parameters."""
+    """Trains a batch of G x P trials to completion; returns outcomes and final parameters.
+
+    The G groups are split over ``gcd(G, device count)`` devices (a CPU is split into one
+    device per core by ``parity_jax``'s import; see ``devices``): each runs the same program
+    on its share, with its own early exit.
+    """
+    return program(shape)(b)
+
+
+def program(shape: Shape):
+    """The jitted function that trains a batch of ``shape`` on this process's devices."""
+    return _program(shape, math.gcd(shape.G, jax.device_count()))
+
+
+@functools.cache
+def _program(shape: Shape, devices: int):
+    if devices == 1:
+        return jax.jit(functools.partial(_train, shape))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
+    local = dataclasses.replace(shape, G=shape.G // devices)
+    spec = jax.sharding.PartitionSpec("g")
+    # check_vma=False: the body is per-shard code (its loops' carries are device-local).
+    return jax.jit(jax.shard_map(functools.partial(_train, local), mesh=mesh, in_specs=spec,
+                                 out_specs=spec, check_vma=False))
+
+
+def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
     data, params = init_batch(shape, b)
     G, P = shape.G, shape.P
     state = _State(

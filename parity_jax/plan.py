@@ -23,8 +23,11 @@ from parity_jax.engine import Batch, Shape
 # Key tags for the study key's sub-streams.
 _DATA_TAG, _INIT_TAG = 1, 2
 MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> power-of-two buckets
-NEURON_BUDGET = 1 << 16  # neurons (trials x width) computed together in one batch
-GROUP_NEURONS = 1 << 15  # cap on P * W: trials packed into one shared-stream GEMM
+NEURON_BUDGET = 1 << 16  # neurons (trials x width) per device computed together in a batch
+# Cap on P * W, the trials packed into one shared-stream GEMM. On a CPU a group runs a whole
+# evaluation interval while its parameters sit in L2 cache: about 1000 neurons (w1 200 KB) was
+# fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs.
+GROUP_NEURONS = 1 << 10 if jax.default_backend() == "cpu" else 1 << 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +93,12 @@ def bytes_shared(shape: Shape) -> int:
     return 4 * 3 * max(shape.n_test, shape.M) * shape.P * shape.W
 
 
-def make_plan(study: Study, memory_budget: int | None = None) -> Plan:
-    """Deterministic batches for every trial of ``study``."""
+def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1) -> Plan:
+    """Deterministic batches for every trial of ``study``.
+
+    ``devices``: the batch's groups are split over this many devices (G is a multiple of it,
+    a shared stream is split into at least that many groups when it has the trials).
+    """
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
     wb = width_buckets([c.width for c in cells])
@@ -114,6 +121,8 @@ def make_plan(study: Study, memory_budget: int | None = None) -> Plan:
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, GROUP_NEURONS // W))
+        parts = max(math.ceil(biggest / P), min(devices, biggest))
+        P = math.ceil(biggest / parts)  # balanced groups: little padding
         groups: list[list[Trial]] = []
         # Order by (m, data index) so trials of similar difficulty share a batch's early exit.
         for sid in sorted(streams, key=lambda s: (s[2], s[6], str(s))):
@@ -124,9 +133,11 @@ def make_plan(study: Study, memory_budget: int | None = None) -> Plan:
         shape = Shape(n=n, depth=depth, W=W, M=max_m[key], batch=batch, n_test=n_test,
                       eval_every=eval_every, loss=loss, G=1, P=P)
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
-        g_max = max(1, min(NEURON_BUDGET // (P * W), g_mem))
+        g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem))
         n_batches = math.ceil(len(groups) / g_max)
         G = math.ceil(len(groups) / n_batches)
+        if G >= devices:  # a whole number of groups per device (else one device runs it)
+            G = devices * math.ceil(G / devices)
         shape = dataclasses.replace(shape, G=G)
         for bi in range(n_batches):
             chunk = groups[bi * G:(bi + 1) * G]

@@ -104,10 +104,12 @@ def run(study: Study, out: str | Path, *, memory_budget: int | None = None,
     """
     study.validate()
     cells = study.cells()
-    settings = {"memory_budget": memory_budget or planning.default_memory_budget()}
+    settings = {"memory_budget": memory_budget or planning.default_memory_budget(),
+                "devices": jax.device_count()}
     store = Store.open_for_run(out, study, cells, settings)
     try:
-        plan = planning.make_plan(study, store.plan_settings()["memory_budget"])
+        stored = store.plan_settings()
+        plan = planning.make_plan(study, stored["memory_budget"], stored.get("devices", 1))
         done = store.done()
         todo = [b for b in plan.batches
                 if not all((t.cell, t.seed) in done for t in b.trials)]

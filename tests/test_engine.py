@@ -68,6 +68,16 @@ def test_engine_equals_the_plain_optax_reference(shape_factory, depth, loss):
             _assert_params_close(_trial_params(params, g, p, t["width"]), ref)
 
 
+def test_the_steps_outermost_layout_equals_the_reference(shape_factory, monkeypatch):
+    # the layout accelerators run (fused step vmapped over groups, steps outermost)
+    monkeypatch.setattr(engine, "CACHE_BLOCKED", False)
+    engine._program.cache_clear()
+    try:
+        test_engine_equals_the_plain_optax_reference(shape_factory, 1, "logistic")
+    finally:
+        engine._program.cache_clear()
+
+
 def _reference(batch, g, p, group, t, shape, depth):
     return engine.reference_params(
         batch.data_key[g], batch.init_key[g, p], n=shape.n, k=group.get("k", 3),
@@ -101,14 +111,14 @@ def test_fused_update_equals_optax():
 def test_new_hyperparameter_values_compile_nothing_new(shape_factory):
     shape = shape_factory(G=2, P=3)
     engine.train_batch(shape, make_batch(GROUPS, P=3))
-    before = engine.train_batch._cache_size()
+    before = engine.program(shape)._cache_size()
     changed = [{**g, "m": g["m"] // 2, "trials": [
         {**t, "lr": 0.03, "wd": 0.2, "s": 4, "sparse": not t.get("sparse", False),
          "width": t["width"] - 1, "steps": 200, "threshold": 0.3, "stop": True}
         for t in g["trials"]]} for g in GROUPS]
     out, _ = engine.train_batch(shape, make_batch(changed, P=3))
     jax.block_until_ready(out)
-    assert engine.train_batch._cache_size() == before
+    assert engine.program(shape)._cache_size() == before
 
 
 def test_stop_on_success_and_first_hit_semantics(shape_factory):
