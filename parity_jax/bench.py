@@ -271,8 +271,11 @@ def machine() -> dict:
 
 
 def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
-              baselines: bool = True, progress=sys.stderr) -> dict:
-    """Runs every (width, trials, vary) workload that fits; returns the JSON-able result."""
+              baselines: bool = True, progress=sys.stderr, steps: int | None = None) -> dict:
+    """Runs every (width, trials, vary) workload that fits; returns the JSON-able result.
+
+    ``steps``: S for every workload (default: sized per workload to about a second).
+    """
     peak = gemm_peak()
     rows = []
     torch_loop_cache: dict[int, dict] = {}
@@ -287,7 +290,7 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
                 if progress:
                     print(f"bench: vary={vary} width={width} trials={T} ...", file=progress,
                           flush=True)
-                eng = engine_rate(width, T, vary, repeats)
+                eng = engine_rate(width, T, vary, repeats, steps)
                 row.update(eng)
                 row["neuron_rate"] = eng["rate"] * width
                 row["gflops"] = eng["rate"] * flops_per_trial_step(width) / 1e9

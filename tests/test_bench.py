@@ -1,0 +1,51 @@
+"""The benchmark harness on a tiny workload: every column filled, the arithmetic consistent."""
+
+import json
+
+import pytest
+
+from parity_jax import bench, cli
+
+
+def test_bench_reports_rates_flops_and_baselines():
+    result = bench.run_bench(widths=[10], trials=[1, 4], varies=["init", "both"], repeats=1,
+                             steps=8, progress=None)
+    assert result["gemm_peak_gflops"] > 0
+    rows = result["rows"]
+    assert [(r["vary"], r["trials"]) for r in rows] == [
+        ("init", 1), ("init", 4), ("both", 1), ("both", 4)]
+    for r in rows:
+        assert r["rate"] > 0 and r["rate_end_to_end"] > 0
+        assert r["gflops"] == pytest.approx(r["rate"] * 4 * 32 * 10 * 52 / 1e9)
+        assert r["peak_fraction"] == pytest.approx(r["gflops"] / result["gemm_peak_gflops"])
+        assert r["neuron_rate"] == pytest.approx(10 * r["rate"])
+        assert r["compile_s"] > 0 and r["programs"] >= 1 and r["memory_bytes"] > 0
+        assert r["G"] * r["P"] >= r["trials"]
+        assert r["jax_loop"] > 0
+    json.dumps(result)  # JSON-able as is
+    table = bench.markdown(result)
+    assert table.count("\n| init | 10 |") == 2 and "GFLOP/s" in table
+
+
+def test_bench_skips_what_does_not_fit(monkeypatch):
+    monkeypatch.setattr(bench, "MAX_NEURONS", 30)
+    result = bench.run_bench(widths=[10], trials=[1, 4], varies=["both"], repeats=1,
+                             steps=8, baselines=False, progress=None)
+    assert "skipped" not in result["rows"][0] and "skipped" in result["rows"][1]
+    assert "skipped" in bench.markdown(result)
+
+
+def test_torch_baselines_when_torch_is_installed():
+    pytest.importorskip("torch")
+    assert bench.torch_loop_rate(10, 2, steps=10)["rate"] > 0
+    for vary in ("init", "both"):
+        assert bench.torch_func_rate(10, 3, vary, steps=4, repeats=1)["rate"] > 0
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--widths", "0"], "--widths"), (["--trials", "a,b"], "--trials"),
+    (["--vary", "data"], "--vary"), (["--repeats", "0"], "--repeats")])
+def test_bench_bad_arguments_exit_2(capsys, argv, field):
+    assert cli.main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {field}") and err.count("\n") == 1
