@@ -121,12 +121,39 @@ def _train_loss(loss: str, params: Params, x, y, m) -> jax.Array:
     return jnp.sum(models.loss_fn(loss, f, y[:, None]) * rows[:, None], axis=0) / m
 
 
+def batch_data(shape: Shape, b: Batch) -> tasks.Data:
+    """The G groups' data streams, each distinct one generated once.
+
+    Groups whose (data key, k, noise) are equal -- every group of a ``vary = "init"`` batch --
+    hold the same training and test sets (m only limits which rows a group draws from), so a
+    group copies the first equal group's sets instead of drawing them again.
+    """
+    G = b.k.shape[0]
+    ident = jnp.concatenate([
+        jax.random.key_data(b.data_key).reshape(G, -1).astype(jnp.uint32),
+        b.k.astype(jnp.uint32)[:, None],
+        jax.lax.bitcast_convert_type(b.noise, jnp.uint32)[:, None],
+    ], axis=1)
+    src = jnp.argmax(jnp.all(ident[:, None, :] == ident[None, :, :], axis=-1), axis=1)
+
+    def sets(key, k, noise):
+        return tasks.make_data(key, shape.n, k, 1, noise, shape.M, shape.n_test).replace(
+            m=None, order_key=None)
+
+    def group(args):
+        g, key, k, noise = args
+        empty = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype),
+                             jax.eval_shape(sets, key, k, noise))
+        return jax.lax.cond(src[g] == g, sets, lambda *_: empty, key, k, noise)
+
+    data = jax.lax.map(group, (jnp.arange(G), b.data_key, b.k, b.noise))
+    data = jax.tree.map(lambda v: v[src], data)
+    return data.replace(m=b.m, order_key=jax.vmap(tasks.order_key)(b.data_key))
+
+
 def init_batch(shape: Shape, b: Batch) -> tuple[tasks.Data, Params]:
     """Data streams (G,) and parameters (G, P) of a batch."""
-    data = jax.vmap(
-        lambda key, k, m, noise: tasks.make_data(
-            key, shape.n, k, m, noise, shape.M, shape.n_test)
-    )(b.data_key, b.k, b.m, b.noise)
+    data = batch_data(shape, b)
     init = functools.partial(models.init_params, n=shape.n, W=shape.W, depth=shape.depth)
     params = jax.vmap(jax.vmap(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s)))(
         b.init_key, b.width, b.sparse, b.s

@@ -63,7 +63,7 @@ def init_params(
 
     u1 = _per_index(jax.random.fold_in(key, _W1), W, lambda k: _uniform(k, 1.0, (n,)))
     sel = _per_index(jax.random.fold_in(key, _SEL), W, lambda k: jax.random.uniform(k, (n,)))
-    chosen = jnp.argsort(jnp.argsort(sel, axis=1), axis=1) < s  # s distinct coords per row
+    chosen = smallest(sel, jnp.where(sparse, s, 0))  # s distinct coords per row
     w1_sparse = jnp.where(chosen, u1 / jnp.sqrt(s.astype(jnp.float32)), 0.0)
     w1_dense = u1 / jnp.sqrt(float(n))
     w1 = jnp.where(sparse, w1_sparse, w1_dense)
@@ -87,6 +87,20 @@ def init_params(
     return Params(
         w1=w1 * mask[:, None], b1=b1 * mask, wh=wh, bh=bh, a=a * mask, c=c
     )
+
+
+def smallest(u: jax.Array, s: jax.Array) -> jax.Array:
+    """Bool mask of the s smallest entries of each row of u (ties: lower index first).
+
+    The same set as ``argsort(argsort(u)) < s`` (a stable sort's ranks), found by s rounds of
+    argmin: s is small (the paper's s = 2), so this is a few passes over u instead of two sorts,
+    and none at all when s = 0 (a batch of dense trials).
+    """
+    def pick(_, chosen):
+        j = jnp.argmin(jnp.where(chosen, jnp.inf, u), axis=-1)
+        return chosen | jax.nn.one_hot(j, u.shape[-1], dtype=bool)
+
+    return jax.lax.fori_loop(0, s, pick, jnp.zeros(u.shape, bool))
 
 
 def apply(params: Params, x: jax.Array) -> jax.Array:

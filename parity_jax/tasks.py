@@ -71,8 +71,13 @@ def make_data(
         x_test=x_test,
         y_test=parity(x_test, secret),
         m=jnp.asarray(m, jnp.int32),
-        order_key=jax.random.fold_in(key, _ORDER),
+        order_key=order_key(key),
     )
+
+
+def order_key(key: jax.Array) -> jax.Array:
+    """The key of a data stream's minibatch order (``Data.order_key``)."""
+    return jax.random.fold_in(key, _ORDER)
 
 
 def minibatch_indices(order_key: jax.Array, t: jax.Array, m: jax.Array, batch: int) -> jax.Array:

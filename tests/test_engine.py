@@ -7,7 +7,7 @@ import optax
 import pytest
 from conftest import make_batch
 
-from parity_jax import engine, models
+from parity_jax import engine, models, tasks
 
 STEPS = 300
 
@@ -174,3 +174,21 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
                              rtol=1e-6, atol=1e-7)
         assert out.first_hit[0, p] == out2.first_hit[0, p]
     del shape
+
+
+def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_factory):
+    # groups 0, 2, 3 share a data key; 3 differs in k, 2 only in m (the same sets)
+    groups = [{"data": 0, "m": 100, "trials": [{}]}, {"data": 1, "m": 64, "trials": [{}]},
+              {"data": 0, "m": 40, "trials": [{}]}, {"data": 0, "m": 100, "k": 2, "trials": [{}]}]
+    shape = shape_factory(G=4)
+    b = make_batch(groups, P=1)
+    with jax.debug_key_reuse(False):
+        got = jax.jit(engine.batch_data, static_argnums=0)(shape, b)
+        for g, group in enumerate(groups):
+            want = tasks.make_data(b.data_key[g], shape.n, group.get("k", 3), group["m"], 0.0,
+                                   shape.M, shape.n_test)
+            for name in ("secret", "x_train", "y_train", "x_test", "y_test", "m"):
+                np.testing.assert_array_equal(getattr(got, name)[g], getattr(want, name))
+            np.testing.assert_array_equal(jax.random.key_data(got.order_key[g]),
+                                          jax.random.key_data(want.order_key))
+    assert not np.array_equal(got.secret[3], got.secret[0])

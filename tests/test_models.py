@@ -80,3 +80,16 @@ def test_losses_match_their_formulas():
     np.testing.assert_allclose(models.loss_fn("logistic", f, y), np.log1p(np.exp(-fy)),
                                rtol=1e-6)
     np.testing.assert_allclose(models.loss_fn("square", f, y), (np.asarray(f - y)) ** 2)
+
+
+def test_smallest_is_the_stable_sorts_first_s_including_ties():
+    u = jax.random.uniform(jax.random.key(3), (200, 12))
+    u = jnp.round(u * 4) / 4  # many ties
+    for s in (0, 1, 2, 5, 12):
+        want = jnp.argsort(jnp.argsort(u, axis=-1), axis=-1) < s
+        np.testing.assert_array_equal(models.smallest(u, s), want)
+    # a traced, per-row s (vmapped, as in a batch of trials)
+    s = jnp.arange(200) % 4
+    got = jax.vmap(models.smallest)(u, s)
+    want = jnp.argsort(jnp.argsort(u, axis=-1), axis=-1) < s[:, None]
+    np.testing.assert_array_equal(got, want)
