@@ -51,9 +51,10 @@ MAX_NEURONS = 10_000_000  # trials x width beyond this are skipped (memory / tim
 TORCH_FUNC_MAX_NEURONS = 2_000_000
 
 
-def flops_per_trial_step(width: int, n: int = N, batch: int = BATCH) -> int:
-    """Effective FLOP of one SGD step of one trial: 4*B*r*(n + 2) (see the module docstring)."""
-    return 4 * batch * width * (n + 2)
+def flops_per_trial_step(width: int) -> int:
+    """Effective FLOP of one SGD step of one trial of the workload: 4*B*r*(n + 2) (see the
+    module docstring; the formula lives in ``plan``)."""
+    return plan.flops_per_trial_step(width, N, BATCH)
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:

@@ -236,19 +236,19 @@ def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, acti
     return params
 
 
-def train_batch(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
+def train_batch(shape: Shape, b: Batch, devices: int | None = None) -> tuple[Outcome, Params]:
     """Trains a batch of G x P trials to completion; returns outcomes and final parameters.
 
-    The G groups are split over ``gcd(G, device count)`` devices (a CPU is split into one
-    device per core by ``parity_jax``'s import; see ``devices``): each runs the same program
-    on its share, with its own early exit.
+    The G groups are split over ``gcd(G, devices)`` devices (default: all of them; a CPU is
+    split into one device per core by ``parity_jax``'s import): each runs the same program on
+    its share, with its own early exit. A group computes the same numbers on any of them.
     """
-    return program(shape)(b)
+    return program(shape, devices)(b)
 
 
-def program(shape: Shape):
-    """The jitted function that trains a batch of ``shape`` on this process's devices."""
-    return _program(shape, math.gcd(shape.G, jax.device_count()))
+def program(shape: Shape, devices: int | None = None):
+    """The jitted function that trains a batch of ``shape`` on the first ``devices`` devices."""
+    return _program(shape, math.gcd(shape.G, devices or jax.device_count()))
 
 
 @functools.cache

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax.config import Cell, Study, stable_int
+from parity_jax.config import Cell, ConfigError, Study, stable_int
 from parity_jax.engine import Batch, Shape
 
 # Key tags for the study key's sub-streams.
@@ -28,6 +28,10 @@ NEURON_BUDGET = 1 << 16  # neurons (trials x width) per device computed together
 # evaluation interval while its parameters sit in L2 cache: about 1000 neurons (w1 200 KB) was
 # fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs.
 GROUP_NEURONS = 1 << 10 if jax.default_backend() == "cpu" else 1 << 15
+# A shared stream with enough trials is split into at least this many groups, so its groups can
+# spread over up to this many devices. A constant, not the device count: a trial's group (and so
+# every number it computes) is the same whatever devices, shards or budget run it.
+MIN_GROUPS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +65,35 @@ class Plan:
     def shapes(self) -> list[Shape]:
         return sorted({b.shape for b in self.batches}, key=str)
 
+    def programs(self) -> list[dict]:
+        """One record per compiled program: its shape, batches, trials, estimated peak bytes
+        and (upper-bound) training FLOPs."""
+        out = []
+        for shape in self.shapes:
+            mine = [b for b in self.batches if b.shape == shape]
+            trials = [t for b in mine for t in b.trials]
+            out.append({
+                "shape": shape, "batches": len(mine), "trials": len(trials),
+                "peak_bytes": batch_bytes(shape),
+                "flops": sum(trial_flops(self.cells[t.cell]) for t in trials),
+            })
+        return out
+
+
+def flops_per_trial_step(width: int, n: int, batch: int, depth: int = 1) -> int:
+    """Effective FLOP of one SGD step of one trial: 4*B*r*(n + 2), plus 6*B*r^2 per hidden
+    layer (forward, and the two gradient GEMMs) -- the work an ideal step cannot avoid."""
+    return 4 * batch * width * (n + 2) + 6 * batch * width * width * (depth - 1)
+
+
+def trial_flops(cell: Cell) -> int:
+    """Upper bound on a trial's FLOPs: all ``steps`` SGD steps plus every evaluation's
+    forward pass over the test set (a trial that stops on success does less)."""
+    evals = math.ceil(cell.steps / cell.eval_every)
+    forward = 2 * cell.width * (cell.n + 1) + 2 * cell.width * cell.width * (cell.depth - 1)
+    return (cell.steps * flops_per_trial_step(cell.width, cell.n, cell.batch, cell.depth)
+            + evals * cell.n_test * forward)
+
 
 def width_buckets(widths: list[int]) -> dict[int, int]:
     """Maps each width to its padded bucket width: the grid's own values when there are few,
@@ -93,14 +126,35 @@ def bytes_shared(shape: Shape) -> int:
     return 4 * 3 * max(shape.n_test, shape.M) * shape.P * shape.W
 
 
-def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1) -> Plan:
-    """Deterministic batches for every trial of ``study``.
+def batch_bytes(shape: Shape) -> int:
+    """Estimated peak bytes of one batch of ``shape`` (all its devices together)."""
+    return shape.G * bytes_per_group(shape) + bytes_shared(shape)
 
-    ``devices``: the batch's groups are split over this many devices (G is a multiple of it,
-    a shared stream is split into at least that many groups when it has the trials).
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/N' (0 <= i < N) -> (i, N); ConfigError naming the flag otherwise."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard = {text!r}: must be i/N with 0 <= i < N, e.g. 0/4")
+    return i, n
+
+
+def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
+              shard: tuple[int, int] = (0, 1)) -> Plan:
+    """Deterministic batches for every trial of ``study`` (or of one shard of it).
+
+    ``devices``: the batch's groups are split over this many devices (G is a multiple of it).
+    ``shard`` (i, N): only the groups whose index over the whole study is i mod N -- a
+    deterministic 1/N of the trials, each in the very group it has in the unsharded plan.
+    How trials are grouped depends on the study alone, never on devices, budget or shard.
     """
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
+    shard_i, shard_n = shard
+    group_index = 0
     wb = width_buckets([c.width for c in cells])
 
     def static_key(c: Cell) -> tuple:
@@ -121,7 +175,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1) 
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, GROUP_NEURONS // W))
-        parts = max(math.ceil(biggest / P), min(devices, biggest))
+        parts = max(math.ceil(biggest / P), min(MIN_GROUPS, biggest))
         P = math.ceil(biggest / parts)  # balanced groups: little padding
         groups: list[list[Trial]] = []
         # Order by (m, data index) so trials of similar difficulty share a batch's early exit.
@@ -129,7 +183,11 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1) 
             members = streams[sid]
             parts = math.ceil(len(members) / P)
             for i in range(parts):
-                groups.append(members[i * P:(i + 1) * P])
+                if group_index % shard_n == shard_i:
+                    groups.append(members[i * P:(i + 1) * P])
+                group_index += 1
+        if not groups:
+            continue
         shape = Shape(n=n, depth=depth, W=W, M=max_m[key], batch=batch, n_test=n_test,
                       eval_every=eval_every, loss=loss, G=1, P=P)
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
@@ -148,7 +206,11 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1) 
 
 
 def default_memory_budget() -> int:
-    """Half of the memory available now (CPU) -- batches are sized to fit in it."""
+    """Batches are sized to fit in this: 70% of an accelerator's memory, or half of the RAM
+    available now (CPU)."""
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"] * 0.7)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
