@@ -16,7 +16,10 @@ Effective FLOP per trial-step (the work an ideal step cannot avoid)::
 the first layer's forward GEMM (2*B*n*r) and weight-gradient GEMM (2*B*n*r), plus the output
 layer's forward and gradient (4*B*r) and the ReLU/bias/scaling passes (4*B*r). Effective GFLOP/s
 is that times the step rate; the peak it is compared with is a 2048^3 float32 ``jnp.matmul``
-timed in the same run.
+timed in the same run. The **GEMM bound** is what the engine's own layout (its G groups of P
+trials over the devices, a whole interval per group) reaches when a step is nothing but the two
+first-layer GEMMs and the w1 update (``gemm_bound_rate``): the step's cost beyond its GEMMs is
+the gap between the two.
 
 Side by side, on the same workload: a per-seed PyTorch loop (``nn.Module`` + ``torch.optim.SGD``,
 one seed after another), a ``torch.func`` ensemble (``stack_module_state`` + ``functional_call``
@@ -145,6 +148,37 @@ def engine_rate(width: int, trials: int, vary: str, repeats: int = 3,
         "programs": len(compile_s) // 2,  # per program length (S and 2S each compile)
         "memory_bytes": memory,
     }
+
+
+def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
+                    repeats: int = 3) -> float:
+    """What the engine's layout could reach if a step were only its two first-layer GEMMs and
+    the w1 update: G groups of P*width neurons split over the devices as the engine splits
+    them, each group running ``steps`` steps of ``zT = w1 x^T; w1 -= 1e-6 * zT x`` on a fixed
+    (B, n) minibatch. Returns trial-steps/s (``trials`` real trials; marginal rate, S vs 2S)."""
+    devices = math.gcd(G, jax.device_count())
+    x = jax.random.normal(jax.random.key(3), (BATCH, N), jnp.float32)
+
+    def group(w1, n_steps):
+        def body(_, w):
+            return w - 1e-6 * ((w @ x.T) @ x)
+        return jax.lax.fori_loop(0, n_steps, body, w1)
+
+    def make(n_steps):
+        local = functools.partial(jax.lax.map, functools.partial(group, n_steps=n_steps))
+        if devices == 1:
+            return jax.jit(local)
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
+        spec = jax.sharding.PartitionSpec("g")
+        return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
+
+    w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
+    times = {}
+    for s in (steps, 2 * steps):
+        fn = make(s)
+        jax.block_until_ready(fn(w))
+        times[s] = _median_time(lambda fn=fn: jax.block_until_ready(fn(w)), repeats)
+    return trials * steps / max(times[2 * steps] - times[steps], 1e-9)
 
 
 def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
@@ -296,6 +330,9 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
                 row["neuron_rate"] = eng["rate"] * width
                 row["gflops"] = eng["rate"] * flops_per_trial_step(width) / 1e9
                 row["peak_fraction"] = row["gflops"] / peak
+                row["gemm_bound"] = gemm_bound_rate(width, T / eng["batches"], eng["G"],
+                                                    eng["P"], eng["steps"], repeats)
+                row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
                 if baselines:
                     steps = min(eng["steps"], 512)
                     if width not in torch_loop_cache:
@@ -331,6 +368,7 @@ def _fmt(v, digits=3) -> str:
 def _short(row: dict, peak: float) -> str:
     return (f"{_fmt(row['rate'])} trial-steps/s ({_fmt(row['rate_end_to_end'])} end to end), "
             f"{row['gflops']:.1f} GFLOP/s = {100 * row['peak_fraction']:.0f}% of peak, "
+            f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound {_fmt(row['gemm_bound'])}, "
             f"torch loop {_fmt(row.get('torch_loop'))}, torch.func {_fmt(row.get('torch_func'))}"
             f", jax loop {_fmt(row.get('jax_loop'))}")
 
@@ -344,21 +382,23 @@ def markdown(result: dict) -> str:
         f"float32 GEMM peak (2048^3 jnp.matmul): **{result['gemm_peak_gflops']:.0f} GFLOP/s**.",
         "",
         "| vary | width | trials | G x P | engine trial-steps/s | end to end | neuron-steps/s "
-        "| GFLOP/s | % peak | compile s | programs | memory | torch loop | torch.func "
-        "| jax per-trial jit | x torch loop | x torch.func |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| GFLOP/s | % peak | GEMM bound | % bound | compile s | programs | memory "
+        "| torch loop | torch.func | jax per-trial jit | x torch loop | x torch.func |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---:|",
     ]
     for r in result["rows"]:
         if "skipped" in r:
             lines.append(f"| {r['vary']} | {r['width']} | {r['trials']} | skipped: "
-                         f"{r['skipped']} |" + " |" * 13)
+                         f"{r['skipped']} |" + " |" * 15)
             continue
         ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
                  for b in ("torch_loop", "torch_func")}
         lines.append(
             f"| {r['vary']} | {r['width']} | {r['trials']} | {r['G']} x {r['P']} "
             f"| {_fmt(r['rate'])} | {_fmt(r['rate_end_to_end'])} | {_fmt(r['neuron_rate'])} "
-            f"| {r['gflops']:.1f} | {100 * r['peak_fraction']:.1f}% | {r['compile_s']:.2f} "
+            f"| {r['gflops']:.1f} | {100 * r['peak_fraction']:.1f}% | {_fmt(r['gemm_bound'])} "
+            f"| {100 * r['x_gemm_bound']:.0f}% | {r['compile_s']:.2f} "
             f"| {r['programs']} | {r['memory_bytes'] / 2**20:.0f} MiB "
             f"| {_fmt(r.get('torch_loop'))} | {_fmt(r.get('torch_func'))} "
             f"| {_fmt(r.get('jax_loop'))} | {ratio['torch_loop']} | {ratio['torch_func']} |")

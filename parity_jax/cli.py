@@ -1,4 +1,4 @@
-"""Command line: ``parity-jax run | report | plot | bench``.
+"""Command line: ``parity-jax run | plan | report | plot | merge | check | bench``.
 
 Bad input exits with status 2 and one line ``error: ...`` naming the field and what is allowed.
 """
@@ -91,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("config", nargs="?", help="study TOML (default: the built-in fig1-cpu)")
     p_run.add_argument("--out", help="output directory (default: runs/<study name>)")
     p_run.add_argument("--memory-budget", help="size batches to this many bytes, e.g. 8G")
+    p_run.add_argument("--devices", type=int, help="devices sharing each batch (default: all)")
+    p_run.add_argument("--shard", help="run only shard i of N (i/N, e.g. 0/4) of the trials")
+    p_run.add_argument("--coordinator", help="multi-host: address:port of process 0 "
+                       "(or JAX's usual environment variables)")
+    p_run.add_argument("--num-processes", type=int, help="multi-host: processes in the job")
+    p_run.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    p_plan = sub.add_parser("plan", help="print a study's batches, programs, memory and FLOPs")
+    p_plan.add_argument("config", nargs="?", help="study TOML (default: the built-in fig1-cpu)")
+    p_plan.add_argument("--memory-budget", help="size batches to this many bytes, e.g. 8G")
+    p_plan.add_argument("--devices", type=int, help="devices sharing each batch (default: all)")
+    p_plan.add_argument("--shard", help="plan only shard i of N (i/N)")
     p_rep = sub.add_parser("report", help="summarise a results directory")
     p_rep.add_argument("dir")
     p_rep.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -98,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     p_plot = sub.add_parser("plot", help="write success heatmaps (PNG) into the directory")
     p_plot.add_argument("dir")
     p_plot.add_argument("--target", type=float, default=0.5, help="frontier target p")
+
+    p_merge = sub.add_parser("merge", help="combine results directories of one study")
+    p_merge.add_argument("inputs", nargs="+", metavar="DIR")
+    p_merge.add_argument("--out", required=True, help="the merged results directory")
+    p_check = sub.add_parser("check", help="integrity check of a results directory "
+                             "(exit 0: sound, 1: problems found)")
+    p_check.add_argument("dir")
 
     p_bench = sub.add_parser("bench", help="throughput benchmark (engine vs GEMM peak, PyTorch)")
     p_bench.add_argument("--widths", default="10,100,1000,10000", help="comma-separated")
@@ -115,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "plan":
+            return _cmd_plan(args)
+        if args.command == "merge":
+            return _cmd_merge(args)
+        if args.command == "check":
+            return _cmd_check(args)
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "plot":
@@ -125,25 +149,106 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished batches are stored; run the same command again to "
-              "resume", file=sys.stderr)
+        print("\ninterrupted; what was stored is kept (a run resumes with the same command)",
+              file=sys.stderr)
         return 130
     return 0
 
 
 def _cmd_run(args) -> int:
-    from parity_jax.runner import run  # imports jax; keep `--help` and errors fast
+    # imports jax: keep `--help` and errors fast
+    from parity_jax.runner import init_distributed, run
 
     study = Study.from_toml(args.config) if args.config else DEFAULT_STUDY
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
     out = Path(args.out or Path("runs") / study.name)
+    init_distributed(args.coordinator, args.num_processes, args.process_id)
     start = time.perf_counter()
-    results = run(study, out, memory_budget=budget)
+    try:
+        results = run(study, out, memory_budget=budget, devices=args.devices, shard=args.shard)
+    except KeyboardInterrupt as e:
+        print(f"\n{str(e) or 'interrupted'}; finished batches are kept: run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    if results is None:  # not process 0 of a multi-host job: process 0 reports
+        return 0
     wall = time.perf_counter() - start
     print(table(results.cells()))
     print(f"\n{len(results.trials())} trials in {out}/results.sqlite; "
           f"wall time {wall:.1f} s")
     return 0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+def _cmd_plan(args) -> int:
+    from parity_jax import plan as planning
+    from parity_jax.runner import check_devices
+
+    study = Study.from_toml(args.config) if args.config else DEFAULT_STUDY
+    study.validate()
+    budget = _parse_bytes(args.memory_budget) if args.memory_budget else \
+        planning.default_memory_budget()
+    devices = check_devices(args.devices)
+    shard = planning.parse_shard(args.shard) if args.shard else (0, 1)
+    p = planning.make_plan(study, budget, devices, shard)
+    progs = p.programs()
+    print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
+          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
+          f"{devices} device(s)")
+    cols = ["program", "n", "depth", "W", "M", "G x P", "batches", "trials", "peak memory",
+            "TFLOP (max)"]
+    rows = [[str(i), str(r["shape"].n), str(r["shape"].depth), str(r["shape"].W),
+             str(r["shape"].M), f"{r['shape'].G} x {r['shape'].P}", str(r["batches"]),
+             str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
+            for i, r in enumerate(progs)]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+    for row in [cols, *rows]:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    peak = max((r["peak_bytes"] for r in progs), default=0)
+    print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "
+          f"{_gib(peak)} (one batch at a time), at most "
+          f"{sum(r['flops'] for r in progs) / 1e12:.3g} TFLOP of training")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from parity_jax import store
+
+    written, duplicates = store.merge(args.inputs, args.out)
+    print(f"merged {len(args.inputs)} store(s) into {args.out}: {written} trials written, "
+          f"{duplicates} identical duplicates skipped")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from parity_jax import plan as planning
+    from parity_jax import store
+
+    with_store = store.Store.open(args.dir)
+    try:
+        study, settings = with_store.study(), with_store.plan_settings()
+    finally:
+        with_store.close()
+    expected = None
+    if "shard" in settings:
+        shard = planning.parse_shard(settings["shard"])
+        expected = planning.make_plan(study, settings.get("memory_budget"), 1,
+                                      shard).trial_ids()
+    problems, summary = store.check(args.dir, expected)
+    for line in problems[:50]:
+        print(f"problem: {line}")
+    if len(problems) > 50:
+        print(f"... and {len(problems) - 50} more")
+    if summary:
+        state = "complete" if summary["complete"] else "incomplete (resume to finish)"
+        print(f"{args.dir}: study {summary['study']!r}, {summary['trials']} of "
+              f"{summary['expected']} trials stored, {state}; "
+              f"{'no problems' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
 
 
 def _cmd_report(args) -> int:

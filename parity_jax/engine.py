@@ -188,8 +188,9 @@ def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
     return jax.tree.map(lambda v: v[0], sgd_update(*one))
 
 
-# Groups outermost, steps inside (CPU: cache blocking); read at trace time (tests flip it).
-CACHE_BLOCKED = jax.default_backend() == "cpu"
+# Groups outermost, steps inside (cache blocking); None: on CPUs only. Read at trace time (tests
+# flip it), never at import: a multi-host job must start JAX's runtime before any backend.
+CACHE_BLOCKED: bool | None = None
 
 
 def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, active, n_steps):
@@ -209,7 +210,8 @@ def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, acti
         idx = tasks.minibatch_indices(order_key, t, m, shape.batch)  # (B,)
         return x_train[idx], y_train[idx]
 
-    if shape.depth == 1 and CACHE_BLOCKED:
+    blocked = CACHE_BLOCKED if CACHE_BLOCKED is not None else jax.default_backend() == "cpu"
+    if shape.depth == 1 and blocked:
         def group(args):
             p, order_key, m, x_train, y_train, lr, wd, act, steps = args
 
@@ -247,23 +249,55 @@ def train_batch(shape: Shape, b: Batch, devices: int | None = None) -> tuple[Out
 
 
 def program(shape: Shape, devices: int | None = None):
-    """The jitted function that trains a batch of ``shape`` on the first ``devices`` devices."""
+    """The jitted function that trains a batch of ``shape`` on the first ``devices`` devices
+    (of all processes, in a multi-host job)."""
     return _program(shape, math.gcd(shape.G, devices or jax.device_count()))
+
+
+def _mesh(devices: int) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
 
 
 @functools.cache
 def _program(shape: Shape, devices: int):
     if devices == 1:
         return jax.jit(functools.partial(_train, shape))
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
     local = dataclasses.replace(shape, G=shape.G // devices)
     spec = jax.sharding.PartitionSpec("g")
     # check_vma=False: the body is per-shard code (its loops' carries are device-local).
-    return jax.jit(jax.shard_map(functools.partial(_train, local), mesh=mesh, in_specs=spec,
-                                 out_specs=spec, check_vma=False))
+    return jax.jit(jax.shard_map(functools.partial(_train, local), mesh=_mesh(devices),
+                                 in_specs=spec, out_specs=spec, check_vma=False))
+
+
+def global_batch(shape: Shape, b: Batch, devices: int | None = None) -> Batch:
+    """``b`` as arrays spread over the devices of all processes (multi-host: each process
+    passes the same host values, the call reads its own devices' share). Keys travel as raw
+    key data (``_train`` wraps them again)."""
+    n = math.gcd(shape.G, devices or jax.device_count())
+    sharding = jax.sharding.NamedSharding(_mesh(n), jax.sharding.PartitionSpec("g"))
+
+    def put(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, b)
+
+
+def fetch(outcome: Outcome) -> Outcome:
+    """Outcomes as host numpy arrays (gathered from every process in a multi-host job)."""
+    if jax.process_count() == 1:
+        return jax.device_get(outcome)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(outcome, tiled=True)
 
 
 def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
+    if not jnp.issubdtype(b.data_key.dtype, jax.dtypes.prng_key):  # raw key data
+        b = b.replace(data_key=jax.random.wrap_key_data(b.data_key),
+                      init_key=jax.random.wrap_key_data(b.init_key))
     data, params = init_batch(shape, b)
     G, P = shape.G, shape.P
     state = _State(

@@ -26,8 +26,9 @@ MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> power-of-two buckets
 NEURON_BUDGET = 1 << 16  # neurons (trials x width) per device computed together in a batch
 # Cap on P * W, the trials packed into one shared-stream GEMM. On a CPU a group runs a whole
 # evaluation interval while its parameters sit in L2 cache: about 1000 neurons (w1 200 KB) was
-# fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs.
-GROUP_NEURONS = 1 << 10 if jax.default_backend() == "cpu" else 1 << 15
+# fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs. Chosen when a plan is made
+# (not at import: a multi-host job must start JAX's runtime before any backend).
+GROUP_NEURONS = {"cpu": 1 << 10, "accelerator": 1 << 15}
 # A shared stream with enough trials is split into at least this many groups, so its groups can
 # spread over up to this many devices. A constant, not the device count: a trial's group (and so
 # every number it computes) is the same whatever devices, shards or budget run it.
@@ -60,6 +61,10 @@ class Plan:
     @property
     def n_trials(self) -> int:
         return sum(len(b.trials) for b in self.batches)
+
+    def trial_ids(self) -> set[tuple[int, int]]:
+        """(cell, seed) of every planned trial."""
+        return {(t.cell, t.seed) for b in self.batches for t in b.trials}
 
     @property
     def shapes(self) -> list[Shape]:
@@ -131,29 +136,31 @@ def batch_bytes(shape: Shape) -> int:
     return shape.G * bytes_per_group(shape) + bytes_shared(shape)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/N' (0 <= i < N) -> (i, N); ConfigError naming the flag otherwise."""
+def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
+    """'i/N' or (i, N), 0 <= i < N -> (i, N); ConfigError naming --shard otherwise."""
     try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
+        i, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
+    except (ValueError, TypeError):
         i, n = -1, 0
     if not 0 <= i < n:
-        raise ConfigError(f"--shard = {text!r}: must be i/N with 0 <= i < N, e.g. 0/4")
+        raise ConfigError(f"--shard = {shard!r}: must be i/N with 0 <= i < N, e.g. 0/4")
     return i, n
 
 
 def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
-              shard: tuple[int, int] = (0, 1)) -> Plan:
+              shard: tuple[int, int] = (0, 1), whole: bool = False) -> Plan:
     """Deterministic batches for every trial of ``study`` (or of one shard of it).
 
-    ``devices``: the batch's groups are split over this many devices (G is a multiple of it).
+    ``devices``: the batch's groups are split over this many devices (G is a multiple of it
+    when G >= devices, or always with ``whole``: a multi-host job gives every device a share).
     ``shard`` (i, N): only the groups whose index over the whole study is i mod N -- a
     deterministic 1/N of the trials, each in the very group it has in the unsharded plan.
     How trials are grouped depends on the study alone, never on devices, budget or shard.
     """
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
-    shard_i, shard_n = shard
+    shard_i, shard_n = parse_shard(shard)
+    group_neurons = GROUP_NEURONS["cpu" if jax.default_backend() == "cpu" else "accelerator"]
     group_index = 0
     wb = width_buckets([c.width for c in cells])
 
@@ -174,7 +181,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         n, depth, W, batch, n_test, eval_every, loss = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
-        P = max(1, min(biggest, GROUP_NEURONS // W))
+        P = max(1, min(biggest, group_neurons // W))
         parts = max(math.ceil(biggest / P), min(MIN_GROUPS, biggest))
         P = math.ceil(biggest / parts)  # balanced groups: little padding
         groups: list[list[Trial]] = []
@@ -194,8 +201,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem))
         n_batches = math.ceil(len(groups) / g_max)
         G = math.ceil(len(groups) / n_batches)
-        if G >= devices:  # a whole number of groups per device (else one device runs it)
+        if G >= devices or whole:  # a whole number of groups per device (else fewer run it)
             G = devices * math.ceil(G / devices)
+            n_batches = math.ceil(len(groups) / G)
         shape = dataclasses.replace(shape, G=G)
         for bi in range(n_batches):
             chunk = groups[bi * G:(bi + 1) * G]

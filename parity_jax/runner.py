@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TextIO
@@ -11,11 +14,10 @@ from typing import TextIO
 import jax
 import numpy as np
 
+from parity_jax import engine, reduce
 from parity_jax import plan as planning
-from parity_jax import reduce
-from parity_jax.config import Study
-from parity_jax.engine import train_batch
-from parity_jax.store import Store
+from parity_jax.config import ConfigError, Study
+from parity_jax.store import Store, StoreError
 
 
 class Results:
@@ -90,52 +92,206 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after its batch in flight was stored."""
+
+
+class _StopOnSigint:
+    """While active (main thread only): the first Ctrl-C asks the run to stop after the batch
+    in flight is stored; a second one gives that batch up (Python sees signals only between
+    compiled calls, so neither interrupts a batch's computation itself)."""
+
+    _UNSET = object()
+
+    def __init__(self, progress: TextIO | None):
+        self.requested = False
+        self.progress = progress
+        self.previous = self._UNSET
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.progress is not None:
+            self.progress.write("\nstopping once the batch in flight is stored "
+                                "(Ctrl-C again: give that batch up)\n")
+            self.progress.flush()
+
+    def __exit__(self, *exc):
+        if self.previous is not self._UNSET:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None
+                          else signal.default_int_handler)
+
+
+def init_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None) -> None:
+    """Joins a multi-host job (JAX's multi-controller runtime) when asked to: by the arguments,
+    or by ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or
+    what JAX detects itself under Slurm / Open MPI). Otherwise a no-op: one process."""
+    env = os.environ
+    coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS")
+    if coordinator is None and num_processes is None and process_id is None:
+        return
+    try:
+        if num_processes is None and "JAX_NUM_PROCESSES" in env:
+            num_processes = int(env["JAX_NUM_PROCESSES"])
+        if process_id is None and "JAX_PROCESS_ID" in env:
+            process_id = int(env["JAX_PROCESS_ID"])
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"--coordinator/--num-processes/--process-id: {e}") from None
+
+
+def check_devices(devices: int | None) -> int:
+    """``devices`` (default: all of them) checked against the devices JAX sees."""
+    available = jax.device_count()
+    if devices is None:
+        return available
+    if not 1 <= devices <= available:
+        raise ConfigError(f"--devices = {devices}: must be between 1 and {available} "
+                          f"(the {jax.default_backend()} devices JAX sees)")
+    return devices
+
+
 def run(study: Study, out: str | Path, *, memory_budget: int | None = None,
+        devices: int | None = None, shard: str | tuple[int, int] | None = None,
         progress: TextIO | None = sys.stderr) -> Results:
     """Runs (or resumes) ``study`` into ``out``/results.sqlite and returns its results.
 
     Args:
       study: the study; validated first (ConfigError on bad settings).
-      out: output directory; resumed when it holds part of the same study, refused when it
-        holds another study.
-      memory_budget: bytes batches are sized to (default: half of the available RAM). A resumed
-        run reuses the budget it started with, so it rebuilds exactly the same batches.
+      out: output directory; resumed when it holds part of the same study (and shard),
+        refused when it holds another.
+      memory_budget: bytes batches are sized to (default: a safe fraction of the device's
+        memory, or half of the available RAM). A resumed run reuses the budget it started with.
+      devices: how many devices share each batch (default: all; see ``engine.train_batch``).
+        Outcomes do not depend on it.
+      shard: ``"i/N"`` or (i, N): run only a deterministic 1/N of the trials (for job arrays;
+        ``parity-jax merge`` combines the stores).
       progress: stream for the progress line (None: silent).
+
+    Ctrl-C (SIGINT) stops after the batch in flight is stored and raises ``Interrupted``;
+    running the same call again resumes.
     """
     study.validate()
     cells = study.cells()
+    devices = check_devices(devices)
+    if jax.process_count() > 1 and devices != jax.device_count():
+        raise ConfigError(f"--devices = {devices}: a multi-host job uses all "
+                          f"{jax.device_count()} devices of its processes")
+    shard = planning.parse_shard(shard or (0, 1))
+    shard_text = f"{shard[0]}/{shard[1]}"
     settings = {"memory_budget": memory_budget or planning.default_memory_budget(),
-                "devices": jax.device_count()}
-    store = Store.open_for_run(out, study, cells, settings)
+                "devices": devices, "shard": shard_text}
+    lead = jax.process_index() == 0  # in a multi-host job only process 0 touches the store
+    store, done, error = None, set(), None
+    if lead:
+        try:
+            store = Store.open_for_run(out, study, cells, settings)
+            stored = store.plan_settings()  # a merged store has none: it is whole
+            if stored.get("shard", "0/1") != shard_text:
+                raise StoreError(f"out: {out} holds shard {stored.get('shard', '0/1')} of "
+                                 f"this study, not {shard_text}; resume with that --shard or "
+                                 "use another --out")
+            settings["memory_budget"] = stored.get("memory_budget", settings["memory_budget"])
+            done = store.done()
+        except BaseException as e:  # noqa: BLE001 -- re-raised below, after telling the others
+            error = e
+    done, budget = _from_process_0(None if error else done, settings["memory_budget"])
+    if error:
+        if store is not None:
+            store.close()
+        raise error
     try:
-        stored = store.plan_settings()
-        plan = planning.make_plan(study, stored["memory_budget"], stored.get("devices", 1))
-        done = store.done()
+        plan = planning.make_plan(study, budget, devices, shard,
+                                  whole=jax.process_count() > 1)
         todo = [b for b in plan.batches
                 if not all((t.cell, t.seed) in done for t in b.trials)]
-        bar = _Progress(plan.n_trials, len(done), progress)
-        for pb in todo:
-            skip = {t for t in pb.trials if (t.cell, t.seed) in done}
-            outcome, _ = train_batch(pb.shape, planning.batch_inputs(study, cells, pb, skip))
-            outcome = jax.device_get(outcome)
-            rows = []
-            for g, row in enumerate(pb.slots):
-                for p, t in enumerate(row):
-                    if t is None or t in skip:
-                        continue
-                    rows.append((
-                        t.cell, t.seed, bool(outcome.success[g, p]),
-                        int(outcome.first_hit[g, p]) if outcome.success[g, p] else None,
-                        _real(outcome.test_error[g, p]), _real(outcome.train_loss[g, p]),
-                        int(outcome.steps_run[g, p]), bool(outcome.diverged[g, p]),
-                    ))
-            store.add_trials(rows)
-            bar.update(len(rows), int(np.sum(np.where(pb_valid(pb, skip),
-                                                          outcome.steps_run, 0))))
+        bar = _Progress(plan.n_trials, len(done & plan.trial_ids()),
+                        progress if lead else None)
+        with _StopOnSigint(progress if lead else None) as sigint:
+            for pb in todo:
+                # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
+                verdict = _lead_says(2 if error else 1 if sigint.requested else 0)
+                if verdict == 2:
+                    raise error or StoreError("out: process 0 could not store a batch "
+                                              "(see its error)")
+                if verdict == 1:
+                    raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
+                                      f"{out}")
+                try:
+                    _run_batch(study, cells, pb, done, devices, store, bar)
+                except StoreError as e:
+                    if jax.process_count() == 1:
+                        raise
+                    error = e  # the others hear it at the next batch (or at the end)
+            if error:
+                raise error
         bar.close()
     finally:
-        store.close()
-    return Results(out)
+        if store is not None:
+            store.close()
+    return Results(out) if lead else None
+
+
+def _lead_says(code: int) -> int:
+    """Process 0's ``code`` on every process (one process: ``code``)."""
+    if jax.process_count() == 1:
+        return code
+    from jax.experimental.multihost_utils import broadcast_one_to_all
+
+    return int(broadcast_one_to_all(np.int32(code)))
+
+
+def _from_process_0(done: set | None, budget: int) -> tuple[set | None, int]:
+    """Process 0's view of the store -- the stored (cell, seed) pairs and the memory budget --
+    on every process of a multi-host job (``done`` None: process 0 could not open it).
+
+    Values travel as int32 (JAX's default): the budget in KiB (up to 2 TiB)."""
+    if jax.process_count() == 1:
+        return done, budget
+    from jax.experimental.multihost_utils import broadcast_one_to_all
+
+    kib = min(budget // 1024, 2**31 - 1)
+    head = broadcast_one_to_all(np.array([-1 if done is None else len(done), kib], np.int32))
+    if head[0] < 0:
+        if done is None:
+            return None, budget
+        raise StoreError("out: process 0 could not open the results store (see its error)")
+    rows = np.array(sorted(done), np.int32).reshape(-1, 2) if jax.process_index() == 0 \
+        else np.zeros((int(head[0]), 2), np.int32)
+    rows = broadcast_one_to_all(rows)
+    return {(int(c), int(s)) for c, s in rows}, int(head[1]) * 1024
+
+
+def _run_batch(study, cells, pb, done, devices, store, bar) -> None:
+    """Trains one planned batch (its not-yet-stored trials) and stores their outcomes."""
+    skip = {t for t in pb.trials if (t.cell, t.seed) in done}
+    inputs = planning.batch_inputs(study, cells, pb, skip)
+    if jax.process_count() > 1:
+        inputs = engine.global_batch(pb.shape, inputs, devices)
+    outcome, _ = engine.train_batch(pb.shape, inputs, devices)
+    outcome = engine.fetch(outcome)
+    if store is None:
+        return
+    rows = []
+    for g, row in enumerate(pb.slots):
+        for p, t in enumerate(row):
+            if t is None or t in skip:
+                continue
+            rows.append((
+                t.cell, t.seed, bool(outcome.success[g, p]),
+                int(outcome.first_hit[g, p]) if outcome.success[g, p] else None,
+                _real(outcome.test_error[g, p]), _real(outcome.train_loss[g, p]),
+                int(outcome.steps_run[g, p]), bool(outcome.diverged[g, p]),
+            ))
+    store.add_trials(rows)
+    bar.update(len(rows), int(np.sum(np.where(pb_valid(pb, skip), outcome.steps_run, 0))))
 
 
 def pb_valid(pb: planning.PlannedBatch, skip: set) -> np.ndarray:

@@ -41,16 +41,21 @@ class StoreError(ConfigError):
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30)
-    conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as e:
+        raise StoreError(f"out: cannot open {path}: {e}") from None
     return conn
 
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.DatabaseError:
-        raise StoreError(f"out: {path} is not a parity_jax results store") from None
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e) or "no such table" in str(e):
+            raise StoreError(f"out: {path} is not a parity_jax results store") from None
+        raise StoreError(f"out: cannot read {path}: {e}") from None
     if meta.get("format") != FORMAT:
         raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
     return meta
@@ -86,13 +91,15 @@ class Store:
                     "use a new --out directory, or the same config to resume"
                 )
             return store
-        if out.exists() and any(out.iterdir()):
+        tmp = out / (FILENAME + ".tmp")  # a creation cut off by a crash: started again
+        leftovers = {tmp.name + suffix for suffix in ("", "-journal", "-wal", "-shm")}
+        if out.exists() and any(p.name not in leftovers for p in out.iterdir()):
             raise StoreError(f"out: {out} is not empty and holds no results store; "
                              "use a new or empty --out directory")
         try:
             out.mkdir(parents=True, exist_ok=True)
-            tmp = out / (FILENAME + ".tmp")
-            tmp.unlink(missing_ok=True)
+            for name in leftovers:
+                (out / name).unlink(missing_ok=True)
             conn = _connect(tmp)
             with conn:
                 conn.executescript(_SCHEMA)
@@ -107,8 +114,11 @@ class Store:
                                  [(i, c.key()) for i, c in enumerate(cells)])
             conn.close()
             tmp.rename(path)  # the store appears whole or not at all
-        except OSError as e:
-            raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+        except (OSError, sqlite3.Error) as e:
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise StoreError(f"out: cannot write to {out}: {reason}") from None
         return cls.open(out)
 
     @classmethod
@@ -130,18 +140,29 @@ class Store:
     def plan_settings(self) -> dict:
         return json.loads(self.meta.get("plan", "{}"))
 
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of a read; a damaged file gives a StoreError, not a traceback."""
+        try:
+            return self.conn.execute(sql).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"out: cannot read {self.path}: {e}") from None
+
     def cells(self) -> list[dict]:
-        rows = self.conn.execute("SELECT cell, settings FROM cells ORDER BY cell").fetchall()
+        rows = self.query("SELECT cell, settings FROM cells ORDER BY cell")
         return [{"cell": i, **json.loads(s)} for i, s in rows]
 
     def done(self) -> set[tuple[int, int]]:
         """(cell, seed) of every stored trial."""
-        return set(self.conn.execute("SELECT cell, seed FROM trials").fetchall())
+        return set(self.query("SELECT cell, seed FROM trials"))
+
+    def rows(self) -> list[tuple]:
+        """Every stored trial as a raw row (cell, seed, success, first_hit, test_error,
+        train_loss, steps_run, diverged), ordered by (cell, seed)."""
+        return self.query("SELECT * FROM trials ORDER BY cell, seed")
 
     def trials(self) -> list[dict]:
         cols = ("cell", "seed") + TRIAL_FIELDS
-        rows = self.conn.execute(
-            f"SELECT {', '.join(cols)} FROM trials ORDER BY cell, seed").fetchall()
+        rows = self.query(f"SELECT {', '.join(cols)} FROM trials ORDER BY cell, seed")
         out = []
         for row in rows:
             d = dict(zip(cols, row, strict=True))
@@ -156,9 +177,132 @@ class Store:
 
         rows: (cell, seed, success, first_hit, test_error, train_loss, steps_run, diverged).
         """
-        with self.conn:
-            self.conn.executemany(
-                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        try:
+            with self.conn:
+                self.conn.executemany(
+                    "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written
+            raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
+                             "before are intact, rerun to resume once it is writable") from None
 
     def close(self) -> None:
         self.conn.close()
+
+
+# -- whole-store operations ----------------------------------------------------------------------
+
+def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
+    """Combines stores of one study (e.g. the shards of a job array) into ``out``.
+
+    ``out`` is created, or must already hold the same study (its trials then count as one more
+    input). Refused, with nothing written, when the inputs hold different studies or a trial
+    stored twice with different outcomes; a trial stored identically twice is kept once.
+    Returns (trials written, duplicates skipped).
+    """
+    if not inputs:
+        raise StoreError("merge: give at least one results directory")
+    stores = [Store.open(p) for p in inputs]
+    try:
+        first = stores[0]
+        for other in stores[1:]:
+            if other.meta["fingerprint"] != first.meta["fingerprint"]:
+                raise StoreError(
+                    f"merge: {other.path} holds another study "
+                    f"({other.study().name!r}) than {first.path} ({first.study().name!r})")
+        study = first.study()
+        rows: dict[tuple[int, int], tuple] = {}
+        origin: dict[tuple[int, int], Path] = {}
+        duplicates = 0
+        for store in stores:
+            for row in store.rows():
+                key = row[:2]
+                if key in rows:
+                    if rows[key] != row:
+                        raise StoreError(
+                            f"merge: trial (cell {key[0]}, seed {key[1]}) differs between "
+                            f"{origin[key]} and {store.path}; nothing written")
+                    duplicates += 1
+                    continue
+                rows[key], origin[key] = row, store.path
+        settings = {"merged_from": [str(s.path) for s in stores]}
+    finally:
+        for store in stores:
+            store.close()
+    out = Path(out)
+    created = not (out / FILENAME).exists()
+    target = Store.open_for_run(out, study, study.cells(), settings)
+    try:
+        shard = target.plan_settings().get("shard", "0/1")
+        if shard != "0/1":
+            raise StoreError(f"merge: --out {out} holds shard {shard} of the study; merge into "
+                             "a new directory")
+        existing = {r[:2]: r for r in target.rows()}
+        for key, row in existing.items():
+            if key in rows and rows[key] != row:
+                raise StoreError(f"merge: trial (cell {key[0]}, seed {key[1]}) differs between "
+                                 f"{origin[key]} and {target.path}; nothing written")
+        new = [row for key, row in sorted(rows.items()) if key not in existing]
+        target.add_trials(new)
+    except BaseException:
+        target.close()
+        if created:  # leave no empty store behind
+            target.path.unlink(missing_ok=True)
+            if not any(out.iterdir()):
+                out.rmdir()
+        raise
+    target.close()
+    return len(new), duplicates + len(rows) - len(new)
+
+
+def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tuple[list[str], dict]:
+    """Integrity check of a store: SQLite's own, then its meta, cells and every trial.
+
+    ``expected``: the (cell, seed) this store should end up holding (its shard of the study);
+    a stored trial outside it is a problem, a missing one only makes the store incomplete.
+    Returns (problems, summary); a store with no problems may still be incomplete.
+    """
+    store = Store.open(out)
+    problems: list[str] = []
+    try:
+        try:
+            status = [r[0] for r in store.query("PRAGMA integrity_check")]
+        except StoreError as e:
+            status = [str(e)]
+        if status != ["ok"]:
+            return [f"sqlite integrity_check: {'; '.join(status[:5])}"], {}
+        problems += [f"trials row {r[1]}: its cell is not in the cells table"
+                     for r in store.query("PRAGMA foreign_key_check")]
+        study = store.study()
+        if study.fingerprint() != store.meta.get("fingerprint"):
+            problems.append("meta: the stored study does not match its fingerprint")
+        cells = study.cells()
+        stored_cells = store.query("SELECT cell, settings FROM cells ORDER BY cell")
+        if stored_cells != [(i, c.key()) for i, c in enumerate(cells)]:
+            problems.append("cells: the table does not match the stored study's grid")
+        stored_ids = set()
+        for cell, seed, success, first_hit, test_error, _, steps_run, diverged in store.rows():
+            stored_ids.add((cell, seed))
+            where = f"trial (cell {cell}, seed {seed})"
+            if not (0 <= cell < len(cells) and 0 <= seed < study.seeds):
+                problems.append(f"{where}: outside the study's grid")
+                continue
+            if expected is not None and (cell, seed) not in expected:
+                problems.append(f"{where}: not part of this store's shard")
+            if success not in (0, 1) or diverged not in (0, 1):
+                problems.append(f"{where}: success/diverged not a flag")
+            if bool(success) != (first_hit is not None):
+                problems.append(f"{where}: success and first_hit disagree")
+            if not 0 <= steps_run <= cells[cell].steps:
+                problems.append(f"{where}: steps_run {steps_run} outside [0, "
+                                f"{cells[cell].steps}]")
+            if first_hit is not None and not 0 < first_hit <= steps_run:
+                problems.append(f"{where}: first_hit {first_hit} outside (0, steps_run]")
+            if diverged and test_error is not None:
+                problems.append(f"{where}: diverged but has a test error")
+        if expected is None:
+            expected = {(c, i) for c in range(len(cells)) for i in range(study.seeds)}
+        summary = {"study": study.name, "trials": len(stored_ids), "expected": len(expected),
+                   "complete": expected <= stored_ids}
+    finally:
+        store.close()
+    return problems, summary

@@ -142,8 +142,9 @@ def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
     shape = shape_factory(G=1, P=2, eval_every=100)
     trials = [{"init": 0, "width": 16, "steps": 250, "threshold": 0.0},
               {"init": 1, "width": 16, "steps": 130, "threshold": 0.0}]
-    out, params = engine.train_batch(shape, make_batch([{"data": 0, "m": 100, "trials": trials}], P=2))
-    batch = make_batch([{"data": 0, "m": 100, "trials": trials}], P=2)
+    groups = [{"data": 0, "m": 100, "trials": trials}]
+    out, params = engine.train_batch(shape, make_batch(groups, P=2))
+    batch = make_batch(groups, P=2)  # fresh keys for the reference (key-reuse checks)
     np.testing.assert_array_equal(out.steps_run[0], [250, 130])
     ref = engine.reference_params(batch.data_key[0], batch.init_key[0, 1], n=12, k=3, m=100,
                                   noise=0.0, width=16, depth=1, sparse=False, s=2, lr=0.1,
