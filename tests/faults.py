@@ -39,6 +39,10 @@ stop_on_success = false
 """
 
 
+# The script's default: the same grid with more seeds, long enough for 10 kills mid-study.
+LONGER = SMALL.replace("seeds = 3", "seeds = 40")
+
+
 def rows(out: Path) -> list[tuple]:
     with sqlite3.connect(out / "results.sqlite") as conn:
         return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
@@ -76,13 +80,13 @@ def kill_and_resume(config: Path, work: Path, kills: int = 10, seed: int = 0,
         proc = subprocess.Popen(command(config, out, budget), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         if i % 2 == 0:  # any moment: start-up, compiling, training, writing
-            delay = rng.uniform(0.2, 1.0) * reference_wall
+            delay = rng.uniform(0.02, 0.3) * reference_wall
         else:  # once this run has stored something, somewhere in its next batches
             deadline = time.perf_counter() + 5 * reference_wall
             while (count(out) == before and proc.poll() is None
                    and time.perf_counter() < deadline):
                 time.sleep(0.01)
-            delay = rng.uniform(0.0, 0.2) * reference_wall
+            delay = rng.uniform(0.0, 0.05) * reference_wall
         try:
             proc.wait(timeout=delay)
             seen.append(("finished before the kill", count(out)))
@@ -104,7 +108,7 @@ def kill_and_resume(config: Path, work: Path, kills: int = 10, seed: int = 0,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("config", nargs="?", help="study TOML (default: a small built-in one)")
+    ap.add_argument("config", nargs="?", help="study TOML (default: a built-in one, 320 trials)")
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-budget", default="60K")
@@ -116,7 +120,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     config = Path(args.config) if args.config else work / "faults.toml"
     if not args.config:
-        config.write_text(SMALL)
+        config.write_text(LONGER)
     result = kill_and_resume(config, work, args.kills, args.seed, args.memory_budget)
     killed = sum(1 for what, _ in result["runs"] if what.startswith("killed"))
     print(f"passed: {killed} kills, {result['trials']} trials each stored once, equal to the "
