@@ -35,6 +35,7 @@ class Task:
     m: Any = 1000
     n_test: Any = 2000
     noise: Any = 0.0
+    online: Any = False  # a fresh minibatch from the distribution every step (m is ignored)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ class Train:
     vary: Any = "both"
     data_seed: Any = 0
     init_seed: Any = 0
+    record_curves: Any = False  # store every evaluation's test error and train loss
+
+
+# Settings added after stores existed: left out of a study's or cell's identity while at their
+# default, so stores written before them keep their fingerprints (and resume).
+LATER_DEFAULTS = {"online": False, "record_curves": False}
+
+
+def _without_later_defaults(d: dict) -> dict:
+    return {k: v for k, v in d.items()
+            if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,9 @@ class Study:
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled in), JSON-serialisable."""
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        return {k: _without_later_defaults(v) if isinstance(v, dict) else v
+                for k, v in d.items()}
 
     def fingerprint(self) -> str:
         """Stable identity of the study (what a results store is tied to)."""
@@ -170,6 +184,8 @@ class Study:
             d = dict(zip(names, combo, strict=True))
             if d["init"] == "dense":
                 d["s"] = None  # dense cells ignore s
+            if d["online"]:
+                d["m"] = None  # online cells have no training set
             d["noise"] = float(d["noise"])
             for key in ("lr", "wd", "threshold"):
                 d[key] = float(d[key])
@@ -187,7 +203,7 @@ class Cell:
 
     n: int
     k: int
-    m: int
+    m: int | None  # None when online
     n_test: int
     noise: float
     width: int
@@ -205,6 +221,8 @@ class Cell:
     vary: str
     data_seed: int
     init_seed: int
+    online: bool = False
+    record_curves: bool = False
 
     def check(self) -> None:
         """Cross-field rules (single-field rules are checked while expanding)."""
@@ -217,7 +235,7 @@ class Cell:
 
     def key(self) -> str:
         """Canonical JSON of the cell, its identity in the store."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(_without_later_defaults(dataclasses.asdict(self)), sort_keys=True)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -300,7 +318,7 @@ def _check_value(name: str, v: Any) -> None:
         _check_choice(name, v, INITS)
     elif field_name == "vary":
         _check_choice(name, v, VARIES)
-    elif field_name == "stop_on_success":
+    elif field_name in ("stop_on_success", "online", "record_curves"):
         _check_scalar(name, v, bool)
     else:  # pragma: no cover - every field is listed above
         raise AssertionError(name)

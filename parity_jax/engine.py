@@ -39,6 +39,8 @@ class Shape:
     loss: str
     G: int  # groups per batch (each its own data stream)
     P: int  # trials per group (sharing the group's data stream)
+    online: bool = False  # fresh minibatches from the distribution (no training set; M = 1)
+    curves: int = 0  # evaluations recorded per trial (0: none)
 
 
 @struct.dataclass
@@ -59,6 +61,10 @@ class Batch:
     steps: jax.Array  # (G, P) int32
     stop_on_success: jax.Array  # (G, P) bool
     valid: jax.Array  # (G, P) bool: False for padding trials
+    # Optional (lottery-ticket studies): start from only these first-layer neurons of the
+    # init (the others are zero, so they stay zero), and shift a group's minibatch order.
+    keep: jax.Array | None = None  # (G, P, W) bool
+    order_salt: jax.Array | None = None  # (G,) int32: the order key is folded with it
 
 
 @struct.dataclass
@@ -71,6 +77,8 @@ class Outcome:
     train_loss: jax.Array  # mean loss over its m training samples at the end (NaN if diverged)
     steps_run: jax.Array
     diverged: jax.Array
+    curve_error: jax.Array  # (G, P, curves): test error at each evaluation (NaN: none)
+    curve_loss: jax.Array  # (G, P, curves): train loss at each evaluation (NaN: none)
 
 
 @struct.dataclass
@@ -82,6 +90,8 @@ class _State:
     steps_run: jax.Array
     stopped: jax.Array
     diverged: jax.Array
+    curve_error: jax.Array
+    curve_loss: jax.Array
 
 
 def _bcast(v: jax.Array, leaf: jax.Array) -> jax.Array:
@@ -148,7 +158,10 @@ def batch_data(shape: Shape, b: Batch) -> tasks.Data:
 
     data = jax.lax.map(group, (jnp.arange(G), b.data_key, b.k, b.noise))
     data = jax.tree.map(lambda v: v[src], data)
-    return data.replace(m=b.m, order_key=jax.vmap(tasks.order_key)(b.data_key))
+    order = jax.vmap(tasks.order_key)(b.data_key)
+    if b.order_salt is not None:  # another minibatch order over the same data
+        order = jax.vmap(jax.random.fold_in)(order, b.order_salt)
+    return data.replace(m=b.m, order_key=order)
 
 
 def init_batch(shape: Shape, b: Batch) -> tuple[tasks.Data, Params]:
@@ -158,7 +171,16 @@ def init_batch(shape: Shape, b: Batch) -> tuple[tasks.Data, Params]:
     params = jax.vmap(jax.vmap(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s)))(
         b.init_key, b.width, b.sparse, b.s
     )
+    if b.keep is not None:
+        k = b.keep.astype(jnp.float32)
+        params = params.replace(w1=params.w1 * k[..., None], b1=params.b1 * k, a=params.a * k)
     return data, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def initial_params(shape: Shape, b: Batch) -> Params:
+    """The parameters a batch's trials start from (what ``train_batch`` initialises)."""
+    return init_batch(shape, b)[1]
 
 
 def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
@@ -206,29 +228,32 @@ def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, acti
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
     fused = functools.partial(fused_group_step, shape.loss)
 
-    def minibatch(order_key, m, x_train, y_train, t):
+    def minibatch(stream, t):
+        """Step t's (B, n) inputs and (B,) labels of one group's stream."""
+        order_key, m, x_train, y_train, secret, noise = stream
+        if shape.online:
+            return tasks.online_minibatch(order_key, t, secret, noise, shape.batch)
         idx = tasks.minibatch_indices(order_key, t, m, shape.batch)  # (B,)
         return x_train[idx], y_train[idx]
 
+    streams = (data.order_key, data.m, data.x_train, data.y_train, data.secret, b.noise)
     blocked = CACHE_BLOCKED if CACHE_BLOCKED is not None else jax.default_backend() == "cpu"
     if shape.depth == 1 and blocked:
         def group(args):
-            p, order_key, m, x_train, y_train, lr, wd, act, steps = args
+            p, stream, lr, wd, act, steps = args
 
             def step(p, t):
-                xb, yb = minibatch(order_key, m, x_train, y_train, t)
+                xb, yb = minibatch(stream, t)
                 return fused(p, xb, yb, lr, wd, act & (t < steps)), None
 
             return jax.lax.scan(step, p, ts)[0]
 
-        return jax.lax.map(group, (params, data.order_key, data.m, data.x_train, data.y_train,
-                                   b.lr, b.wd, active, b.steps))
+        return jax.lax.map(group, (params, streams, b.lr, b.wd, active, b.steps))
 
     grad_fn = jax.vmap(jax.grad(functools.partial(_group_loss, shape.loss)))
 
     def step(p, t):
-        xb, yb = jax.vmap(minibatch, in_axes=(0, 0, 0, 0, None))(
-            data.order_key, data.m, data.x_train, data.y_train, t)  # (G, B, n), (G, B)
+        xb, yb = jax.vmap(minibatch, in_axes=(0, None))(streams, t)  # (G, B, n), (G, B)
         mask = active & (t < b.steps)
         if shape.depth == 1:
             return jax.vmap(fused)(p, xb, yb, b.lr, b.wd, mask), None
@@ -308,7 +333,16 @@ def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
         steps_run=jnp.zeros((G, P), jnp.int32),
         stopped=jnp.zeros((G, P), bool),
         diverged=jnp.zeros((G, P), bool),
+        curve_error=jnp.full((G, P, shape.curves), jnp.nan, jnp.float32),
+        curve_loss=jnp.full((G, P, shape.curves), jnp.nan, jnp.float32),
     )
+    # The train loss is over the training set; an online trial has none: over its test set.
+    loss_x, loss_y, loss_m = ((data.x_test, data.y_test, jnp.full((G,), shape.n_test))
+                              if shape.online else (data.x_train, data.y_train, data.m))
+
+    def train_loss_of(params):
+        return jax.lax.map(lambda a: _train_loss(shape.loss, *a),
+                           (params, loss_x, loss_y, loss_m))
 
     def active(st: _State):
         return b.valid & ~st.stopped & ~st.diverged & (st.steps_run < b.steps)
@@ -327,6 +361,13 @@ def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
         steps_run = jnp.where(act, jnp.minimum(t, b.steps), st.steps_run)
         new_hit = evaluated & (st.hit < 0) & (err <= b.threshold)
         hit = jnp.where(new_hit, steps_run, st.hit)
+        curve_error, curve_loss = st.curve_error, st.curve_loss
+        if shape.curves:  # evaluation i (0-based) after interval i
+            slot = jnp.minimum(st.t // shape.eval_every, shape.curves - 1)
+            nan = jnp.float32(jnp.nan)
+            curve_error = curve_error.at[:, :, slot].set(jnp.where(evaluated, err, nan))
+            curve_loss = curve_loss.at[:, :, slot].set(
+                jnp.where(evaluated, train_loss_of(params), nan))
         return _State(
             params=params,
             t=t,
@@ -335,11 +376,12 @@ def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
             steps_run=steps_run,
             stopped=st.stopped | (b.stop_on_success & (hit >= 0)),
             diverged=diverged,
+            curve_error=curve_error,
+            curve_loss=curve_loss,
         )
 
     st = jax.lax.while_loop(lambda st: jnp.any(active(st)), interval, state)
-    train_loss = jax.lax.map(
-        lambda a: _train_loss(shape.loss, *a), (st.params, data.x_train, data.y_train, data.m))
+    train_loss = train_loss_of(st.params)
     out = Outcome(
         success=st.hit >= 0,
         first_hit=st.hit,
@@ -347,6 +389,8 @@ def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
         train_loss=jnp.where(st.diverged, jnp.nan, train_loss),
         steps_run=st.steps_run,
         diverged=st.diverged,
+        curve_error=st.curve_error,
+        curve_loss=st.curve_loss,
     )
     return out, st.params
 
@@ -355,12 +399,14 @@ def _train(shape: Shape, b: Batch) -> tuple[Outcome, Params]:
 
 
 def reference_params(
-    data_key, init_key, *, n, k, m, noise, width, depth, sparse, s, lr, wd, batch, loss, steps
+    data_key, init_key, *, n, k, m, noise, width, depth, sparse, s, lr, wd, batch, loss, steps,
+    online=False,
 ) -> Params:
     """Parameters of one trial after ``steps`` plain SGD steps (no evaluation, no stopping).
 
     The textbook implementation of DESIGN §1: unpadded width, the unpacked ``models.apply``,
-    ``jax.grad`` and an optax optimizer. ``m``, ``width``, ``steps`` are Python ints.
+    ``jax.grad`` and an optax optimizer. ``m``, ``width``, ``steps`` are Python ints; ``online``:
+    each step's minibatch is fresh (``tasks.online_minibatch``), ``m`` is unused.
     """
     data = tasks.make_data(data_key, n, k, m, noise, m, 1)
     params = models.init_params(init_key, n, width, depth, width, sparse, s)
@@ -370,11 +416,14 @@ def reference_params(
 
     def step(carry, t):
         p, opt_state = carry
-        idx = tasks.minibatch_indices(data.order_key, t, data.m, batch)
+        if online:
+            xb, yb = tasks.online_minibatch(data.order_key, t, data.secret, noise, batch)
+        else:
+            idx = tasks.minibatch_indices(data.order_key, t, data.m, batch)
+            xb, yb = data.x_train[idx], data.y_train[idx]
 
         def loss_of(p):
-            return jnp.mean(models.loss_fn(loss, models.apply(p, data.x_train[idx]),
-                                           data.y_train[idx]))
+            return jnp.mean(models.loss_fn(loss, models.apply(p, xb), yb))
 
         updates, opt_state = opt.update(jax.grad(loss_of)(p), opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), None

@@ -120,7 +120,7 @@ def bytes_per_group(shape: Shape) -> int:
     activations), float32."""
     pw = shape.P * shape.W
     per_neuron = shape.n + 3 + (shape.depth - 1) * (shape.W + 1)
-    data = (shape.M + shape.n_test) * (shape.n + 1)
+    data = (shape.M + shape.n_test) * (shape.n + 1) + 2 * shape.P * shape.curves
     params = 4 * pw * per_neuron
     acts = 6 * shape.batch * pw * shape.depth
     return 4 * (data + params + acts)
@@ -165,11 +165,14 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
     wb = width_buckets([c.width for c in cells])
 
     def static_key(c: Cell) -> tuple:
-        return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss)
+        return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss, c.online,
+                c.record_curves)
 
-    max_m: dict[tuple, int] = defaultdict(int)
+    max_m: dict[tuple, int] = defaultdict(lambda: 1)  # online buckets hold no training set
+    max_steps: dict[tuple, int] = defaultdict(int)
     for c in cells:
-        max_m[static_key(c)] = max(max_m[static_key(c)], c.m)
+        max_m[static_key(c)] = max(max_m[static_key(c)], c.m or 1)
+        max_steps[static_key(c)] = max(max_steps[static_key(c)], c.steps)
 
     buckets: dict[tuple, dict[tuple, list[Trial]]] = defaultdict(lambda: defaultdict(list))
     for ci, c in enumerate(cells):
@@ -178,7 +181,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
 
     batches: list[PlannedBatch] = []
     for key in sorted(buckets):
-        n, depth, W, batch, n_test, eval_every, loss = key
+        n, depth, W, batch, n_test, eval_every, loss, online, curves = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, group_neurons // W))
@@ -186,7 +189,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         P = math.ceil(biggest / parts)  # balanced groups: little padding
         groups: list[list[Trial]] = []
         # Order by (m, data index) so trials of similar difficulty share a batch's early exit.
-        for sid in sorted(streams, key=lambda s: (s[2], s[6], str(s))):
+        for sid in sorted(streams, key=lambda s: (s[2] or 0, s[6], str(s))):
             members = streams[sid]
             parts = math.ceil(len(members) / P)
             for i in range(parts):
@@ -196,7 +199,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         if not groups:
             continue
         shape = Shape(n=n, depth=depth, W=W, M=max_m[key], batch=batch, n_test=n_test,
-                      eval_every=eval_every, loss=loss, G=1, P=P)
+                      eval_every=eval_every, loss=loss, G=1, P=P, online=online,
+                      curves=math.ceil(max_steps[key] / eval_every) if curves else 0)
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem))
         n_batches = math.ceil(len(groups) / g_max)
@@ -249,7 +253,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
             continue
         c0 = cells[first.cell]
         data_i, _ = c0.seed_indices(first.seed)
-        g_int["k"][g], g_int["m"][g] = c0.k, c0.m
+        g_int["k"][g], g_int["m"][g] = c0.k, c0.m or 1
         g_int["data_id"][g], g_int["data_i"][g] = stable_int("data", c0.n, c0.k), data_i
         noise[g] = c0.noise
         for p, t in enumerate(row):

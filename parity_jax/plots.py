@@ -72,3 +72,85 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _label(r: dict) -> str:
+    return r["init"] if r["init"] == "dense" else f"sparse-s{r['s']}"
+
+
+def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Path, *,
+                ylabel: str, panel=_label, logx: bool = True, band: tuple[str, str] | None =
+                ("ci_low", "ci_high"), fits: dict | None = None, title: str = "") -> Path:
+    """One panel per ``panel(record)`` (default: the init), one line per value of ``series``:
+    ``y`` against ``x``, with the ``band`` columns as error bars (Wilson 95% for p).
+    ``fits``: {(panel, series value): (xs, ys)} drawn dashed in the same colour."""
+    panels = defaultdict(list)
+    for r in records:
+        if r.get(y) is not None and r.get(x) is not None:
+            panels[panel(r)].append(r)
+    names = sorted(panels)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4),
+                             sharey=True, squeeze=False)
+    values = sorted({r[series] for rs in panels.values() for r in rs}, key=str)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(values))))
+    for ax, name in zip(axes[0], names, strict=False):
+        for color, v in zip(colors, values, strict=True):
+            rs = sorted((r for r in panels[name] if r[series] == v), key=lambda r: r[x])
+            if not rs:
+                continue
+            xs = np.array([r[x] for r in rs], float)
+            ys = np.array([r[y] for r in rs], float)
+            if band:
+                lo = ys - np.array([r[band[0]] for r in rs], float)
+                hi = np.array([r[band[1]] for r in rs], float) - ys
+                ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker="o", ms=3, capsize=2,
+                            label=f"{series}={v}")
+            else:
+                ax.plot(xs, ys, color=color, marker="o", ms=3, label=f"{series}={v}")
+            if fits and (name, v) in fits:
+                fx, fy = fits[name, v]
+                ax.plot(fx, fy, color=color, ls="--", lw=1)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
+           threshold: float = 0.1) -> Path:
+    """Test error against step for a few trials per (init, width) panel: the sudden drop."""
+    panels = defaultdict(list)
+    for r in records:
+        panels[(_label(r), r["width"])].append(r)
+    keys = sorted(panels, key=str)
+    cols = min(4, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False,
+                             sharey=True)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for r in sorted(panels[key], key=lambda r: r["seed"])[:per_panel]:
+            ax.plot(r["step"], r["test_error"], lw=1, label=f"seed {r['seed']}")
+        ax.axhline(threshold, color="red", lw=0.8, ls=":")
+        ax.set_title(f"{key[0]}, width {key[1]}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("test error")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from parity_jax.config import Cell
+from parity_jax.config import LATER_DEFAULTS, Cell
 
 Z95 = 1.959963984540054
 
@@ -45,7 +45,7 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
         ts = by_cell.get(c["cell"], [])
         hits = [t["first_hit"] for t in ts if t["success"]]
         lo, hi = wilson(len(hits), len(ts))
-        rec = {"cell": c["cell"], **{f: c[f] for f in CELL_FIELDS}}
+        rec = {"cell": c["cell"], **{f: c.get(f, LATER_DEFAULTS.get(f)) for f in CELL_FIELDS}}
         rec.update(
             trials=len(ts),
             successes=len(hits),
@@ -68,10 +68,60 @@ def frontier(records: list[dict], target: float = 0.5, over: str = "m") -> list[
     keep = [f for f in CELL_FIELDS if f != over]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[tuple(r[f] for f in keep)].append(r)
+        groups[tuple(r.get(f, LATER_DEFAULTS.get(f)) for f in keep)].append(r)
     out = []
     for key, rs in groups.items():
         reached = [r[over] for r in rs if r["p"] is not None and r["p"] >= target]
         out.append({**dict(zip(keep, key, strict=True)), over: min(reached) if reached else None,
                     "target": target})
     return out
+
+
+# ---- luck: the parallel-search fit p(r) = 1 - (1 - q)^r ---------------------------------------
+
+CHI2_1_95 = 3.841458820694124  # 95% quantile of chi-square with 1 degree of freedom
+
+
+def fit_q(widths, successes, trials) -> dict:
+    """Maximum-likelihood q of p(r) = 1 - (1 - q)^r from cells (width r_i, s_i of n_i trials):
+    the per-neuron chance of a "lottery ticket" if every neuron searched independently.
+
+    Returns {"q", "q_low", "q_high"} (95% profile-likelihood interval), evaluated on a grid of
+    q log-spaced over [1e-9, 1) (relative resolution about 0.1%); q = 0 when no trial succeeded.
+    """
+    r = np.asarray(widths, float)[:, None]
+    s = np.asarray(successes, float)[:, None]
+    n = np.asarray(trials, float)[:, None]
+    q = np.concatenate([[0.0], np.logspace(-9, np.log10(1 - 1e-12), 20000)])[None, :]
+    log_miss = r * np.log1p(-np.minimum(q, 1 - 1e-12))  # log (1-q)^r
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_hit = np.log(-np.expm1(log_miss))  # log (1 - (1-q)^r)
+        ll = np.where(s > 0, s * log_hit, 0.0) + (n - s) * log_miss
+    ll = np.nansum(np.where(np.isfinite(ll), ll, -np.inf), axis=0)
+    best = int(np.argmax(ll))
+    inside = np.nonzero(2 * (ll[best] - ll) <= CHI2_1_95)[0]
+    return {"q": float(q[0, best]), "q_low": float(q[0, inside.min()]),
+            "q_high": float(q[0, inside.max()])}
+
+
+# ---- time: steps to reach a target success probability ---------------------------------------
+
+def steps_to_target(first_hits: list, trials: int, target: float = 0.5) -> int | None:
+    """Smallest step T with P(first hit <= T) >= target over ``trials`` trials (first_hits:
+    those of the successful ones); None when fewer than target * trials succeeded."""
+    need = math.ceil(target * trials - 1e-9)
+    hits = sorted(h for h in first_hits if h is not None)
+    if trials == 0 or need > len(hits):
+        return None
+    return int(hits[max(need, 1) - 1])
+
+
+def pareto(points: list[dict], axes: tuple[str, ...] = ("m", "width", "steps")) -> list[dict]:
+    """The points not dominated on ``axes`` (smaller is better on each; None = unreachable):
+    no other point is <= on every axis and < on one."""
+    ok = [p for p in points if all(p[a] is not None for a in axes)]
+
+    def dominates(a, b):
+        return (all(a[x] <= b[x] for x in axes) and any(a[x] < b[x] for x in axes))
+
+    return [p for p in ok if not any(dominates(o, p) for o in ok if o is not p)]

@@ -32,6 +32,7 @@ class Results:
         try:
             self._cells = store.cells()
             self._trials = store.trials()
+            self._curves = store.curve_rows()
             self.study = store.study()
         finally:
             store.close()
@@ -42,6 +43,19 @@ class Results:
     def trials(self, frame: bool = False):
         by_id = {c["cell"]: c for c in self._cells}
         return _maybe_frame([{**by_id[t["cell"]], **t} for t in self._trials], frame)
+
+    def curves(self) -> list[dict]:
+        """Recorded curves (cells with ``record_curves``), one record per trial: its cell's
+        settings, ``seed``, ``step`` (the evaluation points) and ``test_error`` /
+        ``train_loss`` (float32 arrays, NaN where a diverged trial had none)."""
+        by_id = {c["cell"]: c for c in self._cells}
+        out = []
+        for cell, seed, err, loss in self._curves:
+            c = by_id[cell]
+            e, l_ = np.frombuffer(err, "<f4"), np.frombuffer(loss, "<f4")
+            step = np.minimum(np.arange(1, len(e) + 1) * c["eval_every"], c["steps"])
+            out.append({**c, "seed": seed, "step": step, "test_error": e, "train_loss": l_})
+        return out
 
     def frontier(self, target: float = 0.5, over: str = "m", frame: bool = False):
         return _maybe_frame(reduce.frontier(self.cells(), target, over), frame)
@@ -279,18 +293,24 @@ def _run_batch(study, cells, pb, done, devices, store, bar) -> None:
     outcome = engine.fetch(outcome)
     if store is None:
         return
-    rows = []
+    rows, curves = [], []
     for g, row in enumerate(pb.slots):
         for p, t in enumerate(row):
             if t is None or t in skip:
                 continue
+            cell = cells[t.cell]
+            if cell.record_curves:
+                evals = math.ceil(int(outcome.steps_run[g, p]) / cell.eval_every)
+                curves.append((t.cell, t.seed) + tuple(
+                    np.asarray(c[g, p, :evals], "<f4").tobytes()
+                    for c in (outcome.curve_error, outcome.curve_loss)))
             rows.append((
                 t.cell, t.seed, bool(outcome.success[g, p]),
                 int(outcome.first_hit[g, p]) if outcome.success[g, p] else None,
                 _real(outcome.test_error[g, p]), _real(outcome.train_loss[g, p]),
                 int(outcome.steps_run[g, p]), bool(outcome.diverged[g, p]),
             ))
-    store.add_trials(rows)
+    store.add_trials(rows, curves)
     bar.update(len(rows), int(np.sum(np.where(pb_valid(pb, skip), outcome.steps_run, 0))))
 
 

@@ -1,7 +1,9 @@
 """The results store: SQLite at ``OUT/results.sqlite``.
 
 Tables: ``meta`` (format, resolved study config, its fingerprint, plan settings), ``cells``
-(one row per grid cell, its settings as JSON) and ``trials`` (one row per finished trial).
+(one row per grid cell, its settings as JSON), ``trials`` (one row per finished trial) and
+``curves`` (for cells with ``record_curves``: a trial's test error and train loss at each of its
+evaluations, as little-endian float32 arrays; stores made before curves existed lack it).
 Each finished batch is written in one transaction, so a crash loses at most the batch in flight
 and a trial is never stored twice (primary key (cell, seed)).
 """
@@ -9,10 +11,11 @@ and a trial is never stored twice (primary key (cell, seed)).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 
-from parity_jax.config import Cell, ConfigError, Study
+from parity_jax.config import LATER_DEFAULTS, Cell, ConfigError, Study
 
 FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
@@ -32,6 +35,14 @@ CREATE TABLE trials (
     steps_run INTEGER NOT NULL,
     diverged INTEGER NOT NULL,
     PRIMARY KEY (cell, seed)
+);
+CREATE TABLE curves (
+    cell INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    test_error BLOB NOT NULL,
+    train_loss BLOB NOT NULL,
+    PRIMARY KEY (cell, seed),
+    FOREIGN KEY (cell, seed) REFERENCES trials(cell, seed)
 );
 """
 
@@ -149,7 +160,7 @@ class Store:
 
     def cells(self) -> list[dict]:
         rows = self.query("SELECT cell, settings FROM cells ORDER BY cell")
-        return [{"cell": i, **json.loads(s)} for i, s in rows]
+        return [{"cell": i, **LATER_DEFAULTS, **json.loads(s)} for i, s in rows]
 
     def done(self) -> set[tuple[int, int]]:
         """(cell, seed) of every stored trial."""
@@ -159,6 +170,12 @@ class Store:
         """Every stored trial as a raw row (cell, seed, success, first_hit, test_error,
         train_loss, steps_run, diverged), ordered by (cell, seed)."""
         return self.query("SELECT * FROM trials ORDER BY cell, seed")
+
+    def curve_rows(self) -> list[tuple]:
+        """(cell, seed, test_error bytes, train_loss bytes) of every recorded curve."""
+        has = self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                         "name = 'curves'")
+        return self.query("SELECT * FROM curves ORDER BY cell, seed") if has else []
 
     def trials(self) -> list[dict]:
         cols = ("cell", "seed") + TRIAL_FIELDS
@@ -172,15 +189,18 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def add_trials(self, rows: list[tuple]) -> None:
+    def add_trials(self, rows: list[tuple], curves: list[tuple] = ()) -> None:
         """Appends one batch's outcomes in a single transaction.
 
         rows: (cell, seed, success, first_hit, test_error, train_loss, steps_run, diverged).
+        curves: (cell, seed, test_error bytes, train_loss bytes) of trials among ``rows``.
         """
         try:
             with self.conn:
                 self.conn.executemany(
                     "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                if curves:
+                    self.conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", curves)
         except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written
             raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
                              "before are intact, rerun to resume once it is writable") from None
@@ -224,6 +244,7 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                     duplicates += 1
                     continue
                 rows[key], origin[key] = row, store.path
+        curves = {r[:2]: r for store in stores for r in store.curve_rows()}
         settings = {"merged_from": [str(s.path) for s in stores]}
     finally:
         for store in stores:
@@ -242,7 +263,7 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                 raise StoreError(f"merge: trial (cell {key[0]}, seed {key[1]}) differs between "
                                  f"{origin[key]} and {target.path}; nothing written")
         new = [row for key, row in sorted(rows.items()) if key not in existing]
-        target.add_trials(new)
+        target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves])
     except BaseException:
         target.close()
         if created:  # leave no empty store behind
@@ -299,6 +320,16 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
                 problems.append(f"{where}: first_hit {first_hit} outside (0, steps_run]")
             if diverged and test_error is not None:
                 problems.append(f"{where}: diverged but has a test error")
+        steps_run = {r[:2]: r[6] for r in store.rows()}
+        for cell, seed, err, loss in store.curve_rows():
+            where = f"curve of trial (cell {cell}, seed {seed})"
+            if (cell, seed) not in steps_run:
+                problems.append(f"{where}: no such trial")
+                continue
+            evals = math.ceil(steps_run[cell, seed] / cells[cell].eval_every)
+            if len(err) != 4 * evals or len(loss) != 4 * evals:
+                problems.append(f"{where}: {len(err) // 4} points, the trial ran {evals} "
+                                "evaluations")
         if expected is None:
             expected = {(c, i) for c in range(len(cells)) for i in range(study.seeds)}
         summary = {"study": study.name, "trials": len(stored_ids), "expected": len(expected),

@@ -32,6 +32,11 @@ class Data:
     order_key: jax.Array
 
 
+def secret_of(data_key: jax.Array, n: int, k: jax.Array) -> jax.Array:
+    """The secret set S (bool (n,)) of the stream with this data key."""
+    return secret_mask(jax.random.fold_in(data_key, _SECRET), n, k)
+
+
 def secret_mask(key: jax.Array, n: int, k: jax.Array) -> jax.Array:
     """S as a bool mask: the k coordinates with the smallest uniform draws (no replacement)."""
     u = jax.random.uniform(key, (n,))
@@ -57,7 +62,7 @@ def make_data(
     key: jax.Array, n: int, k: jax.Array, m: jax.Array, noise: jax.Array, M: int, n_test: int
 ) -> Data:
     """Data stream of one trial; rows beyond m (up to the bucket's M) are padding."""
-    secret = secret_mask(jax.random.fold_in(key, _SECRET), n, k)
+    secret = secret_of(key, n, k)
     x_train = rademacher_rows(jax.random.fold_in(key, _TRAIN), M, n)
     x_test = rademacher_rows(jax.random.fold_in(key, _TEST), n_test, n)
     noise_key = jax.random.fold_in(key, _NOISE)
@@ -78,6 +83,16 @@ def make_data(
 def order_key(key: jax.Array) -> jax.Array:
     """The key of a data stream's minibatch order (``Data.order_key``)."""
     return jax.random.fold_in(key, _ORDER)
+
+
+def online_minibatch(order_key: jax.Array, t: jax.Array, secret: jax.Array, noise: jax.Array,
+                     batch: int) -> tuple[jax.Array, jax.Array]:
+    """Step t's fresh minibatch of an online trial: ``batch`` new samples (row i from
+    ``fold_in(fold_in(order_key, t), i)``), labels flipped with probability ``noise``."""
+    key = jax.random.fold_in(order_key, t)
+    x = rademacher_rows(jax.random.fold_in(key, _TRAIN), batch, secret.shape[0])
+    flip = jax.random.uniform(jax.random.fold_in(key, _NOISE), (batch,)) < noise
+    return x, jnp.where(flip, -1.0, 1.0) * parity(x, secret)
 
 
 def minibatch_indices(order_key: jax.Array, t: jax.Array, m: jax.Array, batch: int) -> jax.Array:

@@ -62,3 +62,18 @@ def test_dense_cells_ignore_an_out_of_range_s():
 def test_python_api_is_validated_too():
     with pytest.raises(ConfigError, match="train.wd"):
         Study(train=Train(wd=-1.0)).validate()
+
+
+def test_online_cells_ignore_m_and_later_settings_keep_old_fingerprints():
+    study = Study(task=Task(m=[100, 200], online=[False, True]), model=Model(width=10))
+    cells = study.cells()
+    assert sorted((c.online, c.m) for c in cells) == [(False, 100), (False, 200), (True, None)]
+    # settings added later stay out of a study's identity while at their defaults: stores
+    # written before them keep their fingerprint (this value is from before they existed)
+    assert DEFAULT_STUDY.fingerprint() == "027c097ad67f79d6"
+    assert "online" not in DEFAULT_STUDY.cells()[0].key()
+    curves = Study(train=Train(record_curves=True))
+    assert curves.fingerprint() != Study().fingerprint()
+    assert Study.from_dict(curves.to_dict()) == curves
+    with pytest.raises(ConfigError, match="task.online = 'yes': must be a bool"):
+        Study(task=Task(online="yes")).validate()

@@ -193,3 +193,45 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
             np.testing.assert_array_equal(jax.random.key_data(got.order_key[g]),
                                           jax.random.key_data(want.order_key))
     assert not np.array_equal(got.secret[3], got.secret[0])
+
+
+def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_factory):
+    trials = [{"init": 0, "width": 16}, {"init": 1, "width": 9, "sparse": True, "s": 2}]
+    groups = [{"data": 0, "m": 1, "noise": 0.1, "trials": trials}]
+    shape = shape_factory(G=1, P=2, M=1, online=True)
+    _, params = engine.train_batch(shape, make_batch(groups, P=2))
+    batch = make_batch(groups, P=2)
+    for p, t in enumerate(trials):
+        with jax.debug_key_reuse(False):
+            ref = engine.reference_params(
+                batch.data_key[0], batch.init_key[0, p], n=12, k=3, m=1, noise=0.1,
+                width=t["width"], depth=1, sparse=t.get("sparse", False), s=2, lr=0.1, wd=0.01,
+                batch=8, loss="hinge", steps=300, online=True)
+        _assert_params_close(_trial_params(params, 0, p, t["width"]), ref)
+
+
+def test_recorded_curves_match_the_outcomes(shape_factory):
+    trials = [{"init": 0, "width": 16, "steps": 1000, "stop": True},
+              {"init": 1, "width": 16, "steps": 250},
+              {"init": 2, "width": 16, "steps": 300, "lr": 1e30, "wd": 0.0}]
+    shape = shape_factory(G=1, P=3, eval_every=100, curves=10, n=8, M=256)
+    groups = [{"data": 0, "m": 256, "k": 2, "trials": trials}]
+    out = jax.device_get(engine.train_batch(shape, make_batch(groups, P=3))[0])
+    assert out.curve_error.shape == (1, 3, 10)
+    for p in range(3):
+        evals = -(-int(out.steps_run[0, p]) // 100)
+        curve = out.curve_error[0, p]
+        assert np.all(np.isnan(curve[evals:]))  # nothing after the trial's last evaluation
+        if out.diverged[0, p]:
+            assert np.isnan(curve[evals - 1])
+            continue
+        assert curve[evals - 1] == out.test_error[0, p]
+        assert np.all(np.isfinite(curve[:evals])) and np.all(out.curve_loss[0, p, :evals] >= 0)
+        hits = np.nonzero(curve[:evals] <= 0.1)[0]
+        assert out.success[0, p] == (len(hits) > 0)
+        if len(hits):
+            assert out.first_hit[0, p] == min(100 * (hits[0] + 1), 1000)
+    assert out.steps_run[0].tolist()[1] == 250 and out.diverged[0].tolist() == [False, False,
+                                                                                True]
+    # the last loss point is the outcome's train loss
+    assert out.curve_loss[0, 1, 2] == pytest.approx(out.train_loss[0, 1], rel=1e-6)

@@ -4,6 +4,12 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import parity_jax
 from parity_jax import DEFAULT_STUDY, Study
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -31,12 +37,136 @@ def test_fig1_script_on_a_tiny_config(tmp_path):
                       .replace("width = [10, 30, 100, 300, 1000]", "width = [4, 16]")
                       .replace("n_test = 2000", "n_test = 200")
                       .replace("steps = 10000", "steps = 500"))
-    result = fig1.main(config, tmp_path / "out", progress=None)
+    curves = tmp_path / "curves.toml"
+    curves.write_text(TINY.format(name="c", m=60, width=[8, 16], init='["dense", "sparse"]',
+                                  extra="stop_on_success = false\nrecord_curves = true"))
+    result = fig1.main(config, tmp_path / "out", progress=None, curves_config=curves)
     assert len(result["cells"]) == 8 and all(c["trials"] == 2 for c in result["cells"])
-    assert sorted(p.name for p in result["pngs"]) == ["heatmap_dense.png",
+    assert sorted(p.name for p in result["pngs"]) == ["curves.png", "heatmap_dense.png",
                                                       "heatmap_sparse-s2.png"]
-    for name in ("report.txt", "report.csv", "report.json"):
+    for name in ("report.txt", "report.csv", "report.json", "report.md"):
         assert (tmp_path / "out" / name).stat().st_size > 100
+    assert "Width helps" in (tmp_path / "out" / "report.md").read_text()
+
+
+TINY = """
+name = "{name}"
+seeds = 3
+[task]
+n = 10
+k = 2
+m = {m}
+n_test = 200
+[model]
+width = {width}
+init = {init}
+s = 2
+[train]
+steps = 400
+batch = 8
+{extra}
+"""
+
+
+def _tiny(tmp_path, **kw):
+    kw = {"name": "tiny", "m": [40, 80], "width": [4, 16], "init": '["dense", "sparse"]',
+          "extra": "", **kw}
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(**kw))
+    return path
+
+
+def _check_outputs(result, out, pngs, words):
+    assert sorted(p.name for p in result["pngs"]) == sorted(pngs)
+    for p in result["pngs"]:
+        assert p.stat().st_size > 5000  # a real figure
+    text = (out / "report.md").read_text()
+    for w in words:
+        assert w in text, w
+    for p in pngs:
+        assert f"]({p})" in text
+
+
+def test_fig2_on_a_tiny_config(tmp_path):
+    out = tmp_path / "out"
+    result = fig2.main(_tiny(tmp_path), out, progress=None)
+    assert len(result["cells"]) == 8
+    assert all("steps_to_target" in c for c in result["cells"])
+    _check_outputs(result, out, ["p_vs_m.png", "steps_vs_m.png"],
+                   ["Width helps monotonically", "Non-monotone in m", "Sparse (s=2) vs dense"])
+
+
+def test_luck_on_a_tiny_config(tmp_path):
+    out = tmp_path / "out"
+    result = luck.main(_tiny(tmp_path, width=[2, 4, 16], extra='vary = "init"'), out,
+                       progress=None)
+    assert len(result["fits"]) == 4  # (dense, sparse) x two m
+    for f in result["fits"]:
+        assert 0 <= f["q_low"] <= f["q"] <= f["q_high"] <= 1
+    _check_outputs(result, out, ["p_vs_width.png"], ["Per-neuron success probability q"])
+
+
+def test_sparsity_on_a_tiny_config(tmp_path):
+    out = tmp_path / "out"
+    result = sparsity.main(_tiny(tmp_path, m=80, width=16), out, progress=None)
+    assert {c["nonzeros"] for c in result["cells"]} == {2, 10}
+    _check_outputs(result, out, ["p_vs_s.png", "steps_vs_s.png"], ["Which s works best"])
+
+
+def test_pareto_on_a_tiny_config(tmp_path):
+    out = tmp_path / "out"
+    result = pareto.main(_tiny(tmp_path), out, progress=None)
+    for front in result["fronts"].values():
+        assert all(p["steps"] is not None for p in front)
+    _check_outputs(result, out, ["pareto.png"], ["Frontier, dense", "Measured against"])
 
 
 fig1 = _load("fig1_cpu")
+fig2 = _load("fig2")
+luck = _load("luck")
+sparsity = _load("sparsity")
+pareto = _load("pareto")
+
+
+def test_lottery_on_a_tiny_config(tmp_path, capsys):
+    config = tmp_path / "lottery.toml"
+    config.write_text(TINY.format(name="lot", m=1, width=16, init='"sparse"',
+                                  extra="steps = 2000") .replace("steps = 400\n", "")
+                      .replace("[task]", "[task]\nonline = true")
+                      + "[lottery]\nkeep = 4\n")
+    out = tmp_path / "out"
+    result = lottery.main(config, out, progress=None)
+    rows = {r["arm"]: r for r in result["rows"]}
+    won = rows["full width, from scratch"]["successes"]
+    assert won > 0
+    for arm in lottery.ARMS:
+        assert rows[arm]["trials"] == won
+    for arm in lottery.ARMS[:2]:
+        assert 0 <= rows[arm]["covers_S"] <= 1
+    _check_outputs(result, out, ["lottery.png"], ["Measured against the paper"])
+    # a bad K is one clear error
+    config.write_text(config.read_text().replace("keep = 4", "keep = 16"))
+    with pytest.raises(parity_jax.ConfigError, match="lottery.keep = 16"):
+        lottery.main(config, out, progress=None)
+
+
+def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory):
+    from conftest import make_batch
+
+    from parity_jax import engine
+
+    shape = shape_factory(G=1, P=1, W=16)
+    b = make_batch([{"data": 0, "m": 100, "trials": [{"init": 0, "width": 16,
+                                                       "sparse": True, "s": 2}]}], P=1)
+    keep = jnp.zeros((1, 1, 16), bool).at[0, 0, :4].set(True)
+    with jax.debug_key_reuse(False):
+        full = engine.initial_params(shape, b)
+        sub = engine.initial_params(shape, b.replace(keep=keep))
+        _, trained = engine.train_batch(shape, b.replace(keep=keep))
+    np.testing.assert_array_equal(sub.w1[0, 0, :4], full.w1[0, 0, :4])
+    assert not np.any(sub.w1[0, 0, 4:]) and not np.any(sub.a[0, 0, 4:])
+    # pruned neurons stay pruned through training
+    assert not np.any(trained.w1[0, 0, 4:]) and not np.any(trained.a[0, 0, 4:])
+
+
+lottery = _load("lottery")

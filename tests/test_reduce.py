@@ -66,3 +66,41 @@ def test_frontier_on_a_hand_made_table():
     front = reduce.frontier(recs, target=0.5)
     assert {(f["width"], f["lr"]): f["m"] for f in front if f["init"] == "dense"} == {
         (10, 0.1): None, (100, 0.1): 200, (10, 0.5): 400}
+
+
+def test_fit_q_recovers_the_per_neuron_probability_from_exact_tables():
+    # p(r) = 1 - (1 - q)^r with q = 0.01: widths 10, 30, 100 give p = 0.096, 0.26, 0.634;
+    # 1000 trials per cell with exactly those counts recover q within the grid's resolution
+    widths, q = [10, 30, 100], 0.01
+    trials = [1000] * 3
+    successes = [round(1000 * (1 - (1 - q) ** r)) for r in widths]
+    fit = reduce.fit_q(widths, successes, trials)
+    assert fit["q"] == pytest.approx(q, rel=0.02)
+    assert fit["q_low"] < q < fit["q_high"] and fit["q_high"] / fit["q_low"] < 1.3
+    # fewer trials: a wider interval around the same estimate
+    small = reduce.fit_q(widths, [round(s / 100) for s in successes], [10] * 3)
+    assert small["q_high"] / small["q_low"] > fit["q_high"] / fit["q_low"]
+
+
+def test_fit_q_edges():
+    none = reduce.fit_q([10, 100], [0, 0], [16, 16])
+    assert none["q"] == 0.0 and none["q_low"] == 0.0 and 0 < none["q_high"] < 0.01
+    # one cell, s of n: the MLE solves 1 - (1-q)^r = s/n
+    one = reduce.fit_q([20], [8], [16])
+    assert 1 - (1 - one["q"]) ** 20 == pytest.approx(0.5, rel=0.01)
+
+
+def test_steps_to_target_is_an_order_statistic_of_first_hits():
+    hits = [300, 100, None, 200, None, None, 500, None]
+    assert reduce.steps_to_target(hits, 8, 0.5) == 500  # 4 of 8 needed: the 4th smallest
+    assert reduce.steps_to_target(hits, 8, 0.25) == 200
+    assert reduce.steps_to_target(hits, 8, 0.75) is None
+    assert reduce.steps_to_target([], 0, 0.5) is None
+
+
+def test_pareto_keeps_the_non_dominated_points():
+    pts = [{"m": 1000, "width": 100, "steps": 500}, {"m": 1000, "width": 300, "steps": 400},
+           {"m": 2000, "width": 100, "steps": 600},  # dominated by the first
+           {"m": 500, "width": 1000, "steps": 900}, {"m": 500, "width": 1000, "steps": None}]
+    front = reduce.pareto(pts)
+    assert front == [pts[0], pts[1], pts[3]]

@@ -1,6 +1,10 @@
 """Runner: the Python API (resume after kills: test_faults.py)."""
 
+import numpy as np
+import pytest
+
 import parity_jax
+import parity_jax.cli
 from parity_jax import Model, Study, Task, Train
 
 
@@ -21,3 +25,25 @@ def test_python_api_returns_cell_and_trial_records(tmp_path):
     # reading back later gives the same records
     again = parity_jax.Results(tmp_path / "o")
     assert again.cells() == cells and again.study.fingerprint() == study.fingerprint()
+
+
+def test_curves_are_stored_for_record_curves_cells_and_online_trials_learn(tmp_path):
+    study = Study(name="curves", seeds=2, task=Task(n=8, k=2, m=200, n_test=200,
+                                                    online=[False, True]),
+                  model=Model(width=32, init="sparse"),
+                  train=Train(steps=1000, batch=16, eval_every=100, record_curves=True))
+    results = parity_jax.run(study, out=tmp_path / "o", progress=None)
+    trials = {(t["online"], t["seed"]): t for t in results.trials()}
+    curves = results.curves()
+    assert len(curves) == 4
+    for c in curves:
+        t = trials[c["online"], c["seed"]]
+        assert len(c["step"]) == len(c["test_error"]) == -(-t["steps_run"] // 100)
+        assert c["step"][-1] == t["steps_run"]
+        assert c["test_error"][-1] == pytest.approx(t["test_error"])
+        if t["success"]:
+            first = c["step"][np.argmax(c["test_error"] <= 0.1)]
+            assert first == t["first_hit"]
+    # (8, 2) parity is easy: online trials (fresh samples every step) learn it too
+    assert all(t["success"] for t in results.trials() if t["online"])
+    assert parity_jax.cli.main(["check", str(tmp_path / "o")]) == 0

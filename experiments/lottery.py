@@ -1,0 +1,174 @@
+"""lottery: prune a trained sparse net to its top-K neurons, rewind them, retrain.
+
+    python experiments/lottery.py [--full] [--config F] [--out DIR]
+
+Phase 1 trains width-r sparse-init nets online (a fresh minibatch every step) on a parity. For
+every trial that succeeded, phase 2 retrains three K-neuron subnetworks from a new minibatch
+order (same secret S): the top K neurons by first-layer weight norm, rewound to their initial
+weights; K random neurons, rewound (control); the top-K positions re-initialised (control).
+Reports the success rate and median time of each, and how often the kept neurons' non-zero
+input coordinates (at init) cover S. Config: a study TOML plus ``[lottery] keep = K``.
+Everything happens in memory (no results store): a run that is cut off starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+
+from parity_jax import ConfigError, Study, engine, experiment, plan, reduce, tasks
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ARMS = ("top-K rewound", "random-K rewound", "top-K re-initialised")
+
+
+def load(config: str | Path) -> tuple[Study, int]:
+    """The study and K from a lottery config (a study TOML with a ``[lottery]`` table)."""
+    try:
+        d = tomllib.loads(Path(config).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config: cannot read {config}: {e}") from None
+    keep = d.pop("lottery", {}).get("keep")
+    study = Study.from_dict(d)
+    cells = study.cells()
+    if len(cells) != 1 or cells[0].init != "sparse" or not cells[0].online or cells[0].depth != 1:
+        raise ConfigError("lottery: the study must be one depth-1 cell, init = \"sparse\", "
+                          "online = true")
+    if not isinstance(keep, int) or not 1 <= keep < cells[0].width:
+        raise ConfigError(f"lottery.keep = {keep!r}: must be an integer in 1..width-1")
+    return study, keep
+
+
+def _outcomes(out, valid) -> list[dict]:
+    out = jax.device_get(out)
+    return [{"success": bool(out.success[g, 0]),
+             "first_hit": int(out.first_hit[g, 0]) if out.success[g, 0] else None}
+            for g in range(valid.shape[0]) if valid[g, 0]]
+
+
+def lottery(study: Study, keep: int, seed: int = 0) -> dict:
+    """Both phases; returns {"phase1", arm: [outcomes], "cover": {arm: fraction}}."""
+    cells = study.cells()
+    cell = cells[0]
+    rng = np.random.default_rng(seed)
+    result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
+    for pb in plan.make_plan(study).batches:
+        shape = pb.shape
+        assert shape.P == 1  # online, vary = "both": every trial its own stream
+        b = plan.batch_inputs(study, cells, pb)
+        # rewinding reuses each trial's init key on purpose
+        with jax.debug_key_reuse(False):
+            init = jax.device_get(engine.initial_params(shape, b))
+            out, final = engine.train_batch(shape, b)
+            final = jax.device_get(final)
+            valid = np.asarray(b.valid)
+            result["phase1"] += _outcomes(out, valid)
+            won = valid & np.asarray(jax.device_get(out.success))
+            norms = np.linalg.norm(final.w1[:, 0], axis=-1)  # (G, W)
+            live = np.arange(shape.W)[None, :] < np.asarray(b.width)[:, :1]
+            norms = np.where(live, norms, -1.0)
+            top = np.zeros((shape.G, 1, shape.W), bool)
+            rand = np.zeros_like(top)
+            for g in range(shape.G):
+                top[g, 0, np.argsort(-norms[g])[:keep]] = True
+                rand[g, 0, rng.choice(cell.width, keep, replace=False)] = True
+            salt = jnp.ones((shape.G,), jnp.int32)
+            fresh = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 1)))(b.init_key)
+            secrets = np.asarray(jax.vmap(lambda k: tasks.secret_of(k, cell.n, cell.k))(
+                b.data_key))
+            for arm, mask, key in ((ARMS[0], top, b.init_key), (ARMS[1], rand, b.init_key),
+                                   (ARMS[2], top, fresh)):
+                b2 = b.replace(keep=jnp.asarray(mask), order_salt=salt, init_key=key,
+                               valid=jnp.asarray(won))
+                out2, _ = engine.train_batch(shape, b2)
+                result[arm] += _outcomes(out2, won)
+                if arm in result["cover"]:
+                    for g in np.nonzero(won[:, 0])[0]:
+                        coords = (init.w1[g, 0] != 0) & mask[g, 0][:, None]  # (W, n)
+                        result["cover"][arm].append(bool(np.all(coords.any(0)[secrets[g]])))
+    return result
+
+
+def summary(result: dict) -> list[dict]:
+    rows = []
+    for arm in ("phase1", *ARMS):
+        outs = result[arm]
+        hits = [o["first_hit"] for o in outs if o["success"]]
+        lo, hi = reduce.wilson(len(hits), len(outs))
+        cover = result["cover"].get(arm)
+        rows.append({"arm": "full width, from scratch" if arm == "phase1" else arm,
+                     "trials": len(outs), "successes": len(hits),
+                     "p": len(hits) / len(outs) if outs else None, "ci_low": lo, "ci_high": hi,
+                     "median_first_hit": float(np.median(hits)) if hits else None,
+                     "covers_S": (sum(cover) / len(cover)) if cover else None})
+    return rows
+
+
+def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lottery",
+         progress=sys.stderr) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    study, keep = load(config)
+    cell = study.cells()[0]
+    if progress:
+        print(f"lottery: {study.seeds} trials of width {cell.width}, ({cell.n},{cell.k})-parity "
+              f"online, then 3 x K = {keep} subnetworks per success ...", file=progress)
+    result = lottery(study, keep, study.seed)
+    rows = summary(result)
+    (out / "lottery.json").write_text(json.dumps({"rows": rows, "result": result}, indent=1))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = [r["arm"] for r in rows]
+    ps = [r["p"] or 0 for r in rows]
+    ax.bar(range(len(rows)), ps, yerr=[[p - r["ci_low"] for p, r in zip(ps, rows)],
+                                       [r["ci_high"] - p for p, r in zip(ps, rows)]],
+           color=["gray", "tab:green", "tab:orange", "tab:blue"], capsize=3)
+    ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=12)
+    ax.set_ylabel("p(success)")
+    ax.set_title(f"({cell.n},{cell.k})-parity online, width {cell.width}, K = {keep}",
+                 fontsize=9)
+    fig.tight_layout()
+    png = out / "lottery.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    top, rnd, reinit = rows[1], rows[2], rows[3]
+    verdict = []
+    if top["trials"]:
+        verdict.append(
+            f"- top-K rewound: p = {top['p']:.2f}, median first hit "
+            f"{top['median_first_hit']}; random-K rewound: p = {rnd['p']:.2f}; top-K "
+            f"re-initialised: p = {reinit['p']:.2f}.")
+        verdict.append(
+            "- The paper: the rewound top neurons learn fast, random subnetworks of the same "
+            "size do not. Here: " + ("**agrees** (top-K rewound beats random-K, intervals "
+                                     "disjoint)." if top["ci_low"] > rnd["ci_high"] else
+                                     "top-K rewound vs random-K: intervals overlap at these "
+                                     "trial counts."))
+        verdict.append(f"- Kept neurons' initial non-zero coordinates cover S: top-K in "
+                       f"{top['covers_S']:.0%} of the successes, random-K in "
+                       f"{rnd['covers_S']:.0%}.")
+    else:
+        verdict.append("- No phase-1 trial succeeded: nothing to prune (raise steps or width).")
+    report = experiment.write_report(out, f"lottery — rewound top-K neurons ({study.name})", [
+        ("Setup", [f"Phase 1: {study.seeds} sparse (s={cell.s}) width-{cell.width} nets, "
+                   f"({cell.n},{cell.k})-parity, online, lr {cell.lr}, up to {cell.steps} "
+                   f"steps. Phase 2: K = {keep} neurons, a new minibatch order, same S, up to "
+                   f"{cell.steps} steps. Config `{Path(config).name}`."]),
+        ("Result", experiment.table(rows, ["arm", "trials", "successes", "p", "ci_low",
+                                           "ci_high", "median_first_hit", "covers_S"])),
+        ("Measured against the paper", verdict)], [png])
+    print(report.read_text())
+    return {"rows": rows, "result": result, "pngs": [png], "report": report}
+
+
+if __name__ == "__main__":
+    sys.exit(experiment.main(__doc__, HERE, "lottery", main))
