@@ -58,15 +58,24 @@ def main(config: str | Path = HERE / "fig1_cpu.toml", out: str | Path = "runs/fi
     (out / "report.json").write_text(json.dumps(cells, indent=1) + "\n")
     (out / "report.csv").write_text(cli.to_csv(cells))
     pngs = plots.heatmaps(cells, out)
+    curve_lines = []
     if curves_config:
         curves = run(Study.from_toml(curves_config), out / "curves", progress=progress)
         pngs.append(plots.curves(curves.curves(), out / "curves.png"))
+        for r in reduce.curve_summary(curves.curves()):
+            below = r["step"][r["test_error_median"] <= r["threshold"]]
+            curve_lines.append(
+                f"- {experiment.init_label(r)}, width {r['width']}, m {r['m']}: the median "
+                f"test error of {r['trials']} trials falls to {r['threshold']:g} at step "
+                f"{below[0] if len(below) else '(never)'}")
     experiment.write_report(out, f"fig1 — success over data and width ({study.name})", [
         ("Setup", [f"{len(cells)} cells x {study.seeds} seeds; config `{Path(config).name}`; "
                    f"main study wall time {wall:.0f} s (this invocation). Training curves: "
                    f"`{Path(curves_config).name if curves_config else '-'}` (the drop from "
                    "chance to zero test error is sudden, after a long plateau)."]),
-        *claims(cells), ("Table", ["```", text, "```"])], pngs)
+        *claims(cells), ("Training curves (median over the curve study's trials)",
+                         curve_lines or ["-"]),
+        ("Table", ["```", text, "```"])], pngs)
     print(text)
     print(f"\nwall time {wall:.1f} s (this invocation; a resumed run counts only its own part)")
     return {"wall_s": wall, "cells": cells, "pngs": pngs}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -125,3 +126,42 @@ def pareto(points: list[dict], axes: tuple[str, ...] = ("m", "width", "steps")) 
         return (all(a[x] <= b[x] for x in axes) and any(a[x] < b[x] for x in axes))
 
     return [p for p in ok if not any(dominates(o, p) for o in ok if o is not p)]
+
+
+# ---- curves: per-cell aggregation of recorded training curves ---------------------------------
+
+def curve_summary(curves: list[dict]) -> list[dict]:
+    """Per cell: the evaluation steps and, at each, the median and quartiles of the test error
+    and the median train loss over the cell's trials (a trial that stopped early counts with
+    its last value: it stays at that error; a diverged point is left out).
+
+    curves: records as ``Results.curves()`` returns them (cell settings, seed, step,
+    test_error, train_loss).
+    """
+    by_cell: dict[int, list[dict]] = defaultdict(list)
+    for c in curves:
+        by_cell[c["cell"]].append(c)
+    out = []
+    for cell, cs in sorted(by_cell.items()):
+        steps = max((c["step"] for c in cs), key=len)
+        n = len(steps)
+
+        def held(values):  # (trials, n): each curve carried forward from its last point
+            rows = []
+            for v in values:
+                v = np.asarray(v, float)
+                rows.append(np.concatenate([v, np.full(n - len(v), v[-1] if len(v) else np.nan)]))
+            return np.array(rows)
+
+        err = held([c["test_error"] for c in cs])
+        loss = held([c["train_loss"] for c in cs])
+        with warnings.catch_warnings():  # an all-diverged step is NaN, and says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q1, med, q3 = np.nanpercentile(err, [25, 50, 75], axis=0)
+            loss_med = np.nanmedian(loss, axis=0)
+        rec = {k: v for k, v in cs[0].items()
+               if k not in ("seed", "step", "test_error", "train_loss")}
+        out.append({**rec, "trials": len(cs), "step": np.asarray(steps),
+                    "test_error_median": med, "test_error_q1": q1, "test_error_q3": q3,
+                    "train_loss_median": loss_med})
+    return out

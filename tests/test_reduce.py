@@ -104,3 +104,26 @@ def test_pareto_keeps_the_non_dominated_points():
            {"m": 500, "width": 1000, "steps": 900}, {"m": 500, "width": 1000, "steps": None}]
     front = reduce.pareto(pts)
     assert front == [pts[0], pts[1], pts[3]]
+
+
+def test_curve_summary_holds_stopped_curves_at_their_last_value():
+    import numpy as np
+
+    base = {"cell": 0, "width": 10}
+    curves = [
+        {**base, "seed": 0, "step": np.array([100, 200, 300]),
+         "test_error": np.array([0.5, 0.2, 0.0]), "train_loss": np.array([1.0, 0.5, 0.1])},
+        {**base, "seed": 1, "step": np.array([100]),  # stopped after its first evaluation
+         "test_error": np.array([0.05]), "train_loss": np.array([0.2])},
+        {**base, "seed": 2, "step": np.array([100, 200, 300]),
+         "test_error": np.array([0.5, 0.5, 0.4]), "train_loss": np.array([1.0, 0.9, 0.8])},
+        {"cell": 1, "width": 20, "seed": 0, "step": np.array([100]),
+         "test_error": np.array([np.nan]), "train_loss": np.array([np.nan])},  # diverged
+    ]
+    s = reduce.curve_summary(curves)
+    assert [r["cell"] for r in s] == [0, 1] and s[0]["trials"] == 3 and s[0]["width"] == 10
+    assert s[0]["step"].tolist() == [100, 200, 300]
+    # step 200: errors 0.2, 0.05 (held), 0.5 -> median 0.2; step 300: 0.0, 0.05, 0.4 -> 0.05
+    assert s[0]["test_error_median"].tolist() == pytest.approx([0.5, 0.2, 0.05])
+    assert s[0]["train_loss_median"].tolist() == pytest.approx([1.0, 0.5, 0.2])
+    assert np.isnan(s[1]["test_error_median"][0])
