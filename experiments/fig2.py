@@ -14,21 +14,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from parity_jax import Study, experiment, plots, reduce, run
+from parity_jax import Study, experiment, plots, run
 
 HERE = Path(__file__).resolve().parent
-
-
-def with_time(results, target: float = 0.5) -> list[dict]:
-    """Cell records plus ``steps_to_target``: the smallest step by which a ``target``
-    fraction of the cell's trials had succeeded."""
-    hits = defaultdict(list)
-    for t in results.trials():
-        hits[t["cell"]].append(t["first_hit"])
-    cells = results.cells()
-    for c in cells:
-        c["steps_to_target"] = reduce.steps_to_target(hits[c["cell"]], c["trials"], target)
-    return cells
 
 
 def compare_inits(cells: list[dict]) -> list[str]:
@@ -83,7 +71,7 @@ def main(config: str | Path = HERE / "fig2.toml", out: str | Path = "runs/fig2",
          progress=sys.stderr) -> dict:
     out = Path(out)
     study = Study.from_toml(config)
-    cells = with_time(run(study, out, progress=progress))
+    cells = experiment.with_time(run(study, out, progress=progress))
     pngs = [
         plots.line_panels(cells, "m", "p", "width", out / "p_vs_m.png", ylabel="p(success)",
                           title=f"({cells[0]['n']},{cells[0]['k']})-parity: success vs m"),

@@ -21,15 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from parity_jax import Study, experiment, reduce, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from fig2 import with_time  # noqa: E402  (same steps-to-target per cell)
 
 
 def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pareto",
          progress=sys.stderr, target: float = 0.5) -> dict:
     out = Path(out)
     study = Study.from_toml(config)
-    cells = with_time(run(study, out, progress=progress), target)
+    cells = experiment.with_time(run(study, out, progress=progress), target)
     points = [{**c, "steps": c["steps_to_target"]} for c in cells]
     inits = sorted({experiment.init_label(c) for c in cells})
     fronts = {i: reduce.pareto([p for p in points if experiment.init_label(p) == i])

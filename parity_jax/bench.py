@@ -41,7 +41,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from parity_jax import engine, plan
 from parity_jax.config import Model, Study, Task, Train
@@ -168,9 +167,9 @@ def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
         local = functools.partial(jax.lax.map, functools.partial(group, n_steps=n_steps))
         if devices == 1:
             return jax.jit(local)
-        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
         spec = jax.sharding.PartitionSpec("g")
-        return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
+        return jax.jit(jax.shard_map(local, mesh=engine.mesh(devices), in_specs=spec,
+                                     out_specs=spec))
 
     w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
     times = {}

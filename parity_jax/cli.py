@@ -131,20 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser.parse_args(argv)
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "plan":
-            return _cmd_plan(args)
-        if args.command == "merge":
-            return _cmd_merge(args)
-        if args.command == "check":
-            return _cmd_check(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "plot":
-            return _cmd_plot(args)
-        if args.command == "bench":
-            return _cmd_bench(args)
+        commands = {"run": _cmd_run, "plan": _cmd_plan, "merge": _cmd_merge,
+                    "check": _cmd_check, "report": _cmd_report, "plot": _cmd_plot,
+                    "bench": _cmd_bench}
+        return commands[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -152,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; what was stored is kept (a run resumes with the same command)",
               file=sys.stderr)
         return 130
-    return 0
 
 
 def _cmd_run(args) -> int:

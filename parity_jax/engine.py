@@ -279,7 +279,8 @@ def program(shape: Shape, devices: int | None = None):
     return _program(shape, math.gcd(shape.G, devices or jax.device_count()))
 
 
-def _mesh(devices: int) -> jax.sharding.Mesh:
+def mesh(devices: int) -> jax.sharding.Mesh:
+    """The first ``devices`` devices (of all processes) on one axis, "g": a batch's groups."""
     return jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
 
 
@@ -290,7 +291,7 @@ def _program(shape: Shape, devices: int):
     local = dataclasses.replace(shape, G=shape.G // devices)
     spec = jax.sharding.PartitionSpec("g")
     # check_vma=False: the body is per-shard code (its loops' carries are device-local).
-    return jax.jit(jax.shard_map(functools.partial(_train, local), mesh=_mesh(devices),
+    return jax.jit(jax.shard_map(functools.partial(_train, local), mesh=mesh(devices),
                                  in_specs=spec, out_specs=spec, check_vma=False))
 
 
@@ -299,7 +300,7 @@ def global_batch(shape: Shape, b: Batch, devices: int | None = None) -> Batch:
     passes the same host values, the call reads its own devices' share). Keys travel as raw
     key data (``_train`` wraps them again)."""
     n = math.gcd(shape.G, devices or jax.device_count())
-    sharding = jax.sharding.NamedSharding(_mesh(n), jax.sharding.PartitionSpec("g"))
+    sharding = jax.sharding.NamedSharding(mesh(n), jax.sharding.PartitionSpec("g"))
 
     def put(x):
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from parity_jax import reduce
 from parity_jax.config import ConfigError
 
 
@@ -50,6 +51,18 @@ def write_report(out: Path, title: str, sections: list[tuple[str, list[str]]],
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def with_time(results, target: float = 0.5) -> list[dict]:
+    """``results.cells()`` plus ``steps_to_target``: the smallest step by which a ``target``
+    fraction of the cell's trials had succeeded (``reduce.steps_to_target``)."""
+    hits = defaultdict(list)
+    for t in results.trials():
+        hits[t["cell"]].append(t["first_hit"])
+    cells = results.cells()
+    for c in cells:
+        c["steps_to_target"] = reduce.steps_to_target(hits[c["cell"]], c["trials"], target)
+    return cells
 
 
 def init_label(r: dict) -> str:

@@ -300,9 +300,9 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
         stored_cells = store.query("SELECT cell, settings FROM cells ORDER BY cell")
         if stored_cells != [(i, c.key()) for i, c in enumerate(cells)]:
             problems.append("cells: the table does not match the stored study's grid")
-        stored_ids = set()
+        steps_by_id = {}  # (cell, seed) -> steps_run, for the curves below
         for cell, seed, success, first_hit, test_error, _, steps_run, diverged in store.rows():
-            stored_ids.add((cell, seed))
+            steps_by_id[cell, seed] = steps_run
             where = f"trial (cell {cell}, seed {seed})"
             if not (0 <= cell < len(cells) and 0 <= seed < study.seeds):
                 problems.append(f"{where}: outside the study's grid")
@@ -320,20 +320,19 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
                 problems.append(f"{where}: first_hit {first_hit} outside (0, steps_run]")
             if diverged and test_error is not None:
                 problems.append(f"{where}: diverged but has a test error")
-        steps_run = {r[:2]: r[6] for r in store.rows()}
         for cell, seed, err, loss in store.curve_rows():
             where = f"curve of trial (cell {cell}, seed {seed})"
-            if (cell, seed) not in steps_run:
+            if (cell, seed) not in steps_by_id:
                 problems.append(f"{where}: no such trial")
                 continue
-            evals = math.ceil(steps_run[cell, seed] / cells[cell].eval_every)
+            evals = math.ceil(steps_by_id[cell, seed] / cells[cell].eval_every)
             if len(err) != 4 * evals or len(loss) != 4 * evals:
                 problems.append(f"{where}: {len(err) // 4} points, the trial ran {evals} "
                                 "evaluations")
         if expected is None:
             expected = {(c, i) for c in range(len(cells)) for i in range(study.seeds)}
-        summary = {"study": study.name, "trials": len(stored_ids), "expected": len(expected),
-                   "complete": expected <= stored_ids}
+        summary = {"study": study.name, "trials": len(steps_by_id), "expected": len(expected),
+                   "complete": expected <= steps_by_id.keys()}
     finally:
         store.close()
     return problems, summary
