@@ -34,8 +34,7 @@ def _split_cpu() -> None:
 
 _split_cpu()
 
-from parity_jax.config import (  # noqa: E402
-    DEFAULT_STUDY, Cell, ConfigError, Model, Study, Task, Train)
+from parity_jax.config import DEFAULT_STUDY, Cell, ConfigError, Model, Study, Task, Train  # noqa: E402
 from parity_jax.runner import Results, run  # noqa: E402
 
 __all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "Task",

@@ -97,46 +97,14 @@ class Study:
     @classmethod
     def from_dict(cls, d: dict) -> Study:
         """Builds a study from a parsed TOML dict; raises ConfigError on unknown keys/types."""
-        if not isinstance(d, dict):
-            raise ConfigError("config: must be a table")
-        sections = {"task": Task, "model": Model, "train": Train}
-        top = {f.name for f in dataclasses.fields(cls)} - set(sections)
-        kwargs: dict[str, Any] = {}
-        for key, value in d.items():
-            if key in sections:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{key}: must be a table [{key}]")
-                allowed = [f.name for f in dataclasses.fields(sections[key])]
-                for sub in value:
-                    if sub not in allowed:
-                        raise ConfigError(
-                            f"{key}.{sub}: unknown key; allowed: {', '.join(allowed)}"
-                        )
-                kwargs[key] = sections[key](**value)
-            elif key in top:
-                kwargs[key] = value
-            else:
-                allowed = sorted(top | set(sections))
-                raise ConfigError(f"{key}: unknown key; allowed: {', '.join(allowed)}")
-        study = cls(**kwargs)
+        study = cls(**_sections(cls, d, {"task": Task, "model": Model, "train": Train}))
         study.validate()
         return study
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Study:
         """Loads and validates a TOML study file."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ConfigError(f"config: file not found: {path}") from None
-        except OSError as e:
-            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-        try:
-            d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config: cannot parse {path}: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(_read_toml(path))
 
     def to_dict(self) -> dict:
         """The resolved config (defaults filled in), JSON-serialisable."""
@@ -153,9 +121,7 @@ class Study:
         _check_scalar("name", self.name, str)
         _check_int("seed", self.seed, lo=0)
         _check_int("seeds", self.seeds, lo=1)
-        for cell in self.cells():
-            pass  # cells() validates every value, including cross-field rules
-        return None
+        self.cells()  # validates every value, including cross-field rules
 
     def cells(self) -> list[Cell]:
         """Expands the grid into validated cells, in a deterministic order."""
@@ -247,6 +213,164 @@ class Cell:
         if self.vary == "data":
             return i, self.init_seed
         return i, i
+
+
+# ---- the tabular benchmark -----------------------------------------------------------------
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test split of each dataset (``tabular.split``)."""
+
+    max_train: Any = 10_000
+    max_eval: Any = 50_000
+
+
+@dataclass(frozen=True)
+class MLP:
+    """The MLP grid of the tabular benchmark: ``width``, ``depth``, ``init``, ``s``,
+    ``optimizer`` and ``lr`` may be lists (grid axes); model selection picks the best setting
+    per (dataset, fraction, init family)."""
+
+    width: Any = (100, 1000)
+    depth: Any = 1
+    init: Any = ("dense", "sparse")
+    s: Any = (2, 4)
+    optimizer: Any = "adam"
+    lr: Any = (1e-3, 1e-2)
+    wd: Any = 0.0
+    batch: Any = 64
+    steps: Any = 1000
+    eval_every: Any = 100
+
+
+@dataclass(frozen=True)
+class Forest:
+    """The random-forest baseline: ``iterations`` random-search configurations (0: none)."""
+
+    iterations: Any = 10
+    n_estimators_max: Any = 3000
+
+
+@dataclass(frozen=True)
+class TabularStudy:
+    """MLPs (dense and sparse init) against tuned random forests on tabular datasets, with
+    training sets downsampled to ``fractions``; ``seeds`` trials per setting.
+
+    Args:
+      datasets: ``tabular.load`` specs (benchmark names, openml:ID, sklearn:NAME, parity[:..],
+        .csv/.npz paths).
+      fractions: training-set fractions in (0, 1].
+    """
+
+    name: str = "tabular"
+    seed: int = 0
+    seeds: int = 5
+    datasets: Any = ("sklearn:breast_cancer",)
+    fractions: Any = (1.0, 0.3, 0.1, 0.03, 0.01)
+    split: Split = field(default_factory=Split)
+    mlp: MLP = field(default_factory=MLP)
+    forest: Forest = field(default_factory=Forest)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TabularStudy:
+        study = cls(**_sections(cls, d, {"split": Split, "mlp": MLP, "forest": Forest}))
+        study.validate()
+        return study
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TabularStudy:
+        return cls.from_dict(_read_toml(path))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists
+
+    def fingerprint(self) -> str:
+        return _digest(self.to_dict())
+
+    def axis(self, name: str) -> list:
+        """A setting as a list of values (``datasets``, ``fractions`` or ``mlp.FIELD``)."""
+        v = getattr(self, name) if "." not in name else getattr(self.mlp, name.split(".")[1])
+        return list(v) if isinstance(v, list | tuple) else [v]
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the first bad field."""
+        _check_scalar("name", self.name, str)
+        _check_int("seed", self.seed, lo=0)
+        _check_int("seeds", self.seeds, lo=1)
+        rules = {
+            "datasets": lambda n, v: _check_scalar(n, v, str),
+            "fractions": lambda n, v: _check_float(n, v, 0.0, 1.0, lo_open=True, hi_open=False),
+            "mlp.width": lambda n, v: _check_int(n, v, lo=1),
+            "mlp.depth": lambda n, v: _check_range(n, v, 1, 3),
+            "mlp.init": lambda n, v: _check_choice(n, v, INITS),
+            "mlp.s": lambda n, v: _check_int(n, v, lo=1),
+            "mlp.lr": lambda n, v: _check_float(n, v, 0.0, math.inf, True, True),
+            "mlp.optimizer": lambda n, v: _check_choice(n, v, OPTIMIZERS),
+        }
+        for name, rule in rules.items():
+            values = self.axis(name)
+            if not values:
+                raise ConfigError(f"{name}: an empty list has no values")
+            if len({json.dumps(v) for v in values}) != len(values):
+                raise ConfigError(f"{name}: list has duplicate values {values}")
+            for v in values:
+                rule(name, v)
+        _check_float("mlp.wd", self.mlp.wd, 0.0, math.inf, lo_open=False, hi_open=True)
+        for f in ("batch", "steps", "eval_every"):
+            _check_int(f"mlp.{f}", getattr(self.mlp, f), lo=1)
+        if self.mlp.steps % self.mlp.eval_every:
+            raise ConfigError(f"mlp.steps = {self.mlp.steps}: must be a multiple of "
+                              f"mlp.eval_every ({self.mlp.eval_every})")
+        _check_int("split.max_train", self.split.max_train, lo=1)
+        _check_int("split.max_eval", self.split.max_eval, lo=1)
+        _check_int("forest.iterations", self.forest.iterations, lo=0)
+        _check_int("forest.n_estimators_max", self.forest.n_estimators_max, lo=10)
+
+
+def _check_range(name: str, v: Any, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
+
+
+def _read_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config: file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: cannot parse {path}: {e}") from None
+
+
+def _sections(cls, d: Any, sections: dict[str, type]) -> dict:
+    """Constructor arguments of ``cls`` from a parsed TOML dict whose tables are ``sections``;
+    unknown keys and non-table sections are ConfigErrors."""
+    if not isinstance(d, dict):
+        raise ConfigError("config: must be a table")
+    top = {f.name for f in dataclasses.fields(cls)} - set(sections)
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: must be a table [{key}]")
+            allowed = [f.name for f in dataclasses.fields(sections[key])]
+            for sub in value:
+                if sub not in allowed:
+                    raise ConfigError(f"{key}.{sub}: unknown key; allowed: {', '.join(allowed)}")
+            kwargs[key] = sections[key](**value)
+        elif key in top:
+            kwargs[key] = value
+        else:
+            allowed = ", ".join(sorted(top | set(sections)))
+            raise ConfigError(f"{key}: unknown key; allowed: {allowed}")
+    return kwargs
 
 
 def _digest(obj: Any) -> str:

@@ -432,3 +432,203 @@ def reference_params(
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
                                   jnp.arange(steps, dtype=jnp.int32))
     return params
+
+
+# ---- tabular (X, y) classification: a generic trainer over shared data ---------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class XYShape:
+    """Static structure of a tabular program: T trials of padded width W on (X, y) data."""
+
+    d: int  # input features
+    depth: int
+    W: int
+    T: int
+    n_train: int  # rows of the (full) training split; a trial uses the first m of its order
+    batch: int
+    steps: int  # a multiple of eval_every
+    eval_every: int
+    optimizer: str  # sgd | adam
+
+
+@struct.dataclass
+class XYData:
+    """The dataset every trial of a program shares (labels in {-1, +1}, float32)."""
+
+    x_train: jax.Array  # (n_train, d)
+    y_train: jax.Array
+    x_val: jax.Array
+    y_val: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+
+@struct.dataclass
+class XYBatch:
+    """Per-trial (T,) inputs of a tabular program."""
+
+    init_key: jax.Array  # typed keys
+    order_key: jax.Array  # typed keys: minibatch order
+    rows: jax.Array  # (T, n_train) int32: the trial's order of the training rows
+    m: jax.Array  # int32: the trial trains on rows[:m] (its downsampled training set)
+    width: jax.Array
+    sparse: jax.Array
+    s: jax.Array
+    lr: jax.Array
+    wd: jax.Array
+
+
+@struct.dataclass
+class XYOutcome:
+    """Per-trial results (T,); *_best at the evaluation with the lowest validation loss."""
+
+    val_loss: jax.Array  # best (lowest) mean validation logistic loss
+    val_error: jax.Array
+    test_error: jax.Array
+    best_step: jax.Array
+    final_val_loss: jax.Array
+    final_test_error: jax.Array
+    diverged: jax.Array
+    curve_val_loss: jax.Array  # (T, steps // eval_every)
+    curve_test_error: jax.Array
+
+
+def _optimizer(name: str):
+    """optax optimizer with per-trial hyperparameters as state leaves (vmap over trials):
+    coupled weight decay then SGD or Adam."""
+
+    def make(learning_rate, weight_decay):
+        base = optax.adam(learning_rate) if name == "adam" else optax.sgd(learning_rate)
+        return optax.chain(optax.add_decayed_weights(weight_decay), base)
+
+    return optax.inject_hyperparams(make)
+
+
+# Rows of the evaluation sets per forward pass, and activations (floats) per lax.map batch.
+EVAL_ROWS, EVAL_FLOATS = 2048, 1 << 25
+
+
+def _eval_sets(x: jax.Array, y: jax.Array):
+    """x (N, d), y (N,) as (chunks, C, .) with a 0/1 weight for padding rows."""
+    N = x.shape[0]
+    C = min(EVAL_ROWS, N)
+    chunks = -(-N // C)
+    pad = chunks * C - N
+    w = jnp.concatenate([jnp.ones(N), jnp.zeros(pad)]).reshape(chunks, C)
+    x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(chunks, C, -1)
+    y = jnp.concatenate([y, jnp.ones(pad, y.dtype)]).reshape(chunks, C)
+    return x, y, w, N
+
+
+def _evaluate(shape: XYShape, params: Params, sets) -> tuple[jax.Array, jax.Array]:
+    """(T,) mean logistic loss and (T,) error (sign(f) != y; f = 0 is an error) of every trial
+    on one evaluation set, in row chunks and trial batches that bound the activations."""
+    x, y, w, N = sets
+    per_batch = max(1, min(shape.T, EVAL_FLOATS // (x.shape[1] * shape.W)))
+
+    def trial(p):
+        def chunk(acc, xs):
+            xc, yc, wc = xs
+            f = models.apply(p, xc)
+            return acc + jnp.stack([jnp.sum(wc * models.loss_fn("logistic", f, yc)),
+                                    jnp.sum(wc * (jnp.sign(f) != yc))]), None
+
+        return jax.lax.scan(chunk, jnp.zeros(2), (x, y, w))[0] / N
+
+    out = jax.lax.map(trial, params, batch_size=per_batch)
+    return out[:, 0], out[:, 1]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def train_xy(shape: XYShape, data: XYData, b: XYBatch) -> XYOutcome:
+    """Trains T MLPs on shared (X, y) data, each on its own downsampled training set.
+
+    Trial i: ``models.init_params`` (dense or sparse, padded to W), then ``shape.steps``
+    minibatch steps of the logistic loss (B rows drawn with replacement from its ``m`` rows,
+    step t's draw from ``fold_in(order_key, t)``) with optax SGD or Adam and coupled weight
+    decay; validation loss and test error every ``eval_every`` steps. A trial's results depend
+    only on its own inputs, never on the other trials of the program.
+    """
+    init = functools.partial(models.init_params, n=shape.d, W=shape.W, depth=shape.depth)
+    params = jax.vmap(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s))(
+        b.init_key, b.width, b.sparse, b.s)
+    opt = _optimizer(shape.optimizer)
+    opt_state = jax.vmap(lambda p, lr, wd: opt(lr, wd).init(p))(params, b.lr, b.wd)
+    update = opt(0.0, 0.0).update  # the hyperparameters live in the (vmapped) state
+
+    def loss_of(p, x, y):
+        return jnp.mean(models.loss_fn("logistic", models.apply(p, x), y))
+
+    grad = jax.vmap(jax.grad(loss_of))
+
+    def step(carry, t, frozen):
+        params, opt_state = carry
+
+        def draw(order_key, rows, m):
+            i = jax.random.randint(jax.random.fold_in(order_key, t), (shape.batch,), 0, m)
+            return rows[i]
+
+        idx = jax.vmap(draw)(b.order_key, b.rows, b.m)  # (T, B)
+        g = grad(params, data.x_train[idx], data.y_train[idx])
+        updates, opt_state = jax.vmap(update)(g, opt_state, params)
+        updates = jax.tree.map(lambda u: jnp.where(_bcast(frozen, u), 0.0, u), updates)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    val_sets = _eval_sets(data.x_val, data.y_val)
+    test_sets = _eval_sets(data.x_test, data.y_test)
+    T, inf = shape.T, jnp.float32(jnp.inf)
+
+    def interval(carry, i):
+        params, opt_state, best, diverged = carry
+        ts = i * shape.eval_every + jnp.arange(shape.eval_every, dtype=jnp.int32)
+        (params, opt_state), _ = jax.lax.scan(
+            functools.partial(step, frozen=diverged), (params, opt_state), ts)
+        diverged = diverged | ~models.is_finite(params)
+        # A diverged trial is frozen at zero (no further updates): nothing non-finite is
+        # carried further, and it is never selected (validation loss +inf).
+        params = jax.tree.map(lambda p: jnp.where(_bcast(diverged, p), 0.0, p), params)
+        val_loss, val_err = _evaluate(shape, params, val_sets)
+        _, test_err = _evaluate(shape, params, test_sets)
+        val_loss = jnp.where(diverged | ~jnp.isfinite(val_loss), inf, val_loss)
+        test_err = jnp.where(diverged, jnp.nan, test_err)
+        better = val_loss < best[0]
+        step_no = (i + 1) * shape.eval_every
+        best = tuple(jnp.where(better, new, old) for new, old in zip(
+            (val_loss, val_err, test_err, jnp.full((T,), step_no, jnp.int32)), best,
+            strict=True))
+        return (params, opt_state, best, diverged), (val_loss, test_err)
+
+    best0 = (jnp.full((T,), inf), jnp.full((T,), jnp.nan), jnp.full((T,), jnp.nan),
+             jnp.full((T,), -1, jnp.int32))
+    n_evals = shape.steps // shape.eval_every
+    (_, _, best, diverged), (curve_loss, curve_err) = jax.lax.scan(
+        interval, (params, opt_state, best0, jnp.zeros((T,), bool)),
+        jnp.arange(n_evals, dtype=jnp.int32))
+    return XYOutcome(
+        val_loss=best[0], val_error=best[1], test_error=best[2], best_step=best[3],
+        final_val_loss=curve_loss[-1], final_test_error=curve_err[-1], diverged=diverged,
+        curve_val_loss=curve_loss.T, curve_test_error=curve_err.T)
+
+
+def reference_xy(data: XYData, init_key, order_key, rows, *, m: int, width: int, depth: int,
+                 sparse: bool, s: int, lr: float, wd: float, batch: int, steps: int,
+                 optimizer: str) -> Params:
+    """One unpadded trial of ``train_xy`` written plainly (tests): its parameters after
+    ``steps`` steps, with the textbook optax optimizer built from Python floats."""
+    d = data.x_train.shape[1]
+    params = models.init_params(init_key, d, width, depth, width, sparse, s)
+    base = optax.adam(lr) if optimizer == "adam" else optax.sgd(lr)
+    opt = optax.chain(optax.add_decayed_weights(wd), base)
+
+    def step(carry, t):
+        p, st = carry
+        i = jax.random.randint(jax.random.fold_in(order_key, t), (batch,), 0, m)
+        xb, yb = data.x_train[rows[i]], data.y_train[rows[i]]
+        g = jax.grad(lambda p: jnp.mean(models.loss_fn("logistic", models.apply(p, xb), yb)))(p)
+        updates, st = opt.update(g, st, p)
+        return (optax.apply_updates(p, updates), st), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
+                                  jnp.arange(steps, dtype=jnp.int32))
+    return params

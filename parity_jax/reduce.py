@@ -165,3 +165,55 @@ def curve_summary(curves: list[dict]) -> list[dict]:
                     "test_error_median": med, "test_error_q1": q1, "test_error_q3": q3,
                     "train_loss_median": loss_med})
     return out
+
+
+# ---- tabular benchmark: model selection and error intervals ---------------------------------
+
+
+def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` with a Student-t interval (half-width 0 for a single value)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if len(v) == 1:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def family(r: dict) -> str:
+    """'dense', 'sparse' (any s) or 'forest': what one line of the tabular table compares."""
+    return "forest" if r["model"] == "forest" else r["init"]
+
+
+def select(records: list[dict],
+           config: tuple[str, ...] = ("width", "depth", "s", "optimizer", "lr"),
+           within: tuple[str, ...] = ("dataset", "fraction")) -> list[dict]:
+    """Model selection as in the paper: per ``within`` group and family (dense MLP, sparse MLP,
+    forest), the ``config`` setting with the lowest median validation loss over its seeds
+    (forests: already tuned per seed, so all of them). Returns one record per group and family:
+    the settings, ``seeds``, ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high``,
+    ``val_loss`` (median) and ``m``."""
+    groups: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        fam = family(r)
+        cfg = () if fam == "forest" else tuple(r.get(c) for c in config)
+        groups[tuple(r[w] for w in within) + (fam,)][cfg].append(r)
+    out = []
+    for key, configs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+
+        def median_val(rs):
+            v = [r["val_loss"] if r["val_loss"] is not None else math.inf for r in rs]
+            return float(np.median(v))
+
+        cfg, rs = min(configs.items(), key=lambda kv: (median_val(kv[1]), str(kv[0])))
+        mean, lo, hi = mean_interval([r["test_error"] for r in rs])
+        rec = dict(zip(within + ("family",), key, strict=True))
+        rec.update(dict(zip(config, cfg, strict=False)) if cfg else {})
+        rec.update(m=rs[0]["m"], seeds=len(rs), val_loss=median_val(rs), test_error=mean,
+                   ci_low=lo, ci_high=hi, configs=len(configs))
+        out.append(rec)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -16,7 +17,7 @@ import numpy as np
 
 from parity_jax import engine, reduce
 from parity_jax import plan as planning
-from parity_jax.config import ConfigError, Study
+from parity_jax.config import ConfigError, Study, TabularStudy
 from parity_jax.store import Store, StoreError
 
 
@@ -322,3 +323,164 @@ def pb_valid(pb: planning.PlannedBatch, skip: set) -> np.ndarray:
 def _real(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+# ---- the tabular benchmark: MLPs (engine.train_xy) and tuned forests per dataset ------------
+
+# Floats of parameters, optimizer state and activations one tabular program call may hold.
+XY_FLOATS = 1 << 27
+
+
+def run_tabular(study: TabularStudy, out: str | Path, *,
+                progress: TextIO | None = sys.stderr) -> list[dict]:
+    """Runs (or resumes) a tabular study into ``out``/tabular/; returns every trial record.
+
+    Per dataset: load and split it (``tabular``), train the MLP grid (one program per
+    (optimizer, depth, width), trials = seeds x fractions x inits x lr, in chunks), then the random
+    forests (one random search per (fraction, seed)), each part saved to
+    ``out/tabular/DATASET.json`` as soon as it is done, so a crash loses at most the part in
+    flight and the same call resumes. Records: {"model": "mlp" | "forest", "dataset",
+    "fraction", "m", "seed", ..., "val_loss", "val_error", "test_error"}.
+    """
+    from parity_jax import tabular
+
+    study.validate()
+    out = Path(out) / "tabular"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"out: cannot create {out}: {e.strerror}") from None
+    tables = []
+    for spec in study.axis("datasets"):
+        try:
+            tables.append(tabular.load(spec))
+        except tabular.DataError as e:
+            raise ConfigError(f"datasets: {e}") from None
+    records = []
+    for spec, table in zip(study.axis("datasets"), tables, strict=True):
+        splits = tabular.split(table, study.seed, max_train=study.split.max_train,
+                               max_eval=study.split.max_eval)
+        path = out / (_safe(spec) + ".json")
+        saved = _load_part(path, study, splits)
+        _mlp_trials(study, spec, splits, saved, path, progress)
+        _forest_trials(study, spec, splits, saved, path, progress)
+        records += [r for part in saved["parts"].values() for r in part]
+    return records
+
+
+def _safe(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+
+
+def _load_part(path: Path, study, splits) -> dict:
+    """The saved parts of one dataset's results, or a fresh record if there are none."""
+    from parity_jax import tabular
+
+    head = {"study": study.fingerprint(), "data": tabular.fingerprint(splits)}
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise StoreError(f"out: {path} is not readable JSON ({e}); move it away to rerun "
+                             "that dataset") from None
+        if {k: saved.get(k) for k in head} != head:
+            raise StoreError(f"out: {path} holds results of another study or other data; use "
+                             "another --out")
+        return saved
+    return {**head, "parts": {}}
+
+
+def _save_part(path: Path, saved: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(saved))
+    os.replace(tmp, path)
+
+
+def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
+    """Trains the dataset's MLP grid, one saved part per program call."""
+    import jax.numpy as jnp
+
+    from parity_jax import tabular
+    from parity_jax.config import stable_int
+
+    n_train = len(splits.y_train)
+    inits = [(i, s) for i in study.axis("mlp.init")
+             for s in (study.axis("mlp.s") if i == "sparse" else [None])]
+    trials = [dict(fraction=f, m=tabular.train_rows(n_train, f), init=i, s=s, lr=lr, seed=seed)
+              for f in study.axis("fractions") for i, s in inits
+              for lr in study.axis("mlp.lr") for seed in range(study.seeds)]
+    pm = lambda y: jnp.asarray(2.0 * y - 1.0, jnp.float32)  # noqa: E731
+    data = engine.XYData(jnp.asarray(splits.x_train), pm(splits.y_train),
+                         jnp.asarray(splits.x_val), pm(splits.y_val),
+                         jnp.asarray(splits.x_test), pm(splits.y_test))
+    perms = np.stack([tabular.permutation(n_train, seed) for seed in range(study.seeds)])
+    mlp = study.mlp
+    programs = [(opt, depth, width) for opt in study.axis("mlp.optimizer")
+                for depth in study.axis("mlp.depth") for width in study.axis("mlp.width")]
+    bar = _Progress(len(trials) * len(programs),
+                    sum(len(v) for k, v in saved["parts"].items() if k.startswith("mlp")),
+                    progress)
+    base = jax.random.key(study.seed)
+    for opt, depth, width in programs:
+        per_trial = width * (splits.d + (depth - 1) * width + 2) * 4 + mlp.batch * width * depth * 3
+        T = max(1, min(len(trials), XY_FLOATS // per_trial))
+        shape = engine.XYShape(d=splits.d, depth=depth, W=width, T=T, n_train=n_train,
+                               batch=mlp.batch, steps=mlp.steps, eval_every=mlp.eval_every,
+                               optimizer=opt)
+        for start in range(0, len(trials), T):
+            key = f"mlp/{opt}/depth{depth}/width{width}/{start}"
+            if key in saved["parts"]:
+                continue
+            chunk = trials[start:start + T]
+            padded = chunk + [chunk[-1]] * (T - len(chunk))  # one shape for every chunk
+            ids = [stable_int(spec, t["fraction"], width, depth, t["init"], t["s"], opt,
+                              t["lr"], t["seed"]) for t in padded]
+            keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.array(ids, jnp.uint32))
+            b = engine.XYBatch(
+                init_key=jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+                order_key=jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+                rows=jnp.asarray(perms[[t["seed"] for t in padded]]),
+                m=jnp.array([t["m"] for t in padded], jnp.int32),
+                width=jnp.full((T,), width, jnp.int32),
+                sparse=jnp.array([t["init"] == "sparse" for t in padded]),
+                s=jnp.array([t["s"] or 1 for t in padded], jnp.int32),
+                lr=jnp.array([t["lr"] for t in padded], jnp.float32),
+                wd=jnp.full((T,), mlp.wd, jnp.float32))
+            o = jax.device_get(engine.train_xy(shape, data, b))
+            saved["parts"][key] = [
+                {"model": "mlp", "dataset": spec, **t, "width": width, "depth": depth,
+                 "optimizer": opt, "val_loss": _real(o.val_loss[i]),
+                 "val_error": _real(o.val_error[i]), "test_error": _real(o.test_error[i]),
+                 "best_step": int(o.best_step[i]),
+                 "final_test_error": _real(o.final_test_error[i]),
+                 "diverged": bool(o.diverged[i])}
+                for i, t in enumerate(chunk)]
+            _save_part(path, saved)
+            bar.update(len(chunk), len(chunk) * mlp.steps)
+    bar.close()
+
+
+def _forest_trials(study, spec, splits, saved, path, progress) -> None:
+    """The tuned forest of every (fraction, seed), one saved part each."""
+    from parity_jax import forest, tabular
+
+    if study.forest.iterations == 0:
+        return
+    n_train = len(splits.y_train)
+    for fraction in study.axis("fractions"):
+        m = tabular.train_rows(n_train, fraction)
+        for seed in range(study.seeds):
+            key = f"forest/{fraction}/{seed}"
+            if key in saved["parts"]:
+                continue
+            rows = tabular.permutation(n_train, seed)[:m]
+            best = forest.tune(splits.x_train[rows], splits.y_train[rows], splits.x_val,
+                               splits.y_val, splits.x_test, splits.y_test,
+                               iterations=study.forest.iterations, seed=seed,
+                               n_estimators_max=study.forest.n_estimators_max, n_jobs=-1)
+            saved["parts"][key] = [{"model": "forest", "dataset": spec, "fraction": fraction,
+                                    "m": m, "seed": seed, **best}]
+            _save_part(path, saved)
+        if progress is not None:
+            progress.write(f"{spec}: forests of fraction {fraction} done\n")
+            progress.flush()

@@ -1,15 +1,13 @@
 """Faults: SIGKILL and resume, Ctrl-C, unwritable / full / foreign stores, a diverging trial."""
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
+import faults
 import pytest
 
-import faults
 import parity_jax
 from parity_jax import Model, Study, Task, Train, cli, plan, store
 

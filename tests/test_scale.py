@@ -4,11 +4,10 @@ import json
 import socket
 import sqlite3
 import subprocess
-import sys
-
-import pytest
 
 import faults
+import pytest
+
 import parity_jax
 from parity_jax import Model, Study, Task, Train, cli, plan
 

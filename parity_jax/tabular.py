@@ -1,0 +1,342 @@
+"""Tabular classification data: the Grinsztajn benchmark's datasets, loading, splits.
+
+A dataset is named by a *spec* string (``load``):
+
+- ``NAME``: one of the 16 benchmark datasets (``GRINSZTAJN``, read from ``grinsztajn.csv``),
+  fetched from OpenML by its id into a local cache, then read offline from that cache;
+- ``openml:ID``: any OpenML dataset (its default target);
+- ``sklearn:breast_cancer``, ``sklearn:wine`` (class 0 against the rest), ``sklearn:digits``
+  (digit < 5 against the rest): datasets scikit-learn ships, for offline runs;
+- ``parity``: synthetic, a planted sparse parity of the signs of k real-valued features among
+  noise features (``planted_parity``; ``parity:rows=4000,features=20,k=2``);
+- ``PATH.csv`` (header row; the target is the last column unless ``target`` is given) or
+  ``PATH.npz`` (arrays ``X`` and ``y``): your own data.
+
+Labels become 0/1; a dataset with more than two classes keeps its two most frequent ones.
+
+Preprocessing (``split``), as the benchmark describes it: rows shuffled once with the split
+seed, 70% train / 9% validation / 21% test; the training set truncated to ``max_train`` rows
+(10,000 in the benchmark's medium-sized setting) and validation and test sets to ``max_eval``
+(50,000); features Gaussianised with scikit-learn's ``QuantileTransformer`` (normal output) fit on
+the training split. Downsampled training sets (``subsample``) are prefixes of a per-seed
+permutation of the training split, so the 1% set of a seed is inside its 10% set.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+SKLEARN = ("breast_cancer", "wine", "digits")
+TRAIN_FRACTION, VAL_FRACTION = 0.70, 0.09
+
+
+class DataError(ValueError):
+    """A dataset that cannot be loaded or used; the message names it and says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One benchmark dataset: its curated OpenML copy and where that was curated from."""
+
+    name: str
+    openml_id: int
+    target: str | None  # None: OpenML's default target attribute
+    rows: int
+    features: int
+    original: str
+
+
+def _registry() -> tuple[Source, ...]:
+    path = Path(__file__).with_name("grinsztajn.csv")
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    return tuple(
+        Source(r["name"], int(r["openml_id"]), r["target"] or None, int(r["rows"]),
+               int(r["features"]), r["original"])
+        for r in csv.DictReader(lines))
+
+
+GRINSZTAJN: tuple[Source, ...] = _registry()
+BY_NAME = {s.name: s for s in GRINSZTAJN}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A binary classification dataset: X (N, d) float32, y (N,) int8 in {0, 1}."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    features: tuple[str, ...]
+    classes: tuple[str, str]  # the original labels of y = 0 and y = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Train / validation / test arrays of one dataset (features already transformed)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def d(self) -> int:
+        return self.x_train.shape[1]
+
+
+def cache_dir() -> Path:
+    """Where fetched OpenML datasets are kept: ``$PARITY_JAX_DATA`` or ~/.cache/parity_jax."""
+    return Path(os.environ.get("PARITY_JAX_DATA", Path.home() / ".cache" / "parity_jax"))
+
+
+def load(spec: str, *, target: str | None = None, cache: str | Path | None = None,
+         fetch=None) -> Table:
+    """The dataset named by ``spec`` (see the module docstring) as a binary ``Table``.
+
+    ``fetch`` replaces ``sklearn.datasets.fetch_openml`` (tests use it to play "no network").
+    """
+    spec = str(spec)
+    if spec in BY_NAME:
+        src = BY_NAME[spec]
+        return _openml(src.openml_id, src.name, target or src.target, cache, fetch)
+    if spec.startswith("openml:"):
+        ident = spec.split(":", 1)[1]
+        if not ident.isdigit():
+            raise DataError(f"dataset {spec!r}: an OpenML id is a positive integer")
+        return _openml(int(ident), spec, target, cache, fetch)
+    if spec.startswith("sklearn:"):
+        return _sklearn(spec.split(":", 1)[1])
+    if spec == "parity" or spec.startswith("parity:"):
+        return planted_parity(**_options(spec))
+    path = Path(spec)
+    if path.suffix in (".csv", ".npz"):
+        if not path.is_file():
+            raise DataError(f"dataset {spec!r}: no such file")
+        return _from_csv(path, target) if path.suffix == ".csv" else _from_npz(path)
+    raise DataError(
+        f"dataset {spec!r}: not one of the benchmark's datasets ({', '.join(BY_NAME)}), "
+        f"nor openml:ID, sklearn:{{{','.join(SKLEARN)}}}, parity[:...], or a .csv/.npz file")
+
+
+def from_arrays(name: str, X, y) -> Table:
+    """A ``Table`` from your own arrays: X (N, d) numeric, y (N,) labels of any type."""
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise DataError(f"dataset {name!r}: X must be (N, d) and y (N,), got {X.shape} and "
+                        f"{y.shape}")
+    try:
+        X = X.astype(np.float32)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"dataset {name!r}: features must be numeric ({e})") from None
+    keep = np.all(np.isfinite(X), axis=1)  # the benchmark drops rows with missing values
+    X, y = X[keep], y[keep]
+    labels, counts = np.unique(y, return_counts=True)
+    if len(labels) < 2:
+        raise DataError(f"dataset {name!r}: needs two classes, found {len(labels)}")
+    top = labels[np.argsort(-counts, kind="stable")[:2]]
+    top = np.sort(top)
+    keep = np.isin(y, top)
+    return Table(name, X[keep], (y[keep] == top[1]).astype(np.int8),
+                 tuple(f"x{i}" for i in range(X.shape[1])), (str(top[0]), str(top[1])))
+
+
+def _named(table: Table, features) -> Table:
+    return dataclasses.replace(table, features=tuple(str(f) for f in features))
+
+
+def _openml(data_id: int, name: str, target: str | None, cache, fetch) -> Table:
+    """OpenML dataset ``data_id`` from the cache, fetched (and cached) when missing."""
+    root = Path(cache) if cache is not None else cache_dir()
+    path = root / f"openml-{data_id}.npz"
+    if path.is_file():
+        return _from_npz(path, name)
+    if fetch is None:
+        from sklearn.datasets import fetch_openml as fetch
+    try:
+        import pandas  # noqa: F401
+        parser = "pandas"
+    except ImportError:
+        parser = "liac-arff"
+    try:
+        bunch = fetch(data_id=data_id, data_home=str(root / "sklearn"), as_frame=False,
+                      target_column=target or "default-target", parser=parser)
+    except Exception as e:  # network errors, unknown ids, bad columns: all say why in one line
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(
+            f"dataset {name!r} (OpenML id {data_id}): not in the cache {path} and fetching it "
+            f"failed ({why}); fetch it once where OpenML is reachable, or pass a .csv/.npz "
+            "file") from None
+    X = bunch.data.toarray() if hasattr(bunch.data, "toarray") else bunch.data
+    table = _named(from_arrays(name, X, bunch.target), bunch.feature_names)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, X=table.X, y=table.y, features=np.array(table.features),
+             classes=np.array(table.classes))
+    os.replace(tmp, path)  # a crash never leaves a half-written cache entry
+    return table
+
+
+def _from_npz(path: Path, name: str | None = None) -> Table:
+    name = name or str(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "X" not in f or "y" not in f:
+                raise DataError(f"dataset {name!r}: {path} must hold arrays X and y, has "
+                                f"{sorted(f.files)}")
+            X, y = f["X"], f["y"]
+            features = f["features"] if "features" in f else None
+            classes = tuple(f["classes"]) if "classes" in f else None
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"dataset {name!r}: {path} is not a readable .npz file ({e})") from None
+    table = from_arrays(name, X, y)
+    if classes is not None and set(np.unique(y)) <= {0, 1}:
+        table = dataclasses.replace(table, classes=tuple(str(c) for c in classes))
+    return _named(table, features) if features is not None else table
+
+
+def _from_csv(path: Path, target: str | None) -> Table:
+    name = str(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"dataset {name!r}: cannot read it ({e})") from None
+    if len(rows) < 2:
+        raise DataError(f"dataset {name!r}: needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    col = len(header) - 1 if target is None else (
+        header.index(target) if target in header else None)
+    if col is None:
+        raise DataError(f"dataset {name!r}: target column {target!r} not in the header "
+                        f"({', '.join(header)})")
+    bad = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
+    if bad:
+        raise DataError(f"dataset {name!r}: row {bad[0]} has a different number of fields "
+                        f"than the header ({len(header)})")
+    feats = [i for i in range(len(header)) if i != col]
+    try:
+        X = np.array([[float(r[i]) if r[i].strip() else np.nan for i in feats] for r in body],
+                     np.float32)
+    except ValueError as e:
+        raise DataError(f"dataset {name!r}: features must be numeric ({e})") from None
+    y = np.array([r[col] for r in body])
+    return _named(from_arrays(name, X, y), [header[i] for i in feats])
+
+
+def _sklearn(which: str) -> Table:
+    import sklearn.datasets as sk
+
+    if which not in SKLEARN:
+        raise DataError(f"dataset 'sklearn:{which}': scikit-learn datasets are "
+                        f"{', '.join(SKLEARN)}")
+    bunch = getattr(sk, f"load_{which}")()
+    y = bunch.target
+    if which == "wine":
+        y = (y != 0).astype(int)  # class 0 against classes 1 and 2
+    elif which == "digits":
+        y = (y >= 5).astype(int)  # digits 0-4 against 5-9
+    name = f"sklearn:{which}"
+    return _named(from_arrays(name, bunch.data, y), bunch.feature_names)
+
+
+def _options(spec: str) -> dict:
+    """``parity:rows=4000,k=2`` -> {"rows": 4000, "k": 2}."""
+    allowed = ("rows", "features", "k", "noise", "seed")
+    out = {}
+    for item in filter(None, spec.partition(":")[2].split(",")):
+        key, _, value = item.partition("=")
+        if key not in allowed:
+            raise DataError(f"dataset {spec!r}: unknown option {key!r} (allowed: "
+                            f"{', '.join(allowed)})")
+        try:
+            out[key] = float(value) if key == "noise" else int(value)
+        except ValueError:
+            raise DataError(f"dataset {spec!r}: {key} must be a number, got {value!r}") from None
+    return out
+
+
+def planted_parity(rows: int = 4000, features: int = 20, k: int = 2, noise: float = 0.0,
+                   seed: int = 0) -> Table:
+    """Synthetic: x ~ N(0, 1)^features, y = 1 when the product of the signs of k planted
+    coordinates is positive (labels flipped with probability ``noise``).
+
+    Only k of the features matter and only through their signs: an axis-aligned sparse
+    feature that a sparsely initialised network can find with few samples.
+    """
+    if not (1 <= k <= features) or rows < 10:
+        raise DataError(f"dataset 'parity': needs 1 <= k <= features and rows >= 10, got "
+                        f"k={k}, features={features}, rows={rows}")
+    rng = np.random.default_rng([seed, 0x5EC7])
+    planted = np.sort(rng.choice(features, k, replace=False))
+    X = rng.standard_normal((rows, features)).astype(np.float32)
+    y = np.prod(np.sign(X[:, planted]), axis=1) > 0
+    y ^= rng.random(rows) < noise
+    name = f"parity(k={k} of {features})"
+    return _named(from_arrays(name, X, y.astype(np.int8)),
+                  [f"x{i}{'*' if i in planted else ''}" for i in range(features)])
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def split(table: Table, seed: int = 0, *, max_train: int = 10_000, max_eval: int = 50_000,
+          quantile: bool = True) -> Splits:
+    """70 / 9 / 21 % train / validation / test (rows shuffled by ``seed`` and the dataset's
+    name), truncated to ``max_train`` / ``max_eval`` rows, features Gaussianised by a quantile
+    transform fit on the training split."""
+    N = len(table.y)
+    n_train, n_val = int(TRAIN_FRACTION * N), int(VAL_FRACTION * N)
+    if min(n_train, n_val, N - n_train - n_val) < 1:
+        raise DataError(f"dataset {table.name!r}: {N} rows are too few to split 70/9/21")
+    order = np.random.default_rng([seed, _seed(table.name)]).permutation(N)
+    tr = order[:n_train][:max_train]
+    va = order[n_train:n_train + n_val][:max_eval]
+    te = order[n_train + n_val:][:max_eval]
+    X = table.X
+    if quantile:
+        from sklearn.preprocessing import QuantileTransformer
+
+        qt = QuantileTransformer(n_quantiles=min(1000, len(tr)), output_distribution="normal",
+                                 random_state=seed)
+        qt.fit(X[tr])
+
+        def transform(rows):
+            return qt.transform(X[rows]).astype(np.float32)
+    else:
+        def transform(rows):
+            return X[rows]
+    return Splits(table.name, transform(tr), table.y[tr], transform(va), table.y[va],
+                  transform(te), table.y[te])
+
+
+def train_rows(n_train: int, fraction: float) -> int:
+    """Rows of a training set downsampled to ``fraction`` (at least 1)."""
+    return max(1, min(n_train, round(fraction * n_train)))
+
+
+def permutation(n_train: int, seed: int) -> np.ndarray:
+    """Seed ``seed``'s order of the training rows: its downsampled sets are prefixes."""
+    return np.random.default_rng([seed, 0xF2AC]).permutation(n_train).astype(np.int32)
+
+
+def fingerprint(splits: Splits) -> str:
+    """A short digest of the arrays (results on other data must not be mixed in)."""
+    h = hashlib.sha256()
+    for a in (splits.x_train, splits.y_train, splits.x_val, splits.y_val, splits.x_test,
+              splits.y_test):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
