@@ -69,8 +69,7 @@ def main(config: str | Path = HERE / "tabular.toml", out: str | Path = "runs/tab
 
     pngs = [plots.line_panels([r for r in best if r["dataset"] == spec], "fraction",
                               "test_error", "model", out / f"{_file(spec)}.png",
-                              panel=lambda r: r["dataset"], ylabel="test error",
-                              title=f"{spec}: test error vs training fraction")
+                              panel=lambda r: r["dataset"], ylabel="test error")
             for spec in study.axis("datasets")]
 
     summary = []

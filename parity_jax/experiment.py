@@ -16,6 +16,7 @@ from pathlib import Path
 
 from parity_jax import reduce
 from parity_jax.config import ConfigError
+from parity_jax.store import StoreError
 
 
 def main(doc: str, here: Path, name: str, body: Callable[..., dict]) -> int:
@@ -33,9 +34,13 @@ def main(doc: str, here: Path, name: str, body: Callable[..., dict]) -> int:
     start = time.perf_counter()
     try:
         result = body(config, out)
-    except ConfigError as e:
+    except (ConfigError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # runner.Interrupted, or Ctrl-C mid-call: parts are stored
+        print(f"\n{e or 'interrupted'}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     print(f"\n{out / 'report.md'}; wall time {time.perf_counter() - start:.1f} s "
           "(this invocation)")
     return 0 if result is not None else 1

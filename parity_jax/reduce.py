@@ -195,7 +195,8 @@ def select(records: list[dict],
     """Model selection as in the paper: per ``within`` group and family (dense MLP, sparse MLP,
     forest), the ``config`` setting with the lowest median validation loss over its seeds
     (forests: already tuned per seed, so all of them). Returns one record per group and family:
-    the settings, ``seeds``, ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high``,
+    the settings, ``seeds``, ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high``
+    (clipped to [0, 1]),
     ``val_loss`` (median) and ``m``."""
     groups: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -211,6 +212,7 @@ def select(records: list[dict],
 
         cfg, rs = min(configs.items(), key=lambda kv: (median_val(kv[1]), str(kv[0])))
         mean, lo, hi = mean_interval([r["test_error"] for r in rs])
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # an error rate's interval stays in [0, 1]
         rec = dict(zip(within + ("family",), key, strict=True))
         rec.update(dict(zip(config, cfg, strict=False)) if cfg else {})
         rec.update(m=rs[0]["m"], seeds=len(rs), val_loss=median_val(rs), test_error=mean,
