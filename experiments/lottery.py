@@ -129,8 +129,8 @@ def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lot
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = [r["arm"] for r in rows]
     ps = [r["p"] or 0 for r in rows]
-    ax.bar(range(len(rows)), ps, yerr=[[p - r["ci_low"] for p, r in zip(ps, rows)],
-                                       [r["ci_high"] - p for p, r in zip(ps, rows)]],
+    ax.bar(range(len(rows)), ps, yerr=[[p - r["ci_low"] for p, r in zip(ps, rows, strict=True)],
+                                       [r["ci_high"] - p for p, r in zip(ps, rows, strict=True)]],
            color=["gray", "tab:green", "tab:orange", "tab:blue"], capsize=3)
     ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=12)
     ax.set_ylabel("p(success)")

@@ -56,6 +56,8 @@ def main(config: str | Path = HERE / "tabular.toml", out: str | Path = "runs/tab
             for fam, c in cells.items():
                 row[LABEL[fam]] = (f"{c['test_error']:.3f} [{c['ci_low']:.3f}, "
                                    f"{c['ci_high']:.3f}]" if c else "-")
+                if c and c["diverged"]:
+                    row[LABEL[fam]] += f" ({c['diverged']} of {c['seeds']} diverged)"
             s = cells["sparse"]
             row["sparse MLP config"] = (f"w{s['width']} d{s['depth']} s{s['s']} "
                                         f"{s['optimizer']} lr{s['lr']:g}" if s else "-")

@@ -87,7 +87,7 @@ def decreases(records: list[dict], along: str, within: tuple[str, ...]) -> tuple
     pairs, found = 0, []
     for key, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         rs.sort(key=lambda r: r[along])
-        for a, b in zip(rs, rs[1:]):
+        for a, b in zip(rs, rs[1:], strict=False):
             pairs += 1
             if b["p"] < a["p"]:
                 found.append((dict(zip(within, key, strict=True)), a[along], b[along], a["p"],

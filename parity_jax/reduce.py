@@ -142,11 +142,11 @@ def curve_summary(curves: list[dict]) -> list[dict]:
     for c in curves:
         by_cell[c["cell"]].append(c)
     out = []
-    for cell, cs in sorted(by_cell.items()):
+    for _, cs in sorted(by_cell.items()):
         steps = max((c["step"] for c in cs), key=len)
         n = len(steps)
 
-        def held(values):  # (trials, n): each curve carried forward from its last point
+        def held(values, n=n):  # (trials, n): each curve carried forward from its last point
             rows = []
             for v in values:
                 v = np.asarray(v, float)
@@ -195,8 +195,8 @@ def select(records: list[dict],
     """Model selection as in the paper: per ``within`` group and family (dense MLP, sparse MLP,
     forest), the ``config`` setting with the lowest median validation loss over its seeds
     (forests: already tuned per seed, so all of them). Returns one record per group and family:
-    the settings, ``seeds``, ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high``
-    (clipped to [0, 1]),
+    the settings, ``seeds``, ``diverged`` (seeds without a test error, left out of the mean),
+    ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high`` (clipped to [0, 1]),
     ``val_loss`` (median) and ``m``."""
     groups: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -215,7 +215,9 @@ def select(records: list[dict],
         lo, hi = max(lo, 0.0), min(hi, 1.0)  # an error rate's interval stays in [0, 1]
         rec = dict(zip(within + ("family",), key, strict=True))
         rec.update(dict(zip(config, cfg, strict=False)) if cfg else {})
-        rec.update(m=rs[0]["m"], seeds=len(rs), val_loss=median_val(rs), test_error=mean,
-                   ci_low=lo, ci_high=hi, configs=len(configs))
+        # diverged trials (no test error) are left out of the mean and counted apart
+        diverged = sum(r["test_error"] is None for r in rs)
+        rec.update(m=rs[0]["m"], seeds=len(rs), diverged=diverged, val_loss=median_val(rs),
+                   test_error=mean, ci_low=lo, ci_high=hi, configs=len(configs))
         out.append(rec)
     return out

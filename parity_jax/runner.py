@@ -17,7 +17,7 @@ import numpy as np
 
 from parity_jax import engine, reduce
 from parity_jax import plan as planning
-from parity_jax.config import ConfigError, Study, TabularStudy
+from parity_jax.config import ConfigError, Study, TabularStudy, stable_int
 from parity_jax.store import Store, StoreError
 
 
@@ -346,30 +346,32 @@ def run_tabular(study: TabularStudy, out: str | Path, *,
 
     study.validate()
     out = Path(out) / "tabular"
+    # Every dataset is loaded, split and checked before any training: a bad one is an error
+    # now, not after hours of work on the others.
+    data = []
+    for spec in study.axis("datasets"):
+        try:
+            splits = tabular.split(tabular.load(spec), study.seed,
+                                   max_train=study.split.max_train,
+                                   max_eval=study.split.max_eval)
+        except tabular.DataError as e:
+            raise ConfigError(f"datasets: {e}") from None
+        if "sparse" in study.axis("mlp.init") and max(study.axis("mlp.s")) > splits.d:
+            raise ConfigError(f"mlp.s = {max(study.axis('mlp.s'))}: must be at most the "
+                              f"number of features of dataset {spec!r} ({splits.d})")
+        data.append((spec, splits))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StoreError(f"out: cannot create {out}: {e.strerror}") from None
-    tables = []
-    for spec in study.axis("datasets"):
-        try:
-            tables.append(tabular.load(spec))
-        except tabular.DataError as e:
-            raise ConfigError(f"datasets: {e}") from None
     records = []
-    for spec, table in zip(study.axis("datasets"), tables, strict=True):
-        splits = tabular.split(table, study.seed, max_train=study.split.max_train,
-                               max_eval=study.split.max_eval)
-        path = out / (_safe(spec) + ".json")
+    for spec, splits in data:
+        path = out / f"{tabular._safe(spec)}-{stable_int(spec):08x}.json"
         saved = _load_part(path, study, splits)
         _mlp_trials(study, spec, splits, saved, path, progress)
         _forest_trials(study, spec, splits, saved, path, progress)
         records += [r for part in saved["parts"].values() for r in part]
     return records
-
-
-def _safe(spec: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
 def _load_part(path: Path, study, splits) -> dict:
@@ -392,8 +394,11 @@ def _load_part(path: Path, study, splits) -> dict:
 
 def _save_part(path: Path, saved: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(saved))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(saved))
+        os.replace(tmp, path)  # the file is always a whole, earlier or later, version
+    except OSError as e:
+        raise StoreError(f"out: cannot write {path}: {e.strerror}") from None
 
 
 def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
@@ -401,7 +406,6 @@ def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
     import jax.numpy as jnp
 
     from parity_jax import tabular
-    from parity_jax.config import stable_int
 
     n_train = len(splits.y_train)
     inits = [(i, s) for i in study.axis("mlp.init")
@@ -417,21 +421,25 @@ def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
     mlp = study.mlp
     programs = [(opt, depth, width) for opt in study.axis("mlp.optimizer")
                 for depth in study.axis("mlp.depth") for width in study.axis("mlp.width")]
-    bar = _Progress(len(trials) * len(programs),
-                    sum(len(v) for k, v in saved["parts"].items() if k.startswith("mlp")),
-                    progress)
+    def ident(r, opt, depth, width):
+        return (opt, depth, width, r["fraction"], r["init"], r["s"], r["lr"], r["seed"])
+
+    # Resume by trial identity (not by chunk), so a different chunk size never repeats a trial.
+    done = {ident(r, r["optimizer"], r["depth"], r["width"])
+            for k, part in saved["parts"].items() if k.startswith("mlp") for r in part}
+    bar = _Progress(len(trials) * len(programs), len(done), progress)
     base = jax.random.key(study.seed)
     for opt, depth, width in programs:
-        per_trial = width * (splits.d + (depth - 1) * width + 2) * 4 + mlp.batch * width * depth * 3
+        todo = [t for t in trials if ident(t, opt, depth, width) not in done]
+        per_trial = (width * (splits.d + (depth - 1) * width + 2) * 4  # params, grads, state
+                     + mlp.batch * width * depth * 3)  # activations
         T = max(1, min(len(trials), XY_FLOATS // per_trial))
         shape = engine.XYShape(d=splits.d, depth=depth, W=width, T=T, n_train=n_train,
                                batch=mlp.batch, steps=mlp.steps, eval_every=mlp.eval_every,
                                optimizer=opt)
-        for start in range(0, len(trials), T):
-            key = f"mlp/{opt}/depth{depth}/width{width}/{start}"
-            if key in saved["parts"]:
-                continue
-            chunk = trials[start:start + T]
+        for start in range(0, len(todo), T):
+            key = f"mlp/{1 + max(_mlp_parts(saved), default=-1)}"
+            chunk = todo[start:start + T]
             padded = chunk + [chunk[-1]] * (T - len(chunk))  # one shape for every chunk
             ids = [stable_int(spec, t["fraction"], width, depth, t["init"], t["s"], opt,
                               t["lr"], t["seed"]) for t in padded]
@@ -458,6 +466,10 @@ def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
             _save_part(path, saved)
             bar.update(len(chunk), len(chunk) * mlp.steps)
     bar.close()
+
+
+def _mlp_parts(saved: dict) -> list[int]:
+    return [int(k.split("/")[1]) for k in saved["parts"] if k.startswith("mlp/")]
 
 
 def _forest_trials(study, spec, splits, saved, path, progress) -> None:

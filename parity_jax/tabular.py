@@ -18,8 +18,14 @@ Preprocessing (``split``), as the benchmark describes it: rows shuffled once wit
 seed, 70% train / 9% validation / 21% test; the training set truncated to ``max_train`` rows
 (10,000 in the benchmark's medium-sized setting) and validation and test sets to ``max_eval``
 (50,000); features Gaussianised with scikit-learn's ``QuantileTransformer`` (normal output) fit on
-the training split. Downsampled training sets (``subsample``) are prefixes of a per-seed
-permutation of the training split, so the 1% set of a seed is inside its 10% set.
+the training split. Downsampled training sets (``permutation``, ``train_rows``) are prefixes of
+a per-seed permutation of the training split, so the 1% set of a seed is inside its 10% set.
+
+Deliberate: the quantile transform is fit once on the whole training split's *features* (no
+labels), and the validation split is not downsampled, so every model of a dataset sees the same
+arrays (one compiled program trains them all); a forest is unaffected by a per-feature monotone
+transform, an MLP at a small fraction gets feature marginals estimated from more rows than it
+trains on.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import csv
 import dataclasses
 import hashlib
 import os
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -139,8 +146,11 @@ def from_arrays(name: str, X, y) -> Table:
         X = X.astype(np.float32)
     except (TypeError, ValueError) as e:
         raise DataError(f"dataset {name!r}: features must be numeric ({e})") from None
-    keep = np.all(np.isfinite(X), axis=1)  # the benchmark drops rows with missing values
+    # the benchmark drops rows with missing values (features or label)
+    keep = np.all(np.isfinite(X), axis=1) & ~_missing(y)
     X, y = X[keep], y[keep]
+    if y.dtype == object:
+        y = y.astype(str)
     labels, counts = np.unique(y, return_counts=True)
     if len(labels) < 2:
         raise DataError(f"dataset {name!r}: needs two classes, found {len(labels)}")
@@ -151,6 +161,16 @@ def from_arrays(name: str, X, y) -> Table:
                  tuple(f"x{i}" for i in range(X.shape[1])), (str(top[0]), str(top[1])))
 
 
+def _missing(y: np.ndarray) -> np.ndarray:
+    """True where a label is missing: None, NaN or an empty string."""
+    if y.dtype.kind == "f":
+        return ~np.isfinite(y)
+    if y.dtype.kind in "iub":
+        return np.zeros(len(y), bool)
+    return np.array([v is None or (isinstance(v, float) and not np.isfinite(v))
+                     or (isinstance(v, str) and not v.strip()) for v in y.tolist()], bool)
+
+
 def _named(table: Table, features) -> Table:
     return dataclasses.replace(table, features=tuple(str(f) for f in features))
 
@@ -158,7 +178,7 @@ def _named(table: Table, features) -> Table:
 def _openml(data_id: int, name: str, target: str | None, cache, fetch) -> Table:
     """OpenML dataset ``data_id`` from the cache, fetched (and cached) when missing."""
     root = Path(cache) if cache is not None else cache_dir()
-    path = root / f"openml-{data_id}.npz"
+    path = root / f"openml-{data_id}-{_safe(target or 'default')}.npz"
     if path.is_file():
         return _from_npz(path, name)
     if fetch is None:
@@ -181,23 +201,37 @@ def _openml(data_id: int, name: str, target: str | None, cache, fetch) -> Table:
     table = _named(from_arrays(name, X, bunch.target), bunch.feature_names)
     root.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, X=table.X, y=table.y, features=np.array(table.features),
-             classes=np.array(table.classes))
-    os.replace(tmp, path)  # a crash never leaves a half-written cache entry
+    try:
+        np.savez(tmp, X=table.X, y=table.y, features=np.array(table.features),
+                 classes=np.array(table.classes))
+        os.replace(tmp, path)  # a crash never leaves a half-written cache entry
+    except OSError as e:
+        raise DataError(f"dataset {name!r}: cannot write the cache {path} ({e.strerror})") \
+            from None
     return table
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _from_npz(path: Path, name: str | None = None) -> Table:
     name = name or str(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"dataset {name!r}: {path} is not a readable .npz file ({e})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):  # a .npy under an .npz name
+        raise DataError(f"dataset {name!r}: {path} is not an .npz archive (np.savez)")
+    try:
+        with f:
             if "X" not in f or "y" not in f:
                 raise DataError(f"dataset {name!r}: {path} must hold arrays X and y, has "
                                 f"{sorted(f.files)}")
             X, y = f["X"], f["y"]
             features = f["features"] if "features" in f else None
             classes = tuple(f["classes"]) if "classes" in f else None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"dataset {name!r}: {path} is not a readable .npz file ({e})") from None

@@ -23,7 +23,6 @@ def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
     Trial dict: init (int key id), width, sparse, s, lr, wd, steps, threshold, stop.
     Missing trials pad the group (invalid).
     """
-    G = len(groups)
     root = jax.random.key(seed)
 
     def per_trial(name, default, dtype):

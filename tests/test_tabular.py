@@ -2,6 +2,7 @@
 reference, the planted parity, the forest baseline, model selection, the experiment script."""
 
 import importlib.util
+import json
 import sys
 import urllib.error
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_openml_datasets_are_fetched_once_then_read_offline_from_the_cache(tmp_p
 
     first = tabular.load("electricity", cache=tmp_path, fetch=fetch)
     assert calls[0]["data_id"] == 44120 and calls[0]["target_column"] == "class"
-    assert (tmp_path / "openml-44120.npz").is_file()
+    assert (tmp_path / "openml-44120-class.npz").is_file()  # cached per (id, target)
 
     def offline(**kw):
         raise urllib.error.URLError("no network")
@@ -106,6 +107,16 @@ def test_own_csv_and_npz_files_and_their_errors(tmp_path):
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
     with pytest.raises(tabular.DataError, match="not a readable"):
         tabular.load(str(tmp_path / "corrupt.npz"))
+    np.savez(tmp_path / "whole.npz", X=np.zeros((10, 2)), y=np.arange(10) % 2)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:200])
+    with pytest.raises(tabular.DataError, match="not a readable"):
+        tabular.load(str(tmp_path / "cut.npz"))
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
+    with pytest.raises(tabular.DataError, match="not an .npz archive"):
+        tabular.load(str(tmp_path / "plain.npz"))
+    (tmp_path / "nolabel.csv").write_text("a,label\n1,x\n2,\n3,y\n")
+    assert tabular.load(str(tmp_path / "nolabel.csv")).X.shape == (2, 1)  # unlabeled row dropped
     np.savez(tmp_path / "ok.npz", X=np.arange(20.0).reshape(10, 2), y=np.arange(10) % 2)
     assert tabular.load(str(tmp_path / "ok.npz")).X.shape == (10, 2)
 
@@ -176,7 +187,6 @@ def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, dep
                            steps=200, eval_every=100, optimizer=optimizer)
     b = _batch(trials, n)
     out = engine.train_xy(shape, data, b)
-    assert engine.train_xy._cache_size() >= 1
     for i, t in enumerate(trials):
         p = engine.reference_xy(data, b.init_key[i], b.order_key[i], b.rows[i], m=t["m"],
                                 width=t["width"], depth=depth, sparse=t["sparse"],
@@ -334,10 +344,29 @@ n_estimators_max = 20
     def fail(*a, **k):
         raise AssertionError("trained again")
 
+    real_train, real_tune = engine.train_xy, forest.tune
     monkeypatch.setattr(engine, "train_xy", fail)
     monkeypatch.setattr(forest, "tune", fail)
     again = script.main(config, tmp_path / "out", progress=None)
     assert again["trials"] == out["trials"]
+
+    # A crash mid-run (parts missing from a dataset's file): only those are trained again.
+    part_file = next((tmp_path / "out" / "tabular").glob("sklearn_wine-*.json"))
+    saved = json.loads(part_file.read_text())
+    lost = [k for k in saved["parts"] if k.startswith("mlp")][-1:] + ["forest/0.3/1"]
+    for k in lost:
+        del saved["parts"][k]
+    part_file.write_text(json.dumps(saved))
+    calls = []
+    monkeypatch.setattr(engine, "train_xy", lambda *a: calls.append("mlp") or real_train(*a))
+    monkeypatch.setattr(forest, "tune", lambda *a, **k: calls.append("rf") or real_tune(*a, **k))
+    resumed = script.main(config, tmp_path / "out", progress=None)
+    assert sorted(calls) == ["mlp", "rf"]
+
+    def key(r):
+        return json.dumps({k: v for k, v in r.items() if k != "params"}, sort_keys=True)
+
+    assert sorted(map(key, resumed["trials"])) == sorted(map(key, out["trials"]))
 
     # Another study in the same directory is refused without touching it.
     before = {p: p.read_bytes() for p in (tmp_path / "out" / "tabular").iterdir()}
@@ -359,6 +388,14 @@ def test_a_bad_dataset_in_the_config_is_exit_status_2_and_one_line(tmp_path, cap
     assert script.experiment.main(script.__doc__, EXPERIMENTS, "tabular", script.main) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: datasets:") and "iris" in err[0]
+    for text, field in [('datasets = ["parity:rows=10,features=3,k=2"]', "datasets:"),
+                        ('datasets = ["sklearn:wine"]\n[mlp]\ns = [2, 20]', "mlp.s = 20")]:
+        config.write_text(text + "\n")
+        assert script.experiment.main(script.__doc__, EXPERIMENTS, "tabular", script.main) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {field}"), err
+    assert not (tmp_path / "o" / "tabular").exists() or not any(
+        (tmp_path / "o" / "tabular").iterdir())  # nothing written
 
 
 def test_planted_parity_labels_are_the_product_of_the_planted_signs():
