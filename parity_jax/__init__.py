@@ -6,6 +6,9 @@ Public API::
     results = run(Study(task=Task(m=[200, 1000]), model=Model(width=[10, 100])), out="runs/x")
     results.cells()   # per-cell success probability, Wilson interval, median first hit
 
+    # the tabular benchmark: MLPs (dense / sparse init) against tuned random forests
+    records = run_tabular(TabularStudy(datasets=["sklearn:wine"]), out="runs/t")
+
 Importing the package splits the CPU into one JAX device per core (see ``_split_cpu``): the
 engine trains its groups of trials on all of them at once.
 """
@@ -34,8 +37,17 @@ def _split_cpu() -> None:
 
 _split_cpu()
 
-from parity_jax.config import DEFAULT_STUDY, Cell, ConfigError, Model, Study, Task, Train  # noqa: E402
-from parity_jax.runner import Results, run  # noqa: E402
+from parity_jax.config import (  # noqa: E402
+    DEFAULT_STUDY,
+    Cell,
+    ConfigError,
+    Model,
+    Study,
+    TabularStudy,
+    Task,
+    Train,
+)
+from parity_jax.runner import Results, run, run_tabular  # noqa: E402
 
-__all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "Task",
-           "Train", "run"]
+__all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "TabularStudy",
+           "Task", "Train", "run", "run_tabular"]
