@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("--trials", default="1,100,1000,10000", help="comma-separated")
     p_bench.add_argument("--vary", default="init,both", help="comma-separated: init, both")
     p_bench.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
-    p_bench.add_argument("--max-neurons", type=int, default=10_000_000,
-                         help="skip workloads with trials x width above this")
+    p_bench.add_argument("--max-neurons", type=int, default=None,
+                         help="skip workloads with trials x width above this (default: "
+                              "1,000,000 on a CPU, 10,000,000 on an accelerator)")
     p_bench.add_argument("--no-baselines", action="store_true",
                          help="skip the PyTorch and per-trial-jit baselines")
     p_bench.add_argument("--json", help="write the full result as JSON here")
@@ -282,11 +283,11 @@ def _cmd_bench(args) -> int:
         raise ConfigError(f"--vary = {args.vary!r}: allowed: init, both (comma-separated)")
     if args.repeats < 1:
         raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
-    if args.max_neurons < 1:
+    if args.max_neurons is not None and args.max_neurons < 1:
         raise ConfigError(f"--max-neurons = {args.max_neurons}: must be an integer >= 1")
     from parity_jax import bench
 
-    bench.MAX_NEURONS = args.max_neurons
+    bench.MAX_NEURONS = args.max_neurons or bench.default_max_neurons()
     result = bench.run_bench(widths, trials, varies, args.repeats,
                              baselines=not args.no_baselines)
     text = bench.markdown(result)
