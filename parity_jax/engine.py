@@ -463,6 +463,15 @@ class XYData:
     x_test: jax.Array
     y_test: jax.Array
 
+    @classmethod
+    def from_splits(cls, splits) -> XYData:
+        """From ``tabular.Splits`` (0/1 labels) to device arrays with labels in {-1, +1}."""
+        def pm(y):
+            return jnp.asarray(2.0 * y - 1.0, jnp.float32)
+
+        return cls(jnp.asarray(splits.x_train), pm(splits.y_train), jnp.asarray(splits.x_val),
+                   pm(splits.y_val), jnp.asarray(splits.x_test), pm(splits.y_test))
+
 
 @struct.dataclass
 class XYBatch:

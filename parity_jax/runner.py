@@ -413,10 +413,7 @@ def _mlp_trials(study, spec, splits, saved, path, progress) -> None:
     trials = [dict(fraction=f, m=tabular.train_rows(n_train, f), init=i, s=s, lr=lr, seed=seed)
               for f in study.axis("fractions") for i, s in inits
               for lr in study.axis("mlp.lr") for seed in range(study.seeds)]
-    pm = lambda y: jnp.asarray(2.0 * y - 1.0, jnp.float32)  # noqa: E731
-    data = engine.XYData(jnp.asarray(splits.x_train), pm(splits.y_train),
-                         jnp.asarray(splits.x_val), pm(splits.y_val),
-                         jnp.asarray(splits.x_test), pm(splits.y_test))
+    data = engine.XYData.from_splits(splits)
     perms = np.stack([tabular.permutation(n_train, seed) for seed in range(study.seeds)])
     mlp = study.mlp
     programs = [(opt, depth, width) for opt in study.axis("mlp.optimizer")

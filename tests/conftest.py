@@ -16,6 +16,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from parity_jax.engine import Batch, Shape  # noqa: E402
 
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "experiments")
+
+
+def load_experiment(name: str):
+    """experiments/NAME.py as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(EXPERIMENTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
     """A Batch from explicit groups: {"data": int, "m", "k", "noise", "trials": [dict, ...]}.

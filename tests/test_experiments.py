@@ -1,26 +1,17 @@
 """Each experiment runs once on a tiny config; its config matches the built-in default."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import load_experiment
 
 import parity_jax
 from parity_jax import DEFAULT_STUDY, Study
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_fig1_config_is_the_built_in_default_study():
@@ -122,11 +113,11 @@ def test_pareto_on_a_tiny_config(tmp_path):
     _check_outputs(result, out, ["pareto.png"], ["Frontier, dense", "Measured against"])
 
 
-fig1 = _load("fig1_cpu")
-fig2 = _load("fig2")
-luck = _load("luck")
-sparsity = _load("sparsity")
-pareto = _load("pareto")
+fig1 = load_experiment("fig1_cpu")
+fig2 = load_experiment("fig2")
+luck = load_experiment("luck")
+sparsity = load_experiment("sparsity")
+pareto = load_experiment("pareto")
 
 
 def test_lottery_on_a_tiny_config(tmp_path, capsys):
@@ -170,4 +161,4 @@ def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory
     assert not np.any(trained.w1[0, 0, 4:]) and not np.any(trained.a[0, 0, 4:])
 
 
-lottery = _load("lottery")
+lottery = load_experiment("lottery")

@@ -1,7 +1,6 @@
 """The tabular benchmark: datasets and loader, splits, the (X, y) trainer against a plain optax
 reference, the planted parity, the forest baseline, model selection, the experiment script."""
 
-import importlib.util
 import json
 import sys
 import urllib.error
@@ -11,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import load_experiment
 
 from parity_jax import engine, forest, models, reduce, tabular
 from parity_jax.config import ConfigError, TabularStudy
@@ -154,10 +154,7 @@ def test_split_proportions_caps_and_nested_subsamples():
 
 
 def _data(splits):
-    pm = lambda y: jnp.asarray(2.0 * y - 1.0, jnp.float32)  # noqa: E731
-    return engine.XYData(jnp.asarray(splits.x_train), pm(splits.y_train),
-                         jnp.asarray(splits.x_val), pm(splits.y_val),
-                         jnp.asarray(splits.x_test), pm(splits.y_test))
+    return engine.XYData.from_splits(splits)
 
 
 def _batch(trials, n_train, seed=0):
@@ -300,14 +297,6 @@ def test_tabular_config_errors_name_the_field():
     assert set(full.axis("datasets")) == set(tabular.BY_NAME)
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tabular_script_on_a_tiny_config_writes_outputs_and_resumes(tmp_path, monkeypatch):
     config = tmp_path / "tiny.toml"
     config.write_text("""
@@ -328,7 +317,7 @@ eval_every = 50
 iterations = 2
 n_estimators_max = 20
 """)
-    script = _load_script("tabular")
+    script = load_experiment("tabular")
     out = script.main(config, tmp_path / "out", progress=None)
     # 2 datasets x 2 fractions x 2 inits x 2 optimizers x 2 widths x 2 seeds MLPs; 2x2x2 forests
     assert sum(r["model"] == "mlp" for r in out["trials"]) == 64
@@ -382,7 +371,7 @@ def test_a_bad_dataset_in_the_config_is_exit_status_2_and_one_line(tmp_path, cap
                                                                    monkeypatch):
     config = tmp_path / "bad.toml"
     config.write_text('datasets = ["sklearn:iris"]\n')
-    script = _load_script("tabular")
+    script = load_experiment("tabular")
     monkeypatch.setattr(sys, "argv", ["tabular.py", "--config", str(config), "--out",
                                       str(tmp_path / "o")])
     assert script.experiment.main(script.__doc__, EXPERIMENTS, "tabular", script.main) == 2
