@@ -205,9 +205,10 @@ def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
         a=jnp.einsum("pwb,pb->pw", hT, df),
         c=df.sum(axis=-1),
     )
-    # sgd_update expects leading (G, P) axes; give this group a unit G axis.
-    one = jax.tree.map(lambda v: v[None], (params, grads, lr, wd, mask))
-    return jax.tree.map(lambda v: v[0], sgd_update(*one))
+    # Per-trial (P,) lr/wd/mask against (P, ...) leaves, in the leaves' own shapes: an added
+    # unit axis would put bitcasts between w1 and its update, and XLA:CPU then copies the
+    # updated w1 into the loop carry every step instead of updating it in place.
+    return sgd_update(params, grads, lr, wd, mask)
 
 
 # Groups outermost, steps inside (cache blocking); None: on CPUs only. Read at trace time (tests
@@ -241,12 +242,23 @@ def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, acti
     if shape.depth == 1 and blocked:
         def group(args):
             p, stream, lr, wd, act, steps = args
+            if shape.online:
+                def step(p, t):
+                    xb, yb = minibatch(stream, t)
+                    return fused(p, xb, yb, lr, wd, act & (t < steps)), None
 
-            def step(p, t):
-                xb, yb = minibatch(stream, t)
-                return fused(p, xb, yb, lr, wd, act & (t < steps)), None
+                return jax.lax.scan(step, p, ts)[0]
 
-            return jax.lax.scan(step, p, ts)[0]
+            # The interval's minibatch indices in one vectorised draw (the same numbers as one
+            # draw per step): on CPU each threefry call is a small loop of its own.
+            order_key, m, x_train, y_train = stream[:4]
+            idx = jax.vmap(lambda t: tasks.minibatch_indices(order_key, t, m, shape.batch))(ts)
+
+            def step_idx(p, t_idx):
+                t, i = t_idx
+                return fused(p, x_train[i], y_train[i], lr, wd, act & (t < steps)), None
+
+            return jax.lax.scan(step_idx, p, (ts, idx))[0]
 
         return jax.lax.map(group, (params, streams, b.lr, b.wd, active, b.steps))
 
