@@ -7,7 +7,9 @@ Rates are *trial-steps per second*: SGD steps summed over trials. For the engine
 timed, S and 2S steps each with its one final evaluation; the **step rate** is the marginal
 ``T*S / (t(2S) - t(S))`` (the step alone, no start-up, data generation, init or evaluation), the
 **end-to-end** rate ``T*2S / t(2S)`` keeps all of that in. Each time is a median over repeats,
-after compilation.
+after compilation; within a row the engine's two programs, its GEMM bound and the torch.func
+ensemble are timed in turn in every repeat (``interleaved``), so a slow spell of a shared
+machine hits them alike and their ratio is measured side by side.
 
 Effective FLOP per trial-step (the work an ideal step cannot avoid)::
 
@@ -69,12 +71,20 @@ def flops_per_trial_step(width: int) -> int:
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+    return interleaved({None: fn}, repeats)[None]
+
+
+def interleaved(timers: dict, repeats: int) -> dict:
+    """Median seconds of each timer, timed in turn within every repeat (A B C A B C ...): a
+    slow spell of a shared machine then hits every column of a row alike, so their ratios
+    are measured side by side."""
+    times: dict = {k: [] for k in timers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for k, fn in timers.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -87,12 +97,13 @@ def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / t / 1e9
 
 
-def _steps_for(width: int, trials: int, target_s: float = 0.6, lo: int = 8,
-               hi: int = 4096) -> int:
-    """S (a power of two) so that S steps of the workload take about ``target_s`` here."""
-    est_rate = min(400_000.0, 30e9 / flops_per_trial_step(width))  # trial-steps/s, rough
-    est_rate = max(est_rate / trials, 2_000.0 / max(1, trials) ** 0.5)  # steps/s of the batch
-    s = 2 ** round(math.log2(max(1.0, target_s * est_rate)))
+def _steps_for(width: int, trials: int, peak_gflops: float = 200.0, target_s: float = 1.5,
+               lo: int = 8, hi: int = 16384) -> int:
+    """S (a power of two) so that S steps of the workload take about ``target_s`` here:
+    a trial-step at half the measured GEMM peak plus about 5 us of per-step overhead."""
+    rate = 0.5 * peak_gflops * 1e9 / flops_per_trial_step(width)  # trial-steps/s, rough
+    steps_per_s = 1.0 / (5e-6 + trials / rate)
+    s = 2 ** round(math.log2(max(1.0, target_s * steps_per_s)))
     return int(min(hi, max(lo, s)))
 
 
@@ -116,20 +127,20 @@ def _peak_rss() -> int | None:
         return None
 
 
-def engine_rate(width: int, trials: int, vary: str, repeats: int = 3,
-                steps: int | None = None) -> dict:
-    """Times the engine on the workload; returns rates, compile seconds and XLA memory."""
-    steps = steps or _steps_for(width, trials)
-    timed = {}
+def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict, dict]:
+    """Compiles and warms the engine's programs for S = ``steps`` and 2S steps of the workload;
+    returns what they are (layout, compile seconds, XLA memory) and a timer per step count
+    (each runs every batch of the study once)."""
+    info: dict = {"steps": steps}
+    timers = {}
     compile_s: list[float] = []
     memory = 0
     for s in (steps, 2 * steps):
         study = study_for(width, trials, vary, s)
         p = plan.make_plan(study, devices=jax.device_count())
-        cells = p.cells
         calls, programs = [], {}
         for pb in p.batches:
-            inputs = plan.batch_inputs(study, cells, pb)
+            inputs = plan.batch_inputs(study, p.cells, pb)
             if pb.shape not in programs:
                 start = time.perf_counter()
                 programs[pb.shape] = engine.program(pb.shape).lower(inputs).compile()
@@ -144,26 +155,33 @@ def engine_rate(width: int, trials: int, vary: str, repeats: int = 3,
             jax.block_until_ready([c(b) for c, b in calls])
 
         run_all()  # warm
-        timed[s] = _median_time(run_all, repeats)
-        shape = p.batches[0].shape
-    marginal = trials * steps / max(timed[2 * steps] - timed[steps], 1e-9)
-    return {
-        "steps": steps,
-        "G": shape.G, "P": shape.P, "batches": len(p.batches),
-        "rate": marginal,
-        "rate_end_to_end": trials * 2 * steps / timed[2 * steps],
-        "compile_s": max(compile_s),
-        "programs": len(compile_s) // 2,  # per program length (S and 2S each compile)
-        "memory_bytes": memory,
-    }
+        timers[s] = run_all
+        info.update(G=p.batches[0].shape.G, P=p.batches[0].shape.P, batches=len(p.batches))
+    info.update(compile_s=max(compile_s),
+                programs=len(compile_s) // 2,  # per program length (S and 2S each compile)
+                memory_bytes=memory)
+    return info, timers
 
 
-def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
-                    repeats: int = 3) -> float:
+def _marginal(trials: float, steps: int, t: dict) -> float:
+    """Trial-steps/s of the step alone: T*S / (t(2S) - t(S))."""
+    return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
+
+
+def engine_rate(width: int, trials: int, vary: str, repeats: int = 3,
+                steps: int | None = None) -> dict:
+    """Times the engine on the workload; returns rates, compile seconds and XLA memory."""
+    info, timers = engine_timers(width, trials, vary, steps or _steps_for(width, trials))
+    t = interleaved(timers, repeats)
+    return {**info, "rate": _marginal(trials, info["steps"], t),
+            "rate_end_to_end": trials * 2 * info["steps"] / t[2 * info["steps"]]}
+
+
+def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
     """What the engine's layout could reach if a step were only its two first-layer GEMMs and
     the w1 update: G groups of P*width neurons split over the devices as the engine splits
     them, each group running ``steps`` steps of ``zT = w1 x^T; w1 -= 1e-6 * zT x`` on a fixed
-    (B, n) minibatch. Returns trial-steps/s (``trials`` real trials; marginal rate, S vs 2S)."""
+    (B, n) minibatch. Returns a warmed timer for S = ``steps`` and for 2S steps."""
     devices = math.gcd(G, jax.device_count())
     x = jax.random.normal(jax.random.key(3), (BATCH, N), jnp.float32)
 
@@ -181,12 +199,19 @@ def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
                                      out_specs=spec))
 
     w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
-    times = {}
+    timers = {}
     for s in (steps, 2 * steps):
         fn = make(s)
         jax.block_until_ready(fn(w))
-        times[s] = _median_time(lambda fn=fn: jax.block_until_ready(fn(w)), repeats)
-    return trials * steps / max(times[2 * steps] - times[steps], 1e-9)
+        timers[s] = lambda fn=fn: jax.block_until_ready(fn(w))
+    return timers
+
+
+def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
+                    repeats: int = 3) -> float:
+    """The GEMM bound (``gemm_bound_timers``) in trial-steps/s for ``trials`` real trials
+    (marginal rate, S vs 2S)."""
+    return _marginal(trials, steps, interleaved(gemm_bound_timers(width, G, P, steps), repeats))
 
 
 def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
@@ -255,11 +280,14 @@ def torch_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.
     return {"rate": done * steps / (time.perf_counter() - start), "trials_timed": done}
 
 
-def torch_func_rate(width: int, trials: int, vary: str, steps: int, repeats: int = 3) -> dict:
-    """A torch.func ensemble: stacked parameters, vmap(grad) of functional_call, fused SGD."""
+def torch_func_timer(width: int, trials: int, vary: str, steps: int = 64,
+                     target_s: float = 1.0) -> tuple[int, Callable[[], None]] | None:
+    """A torch.func ensemble: stacked parameters, vmap(grad) of functional_call, fused SGD.
+    Returns (S, a warmed timer of S steps), S at most ``steps`` and cut (a power of two, at
+    least 4) so that a call takes about ``target_s``; None without PyTorch."""
     torch = _torch()
     if torch is None:
-        return {}
+        return None
     from torch.func import functional_call, grad, stack_module_state, vmap
 
     models = [_torch_model(torch, width) for _ in range(trials)]
@@ -290,8 +318,19 @@ def torch_func_rate(width: int, trials: int, vary: str, steps: int, repeats: int
                     p.sub_(LR * (g[k] + WD * p))
 
     run(3)  # warm
-    t = _median_time(lambda: run(steps), repeats)
-    return {"rate": trials * steps / t}
+    per_step = _median_time(lambda: run(2), 1) / 2
+    while steps > 4 and steps * per_step > target_s:
+        steps //= 2
+    return steps, lambda: run(steps)
+
+
+def torch_func_rate(width: int, trials: int, vary: str, steps: int, repeats: int = 3) -> dict:
+    """The torch.func ensemble's trial-steps/s (``torch_func_timer``), median of repeats."""
+    timer = torch_func_timer(width, trials, vary, steps)
+    if timer is None:
+        return {}
+    s, fn = timer
+    return {"rate": trials * s / _median_time(fn, repeats), "steps": s}
 
 
 # ---- the whole table ----------------------------------------------------------------------------
@@ -313,11 +352,52 @@ def machine() -> dict:
     }
 
 
+def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, peak: float,
+                 steps: int, torch_loop_cache: dict, jax_loop_cache: dict) -> dict:
+    """One row: the engine (S and 2S steps), its GEMM bound and the torch.func ensemble timed
+    in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
+    info, eng = engine_timers(width, T, vary, steps)
+    timers = {("engine", s): fn for s, fn in eng.items()}
+    trials_per_batch = T / info["batches"]
+    bound = gemm_bound_timers(width, info["G"], info["P"], steps)
+    timers.update({("bound", s): fn for s, fn in bound.items()})
+    row = dict(info)
+    func = None
+    if baselines:
+        loop_steps = min(steps, 512)
+        if width not in torch_loop_cache:
+            torch_loop_cache[width] = torch_loop_rate(width, T, loop_steps)
+            jax_loop_cache[width] = jax_loop_rate(width, T, loop_steps)
+        row["torch_loop"] = torch_loop_cache[width].get("rate")
+        row["jax_loop"] = jax_loop_cache[width].get("rate")
+        if T * width <= TORCH_FUNC_MAX_NEURONS:
+            func = torch_func_timer(width, T, vary, min(steps, 64))
+            if func is not None:
+                timers["torch_func"] = func[1]
+    t = interleaved(timers, repeats)
+    row["rate"] = _marginal(T, steps, {s: t[("engine", s)] for s in eng})
+    row["rate_end_to_end"] = T * 2 * steps / t[("engine", 2 * steps)]
+    row["neuron_rate"] = row["rate"] * width
+    row["gflops"] = row["rate"] * flops_per_trial_step(width) / 1e9
+    row["peak_fraction"] = row["gflops"] / peak
+    row["gemm_bound"] = _marginal(trials_per_batch, steps, {s: t[("bound", s)] for s in bound})
+    row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
+    if func is not None:
+        row["torch_func"] = T * func[0] / t["torch_func"]
+        row["torch_func_steps"] = func[0]
+    for b in ("torch_loop", "torch_func", "jax_loop"):
+        if row.get(b):
+            row[f"x_{b}"] = row["rate"] / row[b]
+    return row
+
+
 def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
               baselines: bool = True, progress=sys.stderr, steps: int | None = None) -> dict:
     """Runs every (width, trials, vary) workload that fits; returns the JSON-able result.
 
-    ``steps``: S for every workload (default: sized per workload to about a second).
+    ``steps``: S for every workload (default: sized per workload to about 1.5 s from the
+    GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
+    the torch.func ensemble are timed in turn in each of ``repeats`` rounds (``interleaved``).
     """
     peak = gemm_peak()
     rows = []
@@ -333,27 +413,11 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
                 if progress:
                     print(f"bench: vary={vary} width={width} trials={T} ...", file=progress,
                           flush=True)
-                eng = engine_rate(width, T, vary, repeats, steps)
-                row.update(eng)
-                row["neuron_rate"] = eng["rate"] * width
-                row["gflops"] = eng["rate"] * flops_per_trial_step(width) / 1e9
-                row["peak_fraction"] = row["gflops"] / peak
-                row["gemm_bound"] = gemm_bound_rate(width, T / eng["batches"], eng["G"],
-                                                    eng["P"], eng["steps"], repeats)
-                row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
-                if baselines:
-                    steps = min(eng["steps"], 512)
-                    if width not in torch_loop_cache:
-                        torch_loop_cache[width] = torch_loop_rate(width, T, steps)
-                        jax_loop_cache[width] = jax_loop_rate(width, T, steps)
-                    row["torch_loop"] = torch_loop_cache[width].get("rate")
-                    row["jax_loop"] = jax_loop_cache[width].get("rate")
-                    if T * width <= TORCH_FUNC_MAX_NEURONS:
-                        row["torch_func"] = torch_func_rate(width, T, vary,
-                                                            min(steps, 64), repeats).get("rate")
-                    for b in ("torch_loop", "torch_func", "jax_loop"):
-                        if row.get(b):
-                            row[f"x_{b}"] = row["rate"] / row[b]
+                started = time.perf_counter()
+                row.update(_measure_row(width, T, vary, repeats, baselines, peak,
+                                        steps or _steps_for(width, T, peak),
+                                        torch_loop_cache, jax_loop_cache))
+                row["seconds"] = time.perf_counter() - started
                 rows.append(row)
                 if progress:
                     print("  " + _short(row, peak), file=progress, flush=True)
@@ -378,7 +442,9 @@ def _short(row: dict, peak: float) -> str:
             f"{row['gflops']:.1f} GFLOP/s = {100 * row['peak_fraction']:.0f}% of peak, "
             f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound {_fmt(row['gemm_bound'])}, "
             f"torch loop {_fmt(row.get('torch_loop'))}, torch.func {_fmt(row.get('torch_func'))}"
-            f", jax loop {_fmt(row.get('jax_loop'))}")
+            f", jax loop {_fmt(row.get('jax_loop'))}"
+            + (f"; {row['x_torch_func']:.1f}x torch.func" if row.get("x_torch_func") else "")
+            + f" [{row['seconds']:.0f} s]")
 
 
 def markdown(result: dict) -> str:
