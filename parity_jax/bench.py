@@ -358,8 +358,10 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
     info, eng = engine_timers(width, T, vary, steps)
     timers = {("engine", s): fn for s, fn in eng.items()}
-    trials_per_batch = T / info["batches"]
-    bound = gemm_bound_timers(width, info["G"], info["P"], steps)
+    # The bound runs one batch's layout: as many steps as the engine's batches run together,
+    # so its two calls take about as long as the engine's (short calls make a noisy marginal).
+    bound_steps = steps * info["batches"]
+    bound = gemm_bound_timers(width, info["G"], info["P"], bound_steps)
     timers.update({("bound", s): fn for s, fn in bound.items()})
     row = dict(info)
     func = None
@@ -380,7 +382,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     row["neuron_rate"] = row["rate"] * width
     row["gflops"] = row["rate"] * flops_per_trial_step(width) / 1e9
     row["peak_fraction"] = row["gflops"] / peak
-    row["gemm_bound"] = _marginal(trials_per_batch, steps, {s: t[("bound", s)] for s in bound})
+    row["gemm_bound"] = _marginal(T / info["batches"], bound_steps,
+                                  {s: t[("bound", s)] for s in bound})
     row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
     if func is not None:
         row["torch_func"] = T * func[0] / t["torch_func"]
@@ -455,21 +458,21 @@ def markdown(result: dict) -> str:
         f"Python {m['python']}, jax {m['jax']}, torch {m['torch']}; {m['date']}. "
         f"float32 GEMM peak (2048^3 jnp.matmul): **{result['gemm_peak_gflops']:.0f} GFLOP/s**.",
         "",
-        "| vary | width | trials | G x P | engine trial-steps/s | end to end | neuron-steps/s "
+        "| vary | width | trials | G x P | S | engine trial-steps/s | end to end | neuron-steps/s "
         "| GFLOP/s | % peak | GEMM bound | % bound | compile s | programs | memory "
         "| torch loop | torch.func | jax per-trial jit | x torch loop | x torch.func |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|",
+        "|---:|---:|---:|",
     ]
     for r in result["rows"]:
         if "skipped" in r:
             lines.append(f"| {r['vary']} | {r['width']} | {r['trials']} | skipped: "
-                         f"{r['skipped']} |" + " |" * 15)
+                         f"{r['skipped']} |" + " |" * 16)
             continue
         ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
                  for b in ("torch_loop", "torch_func")}
         lines.append(
-            f"| {r['vary']} | {r['width']} | {r['trials']} | {r['G']} x {r['P']} "
+            f"| {r['vary']} | {r['width']} | {r['trials']} | {r['G']} x {r['P']} | {r['steps']} "
             f"| {_fmt(r['rate'])} | {_fmt(r['rate_end_to_end'])} | {_fmt(r['neuron_rate'])} "
             f"| {r['gflops']:.1f} | {100 * r['peak_fraction']:.1f}% | {_fmt(r['gemm_bound'])} "
             f"| {100 * r['x_gemm_bound']:.0f}% | {r['compile_s']:.2f} "
