@@ -51,15 +51,10 @@ N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
 WIDTHS = (10, 100, 1000, 10000)
 TRIALS = (1, 100, 1000, 10000)
 VARIES = ("init", "both")
-MAX_NEURONS = 10_000_000  # trials x width beyond this are skipped (memory / time on 2 cores)
+# trials x width beyond this are skipped: the default grid (up to 10M-neuron rows) took 36 min
+# on the 2-core CPU, peak RSS 11.6 GiB.
+MAX_NEURONS = 10_000_000
 
-
-def default_max_neurons() -> int:
-    """The CLI's default cap: 1M neurons on a CPU, 10M on an accelerator. On the 2-core machine
-    the 10M-neuron row width 1000 x 10,000 trials spent over 15 minutes in ``engine_rate`` alone
-    (sampled with py-spy; its S and 2S calls are each run 4 times, start-up included), so the
-    CPU default grid stops at 1M (pass --max-neurons to go further)."""
-    return 1_000_000 if jax.default_backend() == "cpu" else 10_000_000
 
 TORCH_FUNC_MAX_NEURONS = 2_000_000
 
@@ -152,7 +147,8 @@ def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict,
             calls.append((programs[pb.shape], inputs))
 
         def run_all(calls=calls):
-            jax.block_until_ready([c(b) for c, b in calls])
+            for c, b in calls:  # one batch's outputs alive at a time
+                jax.block_until_ready(c(b))
 
         run_all()  # warm
         timers[s] = run_all
@@ -395,7 +391,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
 
 
 def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
-              baselines: bool = True, progress=sys.stderr, steps: int | None = None) -> dict:
+              baselines: bool = True, progress=sys.stderr, steps: int | None = None,
+              max_neurons: int = MAX_NEURONS) -> dict:
     """Runs every (width, trials, vary) workload that fits; returns the JSON-able result.
 
     ``steps``: S for every workload (default: sized per workload to about 1.5 s from the
@@ -410,8 +407,8 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
         for width in widths:
             for T in trials:
                 row = {"vary": vary, "width": width, "trials": T}
-                if T * width > MAX_NEURONS:
-                    rows.append({**row, "skipped": f"trials x width > {MAX_NEURONS:,}"})
+                if T * width > max_neurons:
+                    rows.append({**row, "skipped": f"trials x width > {max_neurons:,}"})
                     continue
                 if progress:
                     print(f"bench: vary={vary} width={width} trials={T} ...", file=progress,

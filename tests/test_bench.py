@@ -27,10 +27,9 @@ def test_bench_reports_rates_flops_and_baselines():
     assert table.count("\n| init | 10 |") == 2 and "GFLOP/s" in table
 
 
-def test_bench_skips_what_does_not_fit(monkeypatch):
-    monkeypatch.setattr(bench, "MAX_NEURONS", 30)
+def test_bench_skips_what_does_not_fit():
     result = bench.run_bench(widths=[10], trials=[1, 4], varies=["both"], repeats=1,
-                             steps=8, baselines=False, progress=None)
+                             steps=8, baselines=False, progress=None, max_neurons=30)
     assert "skipped" not in result["rows"][0] and "skipped" in result["rows"][1]
     assert "skipped" in bench.markdown(result)
 
@@ -49,3 +48,19 @@ def test_bench_bad_arguments_exit_2(capsys, argv, field):
     assert cli.main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {field}") and err.count("\n") == 1
+
+
+def test_each_row_sizes_its_own_steps(monkeypatch):
+    """S comes from each row's own width and trials (a row once reused the first row's S)."""
+    monkeypatch.setattr(bench, "_steps_for", lambda width, trials, peak: 8 * trials)
+    result = bench.run_bench(widths=[10], trials=[1, 2], varies=["init"], repeats=1,
+                             baselines=False, progress=None)
+    assert [r["steps"] for r in result["rows"]] == [8, 16]
+
+
+def test_interleaved_times_every_timer_in_each_round():
+    calls = []
+    medians = bench.interleaved({"a": lambda: calls.append("a"),
+                                 "b": lambda: calls.append("b")}, repeats=3)
+    assert calls == ["a", "b"] * 3 and set(medians) == {"a", "b"}
+    assert all(v >= 0 for v in medians.values())
