@@ -195,6 +195,22 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
     assert not np.array_equal(got.secret[3], got.secret[0])
 
 
+def test_the_cpu_step_updates_w1_in_place(shape_factory, monkeypatch):
+    """No copy of a (.., W, n) first-layer weight array in the compiled program: XLA:CPU once
+    copied the updated w1 into the loop carry every step (a unit axis put bitcasts between w1
+    and its update). A structural check; the speed itself is the benchmark's business."""
+    import re
+
+    monkeypatch.setattr(engine, "CACHE_BLOCKED", True)
+    shape = shape_factory(G=2, P=2, W=24, n=20)
+    b = make_batch([{"data": 0, "m": 100, "trials": [{}, {"width": 20}]},
+                    {"data": 1, "m": 64, "trials": [{}]}], P=2)
+    text = jax.jit(engine._train, static_argnums=0).lower(shape, b).compile().as_text()
+    assert re.search(r"\bdot\(|ynn_fusion", text)  # the compiled step is in there
+    copies = re.findall(r"= f32\[[0-9,]*24,20\]\{[0-9,]*\} copy\(", text)
+    assert not copies, copies
+
+
 def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_factory):
     trials = [{"init": 0, "width": 16}, {"init": 1, "width": 9, "sparse": True, "s": 2}]
     groups = [{"data": 0, "m": 1, "noise": 0.1, "trials": trials}]
