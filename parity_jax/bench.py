@@ -20,7 +20,7 @@ layer's forward and gradient (4*B*r) and the ReLU/bias/scaling passes (4*B*r). E
 is that times the step rate; the peak it is compared with is a 2048^3 float32 ``jnp.matmul``
 timed in the same run. The **GEMM bound** is what the engine's own layout (its G groups of P
 trials over the devices, a whole interval per group) reaches when a step is nothing but the two
-first-layer GEMMs and the w1 update (``gemm_bound_rate``): the step's cost beyond its GEMMs is
+first-layer GEMMs and the w1 update (``gemm_bound_timers``): the step's cost beyond its GEMMs is
 the gap between the two.
 
 Side by side, on the same workload: a per-seed PyTorch loop (``nn.Module`` + ``torch.optim.SGD``,
@@ -54,8 +54,6 @@ VARIES = ("init", "both")
 # trials x width beyond this are skipped: the default grid (up to 10M-neuron rows) took 36 min
 # on the 2-core CPU, peak RSS 11.6 GiB.
 MAX_NEURONS = 10_000_000
-
-
 TORCH_FUNC_MAX_NEURONS = 2_000_000
 
 
@@ -164,15 +162,6 @@ def _marginal(trials: float, steps: int, t: dict) -> float:
     return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
 
 
-def engine_rate(width: int, trials: int, vary: str, repeats: int = 3,
-                steps: int | None = None) -> dict:
-    """Times the engine on the workload; returns rates, compile seconds and XLA memory."""
-    info, timers = engine_timers(width, trials, vary, steps or _steps_for(width, trials))
-    t = interleaved(timers, repeats)
-    return {**info, "rate": _marginal(trials, info["steps"], t),
-            "rate_end_to_end": trials * 2 * info["steps"] / t[2 * info["steps"]]}
-
-
 def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
     """What the engine's layout could reach if a step were only its two first-layer GEMMs and
     the w1 update: G groups of P*width neurons split over the devices as the engine splits
@@ -201,13 +190,6 @@ def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
         jax.block_until_ready(fn(w))
         timers[s] = lambda fn=fn: jax.block_until_ready(fn(w))
     return timers
-
-
-def gemm_bound_rate(width: int, trials: float, G: int, P: int, steps: int,
-                    repeats: int = 3) -> float:
-    """The GEMM bound (``gemm_bound_timers``) in trial-steps/s for ``trials`` real trials
-    (marginal rate, S vs 2S)."""
-    return _marginal(trials, steps, interleaved(gemm_bound_timers(width, G, P, steps), repeats))
 
 
 def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:

@@ -242,23 +242,26 @@ def sgd_steps(shape: Shape, data: tasks.Data, params: Params, b: Batch, t0, acti
     if shape.depth == 1 and blocked:
         def group(args):
             p, stream, lr, wd, act, steps = args
-            if shape.online:
-                def step(p, t):
-                    xb, yb = minibatch(stream, t)
-                    return fused(p, xb, yb, lr, wd, act & (t < steps)), None
+            if shape.online:  # fresh samples, drawn in the step
+                draws = ts
 
-                return jax.lax.scan(step, p, ts)[0]
+                def batch_of(t):
+                    return minibatch(stream, t)
+            else:
+                # The interval's minibatch indices in one vectorised draw (the same numbers as
+                # one draw per step): on CPU each threefry call is a small loop of its own.
+                order_key, m, x_train, y_train = stream[:4]
+                draws = jax.vmap(
+                    lambda t: tasks.minibatch_indices(order_key, t, m, shape.batch))(ts)
 
-            # The interval's minibatch indices in one vectorised draw (the same numbers as one
-            # draw per step): on CPU each threefry call is a small loop of its own.
-            order_key, m, x_train, y_train = stream[:4]
-            idx = jax.vmap(lambda t: tasks.minibatch_indices(order_key, t, m, shape.batch))(ts)
+                def batch_of(i):
+                    return x_train[i], y_train[i]
 
-            def step_idx(p, t_idx):
-                t, i = t_idx
-                return fused(p, x_train[i], y_train[i], lr, wd, act & (t < steps)), None
+            def step(p, t_draw):
+                t, draw = t_draw
+                return fused(p, *batch_of(draw), lr, wd, act & (t < steps)), None
 
-            return jax.lax.scan(step_idx, p, (ts, idx))[0]
+            return jax.lax.scan(step, p, (ts, draws))[0]
 
         return jax.lax.map(group, (params, streams, b.lr, b.wd, active, b.steps))
 
