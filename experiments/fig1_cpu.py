@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from parity_jax import Study, cli, experiment, plots, reduce, run
+from parity_jax import Study, experiment, plots, reduce, render, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,7 +25,7 @@ def claims(cells: list[dict]) -> list[tuple[str, list[str]]]:
     sig = [d for d in down if d[5]]
     front = {(f["init"], f["width"]): f["m"] for f in reduce.frontier(cells, 0.5)}
     widths = sorted({w for _, w in front})
-    rows = [f"| {w} | {front.get(('dense', w)) or '-'} | {front.get(('sparse', w)) or '-'} |"
+    rows = [[w, front.get(("dense", w)) or "-", front.get(("sparse", w)) or "-"]
             for w in widths]
     better = sum(1 for w in widths if front.get(("sparse", w)) and (
         not front.get(("dense", w)) or front["sparse", w] < front["dense", w]))
@@ -36,8 +36,8 @@ def claims(cells: list[dict]) -> list[tuple[str, list[str]]]:
             f"Of {n_w} steps to the next larger width (same init and m), p went down in "
             f"{len(down)}, significantly (disjoint 95% intervals) in {len(sig)}."]),
         ("Sparse init moves the data frontier (paper: to smaller m at large width)", [
-            "Smallest m with p >= 0.5:", "", "| width | dense | sparse |", "|---|---|---|",
-            *rows, "",
+            "Smallest m with p >= 0.5:", "",
+            *render.markdown_table(rows, ["width", "dense", "sparse"]), "",
             f"Sparse needs less data at {better} widths, more at {worse}, the same at the "
             "rest."]),
     ]
@@ -53,10 +53,10 @@ def main(config: str | Path = HERE / "fig1_cpu.toml", out: str | Path = "runs/fi
     results = run(study, out, progress=progress)
     wall = time.perf_counter() - start
     cells = results.cells()
-    text = cli.table(cells)
+    text = render.cells_table(cells)
     (out / "report.txt").write_text(text + "\n")
     (out / "report.json").write_text(json.dumps(cells, indent=1) + "\n")
-    (out / "report.csv").write_text(cli.to_csv(cells))
+    (out / "report.csv").write_text(render.csv_text(cells))
     pngs = plots.heatmaps(cells, out)
     curve_lines = []
     if curves_config:
@@ -65,7 +65,7 @@ def main(config: str | Path = HERE / "fig1_cpu.toml", out: str | Path = "runs/fi
         for r in reduce.curve_summary(curves.curves()):
             below = r["step"][r["test_error_median"] <= r["threshold"]]
             curve_lines.append(
-                f"- {experiment.init_label(r)}, width {r['width']}, m {r['m']}: the median "
+                f"- {render.init_label(r)}, width {r['width']}, m {r['m']}: the median "
                 f"test error of {r['trials']} trials falls to {r['threshold']:g} at step "
                 f"{below[0] if len(below) else '(never)'}")
     experiment.write_report(out, f"fig1 — success over data and width ({study.name})", [

@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from parity_jax import Study, experiment, plots, run
+from parity_jax import Study, experiment, plots, render, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,9 +79,9 @@ def main(config: str | Path = HERE / "fig2.toml", out: str | Path = "runs/fig2",
                           ylabel="median first-hit step", band=None,
                           title="time to success (successful trials) vs m"),
     ]
-    table = experiment.table(cells, ["init", "width", "m", "trials", "successes", "p",
-                                     "ci_low", "ci_high", "median_first_hit",
-                                     "steps_to_target"])
+    table = render.markdown_table(cells, ["init", "width", "m", "trials", "successes", "p",
+                                          "ci_low", "ci_high", "median_first_hit",
+                                          "steps_to_target"])
     report = experiment.write_report(out, f"fig2 — success and time vs m ({study.name})", [
         ("Setup", [f"{len(cells)} cells x {study.seeds} seeds; config `{Path(config).name}`. "
                    "`steps_to_target`: the step by which half the cell's trials had "

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from parity_jax import ConfigError, Study, engine, experiment, plan, reduce, tasks
+from parity_jax import ConfigError, Study, core, devices, experiment, plan, reduce, render
+from parity_jax.tasks import parity
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -62,14 +63,15 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     cell = cells[0]
     rng = np.random.default_rng(seed)
     result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
+    devices.split_cpu()  # an entry point
     for pb in plan.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
         b = plan.batch_inputs(study, cells, pb)
         # rewinding reuses each trial's init key on purpose
         with jax.debug_key_reuse(False):
-            init = jax.device_get(engine.initial_params(shape, b))
-            out, final = engine.train_batch(shape, b)
+            init = jax.device_get(core.initial_params(shape, b))
+            out, final = devices.train(shape, b)
             final = jax.device_get(final)
             valid = np.asarray(b.valid)
             result["phase1"] += _outcomes(out, valid)
@@ -84,13 +86,14 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
                 rand[g, 0, rng.choice(cell.width, keep, replace=False)] = True
             salt = jnp.ones((shape.G,), jnp.int32)
             fresh = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 1)))(b.init_key)
-            secrets = np.asarray(jax.vmap(lambda k: tasks.secret_of(k, cell.n, cell.k))(
-                b.data_key))
+            secrets = np.asarray(jax.vmap(lambda k: parity.secret_of(k, cell.n, cell.k))(
+                b.task.data_key))
             for arm, mask, key in ((ARMS[0], top, b.init_key), (ARMS[1], rand, b.init_key),
                                    (ARMS[2], top, fresh)):
-                b2 = b.replace(keep=jnp.asarray(mask), order_salt=salt, init_key=key,
+                lottery = parity.Lottery(keep=jnp.asarray(mask), order_salt=salt)
+                b2 = b.replace(task=b.task.replace(lottery=lottery), init_key=key,
                                valid=jnp.asarray(won))
-                out2, _ = engine.train_batch(shape, b2)
+                out2, _ = devices.train(shape, b2)
                 result[arm] += _outcomes(out2, won)
                 if arm in result["cover"]:
                     for g in np.nonzero(won[:, 0])[0]:
@@ -168,8 +171,8 @@ def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lot
                    f"({cell.n},{cell.k})-parity, online, lr {cell.lr}, up to {cell.steps} "
                    f"steps. Phase 2: K = {keep} neurons, a new minibatch order, same S, up to "
                    f"{cell.steps} steps. Config `{Path(config).name}`."]),
-        ("Result", experiment.table(rows, ["arm", "trials", "successes", "p", "ci_low",
-                                           "ci_high", "median_first_hit", "covers_S"])),
+        ("Result", render.markdown_table(rows, ["arm", "trials", "successes", "p", "ci_low",
+                                                "ci_high", "median_first_hit", "covers_S"])),
         ("Measured against the paper", verdict)], [png])
     print(report.read_text())
     return {"rows": rows, "result": result, "pngs": [png], "report": report}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity_jax import Study, experiment, plots, reduce, run
+from parity_jax import Study, experiment, plots, reduce, render, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,8 +46,7 @@ def main(config: str | Path = HERE / "luck.toml", out: str | Path = "runs/luck",
     curves = {}
     for f in q:
         rs = np.geomspace(min(f["widths"]), max(f["widths"]), 50)
-        label = f["init"] if f["init"] == "dense" else f"sparse-s{f['s']}"
-        curves[label, f["m"]] = (rs, 1 - (1 - f["q"]) ** rs)
+        curves[render.init_label(f, slug=True), f["m"]] = (rs, 1 - (1 - f["q"]) ** rs)
     png = plots.line_panels(cells, "width", "p", "m", out / "p_vs_width.png",
                             ylabel="p(success)", fits=curves,
                             title="data fixed, init varies: p vs width (dashed: fit)")
@@ -69,14 +68,15 @@ def main(config: str | Path = HERE / "luck.toml", out: str | Path = "runs/luck",
         ("Setup", [f"`vary = \"init\"`, data seed {cells[0]['data_seed']}; {len(cells)} cells "
                    f"x {study.seeds} seeds; config `{Path(config).name}`."]),
         ("Per-neuron success probability q (fit of p(r) = 1 - (1 - q)^r)",
-         experiment.table(q, ["init", "s", "m", "q", "q_low", "q_high"])),
+         render.markdown_table(q, ["init", "s", "m", "q", "q_low", "q_high"])),
         ("Sparse vs dense (paper: sparse init is luckier at large width)", lines or ["-"]),
         ("How well the fit describes the data", [
             "Dashed lines in the figure; p(r) = 1 - (1 - q)^r assumes neurons succeed "
             "independently. Where the measured p rises more slowly with width than the fit, "
             "neurons are not independent searchers (e.g. the output layer's 1/r scaling)."]),
-        ("All cells", experiment.table(cells, ["init", "m", "width", "trials", "successes", "p",
-                                               "ci_low", "ci_high", "median_first_hit"])),
+        ("All cells", render.markdown_table(cells, ["init", "m", "width", "trials", "successes",
+                                                    "p", "ci_low", "ci_high",
+                                                    "median_first_hit"])),
     ], [png])
     print(report.read_text())
     return {"cells": cells, "fits": q, "pngs": [png], "report": report}

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from parity_jax import Study, experiment, reduce, run  # noqa: E402
+from parity_jax import Study, experiment, reduce, render, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,13 +29,13 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
     study = Study.from_toml(config)
     cells = experiment.with_time(run(study, out, progress=progress), target)
     points = [{**c, "steps": c["steps_to_target"]} for c in cells]
-    inits = sorted({experiment.init_label(c) for c in cells})
-    fronts = {i: reduce.pareto([p for p in points if experiment.init_label(p) == i])
+    inits = sorted({render.init_label(c) for c in cells})
+    fronts = {i: reduce.pareto([p for p in points if render.init_label(p) == i])
               for i in inits}
     fig, axes = plt.subplots(1, len(inits), figsize=(4.6 * len(inits), 3.8), squeeze=False,
                              sharey=True)
     for ax, init in zip(axes[0], inits, strict=True):
-        every = [p for p in points if experiment.init_label(p) == init]
+        every = [p for p in points if render.init_label(p) == init]
         ax.scatter([p["m"] for p in every], [p["width"] for p in every], c="lightgray", s=20)
         front = fronts[init]
         sc = ax.scatter([p["m"] for p in front], [p["width"] for p in front],
@@ -62,16 +62,16 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
                            "frontier when no other cell of the same init needs at most as "
                            "much data, width and time, and less of one."])]
     for init in inits:
-        sections.append((f"Frontier, {init}", experiment.table(
+        sections.append((f"Frontier, {init}", render.markdown_table(
             sorted(fronts[init], key=lambda p: (p["m"], p["width"])),
             ["m", "width", "steps", "p"])))
     lines = ["The paper's claim: data, width and time trade off -- more width buys less data "
              "or less time -- and sparse init moves the frontier inward."]
     if {"dense", "sparse s=2"} <= set(inits):
         d = {(p["m"], p["width"]): p["steps"] for p in points
-             if experiment.init_label(p) == "dense" and p["steps"]}
+             if render.init_label(p) == "dense" and p["steps"]}
         s = {(p["m"], p["width"]): p["steps"] for p in points
-             if experiment.init_label(p) == "sparse s=2" and p["steps"]}
+             if render.init_label(p) == "sparse s=2" and p["steps"]}
         both = set(d) & set(s)
         lines.append(f"Cells where both reach p >= {target:g}: {len(both)}; sparse faster in "
                      f"{sum(s[k] < d[k] for k in both)}, dense faster in "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from parity_jax import Study, experiment, plots, run
+from parity_jax import Study, experiment, plots, render, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,18 +38,18 @@ def main(config: str | Path = HERE / "sparsity.toml", out: str | Path = "runs/sp
         cs = [c for c in cells if (c["width"], c["m"]) == key]
         best = max(cs, key=lambda c: (c["p"], -(c["median_first_hit"] or 1e18)))
         lines.append(f"- width {key[0]}, m {key[1]}: highest p at "
-                     f"{experiment.init_label(best)} (p = {best['p']:.2f}, median first hit "
+                     f"{render.init_label(best)} (p = {best['p']:.2f}, median first hit "
                      f"{best['median_first_hit']}); " + ", ".join(
-                         f"{experiment.init_label(c)}: {c['p']:.2f}"
+                         f"{render.init_label(c)}: {c['p']:.2f}"
                          for c in sorted(cs, key=lambda c: c["nonzeros"])))
     report = experiment.write_report(out, f"sparsity — s non-zeros per neuron ({study.name})", [
         ("Setup", [f"{len(cells)} cells x {study.seeds} seeds; config "
                    f"`{Path(config).name}`."]),
         ("Which s works best (paper: s = 2 for k = 3; small s beats dense at large width)",
          lines),
-        ("All cells", experiment.table(cells, ["init", "s", "width", "m", "trials",
-                                               "successes", "p", "ci_low", "ci_high",
-                                               "median_first_hit"])),
+        ("All cells", render.markdown_table(cells, ["init", "s", "width", "m", "trials",
+                                                    "successes", "p", "ci_low", "ci_high",
+                                                    "median_first_hit"])),
     ], pngs)
     print(report.read_text())
     return {"cells": cells, "pngs": pngs, "report": report}

@@ -21,9 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from parity_jax import experiment, plots, reduce
+from parity_jax import experiment, plots, run
 from parity_jax.config import TabularStudy
-from parity_jax.runner import run_tabular
 
 HERE = Path(__file__).resolve().parent
 LABEL = {"dense": "dense MLP", "sparse": "sparse MLP", "forest": "tuned RF"}
@@ -40,9 +39,10 @@ def main(config: str | Path = HERE / "tabular.toml", out: str | Path = "runs/tab
          progress=sys.stderr) -> dict:
     out = Path(out)
     study = TabularStudy.from_toml(config)
-    trials = run_tabular(study, out, progress=progress)
+    results = run(study, out, progress=progress)
+    trials = results.trials()
     (out / "trials.json").write_text(json.dumps(trials, indent=1))
-    best = reduce.select(trials)
+    best = results.cells()  # the best of each family per (dataset, fraction)
     for r in best:
         r["model"] = LABEL[r["family"]]
     by = {(r["dataset"], r["fraction"], r["family"]): r for r in best}

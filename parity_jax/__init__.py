@@ -7,37 +7,14 @@ Public API::
     results.cells()   # per-cell success probability, Wilson interval, median first hit
 
     # the tabular benchmark: MLPs (dense / sparse init) against tuned random forests
-    records = run_tabular(TabularStudy(datasets=["sklearn:wine"]), out="runs/t")
+    results = run(TabularStudy(datasets=["sklearn:wine"]), out="runs/t")
+    results.trials()  # one record per MLP trial and per tuned forest
 
-Importing the package splits the CPU into one JAX device per core (see ``_split_cpu``): the
-engine trains its groups of trials on all of them at once.
+Importing the package changes no JAX setting: ``run`` (like the CLI and the bench) splits the
+CPU into one JAX device per core when it starts (``devices.split_cpu``).
 """
 
-import os
-
-
-def _split_cpu() -> None:
-    """One JAX CPU device per available core, unless the user chose a count already
-    (``jax_num_cpu_devices``, ``XLA_FLAGS=--xla_force_host_platform_device_count``, or
-    ``PARITY_JAX_CPU_DEVICES``) or JAX's backends have already started."""
-    import jax
-
-    if (jax.config.jax_num_cpu_devices != -1
-            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
-        return
-    try:
-        count = int(os.environ.get("PARITY_JAX_CPU_DEVICES", len(os.sched_getaffinity(0))))
-    except (ValueError, AttributeError):
-        count = os.cpu_count() or 1
-    try:
-        jax.config.update("jax_num_cpu_devices", max(1, count))
-    except RuntimeError:
-        pass  # backends already initialised by the caller: keep their devices
-
-
-_split_cpu()
-
-from parity_jax.config import (  # noqa: E402
+from parity_jax.config import (
     DEFAULT_STUDY,
     Cell,
     ConfigError,
@@ -47,7 +24,8 @@ from parity_jax.config import (  # noqa: E402
     Task,
     Train,
 )
-from parity_jax.runner import Results, run, run_tabular  # noqa: E402
+from parity_jax.runner import Results, run
+from parity_jax.store import StoreError
 
-__all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "TabularStudy",
-           "Task", "Train", "run", "run_tabular"]
+__all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "StoreError",
+           "TabularStudy", "Task", "Train", "run"]

@@ -44,7 +44,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from parity_jax import engine, plan
+from parity_jax import devices as devices_
+from parity_jax import oracles, plan, render
 from parity_jax.config import Model, Study, Task, Train
 
 N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
@@ -136,7 +137,7 @@ def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict,
             inputs = plan.batch_inputs(study, p.cells, pb)
             if pb.shape not in programs:
                 start = time.perf_counter()
-                programs[pb.shape] = engine.program(pb.shape).lower(inputs).compile()
+                programs[pb.shape] = devices_.program(pb.shape).lower(inputs).compile()
                 compile_s.append(time.perf_counter() - start)
                 mem = programs[pb.shape].memory_analysis()
                 if mem is not None:
@@ -180,7 +181,7 @@ def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
         if devices == 1:
             return jax.jit(local)
         spec = jax.sharding.PartitionSpec("g")
-        return jax.jit(jax.shard_map(local, mesh=engine.mesh(devices), in_specs=spec,
+        return jax.jit(jax.shard_map(local, mesh=devices_.mesh(devices), in_specs=spec,
                                      out_specs=spec))
 
     w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
@@ -195,7 +196,7 @@ def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
 def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
     """A Python loop of per-trial jit calls (the optax reference path, one trial per call)."""
     train_one = jax.jit(functools.partial(
-        engine.reference_params, n=N, k=K, m=M, noise=0.0, width=width, depth=1, sparse=False,
+        oracles.reference_params, n=N, k=K, m=M, noise=0.0, width=width, depth=1, sparse=False,
         s=1, lr=LR, wd=WD, batch=BATCH, loss="hinge", steps=steps))
     root = jax.random.key(7)
     jax.block_until_ready(train_one(jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)))
@@ -381,6 +382,7 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
     the torch.func ensemble are timed in turn in each of ``repeats`` rounds (``interleaved``).
     """
+    devices_.split_cpu()  # an entry point: one JAX device per core
     peak = gemm_peak()
     rows = []
     torch_loop_cache: dict[int, dict] = {}
@@ -409,53 +411,46 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
             "peak_rss_bytes": _peak_rss(), "rows": rows}
 
 
-def _fmt(v, digits=3) -> str:
-    if v is None:
-        return "-"
-    if v >= 1e6:
-        return f"{v / 1e6:.{digits}g}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.{digits}g}k"
-    return f"{v:.{digits}g}"
-
-
 def _short(row: dict, peak: float) -> str:
-    return (f"{_fmt(row['rate'])} trial-steps/s ({_fmt(row['rate_end_to_end'])} end to end), "
+    si = render.format_si
+    return (f"{si(row['rate'])} trial-steps/s ({si(row['rate_end_to_end'])} end to end), "
             f"{row['gflops']:.1f} GFLOP/s = {100 * row['peak_fraction']:.0f}% of peak, "
-            f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound {_fmt(row['gemm_bound'])}, "
-            f"torch loop {_fmt(row.get('torch_loop'))}, torch.func {_fmt(row.get('torch_func'))}"
-            f", jax loop {_fmt(row.get('jax_loop'))}"
+            f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound {si(row['gemm_bound'])}, "
+            f"torch loop {si(row.get('torch_loop'))}, torch.func {si(row.get('torch_func'))}"
+            f", jax loop {si(row.get('jax_loop'))}"
             + (f"; {row['x_torch_func']:.1f}x torch.func" if row.get("x_torch_func") else "")
             + f" [{row['seconds']:.0f} s]")
+
+
+MARKDOWN_COLUMNS = [
+    "vary", "width", "trials", "G x P", "S", "engine trial-steps/s", "end to end",
+    "neuron-steps/s", "GFLOP/s", "% peak", "GEMM bound", "% bound", "compile s", "programs",
+    "memory", "torch loop", "torch.func", "jax per-trial jit", "x torch loop", "x torch.func"]
+
+
+def _markdown_row(r: dict) -> list:
+    """One row of ``markdown``; a skipped workload's row ends after its reason."""
+    if "skipped" in r:
+        return [r["vary"], r["width"], r["trials"], f"skipped: {r['skipped']}"]
+    si = render.format_si
+    ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
+             for b in ("torch_loop", "torch_func")}
+    return [
+        r["vary"], r["width"], r["trials"], f"{r['G']} x {r['P']}", r["steps"], si(r["rate"]),
+        si(r["rate_end_to_end"]), si(r["neuron_rate"]), f"{r['gflops']:.1f}",
+        f"{100 * r['peak_fraction']:.1f}%", si(r["gemm_bound"]),
+        f"{100 * r['x_gemm_bound']:.0f}%", f"{r['compile_s']:.2f}", r["programs"],
+        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("torch_loop")),
+        si(r.get("torch_func")), si(r.get("jax_loop")), ratio["torch_loop"], ratio["torch_func"]]
 
 
 def markdown(result: dict) -> str:
     """The result as a markdown table (plus the machine line)."""
     m = result["machine"]
-    lines = [
+    return "\n".join([
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['backend']} ({m['device']}); "
         f"Python {m['python']}, jax {m['jax']}, torch {m['torch']}; {m['date']}. "
         f"float32 GEMM peak (2048^3 jnp.matmul): **{result['gemm_peak_gflops']:.0f} GFLOP/s**.",
         "",
-        "| vary | width | trials | G x P | S | engine trial-steps/s | end to end | neuron-steps/s "
-        "| GFLOP/s | % peak | GEMM bound | % bound | compile s | programs | memory "
-        "| torch loop | torch.func | jax per-trial jit | x torch loop | x torch.func |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|---:|",
-    ]
-    for r in result["rows"]:
-        if "skipped" in r:
-            lines.append(f"| {r['vary']} | {r['width']} | {r['trials']} | skipped: "
-                         f"{r['skipped']} |" + " |" * 16)
-            continue
-        ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
-                 for b in ("torch_loop", "torch_func")}
-        lines.append(
-            f"| {r['vary']} | {r['width']} | {r['trials']} | {r['G']} x {r['P']} | {r['steps']} "
-            f"| {_fmt(r['rate'])} | {_fmt(r['rate_end_to_end'])} | {_fmt(r['neuron_rate'])} "
-            f"| {r['gflops']:.1f} | {100 * r['peak_fraction']:.1f}% | {_fmt(r['gemm_bound'])} "
-            f"| {100 * r['x_gemm_bound']:.0f}% | {r['compile_s']:.2f} "
-            f"| {r['programs']} | {r['memory_bytes'] / 2**20:.0f} MiB "
-            f"| {_fmt(r.get('torch_loop'))} | {_fmt(r.get('torch_func'))} "
-            f"| {_fmt(r.get('jax_loop'))} | {ratio['torch_loop']} | {ratio['torch_func']} |")
-    return "\n".join(lines)
+        *render.markdown_table([_markdown_row(r) for r in result["rows"]], MARKDOWN_COLUMNS,
+                               fmt=str, align="lrrl" + "r" * 16)])

@@ -1,21 +1,21 @@
 """Command line: ``parity-jax run | plan | report | plot | merge | check | bench``.
 
 Bad input exits with status 2 and one line ``error: ...`` naming the field and what is allowed.
+A config with a ``datasets`` key is a tabular study; any other, a parity study.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-from parity_jax import reduce
-from parity_jax.config import DEFAULT_STUDY, ConfigError, Study
+from parity_jax import render
+from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
+from parity_jax.store import StoreError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,48 +34,6 @@ def _parse_bytes(text: str) -> int:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"--memory-budget = {text!r}: must be a positive size like 8G or 512M")
     return int(value * units[unit])
-
-
-def _format_value(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}" if not v.is_integer() or abs(v) < 1 else f"{v:g}"
-    return str(v)
-
-
-def table(records: list[dict], target: float = 0.5) -> str:
-    """Plain-text table of cell records (settings that vary, then the statistics) + frontier."""
-    varying = [f for f in reduce.CELL_FIELDS if len({r[f] for r in records}) > 1]
-    keys = varying or ["width", "m", "init"]
-    cols = keys + ["trials", "successes", "p", "95% CI", "median_first_hit"]
-    rows = []
-    for r in records:
-        ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-        p = "-" if r["p"] is None else f"{r['p']:.2f}"
-        rows.append([_format_value(r[k]) for k in keys]
-                    + [str(r["trials"]), str(r["successes"]), p, ci,
-                       _format_value(r["median_first_hit"])])
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
-    front = reduce.frontier(records, target)
-    fkeys = [k for k in keys if k != "m"]
-    if fkeys and "m" in keys:
-        lines.append("")
-        lines.append(f"frontier: smallest m with p >= {target:g}")
-        for f in front:
-            label = "  ".join(f"{k}={_format_value(f[k])}" for k in fkeys)
-            lines.append(f"  {label}:  m = {_format_value(f['m'])}")
-    return "\n".join(lines)
-
-
-def to_csv(records: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["cell"])
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
 
 
 def _target(value: float) -> float:
@@ -136,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     "check": _cmd_check, "report": _cmd_report, "plot": _cmd_plot,
                     "bench": _cmd_bench}
         return commands[args.command](args)
-    except ConfigError as e:
+    except (ConfigError, StoreError) as e:  # bad input; an output that cannot hold the study
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -149,7 +107,7 @@ def _cmd_run(args) -> int:
     # imports jax: keep `--help` and errors fast
     from parity_jax.runner import init_distributed, run
 
-    study = Study.from_toml(args.config) if args.config else DEFAULT_STUDY
+    study = load_study(args.config) if args.config else DEFAULT_STUDY
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
     out = Path(args.out or Path("runs") / study.name)
     init_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -163,10 +121,21 @@ def _cmd_run(args) -> int:
     if results is None:  # not process 0 of a multi-host job: process 0 reports
         return 0
     wall = time.perf_counter() - start
-    print(table(results.cells()))
+    print(_summary_table(results.kind, results.cells()))
     print(f"\n{len(results.trials())} trials in {out}/results.sqlite; "
           f"wall time {wall:.1f} s")
     return 0
+
+
+TABULAR_COLUMNS = ["dataset", "fraction", "family", "m", "seeds", "diverged", "test_error",
+                   "ci_low", "ci_high", "width", "depth", "s", "optimizer", "lr"]
+
+
+def _summary_table(kind: str, records: list[dict], target: float = 0.5) -> str:
+    """The cell table of a parity study, or the selection table of a tabular one."""
+    if kind == "tabular":
+        return "\n".join(render.text_table(records, TABULAR_COLUMNS))
+    return render.cells_table(records, target)
 
 
 def _gib(n: float) -> str:
@@ -174,30 +143,32 @@ def _gib(n: float) -> str:
 
 
 def _cmd_plan(args) -> int:
-    from parity_jax import plan as planning
-    from parity_jax.runner import check_devices
+    from parity_jax import devices
 
-    study = Study.from_toml(args.config) if args.config else DEFAULT_STUDY
+    devices.split_cpu()  # an entry point: before the memory budget starts JAX's backends
+    from parity_jax import plan as planning
+    from parity_jax.runner import check_devices, work_of
+
+    study = load_study(args.config) if args.config else DEFAULT_STUDY
     study.validate()
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else \
         planning.default_memory_budget()
     devices = check_devices(args.devices)
     shard = planning.parse_shard(args.shard) if args.shard else (0, 1)
-    p = planning.make_plan(study, budget, devices, shard)
+    p = work_of(study).plan(budget, devices, shard, whole=False)
     progs = p.programs()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
           f"{devices} device(s)")
-    cols = ["program", "n", "depth", "W", "M", "G x P", "batches", "trials", "peak memory",
-            "TFLOP (max)"]
-    rows = [[str(i), str(r["shape"].n), str(r["shape"].depth), str(r["shape"].W),
-             str(r["shape"].M), f"{r['shape'].G} x {r['shape'].P}", str(r["batches"]),
+    cols = ["program", "n", "depth", "W", "M", "G x P", "step", "batches", "trials",
+            "peak memory", "TFLOP (max)"]
+    rows = [[str(i), str(r["shape"].task.features), str(r["shape"].depth), str(r["shape"].W),
+             str(getattr(r["shape"].task, "M", getattr(r["shape"].task, "n_train", "-"))),
+             f"{r['shape'].G} x {r['shape'].P}",
+             f"{r['shape'].step} ({r['shape'].layout})", str(r["batches"]),
              str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
             for i, r in enumerate(progs)]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
-              for i, c in enumerate(cols)]
-    for row in [cols, *rows]:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print("\n".join(render.text_table(rows, cols)))
     peak = max((r["peak_bytes"] for r in progs), default=0)
     print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "
           f"{_gib(peak)} (one batch at a time), at most "
@@ -226,8 +197,12 @@ def _cmd_check(args) -> int:
     expected = None
     if "shard" in settings:
         shard = planning.parse_shard(settings["shard"])
-        expected = planning.make_plan(study, settings.get("memory_budget"), 1,
-                                      shard).trial_ids()
+        if "sizes" in settings:  # tabular: the datasets' sizes it was planned with
+            sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
+            expected = planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
+        else:
+            expected = planning.make_plan(study, settings.get("memory_budget"), 1, shard,
+                                          platform="cpu").trial_ids()
     problems, summary = store.check(args.dir, expected)
     for line in problems[:50]:
         print(f"problem: {line}")
@@ -244,14 +219,15 @@ def _cmd_check(args) -> int:
 def _cmd_report(args) -> int:
     from parity_jax.runner import Results
 
-    records = Results(args.dir).cells()
+    results = Results(args.dir)
+    records = results.cells()
     target = _target(args.target)
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
-        sys.stdout.write(to_csv(records))
+        sys.stdout.write(render.csv_text(records))
     else:
-        print(table(records, target))
+        print(_summary_table(results.kind, records, target))
     return 0
 
 
@@ -260,7 +236,11 @@ def _cmd_plot(args) -> int:
     from parity_jax.runner import Results
 
     target = _target(args.target)
-    for path in plots.heatmaps(Results(args.dir).cells(), args.dir, target):
+    results = Results(args.dir)
+    if results.kind == "tabular":
+        raise ConfigError(f"dir: {args.dir} holds a tabular study; its figures come from "
+                          "experiments/tabular.py")
+    for path in plots.heatmaps(results.cells(), args.dir, target):
         print(path)
     return 0
 

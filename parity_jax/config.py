@@ -3,6 +3,11 @@
 Any field of ``[task]``, ``[model]`` or ``[train]`` given as a list becomes a grid axis
 (cartesian product). ``s`` applies only to sparse cells: dense cells ignore it and are not
 duplicated. Unknown keys and wrong types are errors (:class:`ConfigError`).
+
+Every single-field rule of both study kinds (:class:`Study`, :class:`TabularStudy`) is one row of
+``_RULES`` below; the rules that relate two fields (``k <= n``, ``s <= n``, ``mlp.steps`` a
+multiple of ``mlp.eval_every``) are written out where they apply (:meth:`Cell.check`,
+:meth:`TabularStudy.validate`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 LOSSES = ("hinge", "logistic", "square")
 INITS = ("dense", "sparse")
 VARIES = ("both", "init", "data")
+
+_T = TypeVar("_T")
+Grid: TypeAlias = _T | list[_T] | tuple[_T, ...]
+"""A setting that may be a list (or tuple) of values: a grid axis."""
 
 
 class ConfigError(ValueError):
@@ -30,40 +39,41 @@ class ConfigError(ValueError):
 class Task:
     """(n, k) sparse parity with m training samples; list-valued fields are grid axes."""
 
-    n: Any = 50
-    k: Any = 3
-    m: Any = 1000
-    n_test: Any = 2000
-    noise: Any = 0.0
-    online: Any = False  # a fresh minibatch from the distribution every step (m is ignored)
+    n: Grid[int] = 50
+    k: Grid[int] = 3
+    m: Grid[int] = 1000
+    n_test: Grid[int] = 2000
+    noise: Grid[float] = 0.0
+    # a fresh minibatch from the distribution every step (m is ignored)
+    online: Grid[bool] = False
 
 
 @dataclass(frozen=True)
 class Model:
     """MLP n -> width (-> width)* -> 1; ``s`` is used by sparse cells only."""
 
-    width: Any = 100
-    depth: Any = 1
-    init: Any = "dense"
-    s: Any = 2
+    width: Grid[int] = 100
+    depth: Grid[int] = 1
+    init: Grid[str] = "dense"
+    s: Grid[int] = 2
 
 
 @dataclass(frozen=True)
 class Train:
     """Minibatch SGD with coupled weight decay, periodic evaluation and success threshold."""
 
-    lr: Any = 0.1
-    wd: Any = 0.01
-    batch: Any = 32
-    loss: Any = "hinge"
-    steps: Any = 10000
-    eval_every: Any = 100
-    threshold: Any = 0.1
-    stop_on_success: Any = True
-    vary: Any = "both"
-    data_seed: Any = 0
-    init_seed: Any = 0
-    record_curves: Any = False  # store every evaluation's test error and train loss
+    lr: Grid[float] = 0.1
+    wd: Grid[float] = 0.01
+    batch: Grid[int] = 32
+    loss: Grid[str] = "hinge"
+    steps: Grid[int] = 10000
+    eval_every: Grid[int] = 100
+    threshold: Grid[float] = 0.1
+    stop_on_success: Grid[bool] = True
+    vary: Grid[str] = "both"
+    data_seed: Grid[int] = 0
+    init_seed: Grid[int] = 0
+    record_curves: Grid[bool] = False  # store every evaluation's test error and train loss
 
 
 # Settings added after stores existed: left out of a study's or cell's identity while at their
@@ -87,6 +97,8 @@ class Study:
       task, model, train: sections; any field may be a list (a grid axis).
     """
 
+    _SECTIONS: ClassVar[dict[str, type]] = {"task": Task, "model": Model, "train": Train}
+
     name: str = "study"
     seed: int = 0
     seeds: int = 16
@@ -97,7 +109,7 @@ class Study:
     @classmethod
     def from_dict(cls, d: dict) -> Study:
         """Builds a study from a parsed TOML dict; raises ConfigError on unknown keys/types."""
-        study = cls(**_sections(cls, d, {"task": Task, "model": Model, "train": Train}))
+        study = cls(**_sections(cls, d, cls._SECTIONS))
         study.validate()
         return study
 
@@ -118,31 +130,16 @@ class Study:
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""
-        _check_scalar("name", self.name, str)
-        _check_int("seed", self.seed, lo=0)
-        _check_int("seeds", self.seeds, lo=1)
+        for key in _keys(self):
+            if "." not in key:  # the sections' fields are checked by cells()
+                _values(self, key)
         self.cells()  # validates every value, including cross-field rules
 
     def cells(self) -> list[Cell]:
         """Expands the grid into validated cells, in a deterministic order."""
-        axes: list[tuple[str, list]] = []
-        for section in ("task", "model", "train"):
-            obj = getattr(self, section)
-            for f in dataclasses.fields(obj):
-                value = getattr(obj, f.name)
-                name = f"{section}.{f.name}"
-                if isinstance(value, list | tuple):
-                    if not value:
-                        raise ConfigError(f"{name}: an empty list has no values")
-                    values = list(value)
-                    for v in values:
-                        _check_value(name, v)
-                    if len({json.dumps(v) for v in values}) != len(values):
-                        raise ConfigError(f"{name}: list has duplicate values {values}")
-                else:
-                    _check_value(name, value)
-                    values = [value]
-                axes.append((f.name, values))
+        keys = [key for key in _keys(self) if "." in key]  # task.n, ..., train.record_curves
+        axes = [(key.split(".")[1], _values(self, key)) for key in keys]  # checks every value
+        floats = [key.split(".")[1] for key in keys if _RULES[key].kind == "float"]
         names = [a for a, _ in axes]
         cells: list[Cell] = []
         seen: set[Cell] = set()
@@ -152,8 +149,7 @@ class Study:
                 d["s"] = None  # dense cells ignore s
             if d["online"]:
                 d["m"] = None  # online cells have no training set
-            d["noise"] = float(d["noise"])
-            for key in ("lr", "wd", "threshold"):
+            for key in floats:
                 d[key] = float(d[key])
             cell = Cell(**d)
             cell.check()
@@ -224,8 +220,8 @@ OPTIMIZERS = ("sgd", "adam")
 class Split:
     """Train / validation / test split of each dataset (``tabular.split``)."""
 
-    max_train: Any = 10_000
-    max_eval: Any = 50_000
+    max_train: int = 10_000
+    max_eval: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -234,24 +230,24 @@ class MLP:
     ``optimizer`` and ``lr`` may be lists (grid axes); model selection picks the best setting
     per (dataset, fraction, init family)."""
 
-    width: Any = (100, 1000)
-    depth: Any = 1
-    init: Any = ("dense", "sparse")
-    s: Any = (2, 4)
-    optimizer: Any = "adam"
-    lr: Any = (1e-3, 1e-2)
-    wd: Any = 0.0
-    batch: Any = 64
-    steps: Any = 1000
-    eval_every: Any = 100
+    width: Grid[int] = (100, 1000)
+    depth: Grid[int] = 1
+    init: Grid[str] = ("dense", "sparse")
+    s: Grid[int] = (2, 4)
+    optimizer: Grid[str] = "adam"
+    lr: Grid[float] = (1e-3, 1e-2)
+    wd: float = 0.0
+    batch: int = 64
+    steps: int = 1000
+    eval_every: int = 100
 
 
 @dataclass(frozen=True)
 class Forest:
     """The random-forest baseline: ``iterations`` random-search configurations (0: none)."""
 
-    iterations: Any = 10
-    n_estimators_max: Any = 3000
+    iterations: int = 10
+    n_estimators_max: int = 3000
 
 
 @dataclass(frozen=True)
@@ -265,18 +261,20 @@ class TabularStudy:
       fractions: training-set fractions in (0, 1].
     """
 
+    _SECTIONS: ClassVar[dict[str, type]] = {"split": Split, "mlp": MLP, "forest": Forest}
+
     name: str = "tabular"
     seed: int = 0
     seeds: int = 5
-    datasets: Any = ("sklearn:breast_cancer",)
-    fractions: Any = (1.0, 0.3, 0.1, 0.03, 0.01)
+    datasets: Grid[str] = ("sklearn:breast_cancer",)
+    fractions: Grid[float] = (1.0, 0.3, 0.1, 0.03, 0.01)
     split: Split = field(default_factory=Split)
     mlp: MLP = field(default_factory=MLP)
     forest: Forest = field(default_factory=Forest)
 
     @classmethod
     def from_dict(cls, d: dict) -> TabularStudy:
-        study = cls(**_sections(cls, d, {"split": Split, "mlp": MLP, "forest": Forest}))
+        study = cls(**_sections(cls, d, cls._SECTIONS))
         study.validate()
         return study
 
@@ -292,47 +290,78 @@ class TabularStudy:
 
     def axis(self, name: str) -> list:
         """A setting as a list of values (``datasets``, ``fractions`` or ``mlp.FIELD``)."""
-        v = getattr(self, name) if "." not in name else getattr(self.mlp, name.split(".")[1])
+        v = _get(self, name)
         return list(v) if isinstance(v, list | tuple) else [v]
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""
-        _check_scalar("name", self.name, str)
-        _check_int("seed", self.seed, lo=0)
-        _check_int("seeds", self.seeds, lo=1)
-        rules = {
-            "datasets": lambda n, v: _check_scalar(n, v, str),
-            "fractions": lambda n, v: _check_float(n, v, 0.0, 1.0, lo_open=True, hi_open=False),
-            "mlp.width": lambda n, v: _check_int(n, v, lo=1),
-            "mlp.depth": lambda n, v: _check_range(n, v, 1, 3),
-            "mlp.init": lambda n, v: _check_choice(n, v, INITS),
-            "mlp.s": lambda n, v: _check_int(n, v, lo=1),
-            "mlp.lr": lambda n, v: _check_float(n, v, 0.0, math.inf, True, True),
-            "mlp.optimizer": lambda n, v: _check_choice(n, v, OPTIMIZERS),
-        }
-        for name, rule in rules.items():
-            values = self.axis(name)
-            if not values:
-                raise ConfigError(f"{name}: an empty list has no values")
-            if len({json.dumps(v) for v in values}) != len(values):
-                raise ConfigError(f"{name}: list has duplicate values {values}")
-            for v in values:
-                rule(name, v)
-        _check_float("mlp.wd", self.mlp.wd, 0.0, math.inf, lo_open=False, hi_open=True)
-        for f in ("batch", "steps", "eval_every"):
-            _check_int(f"mlp.{f}", getattr(self.mlp, f), lo=1)
+        for key in _keys(self):
+            _values(self, key)
         if self.mlp.steps % self.mlp.eval_every:
             raise ConfigError(f"mlp.steps = {self.mlp.steps}: must be a multiple of "
                               f"mlp.eval_every ({self.mlp.eval_every})")
-        _check_int("split.max_train", self.split.max_train, lo=1)
-        _check_int("split.max_eval", self.split.max_eval, lo=1)
-        _check_int("forest.iterations", self.forest.iterations, lo=0)
-        _check_int("forest.n_estimators_max", self.forest.n_estimators_max, lo=10)
+
+    def cells(self) -> list[TabularCell]:
+        """Expands the grid into cells, in a deterministic order: per dataset, the MLP cells
+        program by program ((optimizer, depth, width), then fraction, init, s, lr), then one
+        forest cell per fraction (``forest.iterations`` = 0: none)."""
+        self.validate()
+        inits = [(i, s) for i in self.axis("mlp.init")
+                 for s in (self.axis("mlp.s") if i == "sparse" else [None])]
+        mlp = self.mlp
+        out = []
+        for dataset in self.axis("datasets"):
+            # fractions and lr as given: they are part of a trial's key (stable_int)
+            out += [TabularCell(dataset=dataset, fraction=f, model="mlp", width=width,
+                                depth=depth, init=i, s=s, optimizer=opt, lr=lr, wd=mlp.wd,
+                                batch=mlp.batch, steps=mlp.steps, eval_every=mlp.eval_every)
+                    for opt in self.axis("mlp.optimizer") for depth in self.axis("mlp.depth")
+                    for width in self.axis("mlp.width") for f in self.axis("fractions")
+                    for i, s in inits for lr in self.axis("mlp.lr")]
+            if self.forest.iterations:
+                out += [TabularCell(dataset=dataset, fraction=f, model="forest",
+                                    iterations=self.forest.iterations,
+                                    n_estimators_max=self.forest.n_estimators_max)
+                        for f in self.axis("fractions")]
+        return out
 
 
-def _check_range(name: str, v: Any, lo: int, hi: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
+@dataclass(frozen=True)
+class TabularCell:
+    """One setting of the tabular benchmark: an MLP configuration or the tuned forest, on one
+    dataset at one training fraction (every setting of a trial except its seed)."""
+
+    dataset: str
+    fraction: float
+    model: str  # "mlp" | "forest"
+    width: int | None = None
+    depth: int | None = None
+    init: str | None = None
+    s: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    wd: float | None = None
+    batch: int | None = None
+    steps: int | None = None
+    eval_every: int | None = None
+    iterations: int | None = None  # forest: random-search configurations
+    n_estimators_max: int | None = None
+
+    def key(self) -> str:
+        """Canonical JSON of the cell, its identity in the store."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+
+def load_study(path: str | Path) -> Study | TabularStudy:
+    """A study TOML file: a tabular study when it has a ``datasets`` key, else a parity one."""
+    d = _read_toml(path)
+    return (TabularStudy if "datasets" in d else Study).from_dict(d)
 
 
 def _read_toml(path: str | Path) -> dict:
@@ -385,67 +414,165 @@ def stable_int(*parts: Any) -> int:
 # ---- per-field rules -------------------------------------------------------------------------
 
 
-def _type_name(v: Any) -> str:
-    return type(v).__name__
+@dataclass(frozen=True)
+class _Rule:
+    """What one setting allows.
+
+    kind: "int", "float", "choice", "bool" or "str".
+    lo, hi: bounds of an int or float; an int's ``hi`` may name another field ("n"), which
+      only a cross-field rule can check. ``hi=None``: no upper bound.
+    lo_open, hi_open: whether a float's bounds are excluded.
+    choices: the allowed strings of a choice.
+    grid: whether the setting may be a list of values (a grid axis).
+    note: said after the allowed range ("for sparse init").
+    """
+
+    kind: str
+    lo: float | None = None
+    hi: float | str | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    grid: bool = False
+    note: str = ""
+
+    def check(self, name: str, v: Any) -> None:
+        """Raises ConfigError unless ``v`` is one allowed value of setting ``name``."""
+        got = type(v).__name__
+        if self.kind in ("bool", "str"):
+            typ = bool if self.kind == "bool" else str
+            if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
+                raise ConfigError(f"{name} = {v!r}: must be a {self.kind}, got {got}")
+        elif self.kind == "choice":
+            if not isinstance(v, str) or v not in self.choices:
+                raise ConfigError(f"{name} = {v!r}: must be one of {', '.join(self.choices)}")
+        elif self.kind == "int":
+            is_int = isinstance(v, int) and not isinstance(v, bool)
+            if self.hi is not None:  # a range: one message for every mistake
+                ok = is_int and v >= self.lo and (isinstance(self.hi, str) or v <= self.hi)
+                if not ok:
+                    raise ConfigError(f"{name} = {v!r}: must be an integer in "
+                                      f"{self.lo}..{self.hi}{self.note}")
+            elif not is_int:
+                raise ConfigError(f"{name} = {v!r}: must be an integer >= {self.lo}, got {got}")
+            elif v < self.lo:
+                raise ConfigError(f"{name} = {v}: must be an integer >= {self.lo}")
+        elif self.kind == "float":
+            lo, hi = self.lo, self.hi
+            lb, rb = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+            rng = (f"in {lb}{lo}, {hi}{rb}" if hi != math.inf
+                   else f"{'>' if self.lo_open else '>='} {lo}")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ConfigError(f"{name} = {v!r}: must be a number {rng}, got {got}")
+            ok = ((v > lo if self.lo_open else v >= lo)
+                  and (v < hi if self.hi_open else v <= hi))
+            if not ok or not math.isfinite(v):
+                raise ConfigError(f"{name} = {v}: must be a number {rng}")
+        else:  # pragma: no cover - every kind is listed above
+            raise AssertionError(self.kind)
 
 
-def _check_scalar(name: str, v: Any, typ: type) -> None:
-    if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
-        raise ConfigError(f"{name} = {v!r}: must be a {typ.__name__}, got {_type_name(v)}")
+def _int(lo: int, hi: int | str | None = None, *, grid: bool = False, note: str = "") -> _Rule:
+    return _Rule("int", lo=lo, hi=hi, grid=grid, note=note)
 
 
-def _check_int(name: str, v: Any, lo: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{name} = {v!r}: must be an integer >= {lo}, got {_type_name(v)}")
-    if v < lo:
-        raise ConfigError(f"{name} = {v}: must be an integer >= {lo}")
+def _float(lo: float, hi: float, lo_open: bool, hi_open: bool, *, grid: bool = False) -> _Rule:
+    return _Rule("float", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, grid=grid)
 
 
-def _check_float(name: str, v: Any, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
-    lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
-    rng = f"in {lb}{lo}, {hi}{rb}" if hi != math.inf else f"{'>' if lo_open else '>='} {lo}"
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ConfigError(f"{name} = {v!r}: must be a number {rng}, got {_type_name(v)}")
-    ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    if not ok or not math.isfinite(v):
-        raise ConfigError(f"{name} = {v}: must be a number {rng}")
+def _choice(choices: tuple[str, ...], *, grid: bool = False) -> _Rule:
+    return _Rule("choice", choices=choices, grid=grid)
 
 
-def _check_choice(name: str, v: Any, choices: tuple[str, ...]) -> None:
-    if v not in choices or not isinstance(v, str):
-        raise ConfigError(f"{name} = {v!r}: must be one of {', '.join(choices)}")
+_INF = math.inf
+
+# Every setting of both study kinds, "field" (top level) or "section.field", in the order they are
+# checked (the first bad one is reported). The order of a Study's section fields is also the
+# order of its grid axes, i.e. the order of Study.cells().
+_RULES: dict[str, _Rule] = {
+    # shared by Study and TabularStudy
+    "name": _Rule("str"),
+    "seed": _int(0),
+    "seeds": _int(1),
+    # Study: every [task], [model], [train] field may be a list (a grid axis)
+    "task.n": _int(1, grid=True),
+    "task.k": _int(1, "n", grid=True),
+    "task.m": _int(1, grid=True),
+    "task.n_test": _int(1, grid=True),
+    "task.noise": _float(0.0, 0.5, lo_open=False, hi_open=True, grid=True),
+    "task.online": _Rule("bool", grid=True),
+    "model.width": _int(1, grid=True),
+    "model.depth": _int(1, grid=True),
+    "model.init": _choice(INITS, grid=True),
+    "model.s": _int(1, "n", grid=True, note=" for sparse init"),
+    "train.lr": _float(0.0, _INF, lo_open=True, hi_open=True, grid=True),
+    "train.wd": _float(0.0, _INF, lo_open=False, hi_open=True, grid=True),
+    "train.batch": _int(1, grid=True),
+    "train.loss": _choice(LOSSES, grid=True),
+    "train.steps": _int(1, grid=True),
+    "train.eval_every": _int(1, grid=True),
+    "train.threshold": _float(0.0, 1.0, lo_open=False, hi_open=True, grid=True),
+    "train.stop_on_success": _Rule("bool", grid=True),
+    "train.vary": _choice(VARIES, grid=True),
+    "train.data_seed": _int(0, grid=True),
+    "train.init_seed": _int(0, grid=True),
+    "train.record_curves": _Rule("bool", grid=True),
+    # TabularStudy
+    "datasets": _Rule("str", grid=True),
+    "fractions": _float(0.0, 1.0, lo_open=True, hi_open=False, grid=True),
+    "mlp.width": _int(1, grid=True),
+    "mlp.depth": _int(1, 3, grid=True),
+    "mlp.init": _choice(INITS, grid=True),
+    "mlp.s": _int(1, grid=True),
+    "mlp.lr": _float(0.0, _INF, lo_open=True, hi_open=True, grid=True),
+    "mlp.optimizer": _choice(OPTIMIZERS, grid=True),
+    "mlp.wd": _float(0.0, _INF, lo_open=False, hi_open=True),
+    "mlp.batch": _int(1),
+    "mlp.steps": _int(1),
+    "mlp.eval_every": _int(1),
+    "split.max_train": _int(1),
+    "split.max_eval": _int(1),
+    "forest.iterations": _int(0),
+    "forest.n_estimators_max": _int(10),
+}
 
 
-def _check_value(name: str, v: Any) -> None:
-    field_name = name.split(".")[1]
-    if field_name in ("n", "width", "m", "batch", "steps", "eval_every", "n_test", "depth"):
-        _check_int(name, v, lo=1)
-    elif field_name == "k":
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} = {v!r}: must be an integer in 1..n")
-    elif field_name == "s":
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} = {v!r}: must be an integer in 1..n for sparse init")
-    elif field_name in ("data_seed", "init_seed"):
-        _check_int(name, v, lo=0)
-    elif field_name == "noise":
-        _check_float(name, v, 0.0, 0.5, lo_open=False, hi_open=True)
-    elif field_name == "lr":
-        _check_float(name, v, 0.0, math.inf, lo_open=True, hi_open=True)
-    elif field_name == "wd":
-        _check_float(name, v, 0.0, math.inf, lo_open=False, hi_open=True)
-    elif field_name == "threshold":
-        _check_float(name, v, 0.0, 1.0, lo_open=False, hi_open=True)
-    elif field_name == "loss":
-        _check_choice(name, v, LOSSES)
-    elif field_name == "init":
-        _check_choice(name, v, INITS)
-    elif field_name == "vary":
-        _check_choice(name, v, VARIES)
-    elif field_name in ("stop_on_success", "online", "record_curves"):
-        _check_scalar(name, v, bool)
-    else:  # pragma: no cover - every field is listed above
-        raise AssertionError(name)
+def _keys(study: Study | TabularStudy) -> list[str]:
+    """The settings of ``study``'s kind, in ``_RULES`` order."""
+    sections = type(study)._SECTIONS
+    top = {f.name for f in dataclasses.fields(study)} - set(sections)
+    return [key for key in _RULES if (key.split(".")[0] in sections if "." in key else key in top)]
+
+
+def _get(study: Study | TabularStudy, key: str) -> Any:
+    """Setting ``key`` ("field" or "section.field") of ``study``; a section of the wrong type
+    (e.g. a dict given in Python) is a ConfigError naming it."""
+    if "." not in key:
+        return getattr(study, key)
+    section, name = key.split(".", 1)
+    obj, cls = getattr(study, section), type(study)._SECTIONS[section]
+    if not isinstance(obj, cls):
+        article = "an" if cls is MLP else "a"
+        raise ConfigError(f"{section}: must be {article} {cls.__name__} (or a [{section}] table "
+                          f"in TOML), got {type(obj).__name__}")
+    return getattr(obj, name)
+
+
+def _values(study: Study | TabularStudy, key: str) -> list:
+    """The values of setting ``key`` of ``study`` (several only for a grid axis), each checked
+    against its rule; an empty or repeating axis is a ConfigError."""
+    rule, value = _RULES[key], _get(study, key)
+    if not (rule.grid and isinstance(value, list | tuple)):
+        rule.check(key, value)
+        return [value]
+    values = list(value)
+    if not values:
+        raise ConfigError(f"{key}: an empty list has no values")
+    for v in values:
+        rule.check(key, v)
+    if len({json.dumps(v) for v in values}) != len(values):
+        raise ConfigError(f"{key}: list has duplicate values {values}")
+    return values
 
 
 DEFAULT_STUDY = Study(

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from parity_jax import reduce
+from parity_jax import reduce, render
 from parity_jax.config import ConfigError
 from parity_jax.store import StoreError
 
@@ -70,10 +70,6 @@ def with_time(results, target: float = 0.5) -> list[dict]:
     return cells
 
 
-def init_label(r: dict) -> str:
-    return r["init"] if r["init"] == "dense" else f"sparse s={r['s']}"
-
-
 def decreases(records: list[dict], along: str, within: tuple[str, ...]) -> tuple[int, list]:
     """Steps where p goes down as ``along`` goes up, within each setting of ``within``.
 
@@ -96,14 +92,6 @@ def decreases(records: list[dict], along: str, within: tuple[str, ...]) -> tuple
 
 
 def table(records: list[dict], cols: list[str]) -> list[str]:
-    """A markdown table of ``cols`` of the records."""
-    def fmt(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return str(v)
-
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in records]
-    return out
+    """A markdown table of ``cols`` of the records (``render.markdown_table``; kept for
+    experiments/tabular.py)."""
+    return render.markdown_table(records, cols)

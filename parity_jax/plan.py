@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax.config import Cell, ConfigError, Study, stable_int
-from parity_jax.engine import Batch, Shape
+from parity_jax import trackers
+from parity_jax.config import Cell, ConfigError, Study, TabularStudy, stable_int
+from parity_jax.core import Batch, Shape
+from parity_jax.tasks import parity, xy
 
 # Key tags for the study key's sub-streams.
 _DATA_TAG, _INIT_TAG = 1, 2
@@ -26,8 +28,7 @@ MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> power-of-two buckets
 NEURON_BUDGET = 1 << 16  # neurons (trials x width) per device computed together in a batch
 # Cap on P * W, the trials packed into one shared-stream GEMM. On a CPU a group runs a whole
 # evaluation interval while its parameters sit in L2 cache: about 1000 neurons (w1 200 KB) was
-# fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs. Chosen when a plan is made
-# (not at import: a multi-host job must start JAX's runtime before any backend).
+# fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs.
 GROUP_NEURONS = {"cpu": 1 << 10, "accelerator": 1 << 15}
 # A shared stream with enough trials is split into at least this many groups, so its groups can
 # spread over up to this many devices. A constant, not the device count: a trial's group (and so
@@ -54,9 +55,21 @@ class PlannedBatch:
 
 
 @dataclasses.dataclass(frozen=True)
+class ForestUnit:
+    """One tuned random forest (a tabular (dataset, fraction, seed)): trained by scikit-learn,
+    not by a compiled program."""
+
+    trial: Trial
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [self.trial]
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    cells: list[Cell]
-    batches: list[PlannedBatch]
+    cells: list
+    batches: list  # PlannedBatch (and, in a tabular plan, ForestUnit) in the order they run
 
     @property
     def n_trials(self) -> int:
@@ -68,19 +81,19 @@ class Plan:
 
     @property
     def shapes(self) -> list[Shape]:
-        return sorted({b.shape for b in self.batches}, key=str)
+        return sorted({b.shape for b in self.batches if isinstance(b, PlannedBatch)}, key=str)
 
     def programs(self) -> list[dict]:
         """One record per compiled program: its shape, batches, trials, estimated peak bytes
         and (upper-bound) training FLOPs."""
         out = []
         for shape in self.shapes:
-            mine = [b for b in self.batches if b.shape == shape]
+            mine = [b for b in self.batches if getattr(b, "shape", None) == shape]
             trials = [t for b in mine for t in b.trials]
             out.append({
                 "shape": shape, "batches": len(mine), "trials": len(trials),
                 "peak_bytes": batch_bytes(shape),
-                "flops": sum(trial_flops(self.cells[t.cell]) for t in trials),
+                "flops": sum(trial_flops(self.cells[t.cell], shape) for t in trials),
             })
         return out
 
@@ -91,9 +104,13 @@ def flops_per_trial_step(width: int, n: int, batch: int, depth: int = 1) -> int:
     return 4 * batch * width * (n + 2) + 6 * batch * width * width * (depth - 1)
 
 
-def trial_flops(cell: Cell) -> int:
+def trial_flops(cell, shape: Shape | None = None) -> int:
     """Upper bound on a trial's FLOPs: all ``steps`` SGD steps plus every evaluation's
-    forward pass over the test set (a trial that stops on success does less)."""
+    forward pass over the test set (a trial that stops on success does less; a tabular trial
+    of a program ``shape`` counts its steps only)."""
+    if not isinstance(cell, Cell):
+        return cell.steps * flops_per_trial_step(cell.width, shape.task.d, cell.batch,
+                                                 cell.depth)
     evals = math.ceil(cell.steps / cell.eval_every)
     forward = 2 * cell.width * (cell.n + 1) + 2 * cell.width * cell.width * (cell.depth - 1)
     return (cell.steps * flops_per_trial_step(cell.width, cell.n, cell.batch, cell.depth)
@@ -118,17 +135,23 @@ def stream_id(cell: Cell, seed: int) -> tuple:
 def bytes_per_group(shape: Shape) -> int:
     """Estimated bytes one group adds to a batch (data, params + grads + temporaries, step
     activations), float32."""
+    task = shape.task
+    if isinstance(task, xy.Task):
+        return 4 * xy_floats_per_trial(task.d, shape.W, shape.depth, task.batch)
     pw = shape.P * shape.W
-    per_neuron = shape.n + 3 + (shape.depth - 1) * (shape.W + 1)
-    data = (shape.M + shape.n_test) * (shape.n + 1) + 2 * shape.P * shape.curves
+    per_neuron = task.n + 3 + (shape.depth - 1) * (shape.W + 1)
+    data = (task.M + task.n_test) * (task.n + 1) + 2 * shape.P * shape.curves
     params = 4 * pw * per_neuron
-    acts = 6 * shape.batch * pw * shape.depth
+    acts = 6 * task.batch * pw * shape.depth
     return 4 * (data + params + acts)
 
 
 def bytes_shared(shape: Shape) -> int:
-    """Estimated bytes of the per-group evaluation that runs one group at a time."""
-    return 4 * 3 * max(shape.n_test, shape.M) * shape.P * shape.W
+    """Estimated bytes of the per-group evaluation that runs one group at a time (tabular:
+    the activations of the evaluation's trial batches)."""
+    if isinstance(shape.task, xy.Task):
+        return 4 * xy.EVAL_FLOATS
+    return 4 * 3 * max(shape.task.n_test, shape.task.M) * shape.P * shape.W
 
 
 def batch_bytes(shape: Shape) -> int:
@@ -148,19 +171,23 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
 
 
 def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
-              shard: tuple[int, int] = (0, 1), whole: bool = False) -> Plan:
+              shard: tuple[int, int] = (0, 1), whole: bool = False,
+              platform: str | None = None) -> Plan:
     """Deterministic batches for every trial of ``study`` (or of one shard of it).
 
     ``devices``: the batch's groups are split over this many devices (G is a multiple of it
     when G >= devices, or always with ``whole``: a multi-host job gives every device a share).
     ``shard`` (i, N): only the groups whose index over the whole study is i mod N -- a
     deterministic 1/N of the trials, each in the very group it has in the unsharded plan.
-    How trials are grouped depends on the study alone, never on devices, budget or shard.
+    ``platform`` ("cpu" or an accelerator's; default: JAX's default backend) picks the group
+    size and the step layout. How trials are grouped depends on the study and the platform
+    alone, never on devices, budget or shard.
     """
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
     shard_i, shard_n = parse_shard(shard)
-    group_neurons = GROUP_NEURONS["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+    cpu = (platform or jax.default_backend()) == "cpu"
+    group_neurons = GROUP_NEURONS["cpu" if cpu else "accelerator"]
     group_index = 0
     wb = width_buckets([c.width for c in cells])
 
@@ -198,9 +225,12 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 group_index += 1
         if not groups:
             continue
-        shape = Shape(n=n, depth=depth, W=W, M=max_m[key], batch=batch, n_test=n_test,
-                      eval_every=eval_every, loss=loss, G=1, P=P, online=online,
-                      curves=math.ceil(max_steps[key] / eval_every) if curves else 0)
+        shape = Shape(
+            task=parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online),
+            depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss,
+            step="fused" if depth == 1 else "sgd",
+            layout="blocked" if cpu and depth == 1 else "vmapped",
+            curves=math.ceil(max_steps[key] / eval_every) if curves else 0)
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem))
         n_batches = math.ceil(len(groups) / g_max)
@@ -276,11 +306,109 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
     data_key = fold2(data_root, g_int["data_id"], g_int["data_i"])
     init_key = fold2(init_root, ints["init_id"].ravel(), ints["init_i"].ravel()).reshape(G, P)
     return Batch(
-        data_key=data_key, k=jnp.asarray(g_int["k"]), m=jnp.asarray(g_int["m"]),
-        noise=jnp.asarray(noise), init_key=init_key,
+        task=parity.Inputs(data_key=data_key, k=jnp.asarray(g_int["k"]),
+                           m=jnp.asarray(g_int["m"]), noise=jnp.asarray(noise)),
+        init_key=init_key,
         width=jnp.asarray(ints["width"]), sparse=jnp.asarray(bools["sparse"]),
         s=jnp.asarray(ints["s"]), lr=jnp.asarray(floats["lr"]), wd=jnp.asarray(floats["wd"]),
-        threshold=jnp.asarray(floats["threshold"]), steps=jnp.asarray(ints["steps"]),
-        stop_on_success=jnp.asarray(bools["stop_on_success"]),
-        valid=jnp.asarray(bools["valid"]),
+        steps=jnp.asarray(ints["steps"]), valid=jnp.asarray(bools["valid"]),
+        track=trackers.FirstHitInputs(threshold=jnp.asarray(floats["threshold"]),
+                                      stop_on_success=jnp.asarray(bools["stop_on_success"])),
+    )
+
+
+# ---- tabular studies -------------------------------------------------------------------------
+
+# Floats of parameters, optimizer state and activations one tabular program call may hold.
+XY_FLOATS = 1 << 27
+
+
+def xy_floats_per_trial(d: int, W: int, depth: int, batch: int) -> int:
+    """Floats one tabular trial holds: params, grads and optimizer state, and activations."""
+    return W * (d + (depth - 1) * W + 2) * 4 + batch * W * depth * 3
+
+
+def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
+                      devices: int = 1, shard: tuple[int, int] = (0, 1),
+                      whole: bool = False) -> Plan:
+    """Deterministic work units for every trial of a tabular study (or of one shard of it).
+
+    ``datasets``: (features, training rows) of each dataset. Per dataset: one program per
+    (optimizer, depth, width) -- padding a width-100 trial into a width-1000 program would cost
+    10x its work -- holding every fraction, init, s, lr and seed, in batches of T trials (one
+    per group) sized to ``XY_FLOATS``; then one ``ForestUnit`` per (fraction, seed). ``shard``
+    (i, N): the trials whose index over the whole study is i mod N (a trial's numbers do not
+    depend on its batchmates, so any split is exact).
+    """
+    cells = study.cells()
+    shard_i, shard_n = parse_shard(shard)
+    programs: dict[tuple, list[Trial]] = defaultdict(list)
+    forests: dict[str, list[Trial]] = defaultdict(list)
+    for ci, c in enumerate(cells):
+        for seed in range(study.seeds):
+            if c.model == "forest":
+                forests[c.dataset].append(Trial(ci, seed))
+            else:
+                programs[c.dataset, c.optimizer, c.depth, c.width].append(Trial(ci, seed))
+    # The shard of a trial is its index over the whole study mod N: independent of devices.
+    index = {t: i for i, t in enumerate(t for ts in programs.values() for t in ts)}
+    index.update({t: len(index) + i for i, t in enumerate(t for ts in forests.values()
+                                                          for t in ts)})
+
+    def mine(trials):
+        return [t for t in trials if index[t] % shard_n == shard_i]
+
+    units: list = []
+    for spec in study.axis("datasets"):
+        d, n_train = datasets[spec]
+        for (dataset, opt, depth, width), trials in programs.items():
+            trials = mine(trials)
+            if dataset != spec or not trials:
+                continue
+            c = cells[trials[0].cell]
+            T = max(1, min(len(trials), XY_FLOATS // xy_floats_per_trial(d, width, depth,
+                                                                          c.batch)))
+            if T >= devices or whole:
+                T = devices * math.ceil(T / devices)
+            shape = Shape(task=xy.Task(d=d, n_train=n_train, batch=c.batch), depth=depth,
+                          W=width, G=T, P=1, eval_every=c.eval_every, loss="logistic",
+                          step=opt, layout="vmapped", tracker="best_validation",
+                          curves=c.steps // c.eval_every)
+            for start in range(0, len(trials), T):
+                chunk = trials[start:start + T]
+                slots = tuple((t,) for t in chunk) + ((None,),) * (T - len(chunk))
+                units.append(PlannedBatch(shape=shape, slots=slots))
+        units += [ForestUnit(t) for t in mine(forests[spec])]
+    return Plan(cells=cells, batches=units)
+
+
+def xy_batch_inputs(study: TabularStudy, cells: list, pb: PlannedBatch, n_train: int,
+                    skip: set[Trial] = frozenset()) -> Batch:
+    """Host inputs of a planned tabular batch (its ``shared`` data left to the caller);
+    padding slots (and ``skip``ped trials) repeat a real trial's inputs, marked invalid."""
+    from parity_jax import tabular
+
+    trials = [row[0] for row in pb.slots]
+    real = next(t for t in trials if t is not None)
+    valid = np.array([t is not None and t not in skip for t in trials])
+    trials = [t if t is not None else real for t in trials]
+    cs = [cells[t.cell] for t in trials]
+    ids = [stable_int(c.dataset, c.fraction, c.width, c.depth, c.init, c.s, c.optimizer, c.lr,
+                      t.seed) for c, t in zip(cs, trials, strict=True)]
+    base = jax.random.key(study.seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.array(ids, jnp.uint32))
+    T = len(trials)
+    return Batch(
+        task=xy.Inputs(
+            order_key=jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+            rows=jnp.asarray(np.stack([tabular.permutation(n_train, t.seed) for t in trials])),
+            m=jnp.array([tabular.train_rows(n_train, c.fraction) for c in cs], jnp.int32)),
+        init_key=jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+        width=jnp.array([c.width for c in cs], jnp.int32),
+        sparse=jnp.array([c.init == "sparse" for c in cs]),
+        s=jnp.array([c.s or 1 for c in cs], jnp.int32),
+        lr=jnp.array([c.lr for c in cs], jnp.float32),
+        wd=jnp.array([c.wd for c in cs], jnp.float32),
+        steps=jnp.full((T,), cs[0].steps, jnp.int32),
+        valid=jnp.asarray(valid),
     )

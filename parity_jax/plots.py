@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from parity_jax import reduce  # noqa: E402
+from parity_jax import reduce, render  # noqa: E402
 
 
 def _varying(records: list[dict], exclude: tuple[str, ...]) -> list[str]:
@@ -27,8 +27,7 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
     others = _varying(records, exclude=("m", "width", "init", "s"))
     panels: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        label = r["init"] if r["init"] == "dense" else f"sparse-s{r['s']}"
-        panels[(label, *(r[f] for f in others))].append(r)
+        panels[(_label(r), *(r[f] for f in others))].append(r)
     paths = []
     for key, rs in sorted(panels.items(), key=lambda kv: str(kv[0])):
         label, rest = key[0], dict(zip(others, key[1:], strict=True))
@@ -75,7 +74,8 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
 
 
 def _label(r: dict) -> str:
-    return r["init"] if r["init"] == "dense" else f"sparse-s{r['s']}"
+    """The init as plots name it (panels, file names): ``dense``, ``sparse-s2``."""
+    return render.init_label(r, slug=True)
 
 
 def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Path, *,

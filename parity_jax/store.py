@@ -1,11 +1,13 @@
-"""The results store: SQLite at ``OUT/results.sqlite``.
+"""The results store: SQLite at ``OUT/results.sqlite``, one for every kind of study.
 
-Tables: ``meta`` (format, resolved study config, its fingerprint, plan settings), ``cells``
-(one row per grid cell, its settings as JSON), ``trials`` (one row per finished trial) and
-``curves`` (for cells with ``record_curves``: a trial's test error and train loss at each of its
-evaluations, as little-endian float32 arrays; stores made before curves existed lack it).
-Each finished batch is written in one transaction, so a crash loses at most the batch in flight
-and a trial is never stored twice (primary key (cell, seed)).
+Tables: ``meta`` (format, study kind, resolved study config, its fingerprint, plan settings,
+for tabular studies the fingerprints of the datasets' splits), ``cells`` (one row per grid
+cell, its settings as JSON), ``trials`` (one row per finished parity trial), ``curves`` (for
+cells with ``record_curves``: a trial's test error and train loss at each of its evaluations, as
+little-endian float32 arrays; stores made before curves existed lack it) and
+``tabular_trials`` (one row per finished tabular trial: an MLP or a tuned forest; stores made
+before it existed lack it). Each finished batch is written in one transaction, so a crash loses
+at most the batch in flight and a trial is never stored twice (primary key (cell, seed)).
 """
 
 from __future__ import annotations
@@ -14,13 +16,54 @@ import json
 import math
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
-from parity_jax.config import LATER_DEFAULTS, Cell, ConfigError, Study
+from parity_jax.config import LATER_DEFAULTS, Study, TabularStudy
 
 FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
+KINDS = {"parity": Study, "tabular": TabularStudy}
 
-TRIAL_FIELDS = ("success", "first_hit", "test_error", "train_loss", "steps_run", "diverged")
+
+class Trial(NamedTuple):
+    """A finished parity trial, as stored."""
+
+    cell: int
+    seed: int
+    success: bool
+    first_hit: int | None
+    test_error: float | None
+    train_loss: float | None
+    steps_run: int
+    diverged: bool
+
+
+class Curve(NamedTuple):
+    """A trial's recorded curve: little-endian float32 arrays, one value per evaluation."""
+
+    cell: int
+    seed: int
+    test_error: bytes
+    train_loss: bytes
+
+
+class TabularTrial(NamedTuple):
+    """A finished tabular trial (an MLP, or the tuned forest of a (fraction, seed)), as stored.
+    ``extra``: JSON of what only forests have (the chosen configuration)."""
+
+    cell: int
+    seed: int
+    m: int
+    val_loss: float | None
+    val_error: float | None
+    test_error: float | None
+    best_step: int | None
+    final_test_error: float | None
+    diverged: bool
+    extra: str
+
+
+TRIAL_FIELDS = Trial._fields[2:]
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,11 +87,25 @@ CREATE TABLE curves (
     PRIMARY KEY (cell, seed),
     FOREIGN KEY (cell, seed) REFERENCES trials(cell, seed)
 );
+CREATE TABLE tabular_trials (
+    cell INTEGER NOT NULL REFERENCES cells(cell),
+    seed INTEGER NOT NULL,
+    m INTEGER NOT NULL,
+    val_loss REAL,
+    val_error REAL,
+    test_error REAL,
+    best_step INTEGER,
+    final_test_error REAL,
+    diverged INTEGER NOT NULL,
+    extra TEXT NOT NULL,
+    PRIMARY KEY (cell, seed)
+);
 """
 
 
-class StoreError(ConfigError):
-    """An output location that cannot hold, or does not hold, this study's results."""
+class StoreError(Exception):
+    """An output location that cannot hold, or does not hold, this study's results (the CLI
+    prints it as one ``error:`` line, exit status 2)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -83,11 +140,13 @@ class Store:
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def open_for_run(cls, out: str | Path, study: Study, cells: list[Cell],
-                     plan_settings: dict) -> Store:
+    def open_for_run(cls, out: str | Path, study: Study | TabularStudy, cells: list,
+                     plan_settings: dict, data: dict | None = None) -> Store:
         """Creates the store, or reopens it to resume the same study; refuses another study.
 
-        Nothing is written to an existing store before it is known to hold this study.
+        ``data``: for a tabular study, the fingerprint of each dataset's splits; a resume on
+        data that changed since is refused. Nothing is written to an existing store before it
+        is known to hold this study.
         """
         out = Path(out)
         if out.exists() and not out.is_dir():
@@ -97,10 +156,18 @@ class Store:
             store = cls.open(out)
             if store.meta.get("fingerprint") != study.fingerprint():
                 other = json.loads(store.meta["study"]).get("name", "?")
+                store.close()
                 raise StoreError(
                     f"out: {out} holds another study ({other!r}); "
                     "use a new --out directory, or the same config to resume"
                 )
+            stored = json.loads(store.meta.get("data", "null"))
+            if data is not None and stored != data:
+                changed = sorted(k for k in data if (stored or {}).get(k) != data[k])
+                store.close()
+                raise StoreError(f"out: {out} holds this study on other data (dataset "
+                                 f"{', '.join(changed)} changed since); use a new --out "
+                                 "directory")
             return store
         tmp = out / (FILENAME + ".tmp")  # a creation cut off by a crash: started again
         leftovers = {tmp.name + suffix for suffix in ("", "-journal", "-wal", "-shm")}
@@ -116,10 +183,13 @@ class Store:
                 conn.executescript(_SCHEMA)
                 meta = {
                     "format": FORMAT,
+                    "kind": kind_of(study),
                     "study": json.dumps(study.to_dict(), sort_keys=True),
                     "fingerprint": study.fingerprint(),
                     "plan": json.dumps(plan_settings, sort_keys=True),
                 }
+                if data is not None:
+                    meta["data"] = json.dumps(data, sort_keys=True)
                 conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
                 conn.executemany("INSERT INTO cells VALUES (?, ?)",
                                  [(i, c.key()) for i, c in enumerate(cells)])
@@ -145,8 +215,21 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def study(self) -> Study:
-        return Study.from_dict(json.loads(self.meta["study"]))
+    @property
+    def kind(self) -> str:
+        """"parity" or "tabular" (stores made before tabular ones: parity)."""
+        return self.meta.get("kind", "parity")
+
+    @property
+    def _table(self) -> str:
+        return "tabular_trials" if self.kind == "tabular" else "trials"
+
+    def study(self) -> Study | TabularStudy:
+        return KINDS[self.kind].from_dict(json.loads(self.meta["study"]))
+
+    def data(self) -> dict | None:
+        """A tabular store's dataset fingerprints (None for parity stores)."""
+        return json.loads(self.meta.get("data", "null"))
 
     def plan_settings(self) -> dict:
         return json.loads(self.meta.get("plan", "{}"))
@@ -160,45 +243,56 @@ class Store:
 
     def cells(self) -> list[dict]:
         rows = self.query("SELECT cell, settings FROM cells ORDER BY cell")
-        return [{"cell": i, **LATER_DEFAULTS, **json.loads(s)} for i, s in rows]
+        later = LATER_DEFAULTS if self.kind == "parity" else {}
+        return [{"cell": i, **later, **json.loads(s)} for i, s in rows]
+
+    def _has(self, table: str) -> bool:
+        return bool(self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                               f"name = '{table}'"))
 
     def done(self) -> set[tuple[int, int]]:
         """(cell, seed) of every stored trial."""
-        return set(self.query("SELECT cell, seed FROM trials"))
+        return set(self.query(f"SELECT cell, seed FROM {self._table}"))
 
-    def rows(self) -> list[tuple]:
-        """Every stored trial as a raw row (cell, seed, success, first_hit, test_error,
-        train_loss, steps_run, diverged), ordered by (cell, seed)."""
-        return self.query("SELECT * FROM trials ORDER BY cell, seed")
+    def rows(self) -> list[Trial] | list[TabularTrial]:
+        """Every stored trial (``Trial``s, or ``TabularTrial``s in a tabular store), ordered
+        by (cell, seed)."""
+        record = TabularTrial if self.kind == "tabular" else Trial
+        return [record(*r) for r in
+                self.query(f"SELECT * FROM {self._table} ORDER BY cell, seed")]
 
-    def curve_rows(self) -> list[tuple]:
-        """(cell, seed, test_error bytes, train_loss bytes) of every recorded curve."""
-        has = self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                         "name = 'curves'")
-        return self.query("SELECT * FROM curves ORDER BY cell, seed") if has else []
+    def curve_rows(self) -> list[Curve]:
+        """Every recorded curve."""
+        if not self._has("curves"):
+            return []
+        return [Curve(*r) for r in self.query("SELECT * FROM curves ORDER BY cell, seed")]
 
     def trials(self) -> list[dict]:
-        cols = ("cell", "seed") + TRIAL_FIELDS
-        rows = self.query(f"SELECT {', '.join(cols)} FROM trials ORDER BY cell, seed")
+        """Every stored trial as a dict (flags as bools; a tabular trial's ``extra`` merged
+        in)."""
         out = []
-        for row in rows:
-            d = dict(zip(cols, row, strict=True))
-            d["success"], d["diverged"] = bool(d["success"]), bool(d["diverged"])
+        for row in self.rows():
+            d = row._asdict()
+            d["diverged"] = bool(d["diverged"])
+            if "success" in d:
+                d["success"] = bool(d["success"])
+            if "extra" in d:
+                d.update(json.loads(d.pop("extra")))
             out.append(d)
         return out
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def add_trials(self, rows: list[tuple], curves: list[tuple] = ()) -> None:
-        """Appends one batch's outcomes in a single transaction.
-
-        rows: (cell, seed, success, first_hit, test_error, train_loss, steps_run, diverged).
-        curves: (cell, seed, test_error bytes, train_loss bytes) of trials among ``rows``.
-        """
+    def add_trials(self, rows: list[Trial] | list[TabularTrial],
+                   curves: list[Curve] = ()) -> None:
+        """Appends one batch's outcomes (and the curves of trials among them) in a single
+        transaction."""
+        if not rows:
+            return
+        holes = ", ".join("?" * len(rows[0]))
         try:
             with self.conn:
-                self.conn.executemany(
-                    "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self.conn.executemany(f"INSERT INTO {self._table} VALUES ({holes})", rows)
                 if curves:
                     self.conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", curves)
         except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written
@@ -207,6 +301,11 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def kind_of(study: Study | TabularStudy) -> str:
+    """The kind of a study: "parity" or "tabular"."""
+    return "tabular" if isinstance(study, TabularStudy) else "parity"
 
 
 # -- whole-store operations ----------------------------------------------------------------------
@@ -229,6 +328,9 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                 raise StoreError(
                     f"merge: {other.path} holds another study "
                     f"({other.study().name!r}) than {first.path} ({first.study().name!r})")
+            if other.data() != first.data():
+                raise StoreError(f"merge: {other.path} holds this study on other data than "
+                                 f"{first.path}")
         study = first.study()
         rows: dict[tuple[int, int], tuple] = {}
         origin: dict[tuple[int, int], Path] = {}
@@ -246,12 +348,13 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                 rows[key], origin[key] = row, store.path
         curves = {r[:2]: r for store in stores for r in store.curve_rows()}
         settings = {"merged_from": [str(s.path) for s in stores]}
+        data = first.data()
     finally:
         for store in stores:
             store.close()
     out = Path(out)
     created = not (out / FILENAME).exists()
-    target = Store.open_for_run(out, study, study.cells(), settings)
+    target = Store.open_for_run(out, study, study.cells(), settings, data)
     try:
         shard = target.plan_settings().get("shard", "0/1")
         if shard != "0/1":
@@ -301,7 +404,11 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
         if stored_cells != [(i, c.key()) for i, c in enumerate(cells)]:
             problems.append("cells: the table does not match the stored study's grid")
         steps_by_id = {}  # (cell, seed) -> steps_run, for the curves below
-        for cell, seed, success, first_hit, test_error, _, steps_run, diverged in store.rows():
+        if store.kind == "tabular":
+            problems += _check_tabular(store.rows(), cells, study.seeds, expected)
+            steps_by_id = {r[:2]: 0 for r in store.rows()}
+        for cell, seed, success, first_hit, test_error, _, steps_run, diverged in (
+                store.rows() if store.kind == "parity" else ()):
             steps_by_id[cell, seed] = steps_run
             where = f"trial (cell {cell}, seed {seed})"
             if not (0 <= cell < len(cells) and 0 <= seed < study.seeds):
@@ -336,3 +443,33 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
     finally:
         store.close()
     return problems, summary
+
+
+def _check_tabular(rows: list[TabularTrial], cells: list, seeds: int,
+                   expected: set | None) -> list[str]:
+    """Problems of a tabular store's trials."""
+    problems = []
+    for r in rows:
+        where = f"trial (cell {r.cell}, seed {r.seed})"
+        if not (0 <= r.cell < len(cells) and 0 <= r.seed < seeds):
+            problems.append(f"{where}: outside the study's grid")
+            continue
+        if expected is not None and (r.cell, r.seed) not in expected:
+            problems.append(f"{where}: not part of this store's shard")
+        if r.diverged not in (0, 1):
+            problems.append(f"{where}: diverged not a flag")
+        if r.m < 1:
+            problems.append(f"{where}: m = {r.m} is not a training-set size")
+        for name in ("val_error", "test_error"):
+            v = getattr(r, name)
+            if v is not None and not 0 <= v <= 1:
+                problems.append(f"{where}: {name} {v} outside [0, 1]")
+        cell = cells[r.cell]
+        if cell.model == "mlp" and r.best_step is not None and not (
+                -1 <= r.best_step <= cell.steps):
+            problems.append(f"{where}: best_step {r.best_step} outside [-1, {cell.steps}]")
+        try:
+            json.loads(r.extra)
+        except ValueError:
+            problems.append(f"{where}: extra is not JSON")
+    return problems

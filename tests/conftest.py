@@ -14,7 +14,9 @@ jax.config.update("jax_debug_key_reuse", True)
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from parity_jax.engine import Batch, Shape  # noqa: E402
+from parity_jax import trackers  # noqa: E402
+from parity_jax.core import Batch, Shape  # noqa: E402
+from parity_jax.tasks import parity  # noqa: E402
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "experiments")
@@ -45,20 +47,21 @@ def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
 
     init_ids = per_trial("init", 0, jnp.int32)
     return Batch(
-        data_key=jax.vmap(lambda i: jax.random.fold_in(root, i))(
-            jnp.array([g["data"] for g in groups])),
-        k=jnp.array([g.get("k", 3) for g in groups], jnp.int32),
-        m=jnp.array([g["m"] for g in groups], jnp.int32),
-        noise=jnp.array([g.get("noise", 0.0) for g in groups], jnp.float32),
+        task=parity.Inputs(
+            data_key=jax.vmap(lambda i: jax.random.fold_in(root, i))(
+                jnp.array([g["data"] for g in groups])),
+            k=jnp.array([g.get("k", 3) for g in groups], jnp.int32),
+            m=jnp.array([g["m"] for g in groups], jnp.int32),
+            noise=jnp.array([g.get("noise", 0.0) for g in groups], jnp.float32)),
         init_key=jax.vmap(jax.vmap(lambda i: jax.random.fold_in(root, 1000 + i)))(init_ids),
         width=per_trial("width", 1, jnp.int32),
         sparse=per_trial("sparse", False, bool),
         s=per_trial("s", 2, jnp.int32),
         lr=per_trial("lr", 0.1, jnp.float32),
         wd=per_trial("wd", 0.01, jnp.float32),
-        threshold=per_trial("threshold", 0.1, jnp.float32),
         steps=per_trial("steps", 300, jnp.int32),
-        stop_on_success=per_trial("stop", False, bool),
+        track=trackers.FirstHitInputs(threshold=per_trial("threshold", 0.1, jnp.float32),
+                                      stop_on_success=per_trial("stop", False, bool)),
         valid=jnp.array([[True] * len(g["trials"]) + [False] * (P - len(g["trials"]))
                          for g in groups]),
     )
@@ -66,10 +69,14 @@ def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
 
 @pytest.fixture
 def shape_factory():
-    def make(**kw):
-        base = dict(n=12, depth=1, W=16, M=128, batch=8, n_test=256, eval_every=100,
-                    loss="hinge", G=1, P=1)
+    def make(n=12, M=128, batch=8, n_test=256, online=False, **kw):
+        """A parity program's shape; the CPU's choices (fused step, blocked layout for depth
+        1) unless ``step``/``layout`` say otherwise."""
+        base = dict(depth=1, W=16, eval_every=100, loss="hinge", G=1, P=1)
         base.update(kw)
-        return Shape(**base)
+        base.setdefault("step", "fused" if base["depth"] == 1 else "sgd")
+        base.setdefault("layout", "blocked" if base["depth"] == 1 else "vmapped")
+        return Shape(task=parity.Task(n=n, M=M, batch=batch, n_test=n_test, online=online),
+                     **base)
 
     return make

@@ -34,6 +34,37 @@ def test_bench_skips_what_does_not_fit():
     assert "skipped" in bench.markdown(result)
 
 
+RESULT = {
+    "machine": {"cpu": "AMD EPYC", "cores": 2, "backend": "cpu", "device": "cpu",
+                "python": "3.11.7", "jax": "0.10.2", "torch": None, "date": "2026-11-26"},
+    "gemm_peak_gflops": 208.4,
+    "rows": [
+        {"vary": "init", "width": 100, "trials": 100, "G": 10, "P": 10, "steps": 2048,
+         "rate": 199049.8, "rate_end_to_end": 198452.2, "neuron_rate": 19904982.9,
+         "gflops": 132.48, "peak_fraction": 0.6358, "gemm_bound": 230607.5,
+         "x_gemm_bound": 0.8631, "compile_s": 3.636, "programs": 1, "memory_bytes": 12128398,
+         "torch_loop": 3292.2, "torch_func": None, "jax_loop": 43806.6, "x_torch_loop": 60.46},
+        {"vary": "both", "width": 10000, "trials": 10000,
+         "skipped": "trials x width > 10,000,000"},
+    ],
+}
+
+
+def test_bench_markdown_table_as_before():
+    assert bench.markdown(RESULT).splitlines() == [
+        "Machine: AMD EPYC, 2 cores, cpu (cpu); Python 3.11.7, jax 0.10.2, torch None; "
+        "2026-11-26. float32 GEMM peak (2048^3 jnp.matmul): **208 GFLOP/s**.",
+        "",
+        "| vary | width | trials | G x P | S | engine trial-steps/s | end to end | neuron-steps/s "
+        "| GFLOP/s | % peak | GEMM bound | % bound | compile s | programs | memory "
+        "| torch loop | torch.func | jax per-trial jit | x torch loop | x torch.func |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---:|---:|",
+        "| init | 100 | 100 | 10 x 10 | 2048 | 199k | 198k | 19.9M | 132.5 | 63.6% | 231k | 86% "
+        "| 3.64 | 1 | 12 MiB | 3.29k | - | 43.8k | 60.5x | - |",
+        "| both | 10000 | 10000 | skipped: trials x width > 10,000,000 |" + " |" * 16]
+
+
 def test_torch_baselines_when_torch_is_installed():
     pytest.importorskip("torch")
     assert bench.torch_loop_rate(10, 2, steps=10)["rate"] > 0

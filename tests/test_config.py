@@ -1,8 +1,15 @@
 """Study config: grid expansion, defaults, validation."""
 
+import dataclasses
+import datetime
+import hashlib
+import json
+
 import pytest
 
 from parity_jax import DEFAULT_STUDY, ConfigError, Model, Study, Task, Train
+from parity_jax import config as cfg
+from parity_jax.config import MLP, Forest, Split, TabularStudy
 
 
 def test_lists_become_a_cartesian_grid_and_dense_ignores_s():
@@ -77,3 +84,157 @@ def test_online_cells_ignore_m_and_later_settings_keep_old_fingerprints():
     assert Study.from_dict(curves.to_dict()) == curves
     with pytest.raises(ConfigError, match="task.online = 'yes': must be a bool"):
         Study(task=Task(online="yes")).validate()
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
+
+
+def test_fingerprints_and_grid_order_are_pinned():
+    # computed before the config fields were typed and validation moved to one rule table:
+    # stores are keyed by these, so they must never change by accident
+    assert DEFAULT_STUDY.fingerprint() == "027c097ad67f79d6"
+    assert Study().fingerprint() == "3d74dc2c02c53b8a"
+    assert TabularStudy().fingerprint() == "f6caaac93031d554"
+    assert _digest([c.key() for c in DEFAULT_STUDY.cells()]) == "c520d016a39f0622"
+    mixed = Study(task=Task(n=[5, 3], k=[1, 3], online=[True, False]),
+                  model=Model(init=["sparse", "dense"], s=[3, 1]),
+                  train=Train(lr=[1, 0.5], vary=["data", "both"]))
+    cells = mixed.cells()
+    assert len(cells) == 96 and mixed.fingerprint() == "41007abca048fd8a"
+    assert _digest([c.key() for c in cells]) == "bb8e222637ae7427"
+    assert isinstance(cells[0].lr, float) and isinstance(cells[0].noise, float)
+    tab = TabularStudy(mlp=MLP(width=[8, 16], lr=0.01), fractions=[1.0, 0.5])
+    assert tab.fingerprint() == "47ff438c77060e99"
+    assert tab.axis("mlp.width") == [8, 16] and tab.axis("mlp.lr") == [0.01]
+
+
+SECTION_TYPES = [Task, Model, cfg.Train, Split, MLP, Forest]
+
+
+@pytest.mark.parametrize("section", SECTION_TYPES, ids=lambda c: c.__name__)
+def test_config_fields_are_typed(section):
+    for f in dataclasses.fields(section):
+        assert "Any" not in str(f.type), (section.__name__, f.name, f.type)
+
+
+def test_every_setting_has_exactly_one_rule():
+    kinds = {Study: Study._SECTIONS, TabularStudy: TabularStudy._SECTIONS}
+    settings = set()
+    for study, sections in kinds.items():
+        for f in dataclasses.fields(study):
+            if f.name in sections:
+                settings |= {f"{f.name}.{g.name}" for g in dataclasses.fields(sections[f.name])}
+            else:
+                settings.add(f.name)
+    assert settings == set(cfg._RULES)
+    # a Study's grid axes are its sections' fields, in declaration order
+    study_keys = [k for k in cfg._keys(Study()) if "." in k]
+    assert study_keys == [f"{s}.{f.name}" for s in ("task", "model", "train")
+                          for f in dataclasses.fields(Study._SECTIONS[s])]
+    assert all(cfg._RULES[k].grid for k in study_keys)
+
+
+@pytest.mark.parametrize("study,message", [
+    (Study(task={"n": 3}), "task: must be a Task (or a [task] table in TOML), got dict"),
+    (Study(model=None), "model: must be a Model (or a [model] table in TOML), got NoneType"),
+    (Study(train=Task()), "train: must be a Train (or a [train] table in TOML), got Task"),
+    (TabularStudy(mlp={"width": 3}), "mlp: must be an MLP (or a [mlp] table in TOML), got dict"),
+    (TabularStudy(split={}), "split: must be a Split (or a [split] table in TOML), got dict"),
+    (TabularStudy(forest=[]), "forest: must be a Forest (or a [forest] table in TOML), got list"),
+])
+def test_a_section_of_the_wrong_type_is_a_config_error(study, message):
+    with pytest.raises(ConfigError) as e:
+        study.validate()
+    assert str(e.value) == message
+    if isinstance(study, Study):
+        with pytest.raises(ConfigError, match="must be a"):
+            study.cells()
+
+
+STUDY_ERRORS = [
+    ({"name": 3}, "name = 3: must be a str, got int"),
+    ({"seed": -1}, "seed = -1: must be an integer >= 0"),
+    ({"seeds": "16"}, "seeds = '16': must be an integer >= 1, got str"),
+    ({"seeds": [1, 2]}, "seeds = [1, 2]: must be an integer >= 1, got list"),
+    ({"task": {"n": 0}}, "task.n = 0: must be an integer >= 1"),
+    ({"task": {"n": 2.0}}, "task.n = 2.0: must be an integer >= 1, got float"),
+    ({"task": {"k": 0}}, "task.k = 0: must be an integer in 1..n"),
+    ({"task": {"k": "3"}}, "task.k = '3': must be an integer in 1..n"),
+    ({"task": {"n": 5, "k": [2, 6]}}, "task.k = 6: must be an integer in 1..n (n = 5)"),
+    ({"task": {"noise": 0.5}}, "task.noise = 0.5: must be a number in [0.0, 0.5)"),
+    ({"task": {"noise": True}}, "task.noise = True: must be a number in [0.0, 0.5), got bool"),
+    ({"task": {"online": "yes"}}, "task.online = 'yes': must be a bool, got str"),
+    ({"task": {"m": [100, 100]}}, "task.m: list has duplicate values [100, 100]"),
+    ({"task": {"m": []}}, "task.m: an empty list has no values"),
+    ({"model": {"init": "orthogonal"}}, "model.init = 'orthogonal': must be one of dense, sparse"),
+    ({"model": {"s": 0}}, "model.s = 0: must be an integer in 1..n for sparse init"),
+    ({"model": {"init": "sparse", "s": 51}},
+     "model.s = 51: must be an integer in 1..n (n = 50) for sparse init"),
+    ({"train": {"lr": 0}}, "train.lr = 0: must be a number > 0.0"),
+    ({"train": {"lr": [0.1, True]}}, "train.lr = True: must be a number > 0.0, got bool"),
+    ({"train": {"wd": float("inf")}}, "train.wd = inf: must be a number >= 0.0"),
+    ({"train": {"threshold": 1.0}}, "train.threshold = 1.0: must be a number in [0.0, 1.0)"),
+    ({"train": {"loss": "mse"}}, "train.loss = 'mse': must be one of hinge, logistic, square"),
+    ({"train": {"vary": "all"}}, "train.vary = 'all': must be one of both, init, data"),
+    ({"train": {"data_seed": -1}}, "train.data_seed = -1: must be an integer >= 0"),
+    # the first bad field (in declaration order) is reported; single-field rules come first
+    ({"seeds": 0, "task": {"n": 0}}, "seeds = 0: must be an integer >= 1"),
+    ({"task": {"n": 5, "k": 6}, "train": {"lr": 0}}, "train.lr = 0: must be a number > 0.0"),
+    ({"task": {"k": [0, 0]}}, "task.k = 0: must be an integer in 1..n"),
+]
+
+
+@pytest.mark.parametrize("d,message", STUDY_ERRORS, ids=[m.split(" ")[0] for _, m in STUDY_ERRORS])
+def test_study_error_messages(d, message):
+    with pytest.raises(ConfigError) as e:
+        Study.from_dict(d)
+    assert str(e.value) == message
+
+
+TABULAR_ERRORS = [
+    ({"seeds": 0}, "seeds = 0: must be an integer >= 1"),
+    ({"datasets": []}, "datasets: an empty list has no values"),
+    ({"datasets": ["a", 1]}, "datasets = 1: must be a str, got int"),
+    ({"datasets": ["a", "a"]}, "datasets: list has duplicate values ['a', 'a']"),
+    ({"fractions": [0.0]}, "fractions = 0.0: must be a number in (0.0, 1.0]"),
+    ({"fractions": [datetime.date(2024, 1, 1)]},
+     "fractions = datetime.date(2024, 1, 1): must be a number in (0.0, 1.0], got date"),
+    ({"mlp": {"width": [10, 10]}}, "mlp.width: list has duplicate values [10, 10]"),
+    ({"mlp": {"depth": 4}}, "mlp.depth = 4: must be an integer in 1..3"),
+    ({"mlp": {"init": ["dense", "lottery"]}}, "mlp.init = 'lottery': must be one of dense, sparse"),
+    ({"mlp": {"s": 0}}, "mlp.s = 0: must be an integer >= 1"),
+    ({"mlp": {"lr": [0.1, -1]}}, "mlp.lr = -1: must be a number > 0.0"),
+    ({"mlp": {"optimizer": "rmsprop"}}, "mlp.optimizer = 'rmsprop': must be one of sgd, adam"),
+    ({"mlp": {"wd": -1}}, "mlp.wd = -1: must be a number >= 0.0"),
+    ({"mlp": {"batch": [32, 64]}}, "mlp.batch = [32, 64]: must be an integer >= 1, got list"),
+    ({"mlp": {"steps": 150, "eval_every": 100}},
+     "mlp.steps = 150: must be a multiple of mlp.eval_every (100)"),
+    ({"mlp": {"eval_every": 0}}, "mlp.eval_every = 0: must be an integer >= 1"),
+    ({"split": {"max_train": 0}}, "split.max_train = 0: must be an integer >= 1"),
+    ({"split": {"max_eval": 1.5}}, "split.max_eval = 1.5: must be an integer >= 1, got float"),
+    ({"forest": {"iterations": -1}}, "forest.iterations = -1: must be an integer >= 0"),
+    ({"forest": {"n_estimators_max": 9}}, "forest.n_estimators_max = 9: must be an integer >= 10"),
+    # mlp fields are checked before split and forest, single-field rules before cross-field ones
+    ({"split": {"max_train": 0}, "mlp": {"s": 0}}, "mlp.s = 0: must be an integer >= 1"),
+    ({"mlp": {"steps": 150}, "forest": {"iterations": -1}},
+     "forest.iterations = -1: must be an integer >= 0"),
+    ({"mlp": {"lr": 0, "optimizer": "x"}}, "mlp.lr = 0: must be a number > 0.0"),
+]
+
+
+@pytest.mark.parametrize("d,message", TABULAR_ERRORS,
+                         ids=[m.split(" ")[0] for _, m in TABULAR_ERRORS])
+def test_tabular_error_messages(d, message):
+    with pytest.raises(ConfigError) as e:
+        TabularStudy.from_dict(d)
+    assert str(e.value) == message
+
+
+def test_tabular_defaults_and_round_trip():
+    study = TabularStudy()
+    study.validate()
+    assert study.axis("datasets") == ["sklearn:breast_cancer"]
+    assert study.axis("mlp.init") == ["dense", "sparse"] and study.axis("mlp.depth") == [1]
+    again = TabularStudy.from_dict(study.to_dict())
+    assert again.fingerprint() == study.fingerprint()

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import load_experiment
 
-from parity_jax import engine, forest, models, reduce, tabular
+from parity_jax import core, devices, forest, models, oracles, reduce, tabular
 from parity_jax.config import ConfigError, TabularStudy
+from parity_jax.tasks import xy
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -154,22 +155,39 @@ def test_split_proportions_caps_and_nested_subsamples():
 
 
 def _data(splits):
-    return engine.XYData.from_splits(splits)
+    return xy.Shared.from_splits(splits)
 
 
-def _batch(trials, n_train, seed=0):
+def _shape(splits, *, depth, W, T, batch, steps, eval_every, optimizer):
+    """A tabular program: T trials (one per group) of padded width W."""
+    return core.Shape(task=xy.Task(d=splits.d, n_train=len(splits.y_train), batch=batch),
+                      depth=depth, W=W, G=T, P=1, eval_every=eval_every, loss="logistic",
+                      step=optimizer, layout="vmapped", tracker="best_validation",
+                      curves=steps // eval_every)
+
+
+def _batch(trials, n_train, steps, seed=0):
     T = len(trials)
     root = jax.random.key(seed)
     keys = jax.random.split(root, 2 * T)
-    return engine.XYBatch(
-        init_key=keys[:T], order_key=keys[T:],
-        rows=jnp.asarray(np.stack([tabular.permutation(n_train, t["seed"]) for t in trials])),
-        m=jnp.array([t["m"] for t in trials], jnp.int32),
+    return core.Batch(
+        task=xy.Inputs(
+            order_key=keys[T:],
+            rows=jnp.asarray(np.stack([tabular.permutation(n_train, t["seed"])
+                                       for t in trials])),
+            m=jnp.array([t["m"] for t in trials], jnp.int32)),
+        init_key=keys[:T],
         width=jnp.array([t["width"] for t in trials], jnp.int32),
         sparse=jnp.array([t["sparse"] for t in trials]),
         s=jnp.array([t.get("s", 2) for t in trials], jnp.int32),
         lr=jnp.array([t["lr"] for t in trials], jnp.float32),
-        wd=jnp.array([t.get("wd", 0.0) for t in trials], jnp.float32))
+        wd=jnp.array([t.get("wd", 0.0) for t in trials], jnp.float32),
+        steps=jnp.full((T,), steps, jnp.int32), valid=jnp.ones((T,), bool))
+
+
+def _train(shape, data, b):
+    """The core's tabular outcome of a batch."""
+    return devices.train(shape, b.replace(shared=data))[0]
 
 
 @pytest.mark.parametrize("optimizer,depth", [("sgd", 1), ("adam", 1), ("adam", 2)])
@@ -180,12 +198,14 @@ def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, dep
     trials = [dict(m=n, width=8, sparse=False, lr=lr, seed=0),
               dict(m=20, width=5, sparse=True, s=2, lr=lr / 2, seed=1, wd=0.01),  # padded
               dict(m=50, width=8, sparse=True, s=4, lr=lr, seed=2)]
-    shape = engine.XYShape(d=splits.d, depth=depth, W=8, T=3, n_train=n, batch=16,
-                           steps=200, eval_every=100, optimizer=optimizer)
-    b = _batch(trials, n)
-    out = engine.train_xy(shape, data, b)
+    shape = _shape(splits, depth=depth, W=8, T=3, batch=16, steps=200, eval_every=100,
+                   optimizer=optimizer)
+    b = _batch(trials, n, 200)
+    out = _train(shape, data, b)
+    b = _batch(trials, n, 200)  # the same keys again, unconsumed
     for i, t in enumerate(trials):
-        p = engine.reference_xy(data, b.init_key[i], b.order_key[i], b.rows[i], m=t["m"],
+        p = oracles.reference_xy(data, b.init_key[i], b.task.order_key[i], b.task.rows[i],
+                                 m=t["m"],
                                 width=t["width"], depth=depth, sparse=t["sparse"],
                                 s=t.get("s", 2), lr=t["lr"], wd=t.get("wd", 0.0), batch=16,
                                 steps=200, optimizer=optimizer)
@@ -202,14 +222,14 @@ def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, dep
 def test_new_learning_rates_compile_nothing_new_and_a_diverging_trial_is_isolated():
     splits = tabular.split(tabular.load("sklearn:wine"), seed=0)
     data, n = _data(splits), len(splits.y_train)
-    shape = engine.XYShape(d=splits.d, depth=1, W=8, T=2, n_train=n, batch=16, steps=100,
-                           eval_every=50, optimizer="sgd")
+    shape = _shape(splits, depth=1, W=8, T=2, batch=16, steps=100, eval_every=50,
+                   optimizer="sgd")
     ok = dict(m=n, width=8, sparse=False, lr=0.05, seed=0)
-    alone = engine.train_xy(shape, data, _batch([ok, ok], n))
-    before = engine.train_xy._cache_size()
+    alone = _train(shape, data, _batch([ok, ok], n, 100))
+    before = devices.program(shape)._cache_size()
     boom = dict(m=n, width=8, sparse=False, lr=1e6, seed=1)
-    both = engine.train_xy(shape, data, _batch([ok, boom], n))
-    assert engine.train_xy._cache_size() == before
+    both = _train(shape, data, _batch([ok, boom], n, 100))
+    assert devices.program(shape)._cache_size() == before
     assert bool(both.diverged[1]) and not bool(both.diverged[0])
     assert np.isinf(float(both.val_loss[1])) and np.isnan(float(both.test_error[1]))
     for f in ("val_loss", "test_error", "final_val_loss"):
@@ -225,9 +245,9 @@ def test_sparse_init_beats_dense_on_a_planted_parity_at_a_small_fraction():
     seeds = 8
     trials = [dict(m=300, width=256, sparse=sp, s=2, lr=0.1, seed=i)
               for sp in (False, True) for i in range(seeds)]
-    shape = engine.XYShape(d=splits.d, depth=1, W=256, T=len(trials), n_train=n, batch=64,
-                           steps=2000, eval_every=200, optimizer="sgd")
-    err = np.asarray(engine.train_xy(shape, data, _batch(trials, n)).test_error)
+    shape = _shape(splits, depth=1, W=256, T=len(trials), batch=64, steps=2000,
+                   eval_every=200, optimizer="sgd")
+    err = np.asarray(_train(shape, data, _batch(trials, n, 2000)).test_error)
     dense = reduce.mean_interval(err[:seeds])
     sparse = reduce.mean_interval(err[seeds:])
     assert sparse[2] < dense[1], (dense, sparse)
@@ -333,21 +353,24 @@ n_estimators_max = 20
     def fail(*a, **k):
         raise AssertionError("trained again")
 
-    real_train, real_tune = engine.train_xy, forest.tune
-    monkeypatch.setattr(engine, "train_xy", fail)
+    real_train, real_tune = devices.train, forest.tune
+    monkeypatch.setattr(devices, "train", fail)
     monkeypatch.setattr(forest, "tune", fail)
     again = script.main(config, tmp_path / "out", progress=None)
     assert again["trials"] == out["trials"]
 
-    # A crash mid-run (parts missing from a dataset's file): only those are trained again.
-    part_file = next((tmp_path / "out" / "tabular").glob("sklearn_wine-*.json"))
-    saved = json.loads(part_file.read_text())
-    lost = [k for k in saved["parts"] if k.startswith("mlp")][-1:] + ["forest/0.3/1"]
-    for k in lost:
-        del saved["parts"][k]
-    part_file.write_text(json.dumps(saved))
+    # A crash mid-run (trials missing from the store): only those are trained again.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as conn:
+        settings = dict(conn.execute("SELECT cell, settings FROM cells").fetchall())
+        mlp = [c for c, v in settings.items() if json.loads(v)["model"] == "mlp"]
+        rf = [c for c, v in settings.items() if json.loads(v)["model"] == "forest"]
+        conn.execute("DELETE FROM tabular_trials WHERE (cell = ? AND seed = 1) OR "
+                     "(cell = ? AND seed = 0)", (mlp[-1], rf[0]))
     calls = []
-    monkeypatch.setattr(engine, "train_xy", lambda *a: calls.append("mlp") or real_train(*a))
+    monkeypatch.setattr(devices, "train",
+                        lambda *a: calls.append("mlp") or real_train(*a))
     monkeypatch.setattr(forest, "tune", lambda *a, **k: calls.append("rf") or real_tune(*a, **k))
     resumed = script.main(config, tmp_path / "out", progress=None)
     assert sorted(calls) == ["mlp", "rf"]
@@ -358,13 +381,14 @@ n_estimators_max = 20
     assert sorted(map(key, resumed["trials"])) == sorted(map(key, out["trials"]))
 
     # Another study in the same directory is refused without touching it.
-    before = {p: p.read_bytes() for p in (tmp_path / "out" / "tabular").iterdir()}
+    store = tmp_path / "out" / "results.sqlite"
+    before = store.read_bytes()
     config.write_text(config.read_text().replace("seeds = 2", "seeds = 3"))
     from parity_jax.store import StoreError
 
     with pytest.raises(StoreError, match="another study"):
         script.main(config, tmp_path / "out", progress=None)
-    assert before == {p: p.read_bytes() for p in (tmp_path / "out" / "tabular").iterdir()}
+    assert store.read_bytes() == before
 
 
 def test_a_bad_dataset_in_the_config_is_exit_status_2_and_one_line(tmp_path, capsys,
@@ -383,8 +407,7 @@ def test_a_bad_dataset_in_the_config_is_exit_status_2_and_one_line(tmp_path, cap
         assert script.experiment.main(script.__doc__, EXPERIMENTS, "tabular", script.main) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: {field}"), err
-    assert not (tmp_path / "o" / "tabular").exists() or not any(
-        (tmp_path / "o" / "tabular").iterdir())  # nothing written
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_planted_parity_labels_are_the_product_of_the_planted_signs():

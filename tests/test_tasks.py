@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import tasks
+from parity_jax.tasks import parity as tasks
 
 
 def _data(key=0, n=16, k=3, m=64, noise=0.0, M=128, n_test=200):

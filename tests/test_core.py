@@ -1,4 +1,4 @@
-"""The engine against references: one-at-a-time, unpadded, optax; recompiles; semantics."""
+"""The core against references: one-at-a-time, unpadded, optax; recompiles; semantics."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import optax
 import pytest
 from conftest import make_batch
 
-from parity_jax import engine, models, tasks
+from parity_jax import core, devices, models, oracles, steps
+from parity_jax.tasks import parity
 
 STEPS = 300
 
@@ -40,14 +41,14 @@ GROUPS = [
 @pytest.mark.parametrize("depth,loss", [(1, "logistic"), (2, "square")])
 def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
-    _, params = engine.train_batch(shape, make_batch(GROUPS, P=3))
+    _, params = devices.train(shape, make_batch(GROUPS, P=3))
     for g, group in enumerate(GROUPS):
         for p, trial in enumerate(group["trials"]):
             # alone: its own unpadded program (W = width, M = m, G = P = 1)
             alone_shape = shape_factory(G=1, P=1, W=trial["width"], M=group["m"], depth=depth,
                                         loss=loss)
             single = {**group, "trials": [trial]}
-            _, alone = engine.train_batch(alone_shape, make_batch([single], P=1))
+            _, alone = devices.train(alone_shape, make_batch([single], P=1))
             _assert_params_close(_trial_params(params, g, p, trial["width"]),
                                  _trial_params(alone, 0, 0, trial["width"]))
             # padded neurons stayed exactly zero
@@ -56,10 +57,10 @@ def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
 
 @pytest.mark.parametrize("depth,loss", [(1, "hinge"), (1, "logistic"), (1, "square"),
                                         (2, "hinge")])
-def test_engine_equals_the_plain_optax_reference(shape_factory, depth, loss):
+def test_core_equals_the_plain_optax_reference(shape_factory, depth, loss):
     # depth 1 runs the fused hand-written step, depth 2 jax.grad; both against optax
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
-    _, params = engine.train_batch(shape, make_batch(GROUPS, P=3))
+    _, params = devices.train(shape, make_batch(GROUPS, P=3))
     batch = make_batch(GROUPS, P=3)  # the same keys again, unconsumed
     for g, group in enumerate(GROUPS):
         for p, t in enumerate(group["trials"]):
@@ -68,22 +69,33 @@ def test_engine_equals_the_plain_optax_reference(shape_factory, depth, loss):
             _assert_params_close(_trial_params(params, g, p, t["width"]), ref)
 
 
-def test_the_steps_outermost_layout_equals_the_reference(shape_factory, monkeypatch):
+def test_the_steps_outermost_layout_equals_the_reference(shape_factory):
     # the layout accelerators run (fused step vmapped over groups, steps outermost)
-    monkeypatch.setattr(engine, "CACHE_BLOCKED", False)
-    engine._program.cache_clear()
-    try:
-        test_engine_equals_the_plain_optax_reference(shape_factory, 1, "logistic")
-    finally:
-        engine._program.cache_clear()
+    def vmapped(**kw):
+        return shape_factory(layout="vmapped", **kw)
+
+    test_core_equals_the_plain_optax_reference(vmapped, 1, "logistic")
+
+
+def test_the_autodiff_step_runs_in_either_layout(shape_factory):
+    # the optax step (depth 2) cache-blocked too, and the optax step at depth 1
+    def blocked(**kw):
+        return shape_factory(layout="blocked", **kw)
+
+    test_core_equals_the_plain_optax_reference(blocked, 2, "hinge")
+
+    def autodiff(**kw):
+        return shape_factory(step="sgd", **kw)
+
+    test_core_equals_the_plain_optax_reference(autodiff, 1, "square")
 
 
 def _reference(batch, g, p, group, t, shape, depth):
-    return engine.reference_params(
-        batch.data_key[g], batch.init_key[g, p], n=shape.n, k=group.get("k", 3),
+    return oracles.reference_params(
+        batch.task.data_key[g], batch.init_key[g, p], n=shape.task.n, k=group.get("k", 3),
         m=group["m"], noise=group.get("noise", 0.0), width=t["width"], depth=depth,
         sparse=t.get("sparse", False), s=t.get("s", 2), lr=t.get("lr", 0.1),
-        wd=t.get("wd", 0.01), batch=shape.batch, loss=shape.loss, steps=STEPS)
+        wd=t.get("wd", 0.01), batch=shape.task.batch, loss=shape.loss, steps=STEPS)
 
 
 def test_fused_update_equals_optax():
@@ -94,7 +106,7 @@ def test_fused_update_equals_optax():
     grads = jax.tree.map(lambda x: jnp.sin(3 * x) + 0.1, params)
     lr = jnp.array([[0.1, 0.05, 1.0], [0.3, 0.01, 0.2]])
     wd = jnp.array([[0.01, 0.0, 0.1], [0.5, 0.01, 0.02]])
-    fused = engine.sgd_update(params, grads, lr, wd, jnp.ones((2, 3), bool))
+    fused = steps.sgd_update(params, grads, lr, wd, jnp.ones((2, 3), bool))
     for g in range(2):
         for p in range(3):
             opt = optax.chain(optax.add_decayed_weights(float(wd[g, p])),
@@ -104,21 +116,21 @@ def test_fused_update_equals_optax():
                                 opt.init(one), one)
             _assert_params_close(jax.tree.map(lambda x, g=g, p=p: x[g, p], fused),
                                  optax.apply_updates(one, upd), rtol=1e-6, atol=1e-7)
-    frozen = engine.sgd_update(params, grads, lr, wd, jnp.zeros((2, 3), bool))
+    frozen = steps.sgd_update(params, grads, lr, wd, jnp.zeros((2, 3), bool))
     _assert_params_close(frozen, params, rtol=0, atol=0)
 
 
 def test_new_hyperparameter_values_compile_nothing_new(shape_factory):
     shape = shape_factory(G=2, P=3)
-    engine.train_batch(shape, make_batch(GROUPS, P=3))
-    before = engine.program(shape)._cache_size()
+    devices.train(shape, make_batch(GROUPS, P=3))
+    before = devices.program(shape)._cache_size()
     changed = [{**g, "m": g["m"] // 2, "trials": [
         {**t, "lr": 0.03, "wd": 0.2, "s": 4, "sparse": not t.get("sparse", False),
          "width": t["width"] - 1, "steps": 200, "threshold": 0.3, "stop": True}
         for t in g["trials"]]} for g in GROUPS]
-    out, _ = engine.train_batch(shape, make_batch(changed, P=3))
+    out, _ = devices.train(shape, make_batch(changed, P=3))
     jax.block_until_ready(out)
-    assert engine.program(shape)._cache_size() == before
+    assert devices.program(shape)._cache_size() == before
 
 
 def test_stop_on_success_and_first_hit_semantics(shape_factory):
@@ -126,7 +138,7 @@ def test_stop_on_success_and_first_hit_semantics(shape_factory):
     shape = shape_factory(G=1, P=4, W=64, M=512, eval_every=50)
     trials = [{"init": i, "width": 64, "sparse": True, "steps": 3000, "stop": stop}
               for i, stop in enumerate([True, True, False, False])]
-    out, _ = engine.train_batch(shape, make_batch([{"data": 0, "m": 512, "k": 2,
+    out, _ = devices.train(shape, make_batch([{"data": 0, "m": 512, "k": 2,
                                                     "trials": trials}], P=4))
     out = jax.tree.map(lambda x: np.asarray(x)[0], out)  # the one group's 4 trials
     assert out.success.all()
@@ -143,10 +155,10 @@ def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
     trials = [{"init": 0, "width": 16, "steps": 250, "threshold": 0.0},
               {"init": 1, "width": 16, "steps": 130, "threshold": 0.0}]
     groups = [{"data": 0, "m": 100, "trials": trials}]
-    out, params = engine.train_batch(shape, make_batch(groups, P=2))
+    out, params = devices.train(shape, make_batch(groups, P=2))
     batch = make_batch(groups, P=2)  # fresh keys for the reference (key-reuse checks)
     np.testing.assert_array_equal(out.steps_run[0], [250, 130])
-    ref = engine.reference_params(batch.data_key[0], batch.init_key[0, 1], n=12, k=3, m=100,
+    ref = oracles.reference_params(batch.task.data_key[0], batch.init_key[0, 1], n=12, k=3, m=100,
                                   noise=0.0, width=16, depth=1, sparse=False, s=2, lr=0.1,
                                   wd=0.01, batch=8, loss="hinge", steps=130)
     _assert_params_close(_trial_params(params, 0, 1, 16), ref)
@@ -158,7 +170,7 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
             {"init": 2, "width": 16, "steps": 400, "sparse": True}]
     wild = {"init": 1, "width": 16, "steps": 400, "lr": 1e30, "wd": 0.0, "loss": "square"}
     with_wild = make_batch([{"data": 0, "m": 100, "trials": [calm[0], wild, calm[1]]}], P=3)
-    out, params = engine.train_batch(shape_factory(G=1, P=3, W=16, eval_every=50,
+    out, params = devices.train(shape_factory(G=1, P=3, W=16, eval_every=50,
                                                    loss="square"), with_wild)
     out = jax.device_get(out)
     assert out.diverged.tolist() == [[False, True, False]]
@@ -168,7 +180,7 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
     # batchmates equal a run without the wild trial (its slot padding instead)
     without = make_batch([{"data": 0, "m": 100, "trials": [calm[0], {"init": 1, "width": 16,
                           "steps": 0}, calm[1]]}], P=3)
-    out2, params2 = engine.train_batch(shape_factory(G=1, P=3, W=16, eval_every=50,
+    out2, params2 = devices.train(shape_factory(G=1, P=3, W=16, eval_every=50,
                                                      loss="square"), without)
     for p in (0, 2):
         _assert_params_close(_trial_params(params, 0, p, 16), _trial_params(params2, 0, p, 16),
@@ -184,10 +196,10 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
     shape = shape_factory(G=4)
     b = make_batch(groups, P=1)
     with jax.debug_key_reuse(False):
-        got = jax.jit(engine.batch_data, static_argnums=0)(shape, b)
+        got, _ = jax.jit(shape.task.prepare)(b.task, None)
         for g, group in enumerate(groups):
-            want = tasks.make_data(b.data_key[g], shape.n, group.get("k", 3), group["m"], 0.0,
-                                   shape.M, shape.n_test)
+            want = parity.make_data(b.task.data_key[g], shape.task.n, group.get("k", 3),
+                                    group["m"], 0.0, shape.task.M, shape.task.n_test)
             for name in ("secret", "x_train", "y_train", "x_test", "y_test", "m"):
                 np.testing.assert_array_equal(getattr(got, name)[g], getattr(want, name))
             np.testing.assert_array_equal(jax.random.key_data(got.order_key[g]),
@@ -195,17 +207,16 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
     assert not np.array_equal(got.secret[3], got.secret[0])
 
 
-def test_the_cpu_step_updates_w1_in_place(shape_factory, monkeypatch):
+def test_the_cpu_step_updates_w1_in_place(shape_factory):
     """No copy of a (.., W, n) first-layer weight array in the compiled program: XLA:CPU once
     copied the updated w1 into the loop carry every step (a unit axis put bitcasts between w1
     and its update). A structural check; the speed itself is the benchmark's business."""
     import re
 
-    monkeypatch.setattr(engine, "CACHE_BLOCKED", True)
-    shape = shape_factory(G=2, P=2, W=24, n=20)
+    shape = shape_factory(G=2, P=2, W=24, n=20, layout="blocked")
     b = make_batch([{"data": 0, "m": 100, "trials": [{}, {"width": 20}]},
                     {"data": 1, "m": 64, "trials": [{}]}], P=2)
-    text = jax.jit(engine._train, static_argnums=0).lower(shape, b).compile().as_text()
+    text = jax.jit(core.train, static_argnums=0).lower(shape, b).compile().as_text()
     assert re.search(r"\bdot\(|ynn_fusion", text)  # the compiled step is in there
     copies = re.findall(r"= f32\[[0-9,]*24,20\]\{[0-9,]*\} copy\(", text)
     assert not copies, copies
@@ -215,12 +226,12 @@ def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_fa
     trials = [{"init": 0, "width": 16}, {"init": 1, "width": 9, "sparse": True, "s": 2}]
     groups = [{"data": 0, "m": 1, "noise": 0.1, "trials": trials}]
     shape = shape_factory(G=1, P=2, M=1, online=True)
-    _, params = engine.train_batch(shape, make_batch(groups, P=2))
+    _, params = devices.train(shape, make_batch(groups, P=2))
     batch = make_batch(groups, P=2)
     for p, t in enumerate(trials):
         with jax.debug_key_reuse(False):
-            ref = engine.reference_params(
-                batch.data_key[0], batch.init_key[0, p], n=12, k=3, m=1, noise=0.1,
+            ref = oracles.reference_params(
+                batch.task.data_key[0], batch.init_key[0, p], n=12, k=3, m=1, noise=0.1,
                 width=t["width"], depth=1, sparse=t.get("sparse", False), s=2, lr=0.1, wd=0.01,
                 batch=8, loss="hinge", steps=300, online=True)
         _assert_params_close(_trial_params(params, 0, p, t["width"]), ref)
@@ -232,7 +243,7 @@ def test_recorded_curves_match_the_outcomes(shape_factory):
               {"init": 2, "width": 16, "steps": 300, "lr": 1e30, "wd": 0.0}]
     shape = shape_factory(G=1, P=3, eval_every=100, curves=10, n=8, M=256)
     groups = [{"data": 0, "m": 256, "k": 2, "trials": trials}]
-    out = jax.device_get(engine.train_batch(shape, make_batch(groups, P=3))[0])
+    out = jax.device_get(devices.train(shape, make_batch(groups, P=3))[0])
     assert out.curve_error.shape == (1, 3, 10)
     for p in range(3):
         evals = -(-int(out.steps_run[0, p]) // 100)

@@ -1,0 +1,154 @@
+"""The one vectorized core: a batch of trials is (task, model, step, tracker), trained by one
+loop (docs/DESIGN.md §2).
+
+While any trial is active: run an evaluation interval of ``eval_every`` steps (``lax.scan``
+inside ``steps.interval``), evaluate, freeze diverged trials, update the tracker. Structure
+(the task's sizes, depth, padded width W, G groups x P trials, step, layout) is static: the
+program's ``Shape``; every numeric setting (widths, m, s, lr, wd, threshold, steps) is an array
+leaf of the ``Batch``, so new values compile nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from parity_jax import models, steps, trackers
+from parity_jax.models import Params
+from parity_jax.steps import bcast
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """Static structure of a compiled program (hashable: one compile per distinct Shape).
+
+    ``task``: the task's static structure (``tasks.parity.Task`` or ``tasks.xy.Task``). A batch
+    has G groups; a packed task's groups hold P trials sharing their minibatches (per-trial
+    arrays are (G, P)), otherwise every group is one trial (per-trial arrays are (G,), P = 1).
+    """
+
+    task: Any
+    depth: int
+    W: int  # padded width
+    G: int  # groups per batch
+    P: int  # trials per group
+    eval_every: int
+    loss: str
+    step: str = "fused"  # steps.STEPS
+    layout: str = "vmapped"  # steps.LAYOUTS: "blocked" on CPUs
+    tracker: str = "first_hit"  # trackers.TRACKERS
+    curves: int = 0  # evaluations recorded per trial (0: none)
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The leading (trial) axes of every per-trial array."""
+        return (self.G, self.P) if self.task.packed else (self.G,)
+
+
+@struct.dataclass
+class Batch:
+    """The inputs of one compiled call: per-group/per-trial leaves (leading axes
+    ``shape.lead``) and the ``shared`` arrays every group reads (replicated over devices)."""
+
+    task: Any  # the task's per-group inputs (tasks.parity.Inputs / tasks.xy.Inputs)
+    init_key: jax.Array  # typed keys (or raw key data)
+    width: jax.Array  # int32
+    sparse: jax.Array  # bool
+    s: jax.Array  # int32
+    lr: jax.Array  # float32
+    wd: jax.Array  # float32
+    steps: jax.Array  # int32
+    valid: jax.Array  # bool: False for padding trials
+    track: Any = None  # the tracker's per-trial inputs (trackers.FirstHitInputs) or None
+    shared: Any = None  # the task's shared inputs (tasks.xy.Shared) or None
+
+
+@struct.dataclass
+class _State:
+    params: Params
+    opt: Any  # the step's optimizer state
+    t: jax.Array  # global step counter (multiple of eval_every between intervals)
+    steps_run: jax.Array
+    diverged: jax.Array
+    track: Any
+    curves: dict
+
+
+def typed(shape: Shape, b: Batch) -> Batch:
+    """``b`` with raw key data (multi-host global arrays) wrapped as typed keys."""
+    if not jnp.issubdtype(b.init_key.dtype, jax.dtypes.prng_key):
+        b = b.replace(init_key=jax.random.wrap_key_data(b.init_key))
+    return b.replace(task=shape.task.typed(b.task))
+
+
+def init_params(shape: Shape, b: Batch) -> Params:
+    """The parameters a batch's trials start from (padded to W; a lottery's unkept neurons
+    zeroed)."""
+    init = functools.partial(models.init_params, n=shape.task.features, W=shape.W,
+                             depth=shape.depth)
+    fn = steps.over_groups(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s),
+                           len(shape.lead))
+    return shape.task.initial(fn(b.init_key, b.width, b.sparse, b.s), b.task)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def initial_params(shape: Shape, b: Batch) -> Params:
+    """``init_params`` compiled (what ``train`` starts from)."""
+    return init_params(shape, typed(shape, b))
+
+
+def train(shape: Shape, b: Batch):
+    """Trains a batch to completion; returns the tracker's outcomes and the final parameters."""
+    b = typed(shape, b)
+    task, step, tracker = shape.task, steps.make(shape), trackers.make(shape.tracker)
+    streams, shared = task.prepare(b.task, b.shared)
+    params = init_params(shape, b)
+    lead = shape.lead
+    nan_curve = jnp.full(lead + (shape.curves,), jnp.nan, jnp.float32)
+    state = _State(
+        params=params,
+        opt=steps.over_groups(step.init, len(lead))(params, b.lr, b.wd),
+        t=jnp.zeros((), jnp.int32),
+        steps_run=jnp.zeros(lead, jnp.int32),
+        diverged=jnp.zeros(lead, bool),
+        track=tracker.init(lead),
+        curves={name: nan_curve for name in tracker.curves},
+    )
+    with_loss = shape.curves > 0 and "loss" in tracker.curves
+
+    def active(st: _State):
+        return (b.valid & ~tracker.stopped(st.track) & ~st.diverged
+                & (st.steps_run < b.steps))
+
+    def interval(st: _State) -> _State:
+        act = active(st)
+        params, opt = steps.interval(shape, step, streams, shared, st.params, st.opt,
+                                     (b.lr, b.wd, b.steps), st.t, act, shape.eval_every)
+        t = st.t + shape.eval_every
+        metrics = task.evaluate(shape.loss, params, streams, shared, with_loss)
+        finite = models.is_finite(params)
+        diverged = st.diverged | (act & ~finite)
+        # A diverged trial is frozen at zero so nothing non-finite is carried further.
+        params = jax.tree.map(
+            lambda p: jnp.where(bcast(diverged, p), jnp.zeros_like(p), p), params)
+        evaluated = act & finite
+        steps_run = jnp.where(act, jnp.minimum(t, b.steps), st.steps_run)
+        curves = st.curves
+        if shape.curves:  # evaluation i (0-based) after interval i
+            slot = jnp.minimum(st.t // shape.eval_every, shape.curves - 1)
+            curves = {name: c.at[..., slot].set(jnp.where(evaluated, metrics[name], jnp.nan))
+                      for name, c in curves.items()}
+        return _State(
+            params=params, opt=opt, t=t, steps_run=steps_run, diverged=diverged,
+            track=tracker.update(st.track, metrics, evaluated, diverged, steps_run, b.track),
+            curves=curves,
+        )
+
+    st = jax.lax.while_loop(lambda st: jnp.any(active(st)), interval, state)
+    final = task.final(shape.loss, st.params, streams, shared)
+    return tracker.outcome(st.track, st.steps_run, st.diverged, st.curves, final), st.params

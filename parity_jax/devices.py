@@ -1,0 +1,110 @@
+"""Device plumbing: the CPU split into one device per core, the mesh over a batch's groups,
+the compiled (and sharded) program of a shape, global arrays and gathering across processes.
+
+Nothing here runs at import: the entry points (CLI, ``parity_jax.run``, the bench) call
+``split_cpu`` before JAX's backends start, and a multi-host job starts JAX's distributed
+runtime before any backend is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parity_jax import core
+
+
+def split_cpu() -> None:
+    """One JAX CPU device per available core, so a batch's groups train on every core.
+
+    Left alone when the user chose a count already (``jax_num_cpu_devices``,
+    ``XLA_FLAGS=--xla_force_host_platform_device_count``), when ``PARITY_JAX_CPU_DEVICES``
+    says otherwise (it gives the count), or when JAX's backends have already started.
+    """
+    if (jax.config.jax_num_cpu_devices != -1
+            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+        return
+    try:
+        count = int(os.environ.get("PARITY_JAX_CPU_DEVICES", len(os.sched_getaffinity(0))))
+    except (ValueError, AttributeError):
+        count = os.cpu_count() or 1
+    try:
+        jax.config.update("jax_num_cpu_devices", max(1, count))
+    except RuntimeError:
+        pass  # backends already initialised by the caller: keep their devices
+
+
+def mesh(devices: int) -> jax.sharding.Mesh:
+    """The first ``devices`` devices (of all processes) on one axis, "g": a batch's groups."""
+    return jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
+
+
+def used(shape: core.Shape, devices: int | None = None) -> int:
+    """How many devices a batch of ``shape`` runs on: ``gcd(G, devices)`` (default: all)."""
+    return math.gcd(shape.G, devices or jax.device_count())
+
+
+def program(shape: core.Shape, devices: int | None = None):
+    """The jitted function that trains a batch of ``shape`` on the first ``devices`` devices
+    (of all processes, in a multi-host job): ``program(shape)(batch) -> (outcome, params)``.
+
+    The G groups are split over ``used(shape, devices)`` devices; each runs the same program on
+    its share, with its own early exit. A group computes the same numbers on any of them.
+    """
+    return _program(shape, used(shape, devices))
+
+
+def train(shape: core.Shape, b: core.Batch, devices: int | None = None):
+    """Trains a batch to completion: (outcome, final parameters)."""
+    return program(shape, devices)(b)
+
+
+def _specs(b: core.Batch):
+    """Partition specs of a batch: every leaf split over groups, the shared arrays copied."""
+    split, copy = jax.sharding.PartitionSpec("g"), jax.sharding.PartitionSpec()
+    return jax.tree.map(lambda _: split, b).replace(shared=jax.tree.map(lambda _: copy, b.shared))
+
+
+@functools.cache
+def _program(shape: core.Shape, devices: int):
+    if devices == 1:
+        return jax.jit(functools.partial(core.train, shape))
+    local = core.Shape(**{**shape.__dict__, "G": shape.G // devices})
+
+    def sharded(b):
+        # check_vma=False: the body is per-shard code (its loops' carries are device-local).
+        return jax.shard_map(functools.partial(core.train, local), mesh=mesh(devices),
+                             in_specs=(_specs(b),), out_specs=jax.sharding.PartitionSpec("g"),
+                             check_vma=False)(b)
+
+    return jax.jit(sharded)
+
+
+def global_batch(shape: core.Shape, b: core.Batch, devices: int | None = None) -> core.Batch:
+    """``b`` as arrays spread over the devices of all processes (multi-host: each process
+    passes the same host values, the call reads its own devices' share). Keys travel as raw
+    key data (``core.typed`` wraps them again)."""
+    m = mesh(used(shape, devices))
+
+    def put(x, spec):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        x = np.asarray(x)
+        sharding = jax.sharding.NamedSharding(m, spec)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, b, _specs(b))
+
+
+def fetch(tree):
+    """Outcomes as host numpy arrays (gathered from every process in a multi-host job)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)

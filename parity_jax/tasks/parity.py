@@ -1,0 +1,264 @@
+"""The (n, k) sparse-parity task: secret set, training set, test set, minibatch order.
+
+Every random draw is indexed (row i from ``fold_in(key, i)``, step t from ``fold_in(key, t)``)
+so a trial's data never depends on the padded shapes of the batch it runs in: the first m rows
+of an M-row training set are the same m rows a lone trial would draw, and nested sizes give
+nested sets (the m=200 training set is a prefix of the m=500 one for the same data seed).
+
+As a task of the core (docs/DESIGN.md §2): a batch is G groups x P trials; the P trials of a
+group share one data stream (and so one minibatch per step), generated inside the program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from parity_jax import models
+from parity_jax.models import Params
+from parity_jax.tasks import minibatch_indices
+
+# Sub-streams of a trial's data key.
+_SECRET, _TRAIN, _TEST, _NOISE, _ORDER = range(5)
+
+
+@struct.dataclass
+class Data:
+    """One data stream: parity secret, fixed training set and a fresh test set.
+
+    Shapes: x_train (M, n), y_train (M,), x_test (n_test, n), y_test (n_test,), secret (n,).
+    """
+
+    secret: jax.Array  # bool (n,): coordinates in S
+    x_train: jax.Array
+    y_train: jax.Array  # labels after noise flips
+    x_test: jax.Array
+    y_test: jax.Array
+    m: jax.Array  # int32 scalar: rows [0, m) of x_train are the training set
+    order_key: jax.Array
+    noise: jax.Array | None = None  # float32 scalar: label noise (online draws flip with it)
+
+
+def secret_of(data_key: jax.Array, n: int, k: jax.Array) -> jax.Array:
+    """The secret set S (bool (n,)) of the stream with this data key."""
+    return secret_mask(jax.random.fold_in(data_key, _SECRET), n, k)
+
+
+def secret_mask(key: jax.Array, n: int, k: jax.Array) -> jax.Array:
+    """S as a bool mask: the k coordinates with the smallest uniform draws (no replacement)."""
+    u = jax.random.uniform(key, (n,))
+    rank = jnp.argsort(jnp.argsort(u))
+    return rank < k
+
+
+def parity(x: jax.Array, secret: jax.Array) -> jax.Array:
+    """y = prod_{i in S} x_i for x in {-1,+1}^n (float32)."""
+    return jnp.prod(jnp.where(secret, x, 1.0), axis=-1)
+
+
+def rademacher_rows(key: jax.Array, rows: int, n: int) -> jax.Array:
+    """(rows, n) of +-1 floats, row i drawn from fold_in(key, i)."""
+
+    def row(i):
+        return jax.random.rademacher(jax.random.fold_in(key, i), (n,), dtype=jnp.float32)
+
+    return jax.vmap(row)(jnp.arange(rows))
+
+
+def make_data(
+    key: jax.Array, n: int, k: jax.Array, m: jax.Array, noise: jax.Array, M: int, n_test: int
+) -> Data:
+    """Data stream of one trial; rows beyond m (up to the bucket's M) are padding."""
+    secret = secret_of(key, n, k)
+    x_train = rademacher_rows(jax.random.fold_in(key, _TRAIN), M, n)
+    x_test = rademacher_rows(jax.random.fold_in(key, _TEST), n_test, n)
+    noise_key = jax.random.fold_in(key, _NOISE)
+    u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(noise_key, i)))(jnp.arange(M))
+    flip = u < noise
+    y_train = jnp.where(flip, -1.0, 1.0) * parity(x_train, secret)
+    return Data(
+        secret=secret,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=parity(x_test, secret),
+        m=jnp.asarray(m, jnp.int32),
+        order_key=order_key(key),
+    )
+
+
+def order_key(key: jax.Array) -> jax.Array:
+    """The key of a data stream's minibatch order (``Data.order_key``)."""
+    return jax.random.fold_in(key, _ORDER)
+
+
+def online_minibatch(order_key: jax.Array, t: jax.Array, secret: jax.Array, noise: jax.Array,
+                     batch: int) -> tuple[jax.Array, jax.Array]:
+    """Step t's fresh minibatch of an online trial: ``batch`` new samples (row i from
+    ``fold_in(fold_in(order_key, t), i)``), labels flipped with probability ``noise``."""
+    key = jax.random.fold_in(order_key, t)
+    x = rademacher_rows(jax.random.fold_in(key, _TRAIN), batch, secret.shape[0])
+    flip = jax.random.uniform(jax.random.fold_in(key, _NOISE), (batch,)) < noise
+    return x, jnp.where(flip, -1.0, 1.0) * parity(x, secret)
+
+
+# ---- the task in the core -------------------------------------------------------------------
+
+
+@struct.dataclass
+class Lottery:
+    """Optional inputs of lottery-ticket studies: start from only the ``keep`` first-layer
+    neurons of the init (the others are zero, so they stay zero), and shift each group's
+    minibatch order by folding its order key with ``order_salt``."""
+
+    keep: jax.Array  # (G, P, W) bool
+    order_salt: jax.Array  # (G,) int32
+
+
+@struct.dataclass
+class Inputs:
+    """Per-group (G,) inputs of a parity batch."""
+
+    data_key: jax.Array  # (G,) typed keys (or raw key data, see ``Task.typed``)
+    k: jax.Array  # (G,) int32
+    m: jax.Array  # (G,) int32
+    noise: jax.Array  # (G,) float32
+    lottery: Lottery | None = None
+
+
+def _group_loss(loss: str, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Sum over a group's P trials of each trial's mean minibatch loss."""
+    f = models.apply_packed(params, x)  # (B, P)
+    return models.loss_fn(loss, f, y[:, None]).mean(axis=0).sum()
+
+
+def _test_error(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """(P,) fraction of test points with sign(f(x)) != y (f = 0 counts as an error)."""
+    f = models.apply_packed(params, x)
+    return jnp.mean(jnp.sign(f) != y[:, None], axis=0)
+
+
+def _train_loss(loss: str, params: Params, x, y, m) -> jax.Array:
+    """(P,) mean loss over the first m rows of the (padded) training set."""
+    f = models.apply_packed(params, x)
+    rows = (jnp.arange(x.shape[0]) < m).astype(jnp.float32)
+    return jnp.sum(models.loss_fn(loss, f, y[:, None]) * rows[:, None], axis=0) / m
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Static structure of the parity task in a program (hashable: part of its shape)."""
+
+    n: int
+    M: int  # padded training-set size
+    batch: int
+    n_test: int
+    online: bool = False  # fresh minibatches from the distribution (no training set; M = 1)
+
+    packed = True  # a group's P trials share their minibatches: one wide GEMM
+    inputs_dim = 0  # model inputs are n
+    metrics = ("error", "loss")  # what ``evaluate`` measures (loss only when asked)
+
+    @property
+    def features(self) -> int:
+        return self.n
+
+    def typed(self, inputs: Inputs) -> Inputs:
+        """Wraps raw key data (multi-host global arrays carry keys as uint32) as typed keys."""
+        if jnp.issubdtype(inputs.data_key.dtype, jax.dtypes.prng_key):
+            return inputs
+        return inputs.replace(data_key=jax.random.wrap_key_data(inputs.data_key))
+
+    def prepare(self, inputs: Inputs, shared: None) -> tuple[Data, None]:
+        """The G groups' data streams (and no shared data), each distinct one generated once.
+
+        Groups whose (data key, k, noise) are equal -- every group of a ``vary = "init"``
+        batch -- hold the same training and test sets (m only limits which rows a group draws
+        from), so a group copies the first equal group's sets instead of drawing them again.
+        """
+        b = inputs
+        G = b.k.shape[0]
+        ident = jnp.concatenate([
+            jax.random.key_data(b.data_key).reshape(G, -1).astype(jnp.uint32),
+            b.k.astype(jnp.uint32)[:, None],
+            jax.lax.bitcast_convert_type(b.noise, jnp.uint32)[:, None],
+        ], axis=1)
+        src = jnp.argmax(jnp.all(ident[:, None, :] == ident[None, :, :], axis=-1), axis=1)
+
+        def sets(key, k, noise):
+            return make_data(key, self.n, k, 1, noise, self.M, self.n_test).replace(
+                m=None, order_key=None)
+
+        def group(args):
+            g, key, k, noise = args
+            empty = jax.tree.map(lambda v: jnp.zeros(v.shape, v.dtype),
+                                 jax.eval_shape(sets, key, k, noise))
+            return jax.lax.cond(src[g] == g, sets, lambda *_: empty, key, k, noise)
+
+        data = jax.lax.map(group, (jnp.arange(G), b.data_key, b.k, b.noise))
+        data = jax.tree.map(lambda v: v[src], data)
+        order = jax.vmap(order_key)(b.data_key)
+        if b.lottery is not None:  # another minibatch order over the same data
+            order = jax.vmap(jax.random.fold_in)(order, b.lottery.order_salt)
+        return data.replace(m=b.m, order_key=order, noise=b.noise), None
+
+    def initial(self, params: Params, inputs: Inputs) -> Params:
+        """The initial parameters, with a lottery's unkept neurons zeroed."""
+        if inputs.lottery is None:
+            return params
+        k = inputs.lottery.keep.astype(jnp.float32)
+        return params.replace(w1=params.w1 * k[..., None], b1=params.b1 * k, a=params.a * k)
+
+    # -- minibatches (per group) ----------------------------------------------------------
+
+    def minibatch(self, stream: Data, t: jax.Array, shared=None):
+        """Step t's (B, n) inputs and (B,) labels of one group's stream."""
+        if self.online:
+            return online_minibatch(stream.order_key, t, stream.secret, stream.noise,
+                                    self.batch)
+        idx = minibatch_indices(stream.order_key, t, stream.m, self.batch)  # (B,)
+        return stream.x_train[idx], stream.y_train[idx]
+
+    def interval_draws(self, stream: Data, ts: jax.Array):
+        """What each step of an interval draws, computed up front: the minibatch indices in
+        one vectorised call (the same numbers as one draw per step: on CPU each threefry call
+        is a small loop of its own); online streams draw their fresh samples in the step."""
+        if self.online:
+            return ts
+        return jax.vmap(lambda t: minibatch_indices(stream.order_key, t, stream.m,
+                                                    self.batch))(ts)
+
+    def drawn_batch(self, stream: Data, draw, shared=None):
+        """The minibatch of one of ``interval_draws``' draws."""
+        if self.online:
+            return self.minibatch(stream, draw)
+        return stream.x_train[draw], stream.y_train[draw]
+
+    def group_loss(self, loss: str, params: Params, x, y) -> jax.Array:
+        """What a group's autodiff step differentiates: the sum of its trials' mean losses."""
+        return _group_loss(loss, params, x, y)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self, loss: str, params: Params, data: Data, shared, with_loss: bool) -> dict:
+        """(G, P) test error of every trial, and its train loss if ``with_loss``."""
+        out = {"error": jax.lax.map(lambda a: _test_error(*a),
+                                    (params, data.x_test, data.y_test))}
+        if with_loss:
+            out["loss"] = self.train_loss(loss, params, data)
+        return out
+
+    def train_loss(self, loss: str, params: Params, data: Data) -> jax.Array:
+        """(G, P) mean loss over each trial's training set; an online trial has none: over
+        its test set."""
+        G = data.m.shape[0]
+        x, y, m = ((data.x_test, data.y_test, jnp.full((G,), self.n_test)) if self.online
+                   else (data.x_train, data.y_train, data.m))
+        return jax.lax.map(lambda a: _train_loss(loss, *a), (params, x, y, m))
+
+    def final(self, loss: str, params: Params, data: Data, shared) -> dict:
+        """Metrics measured once, at the end: the train loss."""
+        return {"loss": self.train_loss(loss, params, data)}

@@ -1,0 +1,148 @@
+"""Trackers: what a run keeps of its evaluations (docs/DESIGN.md §2).
+
+- ``FirstHit`` (parity): the first evaluation whose test error is at most the trial's
+  threshold; with ``stop_on_success`` the trial stops there.
+- ``BestValidation`` (tabular model selection): the evaluation with the lowest validation loss,
+  with its validation and test error.
+
+Each is ``init(lead) -> state``, ``update(state, metrics, evaluated, diverged, steps_run,
+inputs) -> state``, ``stopped(state, inputs)`` and ``outcome(...)``, all per trial (arrays of
+the batch's leading trial axes).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+TRACKERS = ("first_hit", "best_validation")
+
+
+@struct.dataclass
+class FirstHitInputs:
+    """Per-trial settings of the first-hit tracker."""
+
+    threshold: jax.Array  # float32: success = test error <= threshold
+    stop_on_success: jax.Array  # bool
+
+
+@struct.dataclass
+class FirstHitState:
+    hit: jax.Array  # step of the first hit, -1 if none
+    err: jax.Array  # test error at the last evaluation
+    stopped: jax.Array
+
+
+@struct.dataclass
+class Outcome:
+    """Per-trial results of a parity batch."""
+
+    success: jax.Array
+    first_hit: jax.Array  # step of the first evaluation with error <= threshold, -1 if none
+    test_error: jax.Array  # at the trial's last evaluation (NaN if diverged)
+    train_loss: jax.Array  # mean loss over its m training samples at the end (NaN if diverged)
+    steps_run: jax.Array
+    diverged: jax.Array
+    curve_error: jax.Array  # (..., curves): test error at each evaluation (NaN: none)
+    curve_loss: jax.Array  # (..., curves): train loss at each evaluation (NaN: none)
+
+
+class FirstHit:
+    curves = ("error", "loss")  # the metrics a recorded curve holds
+
+    @staticmethod
+    def init(lead: tuple[int, ...]) -> FirstHitState:
+        return FirstHitState(hit=jnp.full(lead, -1, jnp.int32), err=jnp.ones(lead, jnp.float32),
+                             stopped=jnp.zeros(lead, bool))
+
+    @staticmethod
+    def update(st: FirstHitState, metrics: dict, evaluated, diverged, steps_run,
+               inputs: FirstHitInputs) -> FirstHitState:
+        err = metrics["error"]
+        new_hit = evaluated & (st.hit < 0) & (err <= inputs.threshold)
+        hit = jnp.where(new_hit, steps_run, st.hit)
+        return FirstHitState(
+            hit=hit,
+            err=jnp.where(evaluated, err, jnp.where(diverged, jnp.nan, st.err)),
+            stopped=st.stopped | (inputs.stop_on_success & (hit >= 0)),
+        )
+
+    @staticmethod
+    def stopped(st: FirstHitState) -> jax.Array:
+        return st.stopped
+
+    @staticmethod
+    def outcome(st: FirstHitState, steps_run, diverged, curves: dict, final: dict) -> Outcome:
+        return Outcome(
+            success=st.hit >= 0,
+            first_hit=st.hit,
+            test_error=st.err,
+            train_loss=jnp.where(diverged, jnp.nan, final["loss"]),
+            steps_run=steps_run,
+            diverged=diverged,
+            curve_error=curves["error"],
+            curve_loss=curves["loss"],
+        )
+
+
+@struct.dataclass
+class BestState:
+    val_loss: jax.Array  # lowest validation loss so far (+inf: none)
+    val_error: jax.Array
+    test_error: jax.Array
+    step: jax.Array  # its step (-1: none)
+
+
+@struct.dataclass
+class XYOutcome:
+    """Per-trial results of a tabular batch; *_best at the lowest-validation-loss evaluation."""
+
+    val_loss: jax.Array  # best (lowest) mean validation loss
+    val_error: jax.Array
+    test_error: jax.Array
+    best_step: jax.Array
+    final_val_loss: jax.Array
+    final_test_error: jax.Array
+    steps_run: jax.Array
+    diverged: jax.Array
+    curve_val_loss: jax.Array  # (..., evaluations)
+    curve_test_error: jax.Array
+
+
+class BestValidation:
+    curves = ("val_loss", "test_error")
+
+    @staticmethod
+    def init(lead: tuple[int, ...]) -> BestState:
+        nan = jnp.full(lead, jnp.nan, jnp.float32)
+        return BestState(val_loss=jnp.full(lead, jnp.inf, jnp.float32), val_error=nan,
+                         test_error=nan, step=jnp.full(lead, -1, jnp.int32))
+
+    @staticmethod
+    def update(st: BestState, metrics: dict, evaluated, diverged, steps_run, inputs) -> BestState:
+        val_loss = jnp.where(jnp.isfinite(metrics["val_loss"]), metrics["val_loss"], jnp.inf)
+        better = evaluated & (val_loss < st.val_loss)
+        return BestState(
+            val_loss=jnp.where(better, val_loss, st.val_loss),
+            val_error=jnp.where(better, metrics["val_error"], st.val_error),
+            test_error=jnp.where(better, metrics["test_error"], st.test_error),
+            step=jnp.where(better, steps_run, st.step),
+        )
+
+    @staticmethod
+    def stopped(st: BestState) -> jax.Array:
+        return jnp.zeros(st.step.shape, bool)
+
+    @staticmethod
+    def outcome(st: BestState, steps_run, diverged, curves: dict, final: dict) -> XYOutcome:
+        return XYOutcome(
+            val_loss=st.val_loss, val_error=st.val_error, test_error=st.test_error,
+            best_step=st.step, final_val_loss=curves["val_loss"][..., -1],
+            final_test_error=curves["test_error"][..., -1], steps_run=steps_run,
+            diverged=diverged, curve_val_loss=curves["val_loss"],
+            curve_test_error=curves["test_error"])
+
+
+def make(name: str):
+    return {"first_hit": FirstHit, "best_validation": BestValidation}[name]
