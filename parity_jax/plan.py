@@ -337,8 +337,9 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
     (optimizer, depth, width) -- padding a width-100 trial into a width-1000 program would cost
     10x its work -- holding every fraction, init, s, lr and seed, in batches of T trials (one
     per group) sized to ``XY_FLOATS``; then one ``ForestUnit`` per (fraction, seed). ``shard``
-    (i, N): the trials whose index over the whole study is i mod N (a trial's numbers do not
-    depend on its batchmates, so any split is exact).
+    (i, N): the units whose index over the whole study is i mod N, so a trial runs with the
+    same batchmates in a shard as in the whole study: the vmapped trials' float rounding depends
+    on how many share a program call (last-bit differences), so the split is by whole batch.
     """
     cells = study.cells()
     shard_i, shard_n = parse_shard(shard)
@@ -350,35 +351,32 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
                 forests[c.dataset].append(Trial(ci, seed))
             else:
                 programs[c.dataset, c.optimizer, c.depth, c.width].append(Trial(ci, seed))
-    # The shard of a trial is its index over the whole study mod N: independent of devices.
-    index = {t: i for i, t in enumerate(t for ts in programs.values() for t in ts)}
-    index.update({t: len(index) + i for i, t in enumerate(t for ts in forests.values()
-                                                          for t in ts)})
-
-    def mine(trials):
-        return [t for t in trials if index[t] % shard_n == shard_i]
-
     units: list = []
+    index = 0  # of the unit over the whole study: a shard holds the units i mod N
     for spec in study.axis("datasets"):
         d, n_train = datasets[spec]
         for (dataset, opt, depth, width), trials in programs.items():
-            trials = mine(trials)
-            if dataset != spec or not trials:
+            if dataset != spec:
                 continue
             c = cells[trials[0].cell]
             T = max(1, min(len(trials), XY_FLOATS // xy_floats_per_trial(d, width, depth,
                                                                           c.batch)))
-            if T >= devices or whole:
+            if whole:  # a multi-host job: every device a share (see _Tabular.compute)
                 T = devices * math.ceil(T / devices)
             shape = Shape(task=xy.Task(d=d, n_train=n_train, batch=c.batch), depth=depth,
                           W=width, G=T, P=1, eval_every=c.eval_every, loss="logistic",
                           step=opt, layout="vmapped", tracker="best_validation",
                           curves=c.steps // c.eval_every)
             for start in range(0, len(trials), T):
-                chunk = trials[start:start + T]
-                slots = tuple((t,) for t in chunk) + ((None,),) * (T - len(chunk))
-                units.append(PlannedBatch(shape=shape, slots=slots))
-        units += [ForestUnit(t) for t in mine(forests[spec])]
+                if index % shard_n == shard_i:
+                    chunk = trials[start:start + T]
+                    slots = tuple((t,) for t in chunk) + ((None,),) * (T - len(chunk))
+                    units.append(PlannedBatch(shape=shape, slots=slots))
+                index += 1
+        for t in forests[spec]:
+            if index % shard_n == shard_i:
+                units.append(ForestUnit(t))
+            index += 1
     return Plan(cells=cells, batches=units)
 
 

@@ -13,7 +13,7 @@ from parity_jax.config import LATER_DEFAULTS, Cell
 
 Z95 = 1.959963984540054
 
-# Every cell setting, in report order (DESIGN §4 fields first).
+# Every cell setting, in report order (docs/DESIGN.md §4.4 fields first).
 CELL_FIELDS = tuple(
     ["n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps"]
     + [f.name for f in dataclasses.fields(Cell) if f.name not in

@@ -372,8 +372,13 @@ class _Tabular:
         n_train = len(splits.y_train)
         inputs = planning.xy_batch_inputs(self.study, self.cells, unit, n_train, skip)
         inputs = inputs.replace(shared=self._shared[spec])
+        # One device per batch in one process: the vmapped trials' float rounding depends on
+        # how many of them a device holds (last-bit differences), so a tabular trial's numbers
+        # would change with the device count. A multi-host job needs every device.
         if jax.process_count() > 1:
             inputs = devices_.global_batch(unit.shape, inputs, devices)
+        else:
+            devices = 1
         o = devices_.fetch(devices_.train(unit.shape, inputs, devices)[0])
         rows, steps = [], 0
         for g, (t,) in enumerate(unit.slots):

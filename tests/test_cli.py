@@ -176,3 +176,91 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: task.k = 6: must be an integer in 1..n (n = 5)"]
+
+
+TABULAR = """
+name = "tiny-tabular"
+seeds = 2
+datasets = ["sklearn:wine", "parity:rows=300,features=5,k=2"]
+fractions = [1.0, 0.5]
+[mlp]
+width = [8]
+init = ["dense", "sparse"]
+s = [2]
+optimizer = "sgd"
+lr = [0.05]
+batch = 16
+steps = 100
+eval_every = 50
+[forest]
+iterations = 2
+n_estimators_max = 20
+"""
+
+
+def test_a_tabular_config_runs_checks_reports_and_resumes_through_the_one_driver(tmp_path,
+                                                                                 capsys):
+    config = tmp_path / "tab.toml"
+    config.write_text(TABULAR)
+    out = tmp_path / "out"
+    assert cli.main(["plan", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "estimated peak" in text and "adam" not in text and "sgd (vmapped)" in text
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert (out / "results.sqlite").is_file() and not (out / "tabular").exists()
+    capsys.readouterr()
+    assert cli.main(["check", str(out)]) == 0
+    assert "complete; no problems" in capsys.readouterr().out
+    assert cli.main(["report", str(out), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    # 2 datasets x 2 fractions x (dense MLP, sparse MLP, forest)
+    assert len(records) == 12 and {r["family"] for r in records} == {"dense", "sparse",
+                                                                       "forest"}
+    assert all(r["seeds"] == 2 and 0 <= r["test_error"] <= 1 for r in records)
+    before = _digest(out / "results.sqlite")
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0  # complete: nothing to do
+    assert _digest(out / "results.sqlite") == before
+    # shards merge into the same trials
+    for i in range(2):
+        assert cli.main(["run", str(config), "--out", str(tmp_path / f"s{i}"),
+                         "--shard", f"{i}/2"]) == 0
+        assert cli.main(["check", str(tmp_path / f"s{i}")]) == 0
+    assert cli.main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out",
+                     str(tmp_path / "merged")]) == 0
+    from parity_jax import Results
+
+    def rows(d):
+        return sorted(json.dumps(r, sort_keys=True) for r in Results(d).trials())
+
+    assert rows(tmp_path / "merged") == rows(out)
+
+
+def test_a_directory_of_the_earlier_tabular_format_is_refused(tmp_path, capsys):
+    config = tmp_path / "tab.toml"
+    config.write_text(TABULAR)
+    old = tmp_path / "old" / "tabular"
+    old.mkdir(parents=True)
+    (old / "sklearn_wine-0123abcd.json").write_text("{}")
+    capsys.readouterr()
+    assert cli.main(["run", str(config), "--out", str(tmp_path / "old")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "earlier JSON-parts format" in err[0] and "new --out" in err[0]
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["tabular"]
+
+
+def test_importing_the_package_changes_no_jax_setting():
+    code = "import jax, parity_jax; print(jax.config.jax_num_cpu_devices)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "-1", done.stderr
+
+
+def test_a_store_error_is_not_a_config_error_yet_exits_2_with_one_line(tmp_path, capsys):
+    from parity_jax import ConfigError, StoreError
+
+    assert not issubclass(StoreError, ConfigError)
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out: no results store")

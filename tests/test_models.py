@@ -1,4 +1,4 @@
-"""Initialisation rules (DESIGN §1) and the forward pass."""
+"""Initialisation rules (docs/DESIGN.md §1.2) and the forward pass."""
 
 import jax
 import jax.numpy as jnp

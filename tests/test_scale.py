@@ -53,7 +53,7 @@ def test_shards_partition_the_trials_and_merge_equals_a_single_run(tmp_path, cap
     assert _rows(merged) == _rows(single)
     capsys.readouterr()
     assert cli.main(["run", "--out", str(outs[0])]) == 2  # another study (the default)
-    with pytest.raises(parity_jax.ConfigError, match="holds shard 0/3"):
+    with pytest.raises(parity_jax.StoreError, match="holds shard 0/3"):
         parity_jax.run(STUDY, outs[0], shard="1/3", progress=None)
 
 

@@ -1,4 +1,4 @@
-"""Tabular (X, y) classification as a task of the core (docs/DESIGN.md §1.2, §2).
+"""Tabular (X, y) classification as a task of the core (docs/DESIGN.md §1.12, §2.4).
 
 Every trial of a program shares the dataset's splits (``Shared``: training, validation and test
 arrays, labels in {-1, +1}); a trial trains on its own downsampled training set, the first m rows
