@@ -201,8 +201,9 @@ def _cmd_check(args) -> int:
             sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
             expected = planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
         else:
+            # grouped as on the platform it ran on (stores before this setting: this one's)
             expected = planning.make_plan(study, settings.get("memory_budget"), 1, shard,
-                                          platform="cpu").trial_ids()
+                                          platform=settings.get("platform")).trial_ids()
     problems, summary = store.check(args.dir, expected)
     for line in problems[:50]:
         print(f"problem: {line}")

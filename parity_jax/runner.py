@@ -208,7 +208,7 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
     shard = planning.parse_shard(shard or (0, 1))
     shard_text = f"{shard[0]}/{shard[1]}"
     settings = {"memory_budget": memory_budget or planning.default_memory_budget(),
-                "devices": devices, "shard": shard_text}
+                "devices": devices, "shard": shard_text, "platform": jax.default_backend()}
     if isinstance(study, TabularStudy):
         del settings["memory_budget"]  # tabular batches are sized by planning.XY_FLOATS
         settings["sizes"] = work.sizes  # what `check` replans a shard with
