@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import jax
@@ -24,6 +23,7 @@ import matplotlib
 import numpy as np
 
 from parity_jax import ConfigError, Study, core, devices, experiment, plan, reduce, render
+from parity_jax.config import read_toml
 from parity_jax.tasks import parity
 
 matplotlib.use("Agg")
@@ -35,17 +35,17 @@ ARMS = ("top-K rewound", "random-K rewound", "top-K re-initialised")
 
 def load(config: str | Path) -> tuple[Study, int]:
     """The study and K from a lottery config (a study TOML with a ``[lottery]`` table)."""
-    try:
-        d = tomllib.loads(Path(config).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config: cannot read {config}: {e}") from None
-    keep = d.pop("lottery", {}).get("keep")
+    d = read_toml(config)
+    table = d.pop("lottery", {})
+    if not isinstance(table, dict) or set(table) - {"keep"}:
+        raise ConfigError("lottery: must be a table [lottery] holding keep = K only")
+    keep = table.get("keep")
     study = Study.from_dict(d)
     cells = study.cells()
     if len(cells) != 1 or cells[0].init != "sparse" or not cells[0].online or cells[0].depth != 1:
         raise ConfigError("lottery: the study must be one depth-1 cell, init = \"sparse\", "
                           "online = true")
-    if not isinstance(keep, int) or not 1 <= keep < cells[0].width:
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep < cells[0].width:
         raise ConfigError(f"lottery.keep = {keep!r}: must be an integer in 1..width-1")
     return study, keep
 
@@ -63,7 +63,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     cell = cells[0]
     rng = np.random.default_rng(seed)
     result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
-    devices.split_cpu()  # an entry point
+    devices.setup()  # an entry point
     for pb in plan.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
@@ -120,8 +120,8 @@ def summary(result: dict) -> list[dict]:
 def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lottery",
          progress=sys.stderr) -> dict:
     out = Path(out)
+    study, keep = load(config)  # a bad config: nothing created
     out.mkdir(parents=True, exist_ok=True)
-    study, keep = load(config)
     cell = study.cells()[0]
     if progress:
         print(f"lottery: {study.seeds} trials of width {cell.width}, ({cell.n},{cell.k})-parity "

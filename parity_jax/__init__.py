@@ -11,7 +11,8 @@ Public API::
     results.trials()  # one record per MLP trial and per tuned forest
 
 Importing the package changes no JAX setting: ``run`` (like the CLI and the bench) splits the
-CPU into one JAX device per core when it starts (``devices.split_cpu``).
+CPU into one JAX device per core and turns on the persistent compilation cache when it starts
+(``devices.setup``).
 """
 
 from parity_jax.config import (

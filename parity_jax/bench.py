@@ -23,10 +23,17 @@ trials over the devices, a whole interval per group) reaches when a step is noth
 first-layer GEMMs and the w1 update (``gemm_bound_timers``): the step's cost beyond its GEMMs is
 the gap between the two.
 
+The **HBM bound** is the rate if a step cost nothing but its unavoidable memory traffic: the
+first-layer weights read and written once per trial-step, ``2 * 4 * r * n`` bytes, at the
+memory bandwidth measured in the same run (a large ``x * a + b`` over float32 arrays).
+
 Side by side, on the same workload: a per-seed PyTorch loop (``nn.Module`` + ``torch.optim.SGD``,
 one seed after another), a ``torch.func`` ensemble (``stack_module_state`` + ``functional_call``
-+ ``vmap(grad)``) and a Python loop of per-trial ``jax.jit`` calls (the unpacked optax reference
-path, one trial per call). PyTorch is optional (``pip install parity_jax[bench]``); without it
++ ``vmap(grad)``), a Python loop of per-trial ``jax.jit`` calls (the unpacked optax reference
+path, one trial per call) and the **naive ``jit(vmap)``**: the program a JAX user writes first
+(one trial's optax training loop, ``jax.jit(jax.vmap(train))`` over the trials' keys; its
+marginal rate like the engine's). PyTorch runs on CUDA when it is available (the table says
+which device), else on the CPU; it is optional (``pip install parity_jax[bench]``): without it
 those columns are empty.
 """
 
@@ -158,6 +165,66 @@ def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict,
     return info, timers
 
 
+def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """Bytes/s of a streaming ``x * a + b`` over float32 arrays (one read, one write)."""
+    x = jnp.ones((mib << 18,), jnp.float32)
+    f = jax.jit(lambda x: x * 1.0001 + 0.5)
+    f(x).block_until_ready()
+    t = _median_time(lambda: f(x).block_until_ready(), repeats)
+    return 2 * x.nbytes / t
+
+
+def bytes_per_trial_step(width: int) -> int:
+    """The memory traffic a step cannot avoid: w1 read and written once (float32)."""
+    return 2 * 4 * width * N
+
+
+def naive_timers(width: int, trials: int, vary: str, steps: int) -> dict:
+    """The naive ``jax.jit(jax.vmap(train))`` of an optax training loop, compiled and warmed for
+    S and 2S steps; a timer per step count. Same workload; its own (simple) random streams."""
+    import optax
+
+    opt = optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR))
+
+    def train(raw_key, n_steps):
+        key = jax.random.wrap_key_data(raw_key)  # raw data: every timed call reuses the keys
+        k_data, k_init, k_order = jax.random.split(key, 3)
+        if vary == "init":  # every trial the same data
+            k_data = jax.random.key(0)
+        x = jax.random.rademacher(k_data, (M, N), dtype=jnp.float32)
+        y = jnp.prod(x[:, :K], axis=1)
+        k1, k2, k3, k4 = jax.random.split(k_init, 4)
+        u = functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0)
+        params = {"w1": u(k1, (N, width)) / N**0.5, "b1": u(k2, (width,)) / N**0.5,
+                  "a": u(k3, (width,)) / width**0.5, "c": u(k4, ()) / width**0.5}
+
+        def loss(p, xb, yb):
+            f = jax.nn.relu(xb @ p["w1"] + p["b1"][None]) @ p["a"] + p["c"]
+            return jnp.mean(jax.nn.relu(1.0 - yb * f))
+
+        def step(carry, t):
+            p, st = carry
+            idx = jax.random.randint(jax.random.fold_in(k_order, t), (BATCH,), 0, M)
+            g = jax.grad(loss)(p, x[idx], y[idx])
+            upd, st = opt.update(g, st, p)
+            return (optax.apply_updates(p, upd), st), None
+
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(n_steps))
+        return params
+
+    keys = jax.random.key_data(jax.random.split(jax.random.key(1), trials))
+    timers = {}
+    for s in (steps, 2 * steps):
+        fn = jax.jit(jax.vmap(functools.partial(train, n_steps=s)))
+        jax.block_until_ready(fn(keys))  # compile and warm
+
+        def run(fn=fn):
+            jax.block_until_ready(fn(keys))
+
+        timers[s] = run
+    return timers
+
+
 def _marginal(trials: float, steps: int, t: dict) -> float:
     """Trial-steps/s of the step alone: T*S / (t(2S) - t(S))."""
     return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
@@ -218,18 +285,32 @@ def _torch():
     return torch
 
 
+def torch_device() -> str | None:
+    """Where the PyTorch baselines run: "cuda" when PyTorch sees a GPU, else "cpu" (None:
+    no PyTorch)."""
+    torch = _torch()
+    if torch is None:
+        return None
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync(torch) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _torch_data(torch, vary: str, trials: int, seed: int = 0):
     """Parity training sets: (1, M, N) shared or (T, M, N) independent, labels alike."""
     g = torch.Generator().manual_seed(seed)
     t = 1 if vary == "init" else trials
     x = torch.randint(0, 2, (t, M, N), generator=g).float() * 2 - 1
     y = x[:, :, :K].prod(dim=-1)
-    return x, y
+    return x.to(torch_device()), y.to(torch_device())
 
 
 def _torch_model(torch, width: int):
     return torch.nn.Sequential(torch.nn.Linear(N, width), torch.nn.ReLU(),
-                               torch.nn.Linear(width, 1))
+                               torch.nn.Linear(width, 1)).to(torch_device())
 
 
 def torch_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
@@ -245,11 +326,12 @@ def torch_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.
         model = _torch_model(torch, width)
         opt = torch.optim.SGD(model.parameters(), lr=LR, weight_decay=WD)
         for _ in range(n_steps):
-            idx = torch.randint(0, M, (BATCH,))
+            idx = torch.randint(0, M, (BATCH,), device=x.device)
             loss = torch.relu(1 - y[idx] * model(x[idx]).squeeze(-1)).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+        _sync(torch)
 
     one_seed(0, 20)  # warm
     done, start = 0, time.perf_counter()
@@ -274,6 +356,7 @@ def torch_func_timer(width: int, trials: int, vary: str, steps: int = 64,
     params = {k: v.detach() for k, v in params.items()}
     base = _torch_model(torch, width).to("meta")
     x, y = _torch_data(torch, vary, trials)
+    dev = x.device
 
     def loss_of(p, xb, yb):
         f = functional_call(base, p, (xb,)).squeeze(-1)
@@ -281,20 +364,21 @@ def torch_func_timer(width: int, trials: int, vary: str, steps: int = 64,
 
     shared = vary == "init"
     grads_of = vmap(grad(loss_of), in_dims=(0, None, None) if shared else (0, 0, 0))
-    rows = torch.arange(trials)[:, None]
+    rows = torch.arange(trials, device=dev)[:, None]
 
     def run(n_steps: int):
         for _ in range(n_steps):
             if shared:
-                idx = torch.randint(0, M, (BATCH,))
+                idx = torch.randint(0, M, (BATCH,), device=dev)
                 xb, yb = x[0, idx], y[0, idx]
             else:
-                idx = torch.randint(0, M, (trials, BATCH))
+                idx = torch.randint(0, M, (trials, BATCH), device=dev)
                 xb, yb = x[rows, idx], y[rows, idx]
             g = grads_of(params, xb, yb)
             with torch.no_grad():
                 for k, p in params.items():
                     p.sub_(LR * (g[k] + WD * p))
+        _sync(torch)
 
     run(3)  # warm
     per_step = _median_time(lambda: run(2), 1) / 2
@@ -326,13 +410,14 @@ def machine() -> dict:
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
         "jax": jax.__version__, "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
-        "torch": torch.__version__ if torch else None,
+        "torch": torch.__version__ if torch else None, "torch_device": torch_device(),
         "date": time.strftime("%Y-%m-%d"),
     }
 
 
 def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, peak: float,
-                 steps: int, torch_loop_cache: dict, jax_loop_cache: dict) -> dict:
+                 steps: int, torch_loop_cache: dict, jax_loop_cache: dict,
+                 bandwidth: float) -> dict:
     """One row: the engine (S and 2S steps), its GEMM bound and the torch.func ensemble timed
     in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
     info, eng = engine_timers(width, T, vary, steps)
@@ -345,6 +430,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     row = dict(info)
     func = None
     if baselines:
+        naive = naive_timers(width, T, vary, steps)
+        timers.update({("naive", s): fn for s, fn in naive.items()})
         loop_steps = min(steps, 512)
         if width not in torch_loop_cache:
             torch_loop_cache[width] = torch_loop_rate(width, T, loop_steps)
@@ -364,10 +451,15 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     row["gemm_bound"] = _marginal(T / info["batches"], bound_steps,
                                   {s: t[("bound", s)] for s in bound})
     row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
+    row["hbm_bound"] = bandwidth / bytes_per_trial_step(width)
+    row["hbm_fraction"] = row["rate"] / row["hbm_bound"]
+    if ("naive", steps) in t:
+        row["naive_jit_vmap"] = _marginal(T, steps, {s: t[("naive", s)] for s in (steps,
+                                                                                 2 * steps)})
     if func is not None:
         row["torch_func"] = T * func[0] / t["torch_func"]
         row["torch_func_steps"] = func[0]
-    for b in ("torch_loop", "torch_func", "jax_loop"):
+    for b in ("torch_loop", "torch_func", "jax_loop", "naive_jit_vmap"):
         if row.get(b):
             row[f"x_{b}"] = row["rate"] / row[b]
     return row
@@ -382,8 +474,9 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
     the torch.func ensemble are timed in turn in each of ``repeats`` rounds (``interleaved``).
     """
-    devices_.split_cpu()  # an entry point: one JAX device per core
+    devices_.split_cpu()  # an entry point; no compile cache: compile seconds are measured
     peak = gemm_peak()
+    bandwidth = memory_bandwidth()
     rows = []
     torch_loop_cache: dict[int, dict] = {}
     jax_loop_cache: dict[int, dict] = {}
@@ -400,12 +493,14 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
                 started = time.perf_counter()
                 row.update(_measure_row(width, T, vary, repeats, baselines, peak,
                                         steps or _steps_for(width, T, peak),
-                                        torch_loop_cache, jax_loop_cache))
+                                        torch_loop_cache, jax_loop_cache, bandwidth))
                 row["seconds"] = time.perf_counter() - started
                 rows.append(row)
                 if progress:
                     print("  " + _short(row, peak), file=progress, flush=True)
-    return {"machine": machine(), "gemm_peak_gflops": peak, "flops_per_trial_step":
+    return {"machine": machine(), "gemm_peak_gflops": peak, "memory_bandwidth": bandwidth,
+            "bytes_per_trial_step": "2*4*r*n (w1 read and written once)",
+            "flops_per_trial_step":
             "4*B*r*(n+2), B=32, n=50", "workload": {"n": N, "k": K, "batch": BATCH, "m": M,
                                                      "lr": LR, "wd": WD, "loss": "hinge"},
             "peak_rss_bytes": _peak_rss(), "rows": rows}
@@ -424,8 +519,9 @@ def _short(row: dict, peak: float) -> str:
 
 MARKDOWN_COLUMNS = [
     "vary", "width", "trials", "G x P", "S", "engine trial-steps/s", "end to end",
-    "neuron-steps/s", "GFLOP/s", "% peak", "GEMM bound", "% bound", "compile s", "programs",
-    "memory", "torch loop", "torch.func", "jax per-trial jit", "x torch loop", "x torch.func"]
+    "neuron-steps/s", "GFLOP/s", "% peak", "GEMM bound", "% bound", "% HBM bound", "compile s",
+    "programs", "memory", "naive jit(vmap)", "torch loop", "torch.func", "jax per-trial jit",
+    "x naive", "x torch loop", "x torch.func"]
 
 
 def _markdown_row(r: dict) -> list:
@@ -434,23 +530,29 @@ def _markdown_row(r: dict) -> list:
         return [r["vary"], r["width"], r["trials"], f"skipped: {r['skipped']}"]
     si = render.format_si
     ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
-             for b in ("torch_loop", "torch_func")}
+             for b in ("naive_jit_vmap", "torch_loop", "torch_func")}
+    hbm = f"{100 * r['hbm_fraction']:.1f}%" if r.get("hbm_fraction") else "-"
     return [
         r["vary"], r["width"], r["trials"], f"{r['G']} x {r['P']}", r["steps"], si(r["rate"]),
         si(r["rate_end_to_end"]), si(r["neuron_rate"]), f"{r['gflops']:.1f}",
         f"{100 * r['peak_fraction']:.1f}%", si(r["gemm_bound"]),
-        f"{100 * r['x_gemm_bound']:.0f}%", f"{r['compile_s']:.2f}", r["programs"],
-        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("torch_loop")),
-        si(r.get("torch_func")), si(r.get("jax_loop")), ratio["torch_loop"], ratio["torch_func"]]
+        f"{100 * r['x_gemm_bound']:.0f}%", hbm, f"{r['compile_s']:.2f}", r["programs"],
+        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("naive_jit_vmap")),
+        si(r.get("torch_loop")), si(r.get("torch_func")), si(r.get("jax_loop")),
+        ratio["naive_jit_vmap"], ratio["torch_loop"], ratio["torch_func"]]
 
 
 def markdown(result: dict) -> str:
     """The result as a markdown table (plus the machine line)."""
     m = result["machine"]
+    torch_on = f" on {m['torch_device']}" if m.get("torch_device") else ""
+    bandwidth = (f", memory bandwidth ({result['memory_bandwidth'] / 1e9:.0f} GB/s, "
+                 "x*a+b)" if result.get("memory_bandwidth") else "")
     return "\n".join([
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['backend']} ({m['device']}); "
-        f"Python {m['python']}, jax {m['jax']}, torch {m['torch']}; {m['date']}. "
-        f"float32 GEMM peak (2048^3 jnp.matmul): **{result['gemm_peak_gflops']:.0f} GFLOP/s**.",
+        f"Python {m['python']}, jax {m['jax']}, torch {m['torch']}{torch_on}; {m['date']}. "
+        f"float32 GEMM peak (2048^3 jnp.matmul): **{result['gemm_peak_gflops']:.0f} GFLOP/s**"
+        f"{bandwidth}.",
         "",
         *render.markdown_table([_markdown_row(r) for r in result["rows"]], MARKDOWN_COLUMNS,
-                               fmt=str, align="lrrl" + "r" * 16)])
+                               fmt=str, align="lrrl" + "r" * (len(MARKDOWN_COLUMNS) - 4))])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,13 @@ from parity_jax.store import StoreError
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
         raise ConfigError(f"arguments: {message}")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and other control characters (from a file
+    name, say) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def _parse_bytes(text: str) -> int:
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     "bench": _cmd_bench}
         return commands[args.command](args)
     except (ConfigError, StoreError) as e:  # bad input; an output that cannot hold the study
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; what was stored is kept (a run resumes with the same command)",
@@ -122,8 +131,10 @@ def _cmd_run(args) -> int:
         return 0
     wall = time.perf_counter() - start
     print(_summary_table(results.kind, results.cells()))
+    c = results.compiled
     print(f"\n{len(results.trials())} trials in {out}/results.sqlite; "
-          f"wall time {wall:.1f} s")
+          f"wall time {wall:.1f} s; {c['programs']} program(s), compile {c['seconds']:.1f} s "
+          f"({c['cache_hits']} from the compile cache)")
     return 0
 
 
@@ -145,7 +156,7 @@ def _gib(n: float) -> str:
 def _cmd_plan(args) -> int:
     from parity_jax import devices
 
-    devices.split_cpu()  # an entry point: before the memory budget starts JAX's backends
+    devices.setup()  # an entry point: before the memory budget starts JAX's backends
     from parity_jax import plan as planning
     from parity_jax.runner import check_devices, work_of
 
@@ -160,12 +171,13 @@ def _cmd_plan(args) -> int:
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
           f"{devices} device(s)")
-    cols = ["program", "n", "depth", "W", "M", "G x P", "step", "batches", "trials",
-            "peak memory", "TFLOP (max)"]
+    cols = ["program", "n", "depth", "W", "M", "G x P", "step", "precision", "batches",
+            "trials", "peak memory", "TFLOP (max)"]
     rows = [[str(i), str(r["shape"].task.features), str(r["shape"].depth), str(r["shape"].W),
              str(getattr(r["shape"].task, "M", getattr(r["shape"].task, "n_train", "-"))),
              f"{r['shape'].G} x {r['shape'].P}",
-             f"{r['shape'].step} ({r['shape'].layout})", str(r["batches"]),
+             f"{r['shape'].step} ({r['shape'].layout})", r["shape"].precision,
+             str(r["batches"]),
              str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
             for i, r in enumerate(progs)]
     print("\n".join(render.text_table(rows, cols)))
@@ -186,25 +198,13 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from parity_jax import plan as planning
+    """Exit 0: a sound store; 1: problems (a store SQLite cannot read is one); 2: no store."""
     from parity_jax import store
 
-    with_store = store.Store.open(args.dir)
     try:
-        study, settings = with_store.study(), with_store.plan_settings()
-    finally:
-        with_store.close()
-    expected = None
-    if "shard" in settings:
-        shard = planning.parse_shard(settings["shard"])
-        if "sizes" in settings:  # tabular: the datasets' sizes it was planned with
-            sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
-            expected = planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
-        else:
-            # grouped as on the platform it ran on (stores before this setting: this one's)
-            expected = planning.make_plan(study, settings.get("memory_budget"), 1, shard,
-                                          platform=settings.get("platform")).trial_ids()
-    problems, summary = store.check(args.dir, expected)
+        problems, summary = store.check(args.dir, _expected_trials(args.dir))
+    except store.CorruptStore as e:
+        problems, summary = [str(e).removeprefix("out: ")], {}
     for line in problems[:50]:
         print(f"problem: {line}")
     if len(problems) > 50:
@@ -214,7 +214,30 @@ def _cmd_check(args) -> int:
         print(f"{args.dir}: study {summary['study']!r}, {summary['trials']} of "
               f"{summary['expected']} trials stored, {state}; "
               f"{'no problems' if not problems else f'{len(problems)} problem(s)'}")
+    elif problems:
+        print(f"{args.dir}: problems: database is corrupt")
     return 1 if problems else 0
+
+
+def _expected_trials(out: str) -> set | None:
+    """The (cell, seed) a sharded store should end up holding (None: every trial)."""
+    from parity_jax import plan as planning
+    from parity_jax import store
+
+    with_store = store.Store.open(out)
+    try:
+        study, settings = with_store.study(), with_store.plan_settings()
+    finally:
+        with_store.close()
+    if "shard" not in settings:
+        return None
+    shard = planning.parse_shard(settings["shard"])
+    if "sizes" in settings:  # tabular: the datasets' sizes it was planned with
+        sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
+        return planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
+    # grouped as on the platform it ran on (stores before this setting: this one's)
+    return planning.make_plan(study, settings.get("memory_budget"), 1, shard,
+                              platform=settings.get("platform")).trial_ids()
 
 
 def _cmd_report(args) -> int:
@@ -266,18 +289,46 @@ def _cmd_bench(args) -> int:
         raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
     if args.max_neurons is not None and args.max_neurons < 1:
         raise ConfigError(f"--max-neurons = {args.max_neurons}: must be an integer >= 1")
+    outputs = [_writable_file(flag, path) for flag, path in
+               (("--json", args.json), ("--markdown", args.markdown)) if path]
+    if len(set(outputs)) < len(outputs):
+        raise ConfigError(f"--markdown = {args.markdown!r}: the same file as --json")
     from parity_jax import bench
 
     result = bench.run_bench(widths, trials, varies, args.repeats,
                              baselines=not args.no_baselines,
                              max_neurons=args.max_neurons or bench.MAX_NEURONS)
     text = bench.markdown(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
     print(text)
+    for flag, path, content in (("--json", args.json, json.dumps(result, indent=1)),
+                                ("--markdown", args.markdown, text)):
+        if path:
+            try:
+                Path(path).write_text(content + "\n")
+            except OSError as e:  # checked before benchmarking; changed meanwhile
+                raise ConfigError(f"{flag} = {path!r}: cannot write it ({e.strerror})") \
+                    from None
     return 0
+
+
+def _writable_file(flag: str, path: str) -> Path:
+    """``path`` resolved, once it is known that a file can be written there (its directory
+    exists and is writable; it is not a directory itself): checked before any work."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} = {path!r}: is a directory; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} = {path!r}: no such directory {str(parent)!r}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(f"{flag} = {path!r}: the file is not writable")
+    try:  # the directory must take a new file (a read-only file system refuses even root)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} = {path!r}: cannot write in {str(parent)!r} "
+                          f"({e.strerror})") from None
+    return p.resolve()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ Any field of ``[task]``, ``[model]`` or ``[train]`` given as a list becomes a gr
 duplicated. Unknown keys and wrong types are errors (:class:`ConfigError`).
 
 Every single-field rule of both study kinds (:class:`Study`, :class:`TabularStudy`) is one row of
-``_RULES`` below; the rules that relate two fields (``k <= n``, ``s <= n``, ``mlp.steps`` a
-multiple of ``mlp.eval_every``) are written out where they apply (:meth:`Cell.check`,
-:meth:`TabularStudy.validate`).
+``_RULES`` below, with the engine's upper bounds (``INT32_MAX`` and the other limits); the rules
+that relate fields (``k <= n``, ``s <= n``, ``mlp.steps`` a multiple of ``mlp.eval_every``, one
+trial's sizes such as n x width within int32, cells x seeds within ``MAX_TRIALS``, counted
+before the grid is expanded) are written out where they apply (:meth:`Cell.check`,
+:meth:`TabularStudy.validate`, ``_check_trials``). Rules that need the data (a tabular
+fraction's rows, width x features) are ``tabular.check_study``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import reprlib
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias, TypeVar
@@ -25,6 +31,19 @@ from typing import Any, ClassVar, TypeAlias, TypeVar
 LOSSES = ("hinge", "logistic", "square")
 INITS = ("dense", "sparse")
 VARIES = ("both", "init", "data")
+PRECISIONS = ("float32", "tf32", "bfloat16")
+
+# Upper bounds of the engine (docs/DESIGN.md; the README's "Study config (TOML)" table). The
+# compiled programs index with int32 (widths, m, n_test, steps, seed indices, row indices), and
+# jax.random.key keeps 32 bits of the study seed (2**32 would be seed 0 again).
+INT32_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+MAX_STEPS = 10**9  # steps + eval_every must stay an int32 step counter
+MAX_TRIALS = 10**6  # cells x seeds: what `plan` lays out within seconds (10x benchmarks/scale)
+MAX_CELLS = 10**5  # grid cells (each costs more to lay out than a seed)
+MAX_EVALS = 10**6  # evaluations a trial records (record_curves; every tabular trial)
+MAX_DEPTH = 16  # hidden layers are unrolled in the compiled program
+MAX_FOREST_ITERATIONS = 10_000
 
 _T = TypeVar("_T")
 Grid: TypeAlias = _T | list[_T] | tuple[_T, ...]
@@ -74,11 +93,12 @@ class Train:
     data_seed: Grid[int] = 0
     init_seed: Grid[int] = 0
     record_curves: Grid[bool] = False  # store every evaluation's test error and train loss
+    precision: Grid[str] = "float32"  # float32 (exact) | tf32 | bfloat16: matmul precision
 
 
 # Settings added after stores existed: left out of a study's or cell's identity while at their
 # default, so stores written before them keep their fingerprints (and resume).
-LATER_DEFAULTS = {"online": False, "record_curves": False}
+LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32"}
 
 
 def _without_later_defaults(d: dict) -> dict:
@@ -136,9 +156,24 @@ class Study:
         self.cells()  # validates every value, including cross-field rules
 
     def cells(self) -> list[Cell]:
-        """Expands the grid into validated cells, in a deterministic order."""
+        """Expands the grid into validated cells, in a deterministic order (computed once per
+        setting of the study: ``plan`` and ``run`` ask several times)."""
+        try:
+            fingerprint = self.fingerprint()
+        except (TypeError, ValueError):  # not JSON: the checks below say what is wrong
+            fingerprint = None
+        cached = self.__dict__.get("_cells")
+        if fingerprint is not None and cached is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        cells = self._expand()
+        if fingerprint is not None:
+            object.__setattr__(self, "_cells", (fingerprint, tuple(cells)))  # frozen: a cache
+        return cells
+
+    def _expand(self) -> list[Cell]:
         keys = [key for key in _keys(self) if "." in key]  # task.n, ..., train.record_curves
         axes = [(key.split(".")[1], _values(self, key)) for key in keys]  # checks every value
+        _check_trials(self, _count_cells(dict(axes)))  # before building them: stays fast
         floats = [key.split(".")[1] for key in keys if _RULES[key].kind == "float"]
         names = [a for a, _ in axes]
         cells: list[Cell] = []
@@ -185,6 +220,7 @@ class Cell:
     init_seed: int
     online: bool = False
     record_curves: bool = False
+    precision: str = "float32"
 
     def check(self) -> None:
         """Cross-field rules (single-field rules are checked while expanding)."""
@@ -194,6 +230,32 @@ class Cell:
             raise ConfigError(
                 f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
             )
+        # one trial's arrays stay within int32 indexing (INT32_MAX elements each)
+        n, width = self.n, self.width
+        if n * width > INT32_MAX:
+            raise ConfigError(f"model.width = {width}: must be at most {INT32_MAX // n} for "
+                              f"n = {n} (n x width <= {INT32_MAX}: one trial's first layer)")
+        if self.depth > 1 and (self.depth - 1) * width * width > INT32_MAX:
+            raise ConfigError(
+                f"model.width = {width}: must be at most "
+                f"{math.isqrt(INT32_MAX // (self.depth - 1))} for depth = {self.depth} "
+                f"((depth - 1) x width^2 <= {INT32_MAX}: one trial's hidden layers)")
+        if self.m is not None and self.m * n > INT32_MAX:
+            raise ConfigError(f"task.m = {self.m}: must be at most {INT32_MAX // n} for n = {n} "
+                              f"(m x n <= {INT32_MAX}: one training set)")
+        if self.n_test * n > INT32_MAX:
+            raise ConfigError(f"task.n_test = {self.n_test}: must be at most {INT32_MAX // n} "
+                              f"for n = {n} (n_test x n <= {INT32_MAX}: one test set)")
+        if self.batch * max(n, width) > INT32_MAX:
+            raise ConfigError(
+                f"train.batch = {self.batch}: must be at most {INT32_MAX // max(n, width)} for "
+                f"n = {n}, width = {width} (batch x max(n, width) <= {INT32_MAX}: one "
+                "minibatch)")
+        if self.record_curves and -(-self.steps // self.eval_every) > MAX_EVALS:
+            raise ConfigError(
+                f"train.eval_every = {self.eval_every}: must be at least "
+                f"{-(-self.steps // MAX_EVALS)} for steps = {self.steps} with record_curves "
+                f"(at most {MAX_EVALS} recorded evaluations per trial)")
 
     def key(self) -> str:
         """Canonical JSON of the cell, its identity in the store."""
@@ -267,7 +329,8 @@ class TabularStudy:
     seed: int = 0
     seeds: int = 5
     datasets: Grid[str] = ("sklearn:breast_cancer",)
-    fractions: Grid[float] = (1.0, 0.3, 0.1, 0.03, 0.01)
+    # (0.01 of breast_cancer's 398 training rows would leave 4: below tabular.MIN_TRAIN_ROWS)
+    fractions: Grid[float] = (1.0, 0.3, 0.1, 0.03)
     split: Split = field(default_factory=Split)
     mlp: MLP = field(default_factory=MLP)
     forest: Forest = field(default_factory=Forest)
@@ -297,9 +360,32 @@ class TabularStudy:
         """Raises ConfigError naming the first bad field."""
         for key in _keys(self):
             _values(self, key)
-        if self.mlp.steps % self.mlp.eval_every:
-            raise ConfigError(f"mlp.steps = {self.mlp.steps}: must be a multiple of "
-                              f"mlp.eval_every ({self.mlp.eval_every})")
+        mlp = self.mlp
+        if mlp.steps % mlp.eval_every:
+            raise ConfigError(f"mlp.steps = {mlp.steps}: must be a multiple of "
+                              f"mlp.eval_every ({mlp.eval_every})")
+        if mlp.steps // mlp.eval_every > MAX_EVALS:
+            raise ConfigError(f"mlp.eval_every = {mlp.eval_every}: must be at least "
+                              f"{-(-mlp.steps // MAX_EVALS)} for mlp.steps = {mlp.steps} (every "
+                              f"trial records at most {MAX_EVALS} evaluations)")
+        # one trial's arrays stay within int32 indexing (width x features: runner._Tabular)
+        width, depth = max(self.axis("mlp.width")), max(self.axis("mlp.depth"))
+        if depth > 1 and (depth - 1) * width * width > INT32_MAX:
+            raise ConfigError(
+                f"mlp.width = {width}: must be at most {math.isqrt(INT32_MAX // (depth - 1))} "
+                f"for mlp.depth = {depth} ((depth - 1) x width^2 <= {INT32_MAX}: one trial's "
+                "hidden layers)")
+        if mlp.batch * width > INT32_MAX:
+            raise ConfigError(f"mlp.batch = {mlp.batch}: must be at most {INT32_MAX // width} "
+                              f"for mlp.width = {width} (batch x width <= {INT32_MAX}: one "
+                              "minibatch)")
+        inits = sum(len(self.axis("mlp.s")) if i == "sparse" else 1
+                    for i in self.axis("mlp.init"))
+        per_fraction = math.prod(len(self.axis(f"mlp.{f}"))
+                                 for f in ("optimizer", "depth", "width", "lr")) * inits
+        per_fraction += 1 if self.forest.iterations else 0
+        _check_trials(self, len(self.axis("datasets")) * len(self.axis("fractions"))
+                      * per_fraction)
 
     def cells(self) -> list[TabularCell]:
         """Expands the grid into cells, in a deterministic order: per dataset, the MLP cells
@@ -364,18 +450,38 @@ def load_study(path: str | Path) -> Study | TabularStudy:
     return (TabularStudy if "datasets" in d else Study).from_dict(d)
 
 
+def read_toml(path: str | Path) -> dict:
+    """A TOML file as a dict (for configs with tables of their own, e.g. experiments/lottery);
+    a missing, unreadable, non-UTF-8 or malformed file is one ConfigError line."""
+    return _read_toml(path)
+
+
 def _read_toml(path: str | Path) -> dict:
+    """The parsed TOML file; every way it can fail is one ConfigError line."""
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"config = {_show(path)}: must be a file path")
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config: file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:  # a path with a NUL character
+        raise ConfigError(f"config = {_show(str(path))}: cannot read it ({e})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is allowed
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte 0x{data[e.start]:02x} on "
+                          f"line {line}); save it as UTF-8") from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, or an integer of over 4300 digits
         raise ConfigError(f"config: cannot parse {path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"config: cannot parse {path}: arrays or tables nested too deeply") \
+            from None
 
 
 def _sections(cls, d: Any, sections: dict[str, type]) -> dict:
@@ -392,14 +498,41 @@ def _sections(cls, d: Any, sections: dict[str, type]) -> dict:
             allowed = [f.name for f in dataclasses.fields(sections[key])]
             for sub in value:
                 if sub not in allowed:
-                    raise ConfigError(f"{key}.{sub}: unknown key; allowed: {', '.join(allowed)}")
+                    raise ConfigError(f"{key}.{_key(sub)}: unknown key; allowed: "
+                                      f"{', '.join(allowed)}")
             kwargs[key] = sections[key](**value)
         elif key in top:
             kwargs[key] = value
         else:
             allowed = ", ".join(sorted(top | set(sections)))
-            raise ConfigError(f"{key}: unknown key; allowed: {allowed}")
+            raise ConfigError(f"{_key(key)}: unknown key; allowed: {allowed}")
     return kwargs
+
+
+def _key(key: Any) -> str:
+    """A TOML key as a message shows it: as written when plain, else quoted and escaped (one
+    line, at most about 80 characters)."""
+    key = str(key)
+    return key if key.isprintable() and 0 < len(key) <= 80 else _show(key)
+
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # huge TOML ints: repr() refuses past 4300 digits
+            return f"{'-' if x < 0 else ''}<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_REPR = _Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlong = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened for a one-line message (long lists, strings, numbers)."""
+    return _REPR.repr(value)
 
 
 def _digest(obj: Any) -> str:
@@ -420,7 +553,8 @@ class _Rule:
 
     kind: "int", "float", "choice", "bool" or "str".
     lo, hi: bounds of an int or float; an int's ``hi`` may name another field ("n"), which
-      only a cross-field rule can check. ``hi=None``: no upper bound.
+      only a cross-field rule can check (it is at most INT32_MAX here). A str's ``lo``: its
+      least length.
     lo_open, hi_open: whether a float's bounds are excluded.
     choices: the allowed strings of a choice.
     grid: whether the setting may be a list of values (a grid axis).
@@ -439,40 +573,45 @@ class _Rule:
     def check(self, name: str, v: Any) -> None:
         """Raises ConfigError unless ``v`` is one allowed value of setting ``name``."""
         got = type(v).__name__
+        shown = _show(v)
         if self.kind in ("bool", "str"):
             typ = bool if self.kind == "bool" else str
             if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
-                raise ConfigError(f"{name} = {v!r}: must be a {self.kind}, got {got}")
+                raise ConfigError(f"{name} = {shown}: must be a {self.kind}, got {got}")
+            if typ is str and len(v) < (self.lo or 0):
+                raise ConfigError(f"{name} = {shown}: must be a non-empty string")
+            if typ is str and any(unicodedata.category(c) in ("Cc", "Cs") for c in v):
+                raise ConfigError(f"{name} = {shown}: must be a string without control "
+                                  "characters")
         elif self.kind == "choice":
             if not isinstance(v, str) or v not in self.choices:
-                raise ConfigError(f"{name} = {v!r}: must be one of {', '.join(self.choices)}")
+                raise ConfigError(f"{name} = {shown}: must be one of {', '.join(self.choices)}")
         elif self.kind == "int":
             is_int = isinstance(v, int) and not isinstance(v, bool)
-            if self.hi is not None:  # a range: one message for every mistake
-                ok = is_int and v >= self.lo and (isinstance(self.hi, str) or v <= self.hi)
-                if not ok:
-                    raise ConfigError(f"{name} = {v!r}: must be an integer in "
-                                      f"{self.lo}..{self.hi}{self.note}")
-            elif not is_int:
-                raise ConfigError(f"{name} = {v!r}: must be an integer >= {self.lo}, got {got}")
-            elif v < self.lo:
-                raise ConfigError(f"{name} = {v}: must be an integer >= {self.lo}")
+            hi = INT32_MAX if isinstance(self.hi, str) else self.hi
+            if not (is_int and self.lo <= v <= hi):
+                raise ConfigError(f"{name} = {shown}: must be an integer in {self.lo}..{self.hi}"
+                                  f"{self.note}{'' if is_int else f', got {got}'}")
         elif self.kind == "float":
             lo, hi = self.lo, self.hi
             lb, rb = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
             rng = (f"in {lb}{lo}, {hi}{rb}" if hi != math.inf
                    else f"{'>' if self.lo_open else '>='} {lo}")
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise ConfigError(f"{name} = {v!r}: must be a number {rng}, got {got}")
-            ok = ((v > lo if self.lo_open else v >= lo)
-                  and (v < hi if self.hi_open else v <= hi))
-            if not ok or not math.isfinite(v):
-                raise ConfigError(f"{name} = {v}: must be a number {rng}")
+                raise ConfigError(f"{name} = {shown}: must be a number {rng}, got {got}")
+            try:
+                f = float(v)
+            except OverflowError:  # an integer beyond every float
+                f = math.inf
+            ok = ((f > lo if self.lo_open else f >= lo)
+                  and (f < hi if self.hi_open else f <= hi))
+            if not ok or not math.isfinite(f):
+                raise ConfigError(f"{name} = {shown}: must be a number {rng}")
         else:  # pragma: no cover - every kind is listed above
             raise AssertionError(self.kind)
 
 
-def _int(lo: int, hi: int | str | None = None, *, grid: bool = False, note: str = "") -> _Rule:
+def _int(lo: int, hi: int | str, *, grid: bool = False, note: str = "") -> _Rule:
     return _Rule("int", lo=lo, hi=hi, grid=grid, note=note)
 
 
@@ -491,49 +630,50 @@ _INF = math.inf
 # order of its grid axes, i.e. the order of Study.cells().
 _RULES: dict[str, _Rule] = {
     # shared by Study and TabularStudy
-    "name": _Rule("str"),
-    "seed": _int(0),
-    "seeds": _int(1),
+    "name": _Rule("str", lo=1),
+    "seed": _int(0, SEED_MAX),
+    "seeds": _int(1, MAX_TRIALS),
     # Study: every [task], [model], [train] field may be a list (a grid axis)
-    "task.n": _int(1, grid=True),
+    "task.n": _int(1, INT32_MAX, grid=True),
     "task.k": _int(1, "n", grid=True),
-    "task.m": _int(1, grid=True),
-    "task.n_test": _int(1, grid=True),
+    "task.m": _int(1, INT32_MAX, grid=True),
+    "task.n_test": _int(1, INT32_MAX, grid=True),
     "task.noise": _float(0.0, 0.5, lo_open=False, hi_open=True, grid=True),
     "task.online": _Rule("bool", grid=True),
-    "model.width": _int(1, grid=True),
-    "model.depth": _int(1, grid=True),
+    "model.width": _int(1, INT32_MAX, grid=True),
+    "model.depth": _int(1, MAX_DEPTH, grid=True),
     "model.init": _choice(INITS, grid=True),
     "model.s": _int(1, "n", grid=True, note=" for sparse init"),
     "train.lr": _float(0.0, _INF, lo_open=True, hi_open=True, grid=True),
     "train.wd": _float(0.0, _INF, lo_open=False, hi_open=True, grid=True),
-    "train.batch": _int(1, grid=True),
+    "train.batch": _int(1, INT32_MAX, grid=True),
     "train.loss": _choice(LOSSES, grid=True),
-    "train.steps": _int(1, grid=True),
-    "train.eval_every": _int(1, grid=True),
+    "train.steps": _int(1, MAX_STEPS, grid=True),
+    "train.eval_every": _int(1, MAX_STEPS, grid=True),
     "train.threshold": _float(0.0, 1.0, lo_open=False, hi_open=True, grid=True),
     "train.stop_on_success": _Rule("bool", grid=True),
     "train.vary": _choice(VARIES, grid=True),
-    "train.data_seed": _int(0, grid=True),
-    "train.init_seed": _int(0, grid=True),
+    "train.data_seed": _int(0, INT32_MAX, grid=True),
+    "train.init_seed": _int(0, INT32_MAX, grid=True),
     "train.record_curves": _Rule("bool", grid=True),
+    "train.precision": _choice(PRECISIONS, grid=True),
     # TabularStudy
     "datasets": _Rule("str", grid=True),
     "fractions": _float(0.0, 1.0, lo_open=True, hi_open=False, grid=True),
-    "mlp.width": _int(1, grid=True),
+    "mlp.width": _int(1, INT32_MAX, grid=True),
     "mlp.depth": _int(1, 3, grid=True),
     "mlp.init": _choice(INITS, grid=True),
-    "mlp.s": _int(1, grid=True),
+    "mlp.s": _int(1, INT32_MAX, grid=True),
     "mlp.lr": _float(0.0, _INF, lo_open=True, hi_open=True, grid=True),
     "mlp.optimizer": _choice(OPTIMIZERS, grid=True),
     "mlp.wd": _float(0.0, _INF, lo_open=False, hi_open=True),
-    "mlp.batch": _int(1),
-    "mlp.steps": _int(1),
-    "mlp.eval_every": _int(1),
-    "split.max_train": _int(1),
-    "split.max_eval": _int(1),
-    "forest.iterations": _int(0),
-    "forest.n_estimators_max": _int(10),
+    "mlp.batch": _int(1, INT32_MAX),
+    "mlp.steps": _int(1, MAX_STEPS),
+    "mlp.eval_every": _int(1, MAX_STEPS),
+    "split.max_train": _int(1, INT32_MAX),
+    "split.max_eval": _int(1, INT32_MAX),
+    "forest.iterations": _int(0, MAX_FOREST_ITERATIONS),
+    "forest.n_estimators_max": _int(10, INT32_MAX),
 }
 
 
@@ -571,8 +711,30 @@ def _values(study: Study | TabularStudy, key: str) -> list:
     for v in values:
         rule.check(key, v)
     if len({json.dumps(v) for v in values}) != len(values):
-        raise ConfigError(f"{key}: list has duplicate values {values}")
+        raise ConfigError(f"{key}: list has duplicate values {_show(values)}")
     return values
+
+
+def _count_cells(axes: dict[str, list]) -> int:
+    """How many cells a parity grid of these (checked) axes expands to, at most -- without
+    expanding it: dense cells ignore ``s``, online cells ignore ``m``."""
+    plain = math.prod(len(v) for k, v in axes.items() if k not in ("init", "s", "online", "m"))
+    inits = sum(len(axes["s"]) if i == "sparse" else 1 for i in axes["init"])
+    data = sum(1 if online else len(axes["m"]) for online in axes["online"])
+    return plain * inits * data
+
+
+def _check_trials(study: Study | TabularStudy, cells: int) -> None:
+    """Refuses a study of more than MAX_TRIALS trials (cells x seeds) before anything is built
+    from it: planning them would take minutes and gigabytes."""
+    (seeds,) = _values(study, "seeds")
+    if cells > MAX_CELLS:
+        raise ConfigError(f"grid = {cells} cells: a study may have at most {MAX_CELLS} (the "
+                          "product of its lists' lengths; use fewer values, or several studies)")
+    if cells * seeds > MAX_TRIALS:
+        raise ConfigError(f"seeds = {seeds}: {cells} cells x {seeds} seeds = {cells * seeds} "
+                          f"trials; a study may hold at most {MAX_TRIALS} (use fewer seeds or "
+                          "grid values, or several studies)")
 
 
 DEFAULT_STUDY = Study(

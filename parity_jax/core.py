@@ -43,6 +43,7 @@ class Shape:
     layout: str = "vmapped"  # steps.LAYOUTS: "blocked" on CPUs
     tracker: str = "first_hit"  # trackers.TRACKERS
     curves: int = 0  # evaluations recorded per trial (0: none)
+    precision: str = "float32"  # of every matmul: config.PRECISIONS (float32 = exact)
 
     @property
     def lead(self) -> tuple[int, ...]:
@@ -99,11 +100,27 @@ def init_params(shape: Shape, b: Batch) -> Params:
 @functools.partial(jax.jit, static_argnums=0)
 def initial_params(shape: Shape, b: Batch) -> Params:
     """``init_params`` compiled (what ``train`` starts from)."""
-    return init_params(shape, typed(shape, b))
+    with jax.default_matmul_precision(MATMUL_PRECISION[shape.precision]):
+        return init_params(shape, typed(shape, b))
+
+
+# config.PRECISIONS -> jax.default_matmul_precision: float32 is exact everywhere (on GPUs JAX's
+# default float32 matmul is TF32, whose rounding depends on the GEMM's shape: a trial's numbers
+# would depend on its batchmates); tf32 is 3 passes fewer; bfloat16 is JAX's DEFAULT precision
+# (one bfloat16 pass on TPUs, TF32 on NVIDIA GPUs).
+MATMUL_PRECISION = {"float32": "float32", "tf32": "tensorfloat32", "bfloat16": "bfloat16"}
 
 
 def train(shape: Shape, b: Batch):
-    """Trains a batch to completion; returns the tracker's outcomes and the final parameters."""
+    """Trains a batch to completion; returns the tracker's outcomes and the final parameters.
+
+    Every matmul traced here carries the shape's precision explicitly (docs/DESIGN.md §1.7).
+    """
+    with jax.default_matmul_precision(MATMUL_PRECISION[shape.precision]):
+        return _train(shape, b)
+
+
+def _train(shape: Shape, b: Batch):
     b = typed(shape, b)
     task, step, tracker = shape.task, steps.make(shape), trackers.make(shape.tracker)
     streams, shared = task.prepare(b.task, b.shared)

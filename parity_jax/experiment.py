@@ -14,7 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from parity_jax import reduce, render
+from parity_jax import reduce, render, store
+from parity_jax.cli import one_line
 from parity_jax.config import ConfigError
 from parity_jax.store import StoreError
 
@@ -33,9 +34,10 @@ def main(doc: str, here: Path, name: str, body: Callable[..., dict]) -> int:
     out = Path(args.out or f"runs/{name}{'-full' if args.full else ''}")
     start = time.perf_counter()
     try:
+        store.check_writable_dir(out)  # before any work: a run would refuse it only later
         result = body(config, out)
     except (ConfigError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # runner.Interrupted, or Ctrl-C mid-call: parts are stored
         print(f"\n{e or 'interrupted'}; run the same command again to resume",

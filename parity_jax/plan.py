@@ -24,8 +24,10 @@ from parity_jax.tasks import parity, xy
 
 # Key tags for the study key's sub-streams.
 _DATA_TAG, _INIT_TAG = 1, 2
-MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> power-of-two buckets
-NEURON_BUDGET = 1 << 16  # neurons (trials x width) per device computed together in a batch
+MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> buckets padding at most 12.5%
+# Neurons (trials x width) per device computed together in a batch on a CPU (its batches wait
+# for their slowest trial; accelerators fill their memory budget instead).
+NEURON_BUDGET = 1 << 16
 # Cap on P * W, the trials packed into one shared-stream GEMM. On a CPU a group runs a whole
 # evaluation interval while its parameters sit in L2 cache: about 1000 neurons (w1 200 KB) was
 # fastest here (benchmarks/RESULTS.md); accelerators want wide GEMMs.
@@ -119,11 +121,17 @@ def trial_flops(cell, shape: Shape | None = None) -> int:
 
 def width_buckets(widths: list[int]) -> dict[int, int]:
     """Maps each width to its padded bucket width: the grid's own values when there are few,
-    else the next power of two (a handful of programs either way)."""
+    else the next multiple of 2^(floor(log2 w) - 3) -- eight buckets per octave, so no width
+    is padded by more than 12.5% (powers of two padded 10^5 to 131,072: +31% work)."""
     distinct = sorted(set(widths))
     if len(distinct) <= MAX_WIDTH_BUCKETS:
         return {w: w for w in distinct}
-    return {w: 1 << max(0, math.ceil(math.log2(w))) for w in distinct}
+
+    def bucket(w: int) -> int:
+        step = 1 << max(0, w.bit_length() - 1 - 3)
+        return step * math.ceil(w / step)
+
+    return {w: bucket(w) for w in distinct}
 
 
 def stream_id(cell: Cell, seed: int) -> tuple:
@@ -132,26 +140,58 @@ def stream_id(cell: Cell, seed: int) -> tuple:
     return (cell.n, cell.k, cell.m, cell.noise, cell.n_test, cell.batch, data_index)
 
 
+# Rows of activations one parity evaluation holds at a time (a constant, not a budget share:
+# the train loss's rounding depends on the chunk, and a trial's numbers must not depend on the
+# budget). Sets of at most this many rows are evaluated at once, as before chunking existed.
+EVAL_ROWS = 1 << 13
+# Training sets of up to this many rows share one m bucket; above it, m is bucketed by powers
+# of two, so no trial carries a training set more than twice its m (and a bucket's M padding
+# costs memory only where it matters: 2^16 rows of n = 50 are 13 MB).
+M_FLOOR = 1 << 16
+
+
+def m_bucket(m: int | None) -> int:
+    """The m bucket of a training-set size (0: every m up to ``M_FLOOR``)."""
+    return 0 if m is None or m <= M_FLOOR else math.ceil(math.log2(m))
+
+
 def bytes_per_group(shape: Shape) -> int:
-    """Estimated bytes one group adds to a batch (data, params + grads + temporaries, step
-    activations), float32."""
+    """Estimated bytes one group adds to a batch, float32: its data, parameters (and their
+    update, gradients or optimizer state), curves, and -- in the vmapped layout, where every
+    group steps at once -- its step activations. Calibrated against XLA's
+    ``memory_analysis()`` of compiled programs (tests/test_plan.py)."""
     task = shape.task
     if isinstance(task, xy.Task):
-        return 4 * xy_floats_per_trial(task.d, shape.W, shape.depth, task.batch)
+        return 4 * xy_floats_per_trial(task.d, shape.W, shape.depth, task.batch, shape.curves)
     pw = shape.P * shape.W
     per_neuron = task.n + 3 + (shape.depth - 1) * (shape.W + 1)
-    data = (task.M + task.n_test) * (task.n + 1) + 2 * shape.P * shape.curves
-    params = 4 * pw * per_neuron
-    acts = 6 * task.batch * pw * shape.depth
-    return 4 * (data + params + acts)
+    data = (task.M + task.n_test) * (task.n + 1)
+    params = (2 if shape.step == "fused" else 4) * pw * per_neuron
+    curves = 2 * shape.P * shape.curves
+    acts = _step_floats(shape) if shape.layout == "vmapped" else 0
+    return 4 * (data + params + curves + acts)
+
+
+def _step_floats(shape: Shape) -> int:
+    """Activations of one group's step (forward and backward through every layer)."""
+    return 2 * shape.task.batch * shape.P * shape.W * shape.depth
+
+
+def eval_rows(shape: Shape) -> int:
+    """Rows one evaluation holds activations for: the largest set, or a chunk of them."""
+    rows = max(shape.task.n_test, shape.task.M)
+    return min(rows, shape.task.eval_rows or rows)
 
 
 def bytes_shared(shape: Shape) -> int:
-    """Estimated bytes of the per-group evaluation that runs one group at a time (tabular:
-    the activations of the evaluation's trial batches)."""
+    """Estimated bytes of what runs one group at a time: an evaluation's activations (a chunk
+    of rows x P x W per layer, pre- and post-activation) and, in the blocked layout, a step's
+    activations (tabular: the activations of the evaluation's trial batches)."""
     if isinstance(shape.task, xy.Task):
         return 4 * xy.EVAL_FLOATS
-    return 4 * 3 * max(shape.task.n_test, shape.task.M) * shape.P * shape.W
+    evaluation = (shape.depth + 1) * eval_rows(shape) * shape.P * shape.W
+    step = _step_floats(shape) if shape.layout == "blocked" else 0
+    return 4 * (evaluation + step)
 
 
 def batch_bytes(shape: Shape) -> int:
@@ -193,7 +233,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
 
     def static_key(c: Cell) -> tuple:
         return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss, c.online,
-                c.record_curves)
+                c.record_curves, c.precision, m_bucket(c.m))
 
     max_m: dict[tuple, int] = defaultdict(lambda: 1)  # online buckets hold no training set
     max_steps: dict[tuple, int] = defaultdict(int)
@@ -208,7 +248,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
 
     batches: list[PlannedBatch] = []
     for key in sorted(buckets):
-        n, depth, W, batch, n_test, eval_every, loss, online, curves = key
+        n, depth, W, batch, n_test, eval_every, loss, online, curves, precision, _ = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, group_neurons // W))
@@ -226,13 +266,26 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         if not groups:
             continue
         shape = Shape(
-            task=parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online),
+            task=parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
+                             eval_rows=EVAL_ROWS),
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss,
             step="fused" if depth == 1 else "sgd",
             layout="blocked" if cpu and depth == 1 else "vmapped",
-            curves=math.ceil(max_steps[key] / eval_every) if curves else 0)
+            curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
+            precision=precision)
+        need = batch_bytes(shape)  # G = 1: one group of P trials
+        if need > memory_budget:
+            c = max((cells[t.cell] for ts in streams.values() for t in ts),
+                    key=lambda c: (c.width, c.m or 0))
+            alone = "alone" if P == 1 else f"in its group of {P} trials"
+            raise ConfigError(
+                f"memory: cell (width={c.width}, m={c.m}, n={c.n}, n_test={c.n_test}, "
+                f"depth={c.depth}) needs {need / 2**30:.2f} GiB {alone}, over the memory "
+                f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
+                "make the cell smaller")
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
-        g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem))
+        # CPUs: a batch is also capped in neurons; accelerators: by memory alone
+        g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
         n_batches = math.ceil(len(groups) / g_max)
         G = math.ceil(len(groups) / n_batches)
         if G >= devices or whole:  # a whole number of groups per device (else fewer run it)
@@ -323,9 +376,10 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
 XY_FLOATS = 1 << 27
 
 
-def xy_floats_per_trial(d: int, W: int, depth: int, batch: int) -> int:
-    """Floats one tabular trial holds: params, grads and optimizer state, and activations."""
-    return W * (d + (depth - 1) * W + 2) * 4 + batch * W * depth * 3
+def xy_floats_per_trial(d: int, W: int, depth: int, batch: int, evals: int = 0) -> int:
+    """Floats one tabular trial holds: params, grads and optimizer state, activations, and its
+    two recorded curves of ``evals`` points."""
+    return W * (d + (depth - 1) * W + 2) * 4 + batch * W * depth * 3 + 2 * evals
 
 
 def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],

@@ -9,6 +9,7 @@ trial identity (cell, seed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from parity_jax import reduce
 from parity_jax.config import ConfigError, Study, TabularStudy
 from parity_jax.progress import Progress
 from parity_jax.store import Curve, Store, StoreError, TabularTrial, Trial
+from parity_jax.store import lock as store_lock
 
 
 class Results:
@@ -41,6 +43,7 @@ class Results:
         if not isinstance(out, str | os.PathLike):
             raise ConfigError(f"out = {out!r}: must be a directory path")
         self.out = Path(out)
+        self.compiled: dict | None = None  # set by run(): programs, seconds, cache_hits
         store = Store.open(self.out)
         try:
             self.kind = store.kind
@@ -80,6 +83,8 @@ class Results:
         if isinstance(target, bool) or not isinstance(target, int | float) \
                 or not 0 < target <= 1:
             raise ConfigError(f"target = {target!r}: must be a number in (0, 1]")
+        if over not in reduce.CELL_FIELDS:
+            raise ConfigError(f"over = {over!r}: must be one of {', '.join(reduce.CELL_FIELDS)}")
         return _maybe_frame(reduce.frontier(self.cells(), target, over), frame)
 
 
@@ -163,7 +168,7 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
 
 def check_devices(devices: int | None) -> int:
     """``devices`` (default: all of them) checked against the devices JAX sees."""
-    devices_.split_cpu()  # an entry point: before JAX's backends start
+    devices_.setup()  # an entry point: CPU split and compile cache, before JAX starts
     available = jax.device_count()
     if devices is None:
         return available
@@ -199,6 +204,12 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
         raise ConfigError(f"study = {study!r}: must be a parity_jax.Study or TabularStudy")
     if not isinstance(out, str | os.PathLike):
         raise ConfigError(f"out = {out!r}: must be a directory path")
+    for name, value in (("memory_budget", memory_budget), ("devices", devices)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} = {value!r}: must be a positive integer (or None)")
+    if progress is not None and not callable(getattr(progress, "write", None)):
+        raise ConfigError(f"progress = {progress!r}: must be a text stream (or None)")
     study.validate()
     work = work_of(study)
     devices = check_devices(devices)
@@ -213,18 +224,25 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
         del settings["memory_budget"]  # tabular batches are sized by planning.XY_FLOATS
         settings["sizes"] = work.sizes  # what `check` replans a shard with
     _refuse_old_tabular_parts(Path(out))
+    whole = jax.process_count() > 1
+    # Planned before anything is written: a trial that cannot fit the budget is refused here.
+    requested = settings.get("memory_budget")
+    plan = work.plan(requested, devices, shard, whole=whole)
     lead = jax.process_index() == 0  # in a multi-host job only process 0 touches the store
     store, done, error = None, set(), None
+    held = contextlib.ExitStack()  # process 0 holds OUT's lock (one writer) until the end
     if lead:
         try:
+            held.enter_context(store_lock(out))  # in use, or not writable: refused at once
             store = Store.open_for_run(out, study, work.cells, settings, work.data_ids())
             stored = store.plan_settings()  # a merged store has none: it is whole
             if stored.get("shard", "0/1") != shard_text:
                 raise StoreError(f"out: {out} holds shard {stored.get('shard', '0/1')} of "
                                  f"this study, not {shard_text}; resume with that --shard or "
                                  "use another --out")
-            settings["memory_budget"] = stored.get("memory_budget",
-                                                   settings.get("memory_budget"))
+            if memory_budget is None:  # a resume keeps its budget unless given another
+                settings["memory_budget"] = stored.get("memory_budget",
+                                                       settings.get("memory_budget"))
             done = store.done()
         except BaseException as e:  # noqa: BLE001 -- re-raised below, after telling the others
             error = e
@@ -232,14 +250,17 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
     if error:
         if store is not None:
             store.close()
+        held.close()
         raise error
     try:
-        plan = work.plan(budget, devices, shard, whole=jax.process_count() > 1)
+        if requested is not None and budget != requested:  # resumed with its own budget
+            plan = work.plan(budget, devices, shard, whole=whole)
         todo = [u for u in plan.batches
                 if not all((t.cell, t.seed) in done for t in u.trials)]
         with (Progress(plan.n_trials, len(done & plan.trial_ids()),
                        progress if lead else None) as bar,
-              _StopOnSigint(progress if lead else None) as sigint):
+              _StopOnSigint(progress if lead else None) as sigint,
+              devices_.CompileStats() as compiled):
             for unit in todo:
                 # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
                 verdict = _lead_says(2 if error else 1 if sigint.requested else 0)
@@ -250,7 +271,17 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                     raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
                                       f"{out}")
                 skip = {t for t in unit.trials if (t.cell, t.seed) in done}
-                rows, curves, trial_steps = work.compute(unit, skip, devices, lead)
+                try:
+                    rows, curves, trial_steps = work.compute(unit, skip, devices, lead)
+                except (jax.errors.JaxRuntimeError, MemoryError) as e:
+                    if not isinstance(e, MemoryError) and "RESOURCE_EXHAUSTED" not in str(e) \
+                            and "out of memory" not in str(e).lower():
+                        raise
+                    raise ConfigError(
+                        f"memory: the device ran out of memory in a batch ({_describe(unit)}) "
+                        f"with a memory budget of {budget / 2**30:.2f} GiB; the {bar.done} "
+                        "trials stored are intact: rerun with a smaller --memory-budget"
+                    ) from None
                 if store is None:
                     continue
                 try:
@@ -265,7 +296,20 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
     finally:
         if store is not None:
             store.close()
-    return Results(out) if lead else None
+        held.close()
+    if not lead:
+        return None
+    results = Results(out)
+    results.compiled = {"programs": compiled.programs, "seconds": compiled.seconds,
+                        "cache_hits": compiled.cache_hits}
+    return results
+
+
+def _describe(unit) -> str:
+    shape = getattr(unit, "shape", None)
+    if shape is None:
+        return "a forest"
+    return f"G x P = {shape.G} x {shape.P}, width {shape.W}"
 
 
 def _refuse_old_tabular_parts(out: Path) -> None:
@@ -344,6 +388,7 @@ class _Tabular:
             if "sparse" in study.axis("mlp.init") and max(study.axis("mlp.s")) > splits.d:
                 raise ConfigError(f"mlp.s = {max(study.axis('mlp.s'))}: must be at most the "
                                   f"number of features of dataset {spec!r} ({splits.d})")
+            tabular.check_study(study, spec, splits)  # fractions' rows, width x features
             self.splits[spec] = splits
         self._shared = {}  # dataset -> its splits as device arrays, made once
 

@@ -8,20 +8,31 @@ little-endian float32 arrays; stores made before curves existed lack it) and
 ``tabular_trials`` (one row per finished tabular trial: an MLP or a tuned forest; stores made
 before it existed lack it). Each finished batch is written in one transaction, so a crash loses
 at most the batch in flight and a trial is never stored twice (primary key (cell, seed)).
+
+One writer per output directory: ``lock(OUT)`` holds ``OUT/.lock`` (an advisory ``flock``,
+released by the kernel when its process dies) while a run or a merge writes there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
 import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from parity_jax.config import LATER_DEFAULTS, Study, TabularStudy
+from parity_jax.config import LATER_DEFAULTS, ConfigError, Study, TabularStudy
 
 FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
+LOCKNAME = ".lock"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 KINDS = {"parity": Study, "tabular": TabularStudy}
 
 
@@ -108,6 +119,157 @@ class StoreError(Exception):
     prints it as one ``error:`` line, exit status 2)."""
 
 
+class CorruptStore(StoreError):
+    """A results store SQLite cannot read: damaged or truncated (``check`` reports it as a
+    problem, exit status 1; every other command as an error, exit status 2)."""
+
+
+# -- one writer per output directory -------------------------------------------------------------
+
+_held: dict[Path, int] = {}  # the directories this process holds: resolved path -> thread id
+_held_guard = threading.Lock()
+
+
+def _in_use(out: Path, pid: int | None) -> StoreError:
+    who = f" (process {pid})" if pid else ""
+    return StoreError(f"out: {out} is in use by another run{who}; wait for it or use another "
+                      "--out")
+
+
+@contextlib.contextmanager
+def lock(out: str | Path) -> Iterator[Path]:
+    """Holds ``out`` for one writer: creates the directory if needed, takes an exclusive
+    ``flock`` on ``out/.lock`` (holding this process's id) and checks that ``out`` can be
+    written, so a run learns all this before it computes anything.
+
+    Raises StoreError at once when another process (or another thread of this one) holds it,
+    or when ``out`` is not a writable directory. Re-entrant within one thread. A lock left by a
+    killed process never blocks: the kernel releases it with the process. On exit the lock
+    file is removed, and so is ``out`` when this call created it and nothing was written.
+    """
+    out = Path(out)
+    key = out.resolve()
+    with _held_guard:
+        holder = _held.get(key)
+    if holder == threading.get_ident():
+        yield out
+        return
+    if holder is not None:
+        raise _in_use(out, os.getpid())
+    created = _make_dir(out)
+    try:
+        fd = _acquire(out)
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
+    with _held_guard:
+        _held[key] = threading.get_ident()
+    try:
+        yield out
+    finally:
+        with _held_guard:
+            _held.pop(key, None)
+        with contextlib.suppress(OSError):
+            os.unlink(out / LOCKNAME)  # while still held: see _acquire
+        os.close(fd)
+        if created:
+            _remove_if_empty(out)
+
+
+def check_writable_dir(out: str | Path) -> None:
+    """Raises StoreError unless ``out`` is a writable directory or could be created as one
+    (its nearest existing ancestor is a writable directory); creates nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"out: {out} exists and is not a directory")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise StoreError(f"out: cannot create {out}: {existing} is not a directory")
+    try:  # a read-only file system refuses even root, whatever the permission bits say
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        what = "write to" if existing == out else "create"
+        raise StoreError(f"out: cannot {what} {out}: {e.strerror} ({existing})") from None
+
+
+def holds(out: str | Path) -> bool:
+    """Whether this thread holds ``lock(out)``."""
+    with _held_guard:
+        return _held.get(Path(out).resolve()) == threading.get_ident()
+
+
+def _make_dir(out: Path) -> bool:
+    """Creates ``out`` (and its parents) if missing; True when it did."""
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"out: {out} exists and is not a directory")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+    return created
+
+
+def _remove_if_empty(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        out.rmdir()
+
+
+def _acquire(out: Path) -> int:
+    """An open descriptor of ``out/.lock``, exclusively locked, holding this process's id."""
+    path = out / LOCKNAME
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # the directory went away under us (a holder cleaning up)
+            _make_dir(out)
+            continue
+        except OSError as e:
+            raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise _in_use(out, pid) from None
+        except OSError as e:
+            os.close(fd)
+            raise StoreError(f"out: cannot lock {path}: {e.strerror}") from None
+        # A holder removes the file as it finishes (still holding it): the lock counts only if
+        # it is on the file that is there now.
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    else:  # pragma: no cover - 100 holders finishing in a row
+        raise StoreError(f"out: cannot lock {path}")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for p in (out, out / FILENAME):
+            if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+                raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+        raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+    return fd
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=30)
@@ -117,13 +279,30 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _looks_like_sqlite(path: Path) -> bool:
+    """Whether the file starts as an SQLite database does (a damaged store, not a foreign
+    file, when SQLite then cannot read it)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def _corrupt(path: Path, e: Exception) -> CorruptStore:
+    return CorruptStore(f"out: {path}: database is corrupt ({e}); restore it from a copy, or "
+                        "rerun into a new --out")
+
+
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as e:
-        if "not a database" in str(e) or "no such table" in str(e):
+        if "no such table" in str(e) or not _looks_like_sqlite(path):
             raise StoreError(f"out: {path} is not a parity_jax results store") from None
-        raise StoreError(f"out: cannot read {path}: {e}") from None
+        if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+            raise StoreError(f"out: cannot read {path}: {e}") from None  # locked, I/O error
+        raise _corrupt(path, e) from None
     if meta.get("format") != FORMAT:
         raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
     return meta
@@ -146,11 +325,16 @@ class Store:
 
         ``data``: for a tabular study, the fingerprint of each dataset's splits; a resume on
         data that changed since is refused. Nothing is written to an existing store before it
-        is known to hold this study.
+        is known to hold this study, and a store that cannot be written is refused before
+        anything is computed for it. Its caller should hold ``lock(out)`` while it writes
+        (re-entrant); the store is opened or created under that lock in any case.
         """
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise StoreError(f"out: {out} exists and is not a directory")
+        with lock(out):
+            return cls._open_for_run(Path(out), study, cells, plan_settings, data)
+
+    @classmethod
+    def _open_for_run(cls, out: Path, study: Study | TabularStudy, cells: list,
+                      plan_settings: dict, data: dict | None) -> Store:
         path = out / FILENAME
         if path.exists():
             store = cls.open(out)
@@ -168,15 +352,19 @@ class Store:
                 raise StoreError(f"out: {out} holds this study on other data (dataset "
                                  f"{', '.join(changed)} changed since); use a new --out "
                                  "directory")
+            try:
+                store.probe_write()  # a read-only store is refused now, not after computing
+            except BaseException:
+                store.close()
+                raise
             return store
         tmp = out / (FILENAME + ".tmp")  # a creation cut off by a crash: started again
         leftovers = {tmp.name + suffix for suffix in ("", "-journal", "-wal", "-shm")}
-        if out.exists() and any(p.name not in leftovers for p in out.iterdir()):
+        if any(p.name not in leftovers | {LOCKNAME} for p in out.iterdir()):
             raise StoreError(f"out: {out} is not empty and holds no results store; "
                              "use a new or empty --out directory")
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            for name in leftovers:
+            for name in leftovers:  # ours to remove: this thread holds the lock
                 (out / name).unlink(missing_ok=True)
             conn = _connect(tmp)
             with conn:
@@ -225,20 +413,34 @@ class Store:
         return "tabular_trials" if self.kind == "tabular" else "trials"
 
     def study(self) -> Study | TabularStudy:
-        return KINDS[self.kind].from_dict(json.loads(self.meta["study"]))
+        try:
+            return KINDS[self.kind].from_dict(json.loads(self.meta["study"]))
+        except ConfigError as e:  # e.g. past a limit of this version
+            raise StoreError(f"out: {self.path} holds a study this version refuses ({e})") \
+                from None
+        except (KeyError, ValueError, TypeError) as e:  # meta edited or damaged
+            raise _corrupt(self.path, f"its stored study cannot be read: {e}") from None
 
     def data(self) -> dict | None:
         """A tabular store's dataset fingerprints (None for parity stores)."""
         return json.loads(self.meta.get("data", "null"))
 
     def plan_settings(self) -> dict:
-        return json.loads(self.meta.get("plan", "{}"))
+        try:
+            settings = json.loads(self.meta.get("plan", "{}"))
+        except ValueError as e:  # meta edited or damaged
+            raise _corrupt(self.path, f"its plan settings cannot be read: {e}") from None
+        if not isinstance(settings, dict):
+            raise _corrupt(self.path, "its plan settings are not a JSON object")
+        return settings
 
     def query(self, sql: str) -> list[tuple]:
         """Rows of a read; a damaged file gives a StoreError, not a traceback."""
         try:
             return self.conn.execute(sql).fetchall()
         except sqlite3.DatabaseError as e:
+            if not isinstance(e, sqlite3.OperationalError) or "malformed" in str(e):
+                raise _corrupt(self.path, e) from None
             raise StoreError(f"out: cannot read {self.path}: {e}") from None
 
     def cells(self) -> list[dict]:
@@ -299,6 +501,18 @@ class Store:
             raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
                              "before are intact, rerun to resume once it is writable") from None
 
+    def probe_write(self) -> None:
+        """Raises StoreError unless the store can be written (a write rolled back)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("DELETE FROM meta WHERE 0")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
+                             "before are intact, rerun to resume once it is writable") from None
+        finally:
+            if self.conn.in_transaction:
+                self.conn.rollback()
+
     def close(self) -> None:
         self.conn.close()
 
@@ -353,6 +567,12 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
         for store in stores:
             store.close()
     out = Path(out)
+    with lock(out):  # one writer: a run or another merge into ``out`` is refused at once
+        return _merge_into(out, study, rows, origin, curves, settings, data, duplicates)
+
+
+def _merge_into(out: Path, study, rows: dict, origin: dict, curves: dict, settings: dict,
+                data: dict | None, duplicates: int) -> tuple[int, int]:
     created = not (out / FILENAME).exists()
     target = Store.open_for_run(out, study, study.cells(), settings, data)
     try:
@@ -369,10 +589,8 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
         target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves])
     except BaseException:
         target.close()
-        if created:  # leave no empty store behind
+        if created:  # leave no empty store behind (nor a directory ``lock`` made)
             target.path.unlink(missing_ok=True)
-            if not any(out.iterdir()):
-                out.rmdir()
         raise
     target.close()
     return len(new), duplicates + len(rows) - len(new)
@@ -383,17 +601,29 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
 
     ``expected``: the (cell, seed) this store should end up holding (its shard of the study);
     a stored trial outside it is a problem, a missing one only makes the store incomplete.
-    Returns (problems, summary); a store with no problems may still be incomplete.
+    Returns (problems, summary); a store with no problems may still be incomplete, and a
+    store SQLite cannot read has the one problem "database is corrupt" and no summary. A
+    directory without a store, or a file that is no store, is a StoreError.
     """
+    try:
+        return _check(out, expected)
+    except CorruptStore as e:
+        return [str(e).removeprefix("out: ")], {}
+
+
+def _check(out: str | Path, expected: set[tuple[int, int]] | None) -> tuple[list[str], dict]:
     store = Store.open(out)
     problems: list[str] = []
     try:
         try:
             status = [r[0] for r in store.query("PRAGMA integrity_check")]
+        except CorruptStore:
+            raise
         except StoreError as e:
             status = [str(e)]
         if status != ["ok"]:
-            return [f"sqlite integrity_check: {'; '.join(status[:5])}"], {}
+            return [f"{store.path}: database is corrupt (sqlite integrity_check: "
+                    f"{'; '.join(status[:5])})"], {}
         problems += [f"trials row {r[1]}: its cell is not in the cells table"
                      for r in store.query("PRAGMA foreign_key_check")]
         study = store.study()

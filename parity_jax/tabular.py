@@ -34,14 +34,20 @@ import csv
 import dataclasses
 import hashlib
 import os
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from parity_jax.config import INT32_MAX, ConfigError
+
 SKLEARN = ("breast_cancer", "wine", "digits")
 TRAIN_FRACTION, VAL_FRACTION = 0.70, 0.09
+# A training fraction must leave at least min(MIN_TRAIN_ROWS, mlp.batch) rows (check_study).
+MIN_TRAIN_ROWS = 10
+PARITY_MAX_VALUES = 10**8  # rows x features of a planted parity (400 MB of float32)
 
 
 class DataError(ValueError):
@@ -82,6 +88,7 @@ class Table:
     y: np.ndarray
     features: tuple[str, ...]
     classes: tuple[str, str]  # the original labels of y = 0 and y = 1
+    dropped: int = 0  # rows dropped for a missing or non-finite value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +118,14 @@ def load(spec: str, *, target: str | None = None, cache: str | Path | None = Non
     """The dataset named by ``spec`` (see the module docstring) as a binary ``Table``.
 
     ``fetch`` replaces ``sklearn.datasets.fetch_openml`` (tests use it to play "no network").
+    The libraries' warnings are silenced: a problem is one DataError, nothing printed before.
     """
-    spec = str(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _load(str(spec), target, cache, fetch)
+
+
+def _load(spec: str, target: str | None, cache, fetch) -> Table:
     if spec in BY_NAME:
         src = BY_NAME[spec]
         return _openml(src.openml_id, src.name, target or src.target, cache, fetch)
@@ -148,17 +161,27 @@ def from_arrays(name: str, X, y) -> Table:
         raise DataError(f"dataset {name!r}: features must be numeric ({e})") from None
     # the benchmark drops rows with missing values (features or label)
     keep = np.all(np.isfinite(X), axis=1) & ~_missing(y)
+    dropped = int(len(keep) - np.count_nonzero(keep))
     X, y = X[keep], y[keep]
     if y.dtype == object:
         y = y.astype(str)
     labels, counts = np.unique(y, return_counts=True)
     if len(labels) < 2:
-        raise DataError(f"dataset {name!r}: needs two classes, found {len(labels)}")
+        raise DataError(f"dataset {name!r}: needs two classes, found {len(labels)}"
+                        f"{_after_dropping(dropped, len(keep))}")
     top = labels[np.argsort(-counts, kind="stable")[:2]]
     top = np.sort(top)
     keep = np.isin(y, top)
     return Table(name, X[keep], (y[keep] == top[1]).astype(np.int8),
-                 tuple(f"x{i}" for i in range(X.shape[1])), (str(top[0]), str(top[1])))
+                 tuple(f"x{i}" for i in range(X.shape[1])), (str(top[0]), str(top[1])), dropped)
+
+
+def _after_dropping(dropped: int, rows: int) -> str:
+    """What a message about the rows left adds when rows were dropped."""
+    if not dropped:
+        return ""
+    return (f" in the {rows - dropped} rows left after dropping {dropped} of {rows} that hold a "
+            "missing or non-finite value (NaN, inf)")
 
 
 def _missing(y: np.ndarray) -> np.ndarray:
@@ -310,9 +333,13 @@ def planted_parity(rows: int = 4000, features: int = 20, k: int = 2, noise: floa
     Only k of the features matter and only through their signs: an axis-aligned sparse
     feature that a sparsely initialised network can find with few samples.
     """
-    if not (1 <= k <= features) or rows < 10:
-        raise DataError(f"dataset 'parity': needs 1 <= k <= features and rows >= 10, got "
-                        f"k={k}, features={features}, rows={rows}")
+    if not (1 <= k <= features <= 10_000 and 10 <= rows <= 10**7
+            and rows * features <= PARITY_MAX_VALUES and 0 <= noise <= 0.5
+            and 0 <= seed <= 2**32 - 1):
+        raise DataError(f"dataset 'parity': needs 1 <= k <= features <= 10000, "
+                        f"10 <= rows <= 10000000, rows x features <= {PARITY_MAX_VALUES}, "
+                        f"0 <= noise <= 0.5 and 0 <= seed < 2^32, got k={k}, "
+                        f"features={features}, rows={rows}, noise={noise}, seed={seed}")
     rng = np.random.default_rng([seed, 0x5EC7])
     planted = np.sort(rng.choice(features, k, replace=False))
     X = rng.standard_normal((rows, features)).astype(np.float32)
@@ -332,10 +359,18 @@ def split(table: Table, seed: int = 0, *, max_train: int = 10_000, max_eval: int
     """70 / 9 / 21 % train / validation / test (rows shuffled by ``seed`` and the dataset's
     name), truncated to ``max_train`` / ``max_eval`` rows, features Gaussianised by a quantile
     transform fit on the training split."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _split(table, seed, max_train, max_eval, quantile)
+
+
+def _split(table: Table, seed: int, max_train: int, max_eval: int, quantile: bool) -> Splits:
     N = len(table.y)
     n_train, n_val = int(TRAIN_FRACTION * N), int(VAL_FRACTION * N)
     if min(n_train, n_val, N - n_train - n_val) < 1:
-        raise DataError(f"dataset {table.name!r}: {N} rows are too few to split 70/9/21")
+        left = (f" (left after dropping {table.dropped} of {N + table.dropped} that hold a "
+                "missing or non-finite value: NaN, inf)" if table.dropped else "")
+        raise DataError(f"dataset {table.name!r}: {N} rows{left} are too few to split 70/9/21")
     order = np.random.default_rng([seed, _seed(table.name)]).permutation(N)
     tr = order[:n_train][:max_train]
     va = order[n_train:n_train + n_val][:max_eval]
@@ -355,6 +390,27 @@ def split(table: Table, seed: int = 0, *, max_train: int = 10_000, max_eval: int
             return X[rows]
     return Splits(table.name, transform(tr), table.y[tr], transform(va), table.y[va],
                   transform(te), table.y[te])
+
+
+def check_study(study, spec: str, splits: Splits) -> None:
+    """The rules of a tabular study that depend on a dataset's splits (ConfigError): every
+    fraction leaves at least min(MIN_TRAIN_ROWS, mlp.batch) training rows, and one trial's
+    first layer (width x features) stays within int32 indexing."""
+    n_train, batch = len(splits.y_train), study.mlp.batch
+    need = min(MIN_TRAIN_ROWS, batch)
+    for f in study.axis("fractions"):
+        m = train_rows(n_train, f)
+        if m < need:
+            which = f"mlp.batch = {batch}" if batch < MIN_TRAIN_ROWS else f"{MIN_TRAIN_ROWS}"
+            raise ConfigError(
+                f"fractions = {f}: leaves {m} training row{'s' * (m != 1)} of dataset {spec!r} "
+                f"({n_train} in its training split); a fraction must leave at least {which} "
+                "rows")
+    width = max(study.axis("mlp.width"))
+    if width * splits.d > INT32_MAX:
+        raise ConfigError(f"mlp.width = {width}: must be at most {INT32_MAX // splits.d} for "
+                          f"dataset {spec!r} ({splits.d} features; width x features <= "
+                          f"{INT32_MAX}: one trial's first layer)")
 
 
 def train_rows(n_train: int, fraction: float) -> int:

@@ -4,6 +4,7 @@ import os
 import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("PARITY_JAX_CACHE", "off")  # tests compile afresh (test_cli tests the cache)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -80,3 +81,20 @@ def shape_factory():
                      **base)
 
     return make
+
+
+# Hypothesis (tests/test_fuzz.py): "ci", the default, is bounded and repeatable (a fixed set of
+# examples, well under a minute); `pytest --hypothesis-profile=long tests/test_fuzz.py` searches
+# far longer with fresh random examples. The deadline bounds one example (one `plan`): the
+# largest configs the rules allow (10^6 trials) plan in about 7 s on the 2-core machine.
+import datetime  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=150, derandomize=True, database=None,
+                          deadline=datetime.timedelta(seconds=30),
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("long", max_examples=3000, deadline=datetime.timedelta(seconds=30),
+                          suppress_health_check=_SLOW_OK)
+settings.load_profile("ci")  # --hypothesis-profile=NAME (loaded after this file) overrides it

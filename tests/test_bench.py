@@ -21,7 +21,9 @@ def test_bench_reports_rates_flops_and_baselines():
         assert r["neuron_rate"] == pytest.approx(10 * r["rate"])
         assert r["compile_s"] > 0 and r["programs"] >= 1 and r["memory_bytes"] > 0
         assert r["G"] * r["P"] >= r["trials"]
-        assert r["jax_loop"] > 0
+        assert r["jax_loop"] > 0 and r["naive_jit_vmap"] > 0
+        assert r["hbm_bound"] == pytest.approx(result["memory_bandwidth"] / (2 * 4 * 10 * 50))
+        assert r["hbm_fraction"] == pytest.approx(r["rate"] / r["hbm_bound"])
     json.dumps(result)  # JSON-able as is
     table = bench.markdown(result)
     assert table.count("\n| init | 10 |") == 2 and "GFLOP/s" in table
@@ -56,13 +58,14 @@ def test_bench_markdown_table_as_before():
         "2026-11-26. float32 GEMM peak (2048^3 jnp.matmul): **208 GFLOP/s**.",
         "",
         "| vary | width | trials | G x P | S | engine trial-steps/s | end to end | neuron-steps/s "
-        "| GFLOP/s | % peak | GEMM bound | % bound | compile s | programs | memory "
-        "| torch loop | torch.func | jax per-trial jit | x torch loop | x torch.func |",
+        "| GFLOP/s | % peak | GEMM bound | % bound | % HBM bound | compile s | programs | memory "
+        "| naive jit(vmap) | torch loop | torch.func | jax per-trial jit | x naive "
+        "| x torch loop | x torch.func |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|",
         "| init | 100 | 100 | 10 x 10 | 2048 | 199k | 198k | 19.9M | 132.5 | 63.6% | 231k | 86% "
-        "| 3.64 | 1 | 12 MiB | 3.29k | - | 43.8k | 60.5x | - |",
-        "| both | 10000 | 10000 | skipped: trials x width > 10,000,000 |" + " |" * 16]
+        "| - | 3.64 | 1 | 12 MiB | - | 3.29k | - | 43.8k | - | 60.5x | - |",
+        "| both | 10000 | 10000 | skipped: trials x width > 10,000,000 |" + " |" * 19]
 
 
 def test_torch_baselines_when_torch_is_installed():

@@ -95,7 +95,8 @@ def test_fingerprints_and_grid_order_are_pinned():
     # stores are keyed by these, so they must never change by accident
     assert DEFAULT_STUDY.fingerprint() == "027c097ad67f79d6"
     assert Study().fingerprint() == "3d74dc2c02c53b8a"
-    assert TabularStudy().fingerprint() == "f6caaac93031d554"
+    # TabularStudy() lost fraction 0.01 (4 rows of breast_cancer: under the 10-row floor)
+    assert TabularStudy().fingerprint() == "05b6687f321ce9d6"
     assert _digest([c.key() for c in DEFAULT_STUDY.cells()]) == "c520d016a39f0622"
     mixed = Study(task=Task(n=[5, 3], k=[1, 3], online=[True, False]),
                   model=Model(init=["sparse", "dense"], s=[3, 1]),
@@ -154,13 +155,13 @@ def test_a_section_of_the_wrong_type_is_a_config_error(study, message):
 
 STUDY_ERRORS = [
     ({"name": 3}, "name = 3: must be a str, got int"),
-    ({"seed": -1}, "seed = -1: must be an integer >= 0"),
-    ({"seeds": "16"}, "seeds = '16': must be an integer >= 1, got str"),
-    ({"seeds": [1, 2]}, "seeds = [1, 2]: must be an integer >= 1, got list"),
-    ({"task": {"n": 0}}, "task.n = 0: must be an integer >= 1"),
-    ({"task": {"n": 2.0}}, "task.n = 2.0: must be an integer >= 1, got float"),
+    ({"seed": -1}, "seed = -1: must be an integer in 0..4294967295"),
+    ({"seeds": "16"}, "seeds = '16': must be an integer in 1..1000000, got str"),
+    ({"seeds": [1, 2]}, "seeds = [1, 2]: must be an integer in 1..1000000, got list"),
+    ({"task": {"n": 0}}, "task.n = 0: must be an integer in 1..2147483647"),
+    ({"task": {"n": 2.0}}, "task.n = 2.0: must be an integer in 1..2147483647, got float"),
     ({"task": {"k": 0}}, "task.k = 0: must be an integer in 1..n"),
-    ({"task": {"k": "3"}}, "task.k = '3': must be an integer in 1..n"),
+    ({"task": {"k": "3"}}, "task.k = '3': must be an integer in 1..n, got str"),
     ({"task": {"n": 5, "k": [2, 6]}}, "task.k = 6: must be an integer in 1..n (n = 5)"),
     ({"task": {"noise": 0.5}}, "task.noise = 0.5: must be a number in [0.0, 0.5)"),
     ({"task": {"noise": True}}, "task.noise = True: must be a number in [0.0, 0.5), got bool"),
@@ -177,9 +178,9 @@ STUDY_ERRORS = [
     ({"train": {"threshold": 1.0}}, "train.threshold = 1.0: must be a number in [0.0, 1.0)"),
     ({"train": {"loss": "mse"}}, "train.loss = 'mse': must be one of hinge, logistic, square"),
     ({"train": {"vary": "all"}}, "train.vary = 'all': must be one of both, init, data"),
-    ({"train": {"data_seed": -1}}, "train.data_seed = -1: must be an integer >= 0"),
+    ({"train": {"data_seed": -1}}, "train.data_seed = -1: must be an integer in 0..2147483647"),
     # the first bad field (in declaration order) is reported; single-field rules come first
-    ({"seeds": 0, "task": {"n": 0}}, "seeds = 0: must be an integer >= 1"),
+    ({"seeds": 0, "task": {"n": 0}}, "seeds = 0: must be an integer in 1..1000000"),
     ({"task": {"n": 5, "k": 6}, "train": {"lr": 0}}, "train.lr = 0: must be a number > 0.0"),
     ({"task": {"k": [0, 0]}}, "task.k = 0: must be an integer in 1..n"),
 ]
@@ -193,7 +194,7 @@ def test_study_error_messages(d, message):
 
 
 TABULAR_ERRORS = [
-    ({"seeds": 0}, "seeds = 0: must be an integer >= 1"),
+    ({"seeds": 0}, "seeds = 0: must be an integer in 1..1000000"),
     ({"datasets": []}, "datasets: an empty list has no values"),
     ({"datasets": ["a", 1]}, "datasets = 1: must be a str, got int"),
     ({"datasets": ["a", "a"]}, "datasets: list has duplicate values ['a', 'a']"),
@@ -203,22 +204,26 @@ TABULAR_ERRORS = [
     ({"mlp": {"width": [10, 10]}}, "mlp.width: list has duplicate values [10, 10]"),
     ({"mlp": {"depth": 4}}, "mlp.depth = 4: must be an integer in 1..3"),
     ({"mlp": {"init": ["dense", "lottery"]}}, "mlp.init = 'lottery': must be one of dense, sparse"),
-    ({"mlp": {"s": 0}}, "mlp.s = 0: must be an integer >= 1"),
+    ({"mlp": {"s": 0}}, "mlp.s = 0: must be an integer in 1..2147483647"),
     ({"mlp": {"lr": [0.1, -1]}}, "mlp.lr = -1: must be a number > 0.0"),
     ({"mlp": {"optimizer": "rmsprop"}}, "mlp.optimizer = 'rmsprop': must be one of sgd, adam"),
     ({"mlp": {"wd": -1}}, "mlp.wd = -1: must be a number >= 0.0"),
-    ({"mlp": {"batch": [32, 64]}}, "mlp.batch = [32, 64]: must be an integer >= 1, got list"),
+    ({"mlp": {"batch": [32, 64]}},
+     "mlp.batch = [32, 64]: must be an integer in 1..2147483647, got list"),
     ({"mlp": {"steps": 150, "eval_every": 100}},
      "mlp.steps = 150: must be a multiple of mlp.eval_every (100)"),
-    ({"mlp": {"eval_every": 0}}, "mlp.eval_every = 0: must be an integer >= 1"),
-    ({"split": {"max_train": 0}}, "split.max_train = 0: must be an integer >= 1"),
-    ({"split": {"max_eval": 1.5}}, "split.max_eval = 1.5: must be an integer >= 1, got float"),
-    ({"forest": {"iterations": -1}}, "forest.iterations = -1: must be an integer >= 0"),
-    ({"forest": {"n_estimators_max": 9}}, "forest.n_estimators_max = 9: must be an integer >= 10"),
+    ({"mlp": {"eval_every": 0}}, "mlp.eval_every = 0: must be an integer in 1..1000000000"),
+    ({"split": {"max_train": 0}}, "split.max_train = 0: must be an integer in 1..2147483647"),
+    ({"split": {"max_eval": 1.5}},
+     "split.max_eval = 1.5: must be an integer in 1..2147483647, got float"),
+    ({"forest": {"iterations": -1}}, "forest.iterations = -1: must be an integer in 0..10000"),
+    ({"forest": {"n_estimators_max": 9}},
+     "forest.n_estimators_max = 9: must be an integer in 10..2147483647"),
     # mlp fields are checked before split and forest, single-field rules before cross-field ones
-    ({"split": {"max_train": 0}, "mlp": {"s": 0}}, "mlp.s = 0: must be an integer >= 1"),
+    ({"split": {"max_train": 0}, "mlp": {"s": 0}},
+     "mlp.s = 0: must be an integer in 1..2147483647"),
     ({"mlp": {"steps": 150}, "forest": {"iterations": -1}},
-     "forest.iterations = -1: must be an integer >= 0"),
+     "forest.iterations = -1: must be an integer in 0..10000"),
     ({"mlp": {"lr": 0, "optimizer": "x"}}, "mlp.lr = 0: must be a number > 0.0"),
 ]
 

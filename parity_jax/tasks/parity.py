@@ -135,17 +135,46 @@ def _group_loss(loss: str, params: Params, x: jax.Array, y: jax.Array) -> jax.Ar
     return models.loss_fn(loss, f, y[:, None]).mean(axis=0).sum()
 
 
-def _test_error(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """(P,) fraction of test points with sign(f(x)) != y (f = 0 counts as an error)."""
-    f = models.apply_packed(params, x)
-    return jnp.mean(jnp.sign(f) != y[:, None], axis=0)
+def _test_error(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> jax.Array:
+    """(P,) fraction of test points with sign(f(x)) != y (f = 0 counts as an error), over
+    row chunks of ``chunk`` rows (0: all at once; the counts are exact either way)."""
+    if not chunk or chunk >= x.shape[0]:
+        f = models.apply_packed(params, x)
+        return jnp.mean(jnp.sign(f) != y[:, None], axis=0)
+    wrong = _chunked(lambda f, y: (jnp.sign(f) != y).astype(jnp.float32), params, x, y,
+                     x.shape[0], chunk)
+    return wrong / x.shape[0]
 
 
-def _train_loss(loss: str, params: Params, x, y, m) -> jax.Array:
-    """(P,) mean loss over the first m rows of the (padded) training set."""
-    f = models.apply_packed(params, x)
-    rows = (jnp.arange(x.shape[0]) < m).astype(jnp.float32)
-    return jnp.sum(models.loss_fn(loss, f, y[:, None]) * rows[:, None], axis=0) / m
+def _train_loss(loss: str, params: Params, x, y, m, chunk: int = 0) -> jax.Array:
+    """(P,) mean loss over the first m rows of the (padded) training set, over row chunks of
+    ``chunk`` rows (0: all at once)."""
+    if not chunk or chunk >= x.shape[0]:
+        f = models.apply_packed(params, x)
+        rows = (jnp.arange(x.shape[0]) < m).astype(jnp.float32)
+        return jnp.sum(models.loss_fn(loss, f, y[:, None]) * rows[:, None], axis=0) / m
+    return _chunked(lambda f, y: models.loss_fn(loss, f, y), params, x, y, m, chunk) / m
+
+
+def _chunked(per_row, params: Params, x, y, rows, chunk: int) -> jax.Array:
+    """(P,) sum of ``per_row(f, y)`` over the first ``rows`` rows of (x, y), ``chunk`` rows of
+    activations at a time: the memory of an evaluation is bounded by the plan, not by the
+    data."""
+    N = x.shape[0]
+    chunks = -(-N // chunk)
+    pad = chunks * chunk - N
+    xc = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)]).reshape(chunks, chunk, -1)
+    yc = jnp.concatenate([y, jnp.ones((pad,), y.dtype)]).reshape(chunks, chunk)
+    start = jnp.arange(chunks) * chunk
+
+    def body(acc, xs):
+        xb, yb, s = xs
+        live = ((s + jnp.arange(chunk)) < rows).astype(jnp.float32)
+        f = models.apply_packed(params, xb)  # (chunk, P)
+        return acc + jnp.sum(per_row(f, yb[:, None]) * live[:, None], axis=0), None
+
+    P = params.c.shape[0]
+    return jax.lax.scan(body, jnp.zeros((P,), jnp.float32), (xc, yc, start))[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +186,7 @@ class Task:
     batch: int
     n_test: int
     online: bool = False  # fresh minibatches from the distribution (no training set; M = 1)
+    eval_rows: int = 0  # rows per evaluation chunk (0: every row at once)
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
     inputs_dim = 0  # model inputs are n
@@ -245,7 +275,7 @@ class Task:
 
     def evaluate(self, loss: str, params: Params, data: Data, shared, with_loss: bool) -> dict:
         """(G, P) test error of every trial, and its train loss if ``with_loss``."""
-        out = {"error": jax.lax.map(lambda a: _test_error(*a),
+        out = {"error": jax.lax.map(lambda a: _test_error(*a, chunk=self.eval_rows),
                                     (params, data.x_test, data.y_test))}
         if with_loss:
             out["loss"] = self.train_loss(loss, params, data)
@@ -257,7 +287,8 @@ class Task:
         G = data.m.shape[0]
         x, y, m = ((data.x_test, data.y_test, jnp.full((G,), self.n_test)) if self.online
                    else (data.x_train, data.y_train, data.m))
-        return jax.lax.map(lambda a: _train_loss(loss, *a), (params, x, y, m))
+        return jax.lax.map(lambda a: _train_loss(loss, *a, chunk=self.eval_rows),
+                           (params, x, y, m))
 
     def final(self, loss: str, params: Params, data: Data, shared) -> dict:
         """Metrics measured once, at the end: the train loss."""
