@@ -19,6 +19,23 @@ from parity_jax import trackers  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
 from parity_jax.tasks import parity  # noqa: E402
 
+# A tiny parity study (8 cells x 2 seeds, seconds to run) several CLI tests share.
+TINY_TOML = """
+name = "tiny"
+seeds = 2
+[task]
+n = 10
+k = 2
+m = [40, 80]
+n_test = 100
+[model]
+width = [4, 8]
+init = ["dense", "sparse"]
+[train]
+steps = 200
+batch = 8
+"""
+
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "experiments")
 

@@ -6,24 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY_TOML
 
 from parity_jax import cli
 
-TINY = """
-name = "tiny"
-seeds = 2
-[task]
-n = 10
-k = 2
-m = [40, 80]
-n_test = 100
-[model]
-width = [4, 8]
-init = ["dense", "sparse"]
-[train]
-steps = 200
-batch = 8
-"""
+TINY = TINY_TOML
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import TINY_TOML
 
 import parity_jax
 from parity_jax import (
@@ -31,21 +32,7 @@ from parity_jax import (
 )
 from parity_jax import config as cfg
 
-SMALL = """
-name = "edges"
-seeds = 2
-[task]
-n = 10
-k = 2
-m = [40, 80]
-n_test = 100
-[model]
-width = [4, 8]
-init = ["dense", "sparse"]
-[train]
-steps = 200
-batch = 8
-"""
+SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 
 def _one_error(capsys) -> str:
