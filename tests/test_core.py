@@ -262,3 +262,18 @@ def test_recorded_curves_match_the_outcomes(shape_factory):
                                                                                 True]
     # the last loss point is the outcome's train loss
     assert out.curve_loss[0, 1, 2] == pytest.approx(out.train_loss[0, 1], rel=1e-6)
+
+
+@pytest.mark.parametrize("layout,step", [("blocked", "fused"), ("vmapped", "fused"),
+                                         ("vmapped", "sgd")])
+def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, layout, step):
+    # docs/DESIGN.md §1.7: not on its batchmates, not on the batch size -- bit for bit here
+    # (the vmapped layout is what accelerators run; on a GPU its check is gpu_check.sh's)
+    groups = GROUPS + [{"data": 2, "m": 80, "trials": [{"init": 5, "width": 12}]}]
+    big = shape_factory(G=3, P=3, layout=layout, step=step)
+    one = shape_factory(G=1, P=3, layout=layout, step=step)
+    out_big, p_big = devices.train(big, make_batch(groups, P=3), devices=1)
+    out_one, p_one = devices.train(one, make_batch(groups[:1], P=3), devices=1)
+    for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_one, p_one)),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])
