@@ -21,6 +21,7 @@ from flax import struct
 from parity_jax import models, steps, trackers
 from parity_jax.models import Params
 from parity_jax.steps import bcast
+from parity_jax.tasks import typed_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,9 +83,7 @@ class _State:
 
 def typed(shape: Shape, b: Batch) -> Batch:
     """``b`` with raw key data (multi-host global arrays) wrapped as typed keys."""
-    if not jnp.issubdtype(b.init_key.dtype, jax.dtypes.prng_key):
-        b = b.replace(init_key=jax.random.wrap_key_data(b.init_key))
-    return b.replace(task=shape.task.typed(b.task))
+    return b.replace(init_key=typed_key(b.init_key), task=shape.task.typed(b.task))
 
 
 def init_params(shape: Shape, b: Batch) -> Params:

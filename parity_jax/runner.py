@@ -429,12 +429,11 @@ class _Tabular:
         for g, (t,) in enumerate(unit.slots):
             if t is None or t in skip:
                 continue
-            c = self.cells[t.cell]
             rows.append(TabularTrial(
                 t.cell, t.seed, int(inputs.task.m[g]), _real(o.val_loss[g]),
                 _real(o.val_error[g]), _real(o.test_error[g]), int(o.best_step[g]),
                 _real(o.final_test_error[g]), bool(o.diverged[g]), "{}"))
-            steps += int(o.steps_run[g]) if c.steps else 0
+            steps += int(o.steps_run[g])
         return rows, [], steps
 
     def _forest(self, t: planning.Trial) -> list[TabularTrial]:

@@ -19,7 +19,7 @@ from flax import struct
 
 from parity_jax import models
 from parity_jax.models import Params
-from parity_jax.tasks import minibatch_indices
+from parity_jax.tasks import interval_indices, minibatch_indices, typed_key
 
 # Sub-streams of a trial's data key.
 _SECRET, _TRAIN, _TEST, _NOISE, _ORDER = range(5)
@@ -189,8 +189,6 @@ class Task:
     eval_rows: int = 0  # rows per evaluation chunk (0: every row at once)
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
-    inputs_dim = 0  # model inputs are n
-    metrics = ("error", "loss")  # what ``evaluate`` measures (loss only when asked)
 
     @property
     def features(self) -> int:
@@ -198,9 +196,7 @@ class Task:
 
     def typed(self, inputs: Inputs) -> Inputs:
         """Wraps raw key data (multi-host global arrays carry keys as uint32) as typed keys."""
-        if jnp.issubdtype(inputs.data_key.dtype, jax.dtypes.prng_key):
-            return inputs
-        return inputs.replace(data_key=jax.random.wrap_key_data(inputs.data_key))
+        return inputs.replace(data_key=typed_key(inputs.data_key))
 
     def prepare(self, inputs: Inputs, shared: None) -> tuple[Data, None]:
         """The G groups' data streams (and no shared data), each distinct one generated once.
@@ -253,13 +249,11 @@ class Task:
         return stream.x_train[idx], stream.y_train[idx]
 
     def interval_draws(self, stream: Data, ts: jax.Array):
-        """What each step of an interval draws, computed up front: the minibatch indices in
-        one vectorised call (the same numbers as one draw per step: on CPU each threefry call
-        is a small loop of its own); online streams draw their fresh samples in the step."""
+        """What each step of an interval draws, computed up front: the minibatch indices
+        (``interval_indices``); online streams draw their fresh samples in the step."""
         if self.online:
             return ts
-        return jax.vmap(lambda t: minibatch_indices(stream.order_key, t, stream.m,
-                                                    self.batch))(ts)
+        return interval_indices(stream.order_key, ts, stream.m, self.batch)
 
     def drawn_batch(self, stream: Data, draw, shared=None):
         """The minibatch of one of ``interval_draws``' draws."""

@@ -15,7 +15,7 @@ from flax import struct
 
 from parity_jax import models
 from parity_jax.models import Params
-from parity_jax.tasks import minibatch_indices
+from parity_jax.tasks import interval_indices, minibatch_indices, typed_key
 
 # Rows of the evaluation sets per forward pass, and activations (floats) per lax.map batch.
 EVAL_ROWS, EVAL_FLOATS = 2048, 1 << 25
@@ -72,16 +72,13 @@ class Task:
     batch: int
 
     packed = False  # one trial per group
-    metrics = ("val_loss", "val_error", "test_error")
 
     @property
     def features(self) -> int:
         return self.d
 
     def typed(self, inputs: Inputs) -> Inputs:
-        if jnp.issubdtype(inputs.order_key.dtype, jax.dtypes.prng_key):
-            return inputs
-        return inputs.replace(order_key=jax.random.wrap_key_data(inputs.order_key))
+        return inputs.replace(order_key=typed_key(inputs.order_key))
 
     def prepare(self, inputs: Inputs, shared: Shared):
         """Per-trial streams (its order key, row order and m) and the shared evaluation sets."""
@@ -97,8 +94,7 @@ class Task:
                                                           self.batch), shared)
 
     def interval_draws(self, stream: Inputs, ts: jax.Array):
-        return jax.vmap(lambda t: minibatch_indices(stream.order_key, t, stream.m,
-                                                    self.batch))(ts)
+        return interval_indices(stream.order_key, ts, stream.m, self.batch)
 
     def drawn_batch(self, stream: Inputs, draw, shared):
         data, _ = shared
