@@ -45,6 +45,7 @@ class Shape:
     tracker: str = "first_hit"  # trackers.TRACKERS
     curves: int = 0  # evaluations recorded per trial (0: none)
     precision: str = "float32"  # of every matmul: config.PRECISIONS (float32 = exact)
+    kernel: str = "off"  # kernel.KERNELS: "pallas" runs depth-1 intervals as one GPU kernel
 
     @property
     def lead(self) -> tuple[int, ...]:

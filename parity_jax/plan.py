@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from parity_jax import kernel as kernel_
 from parity_jax import trackers
 from parity_jax.config import Cell, ConfigError, Study, TabularStudy, stable_int
 from parity_jax.core import Batch, Shape
@@ -168,7 +169,10 @@ def bytes_per_group(shape: Shape) -> int:
     data = (task.M + task.n_test) * (task.n + 1)
     params = (2 if shape.step == "fused" else 4) * pw * per_neuron
     curves = 2 * shape.P * shape.curves
-    acts = _step_floats(shape) if shape.layout == "vmapped" else 0
+    if shape.kernel != "off":  # no step activations in memory: the kernel's own buffers
+        acts = kernel_.extra_floats(shape)
+    else:
+        acts = _step_floats(shape) if shape.layout == "vmapped" else 0
     return 4 * (data + params + curves + acts)
 
 
@@ -226,7 +230,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
     shard_i, shard_n = parse_shard(shard)
-    cpu = (platform or jax.default_backend()) == "cpu"
+    platform = platform or jax.default_backend()
+    cpu = platform == "cpu"
     group_neurons = GROUP_NEURONS["cpu" if cpu else "accelerator"]
     group_index = 0
     wb = width_buckets([c.width for c in cells])
@@ -265,15 +270,17 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 group_index += 1
         if not groups:
             continue
+        step = "fused" if depth == 1 else "sgd"
         shape = Shape(
             task=parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
                              eval_rows=EVAL_ROWS),
-            depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss,
-            step="fused" if depth == 1 else "sgd",
+            depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
-            precision=precision)
-        need = batch_bytes(shape)  # G = 1: one group of P trials
+            precision=precision, kernel=kernel_.select(platform, depth, step))
+        # sized for the XLA step too: a batch too large for the kernel's addressing runs it
+        either = (shape, dataclasses.replace(shape, kernel="off"))
+        need = max(batch_bytes(s) for s in either)  # G = 1: one group of P trials
         if need > memory_budget:
             c = max((cells[t.cell] for ts in streams.values() for t in ts),
                     key=lambda c: (c.width, c.m or 0))
@@ -283,7 +290,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 f"depth={c.depth}) needs {need / 2**30:.2f} GiB {alone}, over the memory "
                 f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
                 "make the cell smaller")
-        g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
+        g_mem = max(1, min((memory_budget - bytes_shared(s)) // bytes_per_group(s)
+                           for s in either))
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
         n_batches = math.ceil(len(groups) / g_max)
@@ -292,6 +300,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             G = devices * math.ceil(G / devices)
             n_batches = math.ceil(len(groups) / G)
         shape = dataclasses.replace(shape, G=G)
+        if shape.kernel != "off" and not kernel_.fits(shape):
+            shape = dataclasses.replace(shape, kernel="off")  # too big to address: XLA step
         for bi in range(n_batches):
             chunk = groups[bi * G:(bi + 1) * G]
             slots = [tuple(g) + (None,) * (P - len(g)) for g in chunk]

@@ -12,6 +12,9 @@ Layouts (a static field of the program's shape, chosen by the plan):
   interval before the next group starts, so a group's parameters and activations stay in the
   core's L2 cache and its GEMMs are plain 2-D ones.
 - ``vmapped`` (accelerators): steps outermost (``lax.scan``), the groups vmapped in each step.
+
+A shape whose ``kernel`` is not "off" runs its intervals as one Pallas kernel call instead
+(``parity_jax.kernel``: depth-1 fused SGD with each trial's weights on-chip).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from parity_jax import models
+from parity_jax import kernel, models
 from parity_jax.models import Params
 
 STEPS = ("fused", "sgd", "adam")
@@ -146,6 +149,8 @@ def interval(shape, step: Step, streams, shared, params, state, hyper, t0, activ
              n_steps: int):
     """Runs ``n_steps`` steps from global step ``t0`` for the trials where ``active``;
     ``hyper``: (lr, wd, steps) per trial. Returns (params, state)."""
+    if shape.kernel != "off":
+        return kernel.interval(shape, streams, params, hyper, t0, active, n_steps), state
     task = shape.task
     lr, wd, steps = hyper
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)

@@ -261,6 +261,18 @@ class Task:
             return self.minibatch(stream, draw)
         return stream.x_train[draw], stream.y_train[draw]
 
+    def interval_source(self, stream: Data, ts: jax.Array):
+        """What the kernel (``parity_jax.kernel``) gathers an interval's minibatches from: rows
+        (R, n), labels (R,) and each step's row indices (len(ts), batch) -- the training set
+        and ``interval_indices``; online, the interval's fresh minibatches in order."""
+        if not self.online:
+            return (stream.x_train, stream.y_train,
+                    interval_indices(stream.order_key, ts, stream.m, self.batch))
+        x, y = jax.vmap(lambda t: self.minibatch(stream, t))(ts)
+        rows = ts.shape[0] * self.batch
+        return (x.reshape(rows, self.n), y.reshape(rows),
+                jnp.arange(rows, dtype=jnp.int32).reshape(ts.shape[0], self.batch))
+
     def group_loss(self, loss: str, params: Params, x, y) -> jax.Array:
         """What a group's autodiff step differentiates: the sum of its trials' mean losses."""
         return _group_loss(loss, params, x, y)

@@ -1,0 +1,232 @@
+"""The fused GPU kernel: one Pallas program per trial runs a whole evaluation interval of the
+depth-1 SGD step with the trial's weights on-chip (docs/DESIGN.md §2.7).
+
+The XLA step (``steps.fused``) is a handful of kernels per SGD step, each streaming every
+trial's first-layer weights through memory. Here a trial's program loads w1, b1, a and c once,
+runs the interval's steps and writes them back once; minibatch rows are gathered by index from
+the group's rows in HBM, the indices drawn up front with the same threefry streams as the XLA
+step (``Task.interval_source``). The semantics are those of ``steps.fused_group_step``: the
+same forward pass, loss gradient, coupled weight decay and per-step mask (padded, stopped,
+diverged and finished trials are left unchanged); only the order of the float32 sums differs.
+
+Two geometries, chosen from the static shape:
+- registers: a trial's padded w1 (Wp x np floats, powers of two) fits ``REG_FLOATS``; it is a
+  loop carry for the whole interval;
+- tiles: wider trials keep w1 in the kernel's output buffer (each trial's own slice, L2
+  resident) and walk it in ``TILE``-neuron tiles, twice per step (forward, then backward and
+  update), with no other memory traffic.
+
+Selection (``select``) is a static field of the program's shape (``Shape.kernel``): "pallas"
+on GPUs for depth-1 programs, "off" elsewhere; ``PARITY_JAX_KERNEL=off`` forces the XLA step,
+``PARITY_JAX_KERNEL=interpret`` runs the kernel in Pallas' interpret mode on any platform (how
+the tests check it on a CPU).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from parity_jax import models
+from parity_jax.models import Params
+
+KERNELS = ("off", "pallas", "interpret")
+ENV = "PARITY_JAX_KERNEL"  # auto (default) | off | interpret
+REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
+TILE = 64  # neurons per tile when it is not
+INT32 = 2**31 - 1
+
+# config.PRECISIONS -> the kernel's dots (Triton: IEEE FMA for float32, TF32 otherwise)
+PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.HIGH,
+             "bfloat16": jax.lax.Precision.DEFAULT}
+
+
+def requested() -> str:
+    """``PARITY_JAX_KERNEL``: "auto" (default), "off" or "interpret"; anything else is an
+    error naming the variable."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "off", "interpret"):
+        from parity_jax.config import ConfigError
+        raise ConfigError(f"{ENV} = {value!r}: must be one of auto, off, interpret")
+    return value
+
+
+def select(platform: str, depth: int, step: str) -> str:
+    """The kernel a program of this depth and step uses on ``platform`` (``KERNELS``)."""
+    want = requested()
+    if want == "off" or depth != 1 or step != "fused":
+        return "off"
+    if want == "interpret":
+        return "interpret"
+    return "pallas" if platform in ("gpu", "cuda") else "off"
+
+
+def _pow2(v: int, floor: int = 16) -> int:
+    return max(floor, 1 << max(0, v - 1).bit_length())
+
+
+def geometry(W: int, n: int, batch: int) -> tuple[int, int, int, int]:
+    """(Wp, np, Bp, TW): padded width, features and batch of the kernel (Triton's tensors
+    have power-of-two sides of at least 16 in a dot) and its neurons per tile (TW = Wp: the
+    register geometry)."""
+    np_, bp = _pow2(n), _pow2(batch)
+    wp = _pow2(W)
+    if wp * np_ <= REG_FLOATS:
+        return wp, np_, bp, wp
+    return TILE * -(-W // TILE), np_, bp, TILE
+
+
+def fits(shape) -> bool:
+    """Whether every offset of the kernel's buffers fits int32 (Triton's pointer arithmetic);
+    a program that does not runs the XLA step."""
+    task = shape.task
+    wp, np_, bp, _ = geometry(shape.W, task.n, task.batch)
+    rows = shape.eval_every * task.batch if task.online else task.M
+    return (shape.G * rows * np_ <= INT32 and shape.G * shape.P * wp * np_ <= INT32
+            and shape.G * shape.eval_every * bp <= INT32)
+
+
+def extra_floats(shape) -> int:
+    """Floats a group adds in the kernel path: its padded parameters and rows, the interval's
+    row indices (and an online group's fresh minibatches)."""
+    task = shape.task
+    wp, np_, bp, _ = geometry(shape.W, task.n, task.batch)
+    rows = shape.eval_every * task.batch if task.online else task.M
+    return shape.P * wp * (np_ + 2) + rows * (np_ + 1) + shape.eval_every * bp
+
+
+def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
+    """``steps.interval`` for depth-1 fused SGD, as one kernel call: runs ``n_steps`` steps from
+    global step ``t0`` for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps)."""
+    task = shape.task
+    lr, wd, steps = hyper
+    G, P, W, n = params.w1.shape
+    N = G * P
+    wp, np_, bp, tw = geometry(W, n, task.batch)
+    ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
+    xs, ys, rows = jax.vmap(lambda s: task.interval_source(s, ts))(streams)
+    xs = jnp.pad(xs, ((0, 0), (0, 0), (0, np_ - n)))
+    rows = jnp.pad(rows, ((0, 0), (0, 0), (0, bp - task.batch)))
+    # steps each trial still takes in this interval: step i runs iff i < left
+    left = jnp.where(active, jnp.clip(steps - t0, 0, n_steps), 0).reshape(N)
+    w1 = jnp.pad(params.w1.reshape(N, W, n), ((0, 0), (0, wp - W), (0, np_ - n)))
+    b1 = jnp.pad(params.b1.reshape(N, W), ((0, 0), (0, wp - W)))
+    a = jnp.pad(params.a.reshape(N, W), ((0, 0), (0, wp - W)))
+    c = params.c.reshape(N)
+    interpret = shape.kernel == "interpret"
+    body = functools.partial(
+        _kernel, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw, nt=wp // tw,
+        precision=PRECISION[shape.precision], barrier=not interpret)
+    extra = {}
+    if not interpret:
+        from jax.experimental.pallas import triton as pltriton
+        extra["compiler_params"] = pltriton.CompilerParams(
+            num_warps=8 if tw * np_ > 4096 else 4, num_stages=1)
+    out = pl.pallas_call(
+        body,
+        out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
+        grid=(N,),
+        input_output_aliases={6: 0, 7: 1, 8: 2, 9: 3},
+        interpret=interpret,
+        name="parity_jax_fused_interval",
+        **extra,
+    )(lr.reshape(N), wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
+    w1, b1, a, c = out
+    return params.replace(w1=w1[:, :W, :n].reshape(G, P, W, n),
+                          b1=b1[:, :W].reshape(G, P, W), a=a[:, :W].reshape(G, P, W),
+                          c=c.reshape(G, P))
+
+
+def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in,
+            w1_ref, b1_ref, a_ref, c_ref, *, loss, T, B, P, tw, nt, precision, barrier):
+    """One trial's interval. Refs hold every trial's (or group's) arrays: this program reads
+    and writes its own trial ``i`` (of group ``i // P``) only."""
+    i = pl.program_id(0)
+    g = i // P
+    lr, wd, left = lr_ref[i], wd_ref[i], left_ref[i]
+    bp = rows_ref.shape[-1]
+    live = jnp.arange(bp) < B  # padded minibatch rows add nothing
+
+    def batch(t):
+        r = rows_ref[g, t, :]
+        return x_ref[g, r, :], y_ref[g, r]
+
+    def forward(w, b, a, x):
+        z = jax.lax.dot_general(w, x, (((1,), (1,)), ((), ())), precision=precision)
+        z = z + b[:, None]  # (tw, bp)
+        h = jnp.maximum(z, 0.0)
+        return z, h, jnp.sum(a[:, None] * h, axis=0)
+
+    def loss_grad(f, y):
+        return jnp.where(live, models.loss_grad(loss, f, y) / B, 0.0)
+
+    def sgd(p, grad, on):  # coupled weight decay, only on the trial's live steps
+        return jnp.where(on, p - lr * (grad + wd * p), p)
+
+    def update(w, b, a, z, h, x, df, on):
+        dz = jnp.where(z > 0, a[:, None] * df[None, :], 0.0)
+        gw = jnp.dot(dz, x, precision=precision)
+        return (sgd(w, gw, on), sgd(b, jnp.sum(dz, axis=1), on),
+                sgd(a, jnp.sum(h * df[None, :], axis=1), on))
+
+    c = c_in[i]
+    if nt == 1:  # registers: the carry is the whole trial
+        def step(t, carry):
+            w, b, a, c = carry
+            x, y = batch(t)
+            z, h, f = forward(w, b, a, x)
+            df = loss_grad(f + c, y)
+            on = t < left
+            return update(w, b, a, z, h, x, df, on) + (sgd(c, jnp.sum(df), on),)
+
+        w, b, a, c = jax.lax.fori_loop(0, T, step, (w1_in[i], b1_in[i], a_in[i], c))
+        w1_ref[i], b1_ref[i], a_ref[i] = w, b, a
+        c_ref[i] = c
+        return
+
+    def tile(j):
+        return pl.ds(pl.multiple_of(j * tw, tw), tw)
+
+    def copy_in(j, _):
+        w1_ref[i, tile(j), :] = w1_in[i, tile(j), :]
+        b1_ref[i, tile(j)] = b1_in[i, tile(j)]
+        a_ref[i, tile(j)] = a_in[i, tile(j)]
+        return 0
+
+    def sync():  # this program's stores are visible to all its threads before the next pass
+        if barrier:
+            from jax.experimental.pallas import triton as pltriton
+            pltriton.debug_barrier()
+
+    jax.lax.fori_loop(0, nt, copy_in, 0)
+    sync()
+
+    def step(t, c):
+        x, y = batch(t)
+
+        def fwd(j, f):
+            return f + forward(w1_ref[i, tile(j), :], b1_ref[i, tile(j)], a_ref[i, tile(j)],
+                               x)[2]
+
+        f = jax.lax.fori_loop(0, nt, fwd, jnp.zeros((bp,), jnp.float32))
+        df = loss_grad(f + c, y)
+        on = t < left
+
+        def bwd(j, _):
+            w, b, a = w1_ref[i, tile(j), :], b1_ref[i, tile(j)], a_ref[i, tile(j)]
+            z, h, _ = forward(w, b, a, x)
+            w, b, a = update(w, b, a, z, h, x, df, on)
+            w1_ref[i, tile(j), :] = w
+            b1_ref[i, tile(j)] = b
+            a_ref[i, tile(j)] = a
+            return 0
+
+        jax.lax.fori_loop(0, nt, bwd, 0)
+        sync()
+        return sgd(c, jnp.sum(df), on)
+
+    c_ref[i] = jax.lax.fori_loop(0, T, step, c)

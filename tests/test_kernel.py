@@ -1,0 +1,181 @@
+"""The fused Pallas kernel (parity_jax.kernel) against the XLA step it replaces, in Pallas'
+interpret mode on the CPU; its selection; and its lowering for CUDA (Triton), which builds the
+GPU program on this machine without running it."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY_TOML, make_batch
+
+from parity_jax import core, devices, kernel, plan
+from parity_jax.config import ConfigError, Study
+from parity_jax.runner import run
+
+# Two groups sharing their data streams: dense and sparse inits, padded widths (5, 7, 12 in a
+# bucket of 16), per-trial lr/wd, a trial whose steps end inside an interval (250), padding.
+GROUPS = [
+    {"data": 0, "m": 100, "trials": [
+        {"init": 0, "width": 16, "sparse": False},
+        {"init": 1, "width": 5, "sparse": True, "s": 2, "lr": 0.05},
+        {"init": 2, "width": 12, "sparse": True, "s": 3, "wd": 0.0}]},
+    {"data": 1, "m": 64, "k": 2, "noise": 0.1, "trials": [
+        {"init": 3, "width": 16, "sparse": True, "s": 1, "lr": 0.2, "steps": 250},
+        {"init": 4, "width": 7, "sparse": False, "wd": 0.05}]},
+]
+
+
+def _both(shape, groups, P=3):
+    """(outcomes, params) of the XLA step and of the kernel (interpret mode) on one batch."""
+    xla = devices.train(shape, make_batch(groups, P=P))
+    pallas = devices.train(dataclasses.replace(shape, kernel="interpret"),
+                           make_batch(groups, P=P))
+    return xla, pallas
+
+
+def _assert_close(xla, pallas, rtol=1e-4, atol=1e-5):
+    (o1, p1), (o2, p2) = xla, pallas
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=rtol, atol=atol)
+    for name in ("success", "first_hit", "steps_run", "diverged"):
+        np.testing.assert_array_equal(getattr(o2, name), getattr(o1, name), err_msg=name)
+    for name in ("test_error", "train_loss"):
+        np.testing.assert_allclose(getattr(o2, name), getattr(o1, name), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "logistic", "square"])
+def test_the_kernel_equals_the_xla_step(shape_factory, loss):
+    # registers geometry: a trial's padded w1 (16 x 16) is one loop carry
+    shape = shape_factory(G=2, P=3, W=16, loss=loss, layout="vmapped")
+    assert kernel.geometry(16, 12, 8)[3] == 16
+    xla, pallas = _both(shape, GROUPS)
+    _assert_close(xla, pallas)
+    # padded neurons stay exactly zero
+    w1 = np.asarray(pallas[1].w1)
+    assert np.all(w1[0, 1, 5:] == 0) and np.all(w1[1, 1, 7:] == 0)
+
+
+def test_wide_trials_walk_their_weights_in_tiles(shape_factory):
+    # W = 600 at n = 12: 1024 x 16 floats exceed REG_FLOATS, so w1 stays in the output buffer
+    # and each step walks it in tiles of TILE neurons (forward, then backward and update)
+    wp, _, _, tw = kernel.geometry(600, 12, 8)
+    assert tw == kernel.TILE and wp // tw > 1
+    groups = [{"data": 0, "m": 100, "trials": [
+        {"init": 0, "width": 600, "sparse": True, "s": 2},
+        {"init": 1, "width": 450, "lr": 0.05, "steps": 150}]}]
+    shape = shape_factory(G=1, P=2, W=600, loss="logistic", layout="vmapped", eval_every=50)
+    xla, pallas = _both(shape, groups, P=2)
+    _assert_close(xla, pallas)
+
+
+def test_online_minibatches_are_the_xla_steps(shape_factory):
+    shape = shape_factory(G=2, P=3, W=24, loss="square", online=True, M=1, layout="vmapped")
+    _assert_close(*_both(shape, GROUPS))
+
+
+def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_factory):
+    shape = shape_factory(G=1, P=3, W=16, loss="square", layout="vmapped", eval_every=50)
+    calm = [{"init": 0, "width": 16}, {"init": 2, "width": 12, "sparse": True}]
+    wild = {"init": 1, "width": 16, "lr": 50.0}  # diverges in its first interval
+    quick = {"init": 1, "width": 16, "threshold": 0.6, "stop": True}  # stops on success
+
+    def group(extra):
+        return [{"data": 0, "m": 100, "trials": [calm[0], extra, calm[1]]}]
+
+    xla, pallas = _both(shape, group(wild))
+    _assert_close(xla, pallas)
+    assert bool(pallas[0].diverged[0, 1]) and not pallas[0].diverged[0, [0, 2]].any()
+    xla_q, pallas_q = _both(shape, group(quick))
+    _assert_close(xla_q, pallas_q)
+    assert bool(pallas_q[0].success[0, 1]) and int(pallas_q[0].steps_run[0, 1]) < 300
+    # each trial is its own program: the batchmates' bits do not depend on trial 1
+    for a, b in zip(jax.tree.leaves(pallas[1]), jax.tree.leaves(pallas_q[1]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[0, [0, 2]], np.asarray(b)[0, [0, 2]])
+
+
+def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch):
+    study = Study.from_toml(_write(tmp_path / "tiny.toml", TINY_TOML))
+    records = {}
+    for mode in ("off", "interpret"):
+        monkeypatch.setenv(kernel.ENV, mode)
+        assert {s.kernel for s in plan.make_plan(study).shapes} == {mode}
+        res = run(study, tmp_path / mode, progress=None)
+        records[mode] = sorted(res.trials(), key=lambda t: (t["cell"], t["seed"]))
+    assert len(records["off"]) == 16
+    for a, b in zip(records["off"], records["interpret"], strict=True):
+        for name in ("success", "first_hit", "steps_run", "diverged"):
+            assert a[name] == b[name], (name, a, b)
+        assert a["test_error"] == pytest.approx(b["test_error"], abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
+    monkeypatch.delenv(kernel.ENV, raising=False)
+    assert kernel.select("gpu", 1, "fused") == "pallas"
+    assert kernel.select("cpu", 1, "fused") == "off"
+    assert kernel.select("gpu", 2, "sgd") == "off"
+    study = Study.from_dict({"task": {"n": 20, "m": [100]}, "model": {"width": [50],
+                                                                       "depth": [1, 2]}})
+    shapes = plan.make_plan(study, platform="gpu").shapes
+    assert sorted((s.depth, s.kernel) for s in shapes) == [(1, "pallas"), (2, "off")]
+    monkeypatch.setenv(kernel.ENV, "off")  # forced off, for comparison
+    assert {s.kernel for s in plan.make_plan(study, platform="gpu").shapes} == {"off"}
+    monkeypatch.setenv(kernel.ENV, "interpret")
+    assert kernel.select("cpu", 1, "fused") == "interpret"
+    monkeypatch.setenv(kernel.ENV, "fast")
+    with pytest.raises(ConfigError, match="PARITY_JAX_KERNEL"):
+        kernel.select("gpu", 1, "fused")
+
+
+def test_a_program_too_large_to_address_runs_the_xla_step(shape_factory):
+    small = shape_factory(G=4, P=8, W=1000, n=50, M=5000, kernel="pallas")
+    assert kernel.fits(small)
+    assert not kernel.fits(dataclasses.replace(small, G=100_000))
+
+
+@pytest.mark.parametrize("W,online,loss,precision,prec", [
+    (16, False, "hinge", "float32", jax.lax.Precision.HIGHEST),
+    (1000, False, "logistic", "float32", jax.lax.Precision.HIGHEST),
+    (100, True, "square", "tf32", jax.lax.Precision.HIGH),
+])
+def test_the_kernel_lowers_for_cuda(shape_factory, W, online, loss, precision, prec):
+    # the whole program, kernel included, lowers to a Triton call for CUDA on this machine
+    shape = shape_factory(G=1, P=2, W=W, n=50, batch=32, online=online, loss=loss,
+                          precision=precision, layout="vmapped", kernel="pallas")
+    groups = [{"data": 0, "m": 100, "trials": [{"init": 0, "width": W}, {"init": 1}]}]
+    traced = jax.jit(core.train, static_argnums=0).trace(shape, make_batch(groups, P=2))
+    assert "__gpu$xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()
+    # every dot of the kernel carries the shape's precision (float32: IEEE FMA in Triton)
+    dots = [e for e in _kernel_eqns(traced.jaxpr) if e.primitive.name == "dot_general"]
+    assert dots and all(e.params["precision"] in (prec, (prec, prec)) for e in dots)
+
+
+def _kernel_eqns(jaxpr):
+    """Every equation inside the pallas_call kernels of a (closed) jaxpr."""
+    out = []
+
+    def walk(j, inside):
+        for e in j.eqns:
+            if inside:
+                out.append(e)
+            for sub in _subjaxprs(e.params):
+                walk(sub, inside or e.primitive.name == "pallas_call")
+
+    walk(jaxpr.jaxpr, False)
+    return out
+
+
+def _subjaxprs(params):
+    for v in params.values():
+        for x in v if isinstance(v, (tuple, list)) else (v,):
+            if isinstance(x, jax.extend.core.ClosedJaxpr):
+                yield x.jaxpr
+            elif isinstance(x, jax.extend.core.Jaxpr):
+                yield x
