@@ -39,6 +39,7 @@ those columns are empty.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -52,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from parity_jax import devices as devices_
+from parity_jax import kernel as kernel_
 from parity_jax import oracles, plan, render
 from parity_jax.config import Model, Study, Task, Train
 
@@ -128,8 +130,10 @@ def _peak_rss() -> int | None:
         return None
 
 
-def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict, dict]:
-    """Compiles and warms the engine's programs for S = ``steps`` and 2S steps of the workload;
+def engine_timers(width: int, trials: int, vary: str, steps: int,
+                  kernel: str = "off") -> tuple[dict, dict]:
+    """Compiles and warms the engine's programs for S = ``steps`` and 2S steps of the workload,
+    with the XLA step (``kernel="off"``) or the fused kernel ("pallas"; "interpret" on a CPU);
     returns what they are (layout, compile seconds, XLA memory) and a timer per step count
     (each runs every batch of the study once)."""
     info: dict = {"steps": steps}
@@ -142,15 +146,16 @@ def engine_timers(width: int, trials: int, vary: str, steps: int) -> tuple[dict,
         calls, programs = [], {}
         for pb in p.batches:
             inputs = plan.batch_inputs(study, p.cells, pb)
-            if pb.shape not in programs:
+            shape = dataclasses.replace(pb.shape, kernel=kernel)
+            if shape not in programs:
                 start = time.perf_counter()
-                programs[pb.shape] = devices_.program(pb.shape).lower(inputs).compile()
+                programs[shape] = devices_.program(shape).lower(inputs).compile()
                 compile_s.append(time.perf_counter() - start)
-                mem = programs[pb.shape].memory_analysis()
+                mem = programs[shape].memory_analysis()
                 if mem is not None:
                     memory = max(memory, mem.argument_size_in_bytes + mem.output_size_in_bytes
                                  + mem.temp_size_in_bytes)
-            calls.append((programs[pb.shape], inputs))
+            calls.append((programs[shape], inputs))
 
         def run_all(calls=calls):
             for c, b in calls:  # one batch's outputs alive at a time
@@ -422,6 +427,10 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
     info, eng = engine_timers(width, T, vary, steps)
     timers = {("engine", s): fn for s, fn in eng.items()}
+    kernel = kernel_.select(jax.default_backend(), 1, "fused")  # GPUs (or interpret mode)
+    if kernel != "off":
+        kinfo, keng = engine_timers(width, T, vary, steps, kernel=kernel)
+        timers.update({("kernel", s): fn for s, fn in keng.items()})
     # The bound runs one batch's layout: as many steps as the engine's batches run together,
     # so its two calls take about as long as the engine's (short calls make a noisy marginal).
     bound_steps = steps * info["batches"]
@@ -453,9 +462,15 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
     row["hbm_bound"] = bandwidth / bytes_per_trial_step(width)
     row["hbm_fraction"] = row["rate"] / row["hbm_bound"]
+    if kernel != "off":
+        row["kernel"] = _marginal(T, steps, {s: t[("kernel", s)] for s in keng})
+        row["kernel_mode"], row["kernel_compile_s"] = kernel, kinfo["compile_s"]
+        row["x_kernel_engine"] = row["kernel"] / row["rate"]
     if ("naive", steps) in t:
         row["naive_jit_vmap"] = _marginal(T, steps, {s: t[("naive", s)] for s in (steps,
                                                                                  2 * steps)})
+        if row.get("kernel"):
+            row["x_kernel_naive"] = row["kernel"] / row["naive_jit_vmap"]
     if func is not None:
         row["torch_func"] = T * func[0] / t["torch_func"]
         row["torch_func_steps"] = func[0]
@@ -514,14 +529,17 @@ def _short(row: dict, peak: float) -> str:
             f"torch loop {si(row.get('torch_loop'))}, torch.func {si(row.get('torch_func'))}"
             f", jax loop {si(row.get('jax_loop'))}"
             + (f"; {row['x_torch_func']:.1f}x torch.func" if row.get("x_torch_func") else "")
+            + (f"; kernel {si(row['kernel'])} ({row['x_kernel_engine']:.1f}x the XLA step"
+               + (f", {row['x_kernel_naive']:.1f}x naive jit(vmap))" if row.get("x_kernel_naive")
+                  else ")") if row.get("kernel") else "")
             + f" [{row['seconds']:.0f} s]")
 
 
 MARKDOWN_COLUMNS = [
     "vary", "width", "trials", "G x P", "S", "engine trial-steps/s", "end to end",
     "neuron-steps/s", "GFLOP/s", "% peak", "GEMM bound", "% bound", "% HBM bound", "compile s",
-    "programs", "memory", "naive jit(vmap)", "torch loop", "torch.func", "jax per-trial jit",
-    "x naive", "x torch loop", "x torch.func"]
+    "programs", "memory", "kernel trial-steps/s", "naive jit(vmap)", "torch loop", "torch.func",
+    "jax per-trial jit", "x naive", "kernel x naive", "x torch loop", "x torch.func"]
 
 
 def _markdown_row(r: dict) -> list:
@@ -530,16 +548,16 @@ def _markdown_row(r: dict) -> list:
         return [r["vary"], r["width"], r["trials"], f"skipped: {r['skipped']}"]
     si = render.format_si
     ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
-             for b in ("naive_jit_vmap", "torch_loop", "torch_func")}
+             for b in ("naive_jit_vmap", "kernel_naive", "torch_loop", "torch_func")}
     hbm = f"{100 * r['hbm_fraction']:.1f}%" if r.get("hbm_fraction") else "-"
     return [
         r["vary"], r["width"], r["trials"], f"{r['G']} x {r['P']}", r["steps"], si(r["rate"]),
         si(r["rate_end_to_end"]), si(r["neuron_rate"]), f"{r['gflops']:.1f}",
         f"{100 * r['peak_fraction']:.1f}%", si(r["gemm_bound"]),
         f"{100 * r['x_gemm_bound']:.0f}%", hbm, f"{r['compile_s']:.2f}", r["programs"],
-        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("naive_jit_vmap")),
+        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("kernel")), si(r.get("naive_jit_vmap")),
         si(r.get("torch_loop")), si(r.get("torch_func")), si(r.get("jax_loop")),
-        ratio["naive_jit_vmap"], ratio["torch_loop"], ratio["torch_func"]]
+        ratio["naive_jit_vmap"], ratio["kernel_naive"], ratio["torch_loop"], ratio["torch_func"]]
 
 
 def markdown(result: dict) -> str:

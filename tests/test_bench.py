@@ -29,6 +29,22 @@ def test_bench_reports_rates_flops_and_baselines():
     assert table.count("\n| init | 10 |") == 2 and "GFLOP/s" in table
 
 
+def test_the_kernel_column_times_the_kernel(monkeypatch):
+    # on a GPU the column is the Pallas kernel; here its interpret mode fills it
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "interpret")
+    result = bench.run_bench(widths=[10], trials=[4], varies=["init"], repeats=1, steps=8,
+                             progress=None)
+    [r] = result["rows"]
+    assert r["kernel"] > 0 and r["kernel_mode"] == "interpret" and r["kernel_compile_s"] > 0
+    assert r["x_kernel_naive"] == pytest.approx(r["kernel"] / r["naive_jit_vmap"])
+    assert r["x_kernel_engine"] == pytest.approx(r["kernel"] / r["rate"])
+    assert "| init | 10 | 4 |" in bench.markdown(result)
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "off")
+    result = bench.run_bench(widths=[10], trials=[4], varies=["init"], repeats=1, steps=8,
+                             baselines=False, progress=None)
+    assert "kernel" not in result["rows"][0]
+
+
 def test_bench_skips_what_does_not_fit():
     result = bench.run_bench(widths=[10], trials=[1, 4], varies=["both"], repeats=1,
                              steps=8, baselines=False, progress=None, max_neurons=30)
@@ -59,13 +75,13 @@ def test_bench_markdown_table_as_before():
         "",
         "| vary | width | trials | G x P | S | engine trial-steps/s | end to end | neuron-steps/s "
         "| GFLOP/s | % peak | GEMM bound | % bound | % HBM bound | compile s | programs | memory "
-        "| naive jit(vmap) | torch loop | torch.func | jax per-trial jit | x naive "
-        "| x torch loop | x torch.func |",
+        "| kernel trial-steps/s | naive jit(vmap) | torch loop | torch.func | jax per-trial jit "
+        "| x naive | kernel x naive | x torch loop | x torch.func |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| init | 100 | 100 | 10 x 10 | 2048 | 199k | 198k | 19.9M | 132.5 | 63.6% | 231k | 86% "
-        "| - | 3.64 | 1 | 12 MiB | - | 3.29k | - | 43.8k | - | 60.5x | - |",
-        "| both | 10000 | 10000 | skipped: trials x width > 10,000,000 |" + " |" * 19]
+        "| - | 3.64 | 1 | 12 MiB | - | - | 3.29k | - | 43.8k | - | - | 60.5x | - |",
+        "| both | 10000 | 10000 | skipped: trials x width > 10,000,000 |" + " |" * 21]
 
 
 def test_torch_baselines_when_torch_is_installed():

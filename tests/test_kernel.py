@@ -145,8 +145,15 @@ def test_a_program_too_large_to_address_runs_the_xla_step(shape_factory):
     (1000, False, "logistic", "float32", jax.lax.Precision.HIGHEST),
     (100, True, "square", "tf32", jax.lax.Precision.HIGH),
 ])
-def test_the_kernel_lowers_for_cuda(shape_factory, W, online, loss, precision, prec):
+def test_the_kernel_lowers_for_cuda(shape_factory, monkeypatch, W, online, loss, precision,
+                                    prec):
     # the whole program, kernel included, lowers to a Triton call for CUDA on this machine
+    try:  # jax >= 0.11 asks the device for its compute capability: lower for an H100
+        from jax._src.pallas.triton import gpu_info
+        monkeypatch.setattr(gpu_info, "get_gpu_info", lambda: gpu_info.get_gpu_info_from_version(
+            gpu_info.GpuVersion.H100))
+    except (ImportError, AttributeError):  # jax 0.10 lowers without one
+        pass
     shape = shape_factory(G=1, P=2, W=W, n=50, batch=32, online=online, loss=loss,
                           precision=precision, layout="vmapped", kernel="pallas")
     groups = [{"data": 0, "m": 100, "trials": [{"init": 0, "width": W}, {"init": 1}]}]
