@@ -80,6 +80,14 @@ def geometry(W: int, n: int, batch: int) -> tuple[int, int, int, int]:
     return TILE * -(-W // TILE), np_, bp, TILE
 
 
+def num_warps(tw: int, np_: int) -> int:
+    """Warps of a trial's program: enough threads that a (tw, np) block of weights and its
+    step's temporaries stay in registers without spilling (checked for sm_90 by
+    benchmarks/kernel_resources.py)."""
+    floats = tw * np_
+    return 16 if floats > 4096 else 8 if floats > 2048 else 4
+
+
 def fits(shape) -> bool:
     """Whether every offset of the kernel's buffers fits int32 (Triton's pointer arithmetic);
     a program that does not runs the XLA step."""
@@ -124,8 +132,8 @@ def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) ->
     extra = {}
     if not interpret:
         from jax.experimental.pallas import triton as pltriton
-        extra["compiler_params"] = pltriton.CompilerParams(
-            num_warps=8 if tw * np_ > 4096 else 4, num_stages=1)
+        extra["compiler_params"] = pltriton.CompilerParams(num_warps=num_warps(tw, np_),
+                                                           num_stages=1)
     out = pl.pallas_call(
         body,
         out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
