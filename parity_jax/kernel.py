@@ -17,9 +17,16 @@ Two geometries, chosen from the static shape:
   update), with no other memory traffic.
 
 Selection (``select``) is a static field of the program's shape (``Shape.kernel``): "pallas"
-on GPUs for depth-1 programs, "off" elsewhere; ``PARITY_JAX_KERNEL=off`` forces the XLA step,
-``PARITY_JAX_KERNEL=interpret`` runs the kernel in Pallas' interpret mode on any platform (how
-the tests check it on a CPU).
+on GPUs for depth-1 programs, "off" elsewhere. ``PARITY_JAX_KERNEL`` overrides it:
+- ``off``: the XLA step everywhere (for comparison);
+- ``interpret``: the kernel in Pallas' interpret mode on any platform (how the tests check it
+  on a CPU);
+- ``3xtf32``: on GPUs, float32 programs' kernel dots as three TF32 tensor-core passes
+  (``Shape.kernel = "pallas-3xtf32"``) instead of IEEE float32 FMAs; an experiment until a GPU
+  has shown it equal to the float32 path within the tests' tolerances.
+
+Lowering: Pallas' Triton backend (``compiler_params``), which jax 0.10 and 0.11 both have
+(0.11 marks it deprecated in favour of Mosaic GPU).
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ from jax.experimental import pallas as pl
 from parity_jax import models
 from parity_jax.models import Params
 
-KERNELS = ("off", "pallas", "interpret")
-ENV = "PARITY_JAX_KERNEL"  # auto (default) | off | interpret
+KERNELS = ("off", "pallas", "pallas-3xtf32", "interpret")
+ENV = "PARITY_JAX_KERNEL"  # auto (default) | off | interpret | 3xtf32
+CHOICES = ("auto", "off", "interpret", "3xtf32")
 REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
 TILE = 64  # neurons per tile when it is not
 INT32 = 2**31 - 1
@@ -45,13 +53,20 @@ PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.HIG
              "bfloat16": jax.lax.Precision.DEFAULT}
 
 
+def dot_precision(shape):
+    """The precision of the kernel's dots in a program of ``shape``."""
+    if shape.kernel == "pallas-3xtf32" and shape.precision == "float32":
+        return jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+    return PRECISION[shape.precision]
+
+
 def requested() -> str:
-    """``PARITY_JAX_KERNEL``: "auto" (default), "off" or "interpret"; anything else is an
+    """``PARITY_JAX_KERNEL``: one of ``CHOICES`` ("auto" by default); anything else is an
     error naming the variable."""
     value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if value not in ("auto", "off", "interpret"):
+    if value not in CHOICES:
         from parity_jax.config import ConfigError
-        raise ConfigError(f"{ENV} = {value!r}: must be one of auto, off, interpret")
+        raise ConfigError(f"{ENV} = {value!r}: must be one of {', '.join(CHOICES)}")
     return value
 
 
@@ -62,7 +77,9 @@ def select(platform: str, depth: int, step: str) -> str:
         return "off"
     if want == "interpret":
         return "interpret"
-    return "pallas" if platform in ("gpu", "cuda") else "off"
+    if platform not in ("gpu", "cuda"):
+        return "off"
+    return "pallas-3xtf32" if want == "3xtf32" else "pallas"
 
 
 def _pow2(v: int, floor: int = 16) -> int:
@@ -128,7 +145,7 @@ def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) ->
     interpret = shape.kernel == "interpret"
     body = functools.partial(
         _kernel, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw, nt=wp // tw,
-        precision=PRECISION[shape.precision], barrier=not interpret)
+        precision=dot_precision(shape), barrier=not interpret)
     extra = {}
     if not interpret:
         from jax.experimental.pallas import triton as pltriton

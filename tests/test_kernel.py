@@ -26,11 +26,16 @@ GROUPS = [
 ]
 
 
-def _both(shape, groups, P=3):
-    """(outcomes, params) of the XLA step and of the kernel (interpret mode) on one batch."""
+# On a CPU the kernel runs in Pallas' interpret mode; on a GPU (benchmarks/gpu_check.sh) the
+# same tests run the compiled kernel against the XLA step there.
+GPU = jax.default_backend() == "gpu"
+MODE = "pallas" if GPU else "interpret"
+
+
+def _both(shape, groups, P=3, mode=MODE):
+    """(outcomes, params) of the XLA step and of the kernel on one batch."""
     xla = devices.train(shape, make_batch(groups, P=P))
-    pallas = devices.train(dataclasses.replace(shape, kernel="interpret"),
-                           make_batch(groups, P=P))
+    pallas = devices.train(dataclasses.replace(shape, kernel=mode), make_batch(groups, P=P))
     return xla, pallas
 
 
@@ -98,13 +103,13 @@ def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_fact
 def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch):
     study = Study.from_toml(_write(tmp_path / "tiny.toml", TINY_TOML))
     records = {}
-    for mode in ("off", "interpret"):
-        monkeypatch.setenv(kernel.ENV, mode)
+    for env, mode in (("off", "off"), ("auto" if GPU else "interpret", MODE)):
+        monkeypatch.setenv(kernel.ENV, env)
         assert {s.kernel for s in plan.make_plan(study).shapes} == {mode}
-        res = run(study, tmp_path / mode, progress=None)
+        res = run(study, tmp_path / env, progress=None)
         records[mode] = sorted(res.trials(), key=lambda t: (t["cell"], t["seed"]))
     assert len(records["off"]) == 16
-    for a, b in zip(records["off"], records["interpret"], strict=True):
+    for a, b in zip(records["off"], records[MODE], strict=True):
         for name in ("success", "first_hit", "steps_run", "diverged"):
             assert a[name] == b[name], (name, a, b)
         assert a["test_error"] == pytest.approx(b["test_error"], abs=1e-6)
@@ -129,6 +134,9 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
     assert {s.kernel for s in plan.make_plan(study, platform="gpu").shapes} == {"off"}
     monkeypatch.setenv(kernel.ENV, "interpret")
     assert kernel.select("cpu", 1, "fused") == "interpret"
+    monkeypatch.setenv(kernel.ENV, "3xtf32")
+    assert kernel.select("gpu", 1, "fused") == "pallas-3xtf32"
+    assert kernel.select("cpu", 1, "fused") == "off"
     monkeypatch.setenv(kernel.ENV, "fast")
     with pytest.raises(ConfigError, match="PARITY_JAX_KERNEL"):
         kernel.select("gpu", 1, "fused")
@@ -140,13 +148,24 @@ def test_a_program_too_large_to_address_runs_the_xla_step(shape_factory):
     assert not kernel.fits(dataclasses.replace(small, G=100_000))
 
 
-@pytest.mark.parametrize("W,online,loss,precision,prec", [
-    (16, False, "hinge", "float32", jax.lax.Precision.HIGHEST),
-    (1000, False, "logistic", "float32", jax.lax.Precision.HIGHEST),
-    (100, True, "square", "tf32", jax.lax.Precision.HIGH),
+X3 = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+
+
+@pytest.mark.skipif(not GPU, reason="3xTF32 dots need a GPU's tensor cores")
+@pytest.mark.parametrize("W", [16, 600])
+def test_3xtf32_dots_equal_the_float32_xla_step(shape_factory, W):
+    shape = shape_factory(G=2, P=3, W=W, loss="logistic", layout="vmapped")
+    _assert_close(*_both(shape, GROUPS, mode="pallas-3xtf32"))
+
+
+@pytest.mark.parametrize("W,online,loss,precision,mode,prec", [
+    (16, False, "hinge", "float32", "pallas", jax.lax.Precision.HIGHEST),
+    (1000, False, "logistic", "float32", "pallas", jax.lax.Precision.HIGHEST),
+    (100, True, "square", "tf32", "pallas", jax.lax.Precision.HIGH),
+    (100, False, "hinge", "float32", "pallas-3xtf32", X3),
 ])
 def test_the_kernel_lowers_for_cuda(shape_factory, monkeypatch, W, online, loss, precision,
-                                    prec):
+                                    mode, prec):
     # the whole program, kernel included, lowers to a Triton call for CUDA on this machine
     try:  # jax >= 0.11 asks the device for its compute capability: lower for an H100
         from jax._src.pallas.triton import gpu_info
@@ -155,7 +174,7 @@ def test_the_kernel_lowers_for_cuda(shape_factory, monkeypatch, W, online, loss,
     except (ImportError, AttributeError):  # jax 0.10 lowers without one
         pass
     shape = shape_factory(G=1, P=2, W=W, n=50, batch=32, online=online, loss=loss,
-                          precision=precision, layout="vmapped", kernel="pallas")
+                          precision=precision, layout="vmapped", kernel=mode)
     groups = [{"data": 0, "m": 100, "trials": [{"init": 0, "width": W}, {"init": 1}]}]
     traced = jax.jit(core.train, static_argnums=0).trace(shape, make_batch(groups, P=2))
     assert "__gpu$xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()
