@@ -427,7 +427,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
     info, eng = engine_timers(width, T, vary, steps)
     timers = {("engine", s): fn for s, fn in eng.items()}
-    kernel = kernel_.select(jax.default_backend(), 1, "fused")  # GPUs (or interpret mode)
+    # the kernel on GPUs (whatever its width and trials), or its interpret mode if asked
+    kernel = kernel_.select(jax.default_backend(), 1, "fused", W=0, trials=kernel_.MIN_TRIALS)
     if kernel != "off":
         kinfo, keng = engine_timers(width, T, vary, steps, kernel=kernel)
         timers.update({("kernel", s): fn for s, fn in keng.items()})

@@ -16,12 +16,18 @@ Two geometries, chosen from the static shape:
   resident) and walk it in ``TILE``-neuron tiles, twice per step (forward, then backward and
   update), with no other memory traffic.
 
-Selection (``select``) is a static field of the program's shape (``Shape.kernel``): "pallas"
-on GPUs for depth-1 programs, "off" elsewhere. ``PARITY_JAX_KERNEL`` overrides it:
+Selection (``select``) is a static field of the program's shape (``Shape.kernel``), decided
+from the study alone (never from a batch's size, so a trial's numbers do not depend on shards,
+devices or the memory budget): "pallas" on GPUs for depth-1 programs of at most
+``MAX_WIDTH`` neurons whose study runs at least ``MIN_TRIALS`` trials in the program -- one
+trial is one program on one SM, so a handful of trials would leave the GPU idle, and a
+wider trial's weights fit neither on-chip nor, many at once, in L2 -- and "off" elsewhere.
+``PARITY_JAX_KERNEL`` overrides it:
 - ``off``: the XLA step everywhere (for comparison);
+- ``on``: the kernel for every depth-1 program on a GPU, whatever its width and trials;
 - ``interpret``: the kernel in Pallas' interpret mode on any platform (how the tests check it
   on a CPU);
-- ``3xtf32``: on GPUs, float32 programs' kernel dots as three TF32 tensor-core passes
+- ``3xtf32``: as ``on``, with float32 programs' kernel dots as three TF32 tensor-core passes
   (``Shape.kernel = "pallas-3xtf32"``) instead of IEEE float32 FMAs; an experiment until a GPU
   has shown it equal to the float32 path within the tests' tolerances.
 
@@ -42,8 +48,10 @@ from parity_jax import models
 from parity_jax.models import Params
 
 KERNELS = ("off", "pallas", "pallas-3xtf32", "interpret")
-ENV = "PARITY_JAX_KERNEL"  # auto (default) | off | interpret | 3xtf32
-CHOICES = ("auto", "off", "interpret", "3xtf32")
+ENV = "PARITY_JAX_KERNEL"
+CHOICES = ("auto", "off", "on", "interpret", "3xtf32")
+MIN_TRIALS = 128  # about one trial per SM of an H100 (132)
+MAX_WIDTH = 4096  # padded width; w1 of 4096 x 64 floats is 1 MiB
 REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
 TILE = 64  # neurons per tile when it is not
 INT32 = 2**31 - 1
@@ -70,14 +78,17 @@ def requested() -> str:
     return value
 
 
-def select(platform: str, depth: int, step: str) -> str:
-    """The kernel a program of this depth and step uses on ``platform`` (``KERNELS``)."""
+def select(platform: str, depth: int, step: str, W: int = 0, trials: int = MIN_TRIALS) -> str:
+    """The kernel (``KERNELS``) of a program of this depth, step and padded width ``W`` on
+    ``platform``, whose study runs ``trials`` trials in it."""
     want = requested()
     if want == "off" or depth != 1 or step != "fused":
         return "off"
     if want == "interpret":
         return "interpret"
     if platform not in ("gpu", "cuda"):
+        return "off"
+    if want == "auto" and (trials < MIN_TRIALS or W > MAX_WIDTH):
         return "off"
     return "pallas-3xtf32" if want == "3xtf32" else "pallas"
 

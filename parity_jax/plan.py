@@ -277,7 +277,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
-            precision=precision, kernel=kernel_.select(platform, depth, step))
+            precision=precision,
+            kernel=kernel_.select(platform, depth, step, W,
+                                  trials=sum(len(v) for v in streams.values())))
         # sized for the XLA step too: a batch too large for the kernel's addressing runs it
         either = (shape, dataclasses.replace(shape, kernel="off"))
         need = max(batch_bytes(s) for s in either)  # G = 1: one group of P trials

@@ -103,7 +103,7 @@ def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_fact
 def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch):
     study = Study.from_toml(_write(tmp_path / "tiny.toml", TINY_TOML))
     records = {}
-    for env, mode in (("off", "off"), ("auto" if GPU else "interpret", MODE)):
+    for env, mode in (("off", "off"), ("on" if GPU else "interpret", MODE)):
         monkeypatch.setenv(kernel.ENV, env)
         assert {s.kernel for s in plan.make_plan(study).shapes} == {mode}
         res = run(study, tmp_path / env, progress=None)
@@ -126,10 +126,20 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
     assert kernel.select("gpu", 1, "fused") == "pallas"
     assert kernel.select("cpu", 1, "fused") == "off"
     assert kernel.select("gpu", 2, "sgd") == "off"
-    study = Study.from_dict({"task": {"n": 20, "m": [100]}, "model": {"width": [50],
-                                                                       "depth": [1, 2]}})
+    # too few trials to fill a GPU, or too wide to stay on-chip: the XLA step
+    assert kernel.select("gpu", 1, "fused", W=64, trials=kernel.MIN_TRIALS - 1) == "off"
+    assert kernel.select("gpu", 1, "fused", W=kernel.MAX_WIDTH + 1, trials=10**4) == "off"
+    study = Study.from_dict({"seeds": 128, "task": {"n": 20, "m": [100]},
+                             "model": {"width": [50, 8000], "depth": [1, 2]}})
     shapes = plan.make_plan(study, platform="gpu").shapes
-    assert sorted((s.depth, s.kernel) for s in shapes) == [(1, "pallas"), (2, "off")]
+    assert sorted((s.depth, s.W, s.kernel) for s in shapes) == [
+        (1, 50, "pallas"), (1, 8000, "off"), (2, 50, "off"), (2, 8000, "off")]
+    # decided by the study, not by the batch: the same in every shard
+    shard = plan.make_plan(study, platform="gpu", shard=(1, 4)).shapes
+    assert {(s.W, s.kernel) for s in shard if s.depth == 1} == {(50, "pallas"), (8000, "off")}
+    monkeypatch.setenv(kernel.ENV, "on")  # every depth-1 program on a GPU
+    shapes = plan.make_plan(study, platform="gpu").shapes
+    assert {s.kernel for s in shapes if s.depth == 1} == {"pallas"}
     monkeypatch.setenv(kernel.ENV, "off")  # forced off, for comparison
     assert {s.kernel for s in plan.make_plan(study, platform="gpu").shapes} == {"off"}
     monkeypatch.setenv(kernel.ENV, "interpret")
