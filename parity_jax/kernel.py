@@ -1,5 +1,5 @@
 """The fused GPU kernel: one Pallas program per trial runs a whole evaluation interval of the
-depth-1 SGD step with the trial's weights on-chip (docs/DESIGN.md §2.7).
+depth-1 SGD step with the trial's weights on-chip (docs/DESIGN.md §2.13).
 
 The XLA step (``steps.fused``) is a handful of kernels per SGD step, each streaming every
 trial's first-layer weights through memory. Here a trial's program loads w1, b1, a and c once,
