@@ -116,14 +116,14 @@ def num_warps(tw: int, np_: int) -> int:
     return 16 if floats > 4096 else 8 if floats > 2048 else 4
 
 
-def fits(shape) -> bool:
-    """Whether every offset of the kernel's buffers fits int32 (Triton's pointer arithmetic);
-    a program that does not runs the XLA step."""
+def max_groups(shape) -> int:
+    """The most groups of ``shape`` one kernel call addresses with int32 offsets (Triton's
+    pointer arithmetic): the plan caps a batch's groups per device at this; 0 means not even
+    one group fits, and the program runs the XLA step."""
     task = shape.task
     wp, np_, bp, _ = geometry(shape.W, task.n, task.batch)
     rows = shape.eval_every * task.batch if task.online else task.M
-    return (shape.G * rows * np_ <= INT32 and shape.G * shape.P * wp * np_ <= INT32
-            and shape.G * shape.eval_every * bp <= INT32)
+    return INT32 // max(rows * np_, shape.P * wp * np_, shape.eval_every * bp)
 
 
 def extra_floats(shape) -> int:

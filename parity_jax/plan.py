@@ -280,9 +280,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             precision=precision,
             kernel=kernel_.select(platform, depth, step, W,
                                   trials=sum(len(v) for v in streams.values())))
-        # sized for the XLA step too: a batch too large for the kernel's addressing runs it
-        either = (shape, dataclasses.replace(shape, kernel="off"))
-        need = max(batch_bytes(s) for s in either)  # G = 1: one group of P trials
+        if shape.kernel != "off" and not kernel_.max_groups(shape):
+            shape = dataclasses.replace(shape, kernel="off")  # too big to address: XLA step
+        need = batch_bytes(shape)  # G = 1: one group of P trials
         if need > memory_budget:
             c = max((cells[t.cell] for ts in streams.values() for t in ts),
                     key=lambda c: (c.width, c.m or 0))
@@ -292,8 +292,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 f"depth={c.depth}) needs {need / 2**30:.2f} GiB {alone}, over the memory "
                 f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
                 "make the cell smaller")
-        g_mem = max(1, min((memory_budget - bytes_shared(s)) // bytes_per_group(s)
-                           for s in either))
+        g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
+        if shape.kernel != "off":  # a device's groups stay addressable with int32 offsets
+            g_mem = min(g_mem, kernel_.max_groups(shape) * devices)
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
         n_batches = math.ceil(len(groups) / g_max)
@@ -302,8 +303,6 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             G = devices * math.ceil(G / devices)
             n_batches = math.ceil(len(groups) / G)
         shape = dataclasses.replace(shape, G=G)
-        if shape.kernel != "off" and not kernel_.fits(shape):
-            shape = dataclasses.replace(shape, kernel="off")  # too big to address: XLA step
         for bi in range(n_batches):
             chunk = groups[bi * G:(bi + 1) * G]
             slots = [tuple(g) + (None,) * (P - len(g)) for g in chunk]

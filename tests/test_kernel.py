@@ -152,10 +152,21 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
         kernel.select("gpu", 1, "fused")
 
 
-def test_a_program_too_large_to_address_runs_the_xla_step(shape_factory):
-    small = shape_factory(G=4, P=8, W=1000, n=50, M=5000, kernel="pallas")
-    assert kernel.fits(small)
-    assert not kernel.fits(dataclasses.replace(small, G=100_000))
+def test_int32_offsets_cap_a_batch_or_turn_the_kernel_off(shape_factory, monkeypatch):
+    monkeypatch.setenv(kernel.ENV, "on")
+    # a group of 5000 rows x 64 padded features: 6710 groups fit int32 offsets
+    shape = shape_factory(G=1, P=1, W=10, n=50, M=5000, kernel="pallas")
+    assert kernel.max_groups(shape) == (2**31 - 1) // (5000 * 64)
+    study = Study.from_dict({"seeds": 8000, "task": {"n": 50, "m": [5000]},
+                             "model": {"width": [10]}})
+    p = plan.make_plan(study, platform="gpu", memory_budget=2**40)
+    assert {s.kernel for s in p.shapes} == {"pallas"}
+    assert len(p.batches) == 2 and max(s.G for s in p.shapes) <= kernel.max_groups(p.shapes[0])
+    # not even one group addressable (m * 64 > 2^31): the XLA step, whatever the batch
+    huge = Study.from_dict({"task": {"n": 50, "m": [40_000_000]}, "model": {"width": [10]},
+                            "seeds": 200})
+    assert {s.kernel for s in plan.make_plan(huge, platform="gpu",
+                                             memory_budget=2**45).shapes} == {"off"}
 
 
 X3 = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
