@@ -39,7 +39,6 @@ those columns are empty.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -142,11 +141,11 @@ def engine_timers(width: int, trials: int, vary: str, steps: int,
     memory = 0
     for s in (steps, 2 * steps):
         study = study_for(width, trials, vary, s)
-        p = plan.make_plan(study, devices=jax.device_count())
+        p = plan.make_plan(study, devices=jax.device_count(), kernel=kernel)
         calls, programs = [], {}
         for pb in p.batches:
             inputs = plan.batch_inputs(study, p.cells, pb)
-            shape = dataclasses.replace(pb.shape, kernel=kernel)
+            shape = pb.shape
             if shape not in programs:
                 start = time.perf_counter()
                 programs[shape] = devices_.program(shape).lower(inputs).compile()

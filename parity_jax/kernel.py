@@ -54,7 +54,7 @@ MIN_TRIALS = 128  # about one trial per SM of an H100 (132)
 MAX_WIDTH = 4096  # padded width; w1 of 4096 x 64 floats is 1 MiB
 REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
 TILE = 64  # neurons per tile when it is not
-INT32 = 2**31 - 1
+CALL_STEPS = 256  # steps per kernel call: an interval's draws are made a call at a time
 
 # config.PRECISIONS -> the kernel's dots (Triton: IEEE FMA for float32, TF32 otherwise)
 PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.HIGH,
@@ -116,28 +116,35 @@ def num_warps(tw: int, np_: int) -> int:
     return 16 if floats > 4096 else 8 if floats > 2048 else 4
 
 
-def max_groups(shape) -> int:
-    """The most groups of ``shape`` one kernel call addresses with int32 offsets (Triton's
-    pointer arithmetic): the plan caps a batch's groups per device at this; 0 means not even
-    one group fits, and the program runs the XLA step."""
-    task = shape.task
-    wp, np_, bp, _ = geometry(shape.W, task.n, task.batch)
-    rows = shape.eval_every * task.batch if task.online else task.M
-    return INT32 // max(rows * np_, shape.P * wp * np_, shape.eval_every * bp)
-
-
 def extra_floats(shape) -> int:
-    """Floats a group adds in the kernel path: its padded parameters and rows, the interval's
-    row indices (and an online group's fresh minibatches)."""
+    """Floats a group adds in the kernel path: its padded parameters and rows, a call's row
+    indices (and an online group's fresh minibatches, drawn unpadded then padded)."""
     task = shape.task
     wp, np_, bp, _ = geometry(shape.W, task.n, task.batch)
-    rows = shape.eval_every * task.batch if task.online else task.M
-    return shape.P * wp * (np_ + 2) + rows * (np_ + 1) + shape.eval_every * bp
+    steps = min(shape.eval_every, CALL_STEPS)
+    rows = steps * task.batch * (2 if task.online else 0) + (0 if task.online else task.M)
+    return shape.P * wp * (np_ + 2) + rows * (np_ + 1) + steps * bp
 
 
 def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
-    """``steps.interval`` for depth-1 fused SGD, as one kernel call: runs ``n_steps`` steps from
-    global step ``t0`` for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps)."""
+    """``steps.interval`` for depth-1 fused SGD: runs ``n_steps`` steps from global step ``t0``
+    for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps). One kernel call per
+    ``CALL_STEPS`` steps (so the memory of an interval's draws is bounded whatever
+    ``eval_every`` is; the numbers are the same)."""
+    assert shape.depth == 1 and shape.step == "fused", "the kernel is depth-1 fused SGD"
+    full, rest = divmod(n_steps, CALL_STEPS)
+
+    def chunk(params, t, k):
+        return _call(shape, streams, params, hyper, t, active, k)
+
+    if full:
+        params = jax.lax.fori_loop(
+            0, full, lambda c, p: chunk(p, t0 + c * CALL_STEPS, CALL_STEPS), params)
+    return chunk(params, t0 + full * CALL_STEPS, rest) if rest else params
+
+
+def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
+    """One kernel call: ``n_steps`` steps from global step ``t0``."""
     task = shape.task
     lr, wd, steps = hyper
     G, P, W, n = params.w1.shape
@@ -160,6 +167,8 @@ def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) ->
     extra = {}
     if not interpret:
         from jax.experimental.pallas import triton as pltriton
+        # num_stages=1: no software pipelining, whose prefetches would read a tile before
+        # this step's store of it (the tile geometry reads what it wrote a step before)
         extra["compiler_params"] = pltriton.CompilerParams(num_warps=num_warps(tw, np_),
                                                            num_stages=1)
     out = pl.pallas_call(
@@ -194,7 +203,7 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
     def forward(w, b, a, x):
         z = jax.lax.dot_general(w, x, (((1,), (1,)), ((), ())), precision=precision)
         z = z + b[:, None]  # (tw, bp)
-        h = jnp.maximum(z, 0.0)
+        h = jnp.where(live[None, :], jnp.maximum(z, 0.0), 0.0)  # padded rows: nothing
         return z, h, jnp.sum(a[:, None] * h, axis=0)
 
     def loss_grad(f, y):
@@ -249,6 +258,7 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
                                x)[2]
 
         f = jax.lax.fori_loop(0, nt, fwd, jnp.zeros((bp,), jnp.float32))
+        sync()  # every tile read before the first is overwritten
         df = loss_grad(f + c, y)
         on = t < left
 

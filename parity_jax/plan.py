@@ -216,7 +216,7 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
 
 def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
               shard: tuple[int, int] = (0, 1), whole: bool = False,
-              platform: str | None = None) -> Plan:
+              platform: str | None = None, kernel: str | None = None) -> Plan:
     """Deterministic batches for every trial of ``study`` (or of one shard of it).
 
     ``devices``: the batch's groups are split over this many devices (G is a multiple of it
@@ -225,7 +225,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
     deterministic 1/N of the trials, each in the very group it has in the unsharded plan.
     ``platform`` ("cpu" or an accelerator's; default: JAX's default backend) picks the group
     size and the step layout. How trials are grouped depends on the study and the platform
-    alone, never on devices, budget or shard.
+    alone, never on devices, budget or shard. ``kernel`` forces every depth-1 program's
+    ``Shape.kernel`` (the bench times each path with batches sized for it); default: chosen
+    by ``kernel.select``.
     """
     cells = study.cells()
     memory_budget = memory_budget or default_memory_budget()
@@ -279,9 +281,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
             precision=precision,
             kernel=kernel_.select(platform, depth, step, W,
-                                  trials=sum(len(v) for v in streams.values())))
-        if shape.kernel != "off" and not kernel_.max_groups(shape):
-            shape = dataclasses.replace(shape, kernel="off")  # too big to address: XLA step
+                                  trials=sum(len(v) for v in streams.values()))
+            if kernel is None or depth != 1 else kernel)
+
         need = batch_bytes(shape)  # G = 1: one group of P trials
         if need > memory_budget:
             c = max((cells[t.cell] for ts in streams.values() for t in ts),
@@ -293,8 +295,6 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
                 "make the cell smaller")
         g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
-        if shape.kernel != "off":  # a device's groups stay addressable with int32 offsets
-            g_mem = min(g_mem, kernel_.max_groups(shape) * devices)
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
         n_batches = math.ceil(len(groups) / g_max)

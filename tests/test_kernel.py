@@ -67,11 +67,11 @@ def test_wide_trials_walk_their_weights_in_tiles(shape_factory):
     # and each step walks it in tiles of TILE neurons (forward, then backward and update)
     wp, _, _, tw = kernel.geometry(600, 12, 8)
     assert tw == kernel.TILE and wp // tw > 1
-    groups = [{"data": 0, "m": 100, "trials": [
+    groups = [{"data": 0, "m": 100, "trials": [  # the second ends inside an interval
         {"init": 0, "width": 600, "sparse": True, "s": 2},
-        {"init": 1, "width": 450, "lr": 0.05, "steps": 150}]}]
-    shape = shape_factory(G=1, P=2, W=600, loss="logistic", layout="vmapped", eval_every=50)
-    xla, pallas = _both(shape, groups, P=2)
+        {"init": 1, "width": 450, "lr": 0.05, "steps": 130}]}]  # and a padding slot
+    shape = shape_factory(G=1, P=3, W=600, loss="logistic", layout="vmapped", eval_every=50)
+    xla, pallas = _both(shape, groups, P=3)
     _assert_close(xla, pallas)
 
 
@@ -152,21 +152,14 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
         kernel.select("gpu", 1, "fused")
 
 
-def test_int32_offsets_cap_a_batch_or_turn_the_kernel_off(shape_factory, monkeypatch):
-    monkeypatch.setenv(kernel.ENV, "on")
-    # a group of 5000 rows x 64 padded features: 6710 groups fit int32 offsets
-    shape = shape_factory(G=1, P=1, W=10, n=50, M=5000, kernel="pallas")
-    assert kernel.max_groups(shape) == (2**31 - 1) // (5000 * 64)
-    study = Study.from_dict({"seeds": 8000, "task": {"n": 50, "m": [5000]},
-                             "model": {"width": [10]}})
-    p = plan.make_plan(study, platform="gpu", memory_budget=2**40)
-    assert {s.kernel for s in p.shapes} == {"pallas"}
-    assert len(p.batches) == 2 and max(s.G for s in p.shapes) <= kernel.max_groups(p.shapes[0])
-    # not even one group addressable (m * 64 > 2^31): the XLA step, whatever the batch
-    huge = Study.from_dict({"task": {"n": 50, "m": [40_000_000]}, "model": {"width": [10]},
-                            "seeds": 200})
-    assert {s.kernel for s in plan.make_plan(huge, platform="gpu",
-                                             memory_budget=2**45).shapes} == {"off"}
+def test_long_intervals_run_as_several_calls(shape_factory, monkeypatch):
+    # an interval of 90 steps in calls of 40, 40 and 10: the same numbers, bounded memory
+    monkeypatch.setattr(kernel, "CALL_STEPS", 40)
+    shape = shape_factory(G=2, P=3, W=20, loss="hinge", layout="vmapped", eval_every=90)
+    _assert_close(*_both(shape, GROUPS))
+    assert kernel.extra_floats(shape) < kernel.extra_floats(
+        dataclasses.replace(shape, eval_every=4000, task=dataclasses.replace(shape.task,
+                                                                           online=True)))
 
 
 X3 = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
