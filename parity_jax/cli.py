@@ -176,7 +176,8 @@ def _cmd_plan(args) -> int:
     rows = [[str(i), str(r["shape"].task.features), str(r["shape"].depth), str(r["shape"].W),
              str(getattr(r["shape"].task, "M", getattr(r["shape"].task, "n_train", "-"))),
              f"{r['shape'].G} x {r['shape'].P}",
-             f"{r['shape'].step} ({r['shape'].layout})", r["shape"].kernel,
+             r["shape"].step + (f" ({r['shape'].layout})" if r["shape"].kernel == "off"
+                                else ""), r["shape"].kernel,
              r["shape"].precision,
              str(r["batches"]),
              str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
