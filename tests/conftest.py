@@ -1,5 +1,6 @@
 """Strict numerics for every test; the CPU split into 4 devices (for sharding)."""
 
+import gc
 import os
 import sys
 
@@ -15,9 +16,22 @@ jax.config.update("jax_debug_key_reuse", True)
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from parity_jax import trackers  # noqa: E402
+from parity_jax import devices, trackers  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
 from parity_jax.tasks import parity  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drops each test module's compiled programs after it. Every XLA:CPU executable keeps its
+    code in memory maps of its own; a whole run's executables passed Linux's limit of 65,530
+    maps per process (``vm.max_map_count``), where LLVM's next allocation segfaulted inside
+    a compile (seen in test_tabular once test_kernel's interpret-mode programs were added)."""
+    yield
+    devices._program.cache_clear()
+    jax.clear_caches()
+    gc.collect()
+
 
 # A tiny parity study (8 cells x 2 seeds, seconds to run) several CLI tests share.
 TINY_TOML = """
