@@ -134,9 +134,11 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
     shapes = plan.make_plan(study, platform="gpu").shapes
     assert sorted((s.depth, s.W, s.kernel) for s in shapes) == [
         (1, 50, "pallas"), (1, 8000, "off"), (2, 50, "off"), (2, 8000, "off")]
-    # decided by the study, not by the batch: the same in every shard
-    shard = plan.make_plan(study, platform="gpu", shard=(1, 4)).shapes
-    assert {(s.W, s.kernel) for s in shard if s.depth == 1} == {(50, "pallas"), (8000, "off")}
+    # decided by the study, not by the batch: the same in every shard, budget and device count
+    for kw in ({"shard": (1, 4)}, {"memory_budget": 2**31}, {"devices": 4}):
+        shapes = plan.make_plan(study, platform="gpu", **kw).shapes
+        assert {(s.W, s.kernel) for s in shapes if s.depth == 1} == {(50, "pallas"),
+                                                                     (8000, "off")}, kw
     monkeypatch.setenv(kernel.ENV, "on")  # every depth-1 program on a GPU
     shapes = plan.make_plan(study, platform="gpu").shapes
     assert {s.kernel for s in shapes if s.depth == 1} == {"pallas"}
