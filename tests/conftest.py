@@ -33,6 +33,18 @@ def _release_compiled_programs():
     gc.collect()
 
 
+# Two groups of three trials of mixed widths/inits/lr/wd sharing each group's data stream.
+GROUPS = [
+    {"data": 0, "m": 100, "trials": [
+        {"init": 0, "width": 16, "sparse": False},
+        {"init": 1, "width": 5, "sparse": True, "s": 2, "lr": 0.05},
+        {"init": 2, "width": 12, "sparse": True, "s": 3, "wd": 0.0}]},
+    {"data": 1, "m": 64, "k": 2, "noise": 0.1, "trials": [
+        {"init": 3, "width": 16, "sparse": True, "s": 1, "lr": 0.2},
+        {"init": 4, "width": 7, "sparse": False, "wd": 0.05}]},
+]
+
+
 # A tiny parity study (8 cells x 2 seeds, seconds to run) several CLI tests share.
 TINY_TOML = """
 name = "tiny"

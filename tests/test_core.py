@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import make_batch
+from conftest import GROUPS, make_batch
 
 from parity_jax import core, devices, models, oracles, steps
 from parity_jax.tasks import parity
@@ -24,18 +24,6 @@ def _trial_params(params, g, p, width):
 def _assert_params_close(a, b, rtol=2e-4, atol=2e-5):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-
-
-# Two groups of three trials of mixed widths/inits/lr/wd sharing each group's data stream.
-GROUPS = [
-    {"data": 0, "m": 100, "trials": [
-        {"init": 0, "width": 16, "sparse": False},
-        {"init": 1, "width": 5, "sparse": True, "s": 2, "lr": 0.05},
-        {"init": 2, "width": 12, "sparse": True, "s": 3, "wd": 0.0}]},
-    {"data": 1, "m": 64, "k": 2, "noise": 0.1, "trials": [
-        {"init": 3, "width": 16, "sparse": True, "s": 1, "lr": 0.2},
-        {"init": 4, "width": 7, "sparse": False, "wd": 0.05}]},
-]
 
 
 @pytest.mark.parametrize("depth,loss", [(1, "logistic"), (2, "square")])

@@ -7,23 +7,17 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from conftest import GROUPS as BASE_GROUPS
 from conftest import TINY_TOML, make_batch
 
 from parity_jax import core, devices, kernel, plan
 from parity_jax.config import ConfigError, Study
 from parity_jax.runner import run
 
-# Two groups sharing their data streams: dense and sparse inits, padded widths (5, 7, 12 in a
-# bucket of 16), per-trial lr/wd, a trial whose steps end inside an interval (250), padding.
-GROUPS = [
-    {"data": 0, "m": 100, "trials": [
-        {"init": 0, "width": 16, "sparse": False},
-        {"init": 1, "width": 5, "sparse": True, "s": 2, "lr": 0.05},
-        {"init": 2, "width": 12, "sparse": True, "s": 3, "wd": 0.0}]},
-    {"data": 1, "m": 64, "k": 2, "noise": 0.1, "trials": [
-        {"init": 3, "width": 16, "sparse": True, "s": 1, "lr": 0.2, "steps": 250},
-        {"init": 4, "width": 7, "sparse": False, "wd": 0.05}]},
-]
+# conftest's two groups (dense and sparse inits, padded widths 5, 7, 12 in a bucket of 16,
+# per-trial lr/wd, padding), one trial's steps ending inside an interval (250)
+GROUPS = [BASE_GROUPS[0], {**BASE_GROUPS[1], "trials": [
+    {**BASE_GROUPS[1]["trials"][0], "steps": 250}, *BASE_GROUPS[1]["trials"][1:]]}]
 
 
 # On a CPU the kernel runs in Pallas' interpret mode; on a GPU (benchmarks/gpu_check.sh) the
