@@ -171,11 +171,12 @@ def _cmd_plan(args) -> int:
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
           f"{devices} device(s)")
-    cols = ["program", "n", "depth", "W", "M", "G x P", "step", "kernel", "precision", "batches",
+    cols = ["program", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel", "precision",
+            "batches",
             "trials", "peak memory", "TFLOP (max)"]
     rows = [[str(i), str(r["shape"].task.features), str(r["shape"].depth), str(r["shape"].W),
              str(getattr(r["shape"].task, "M", getattr(r["shape"].task, "n_train", "-"))),
-             f"{r['shape'].G} x {r['shape'].P}",
+             f"{r['shape'].G} x {r['shape'].P}", str(r["shape"].chunk),
              r["shape"].step + (f" ({r['shape'].layout})" if r["shape"].kernel == "off"
                                 else ""), r["shape"].kernel,
              r["shape"].precision,

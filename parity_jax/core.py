@@ -46,6 +46,7 @@ class Shape:
     curves: int = 0  # evaluations recorded per trial (0: none)
     precision: str = "float32"  # of every matmul: config.PRECISIONS (float32 = exact)
     kernel: str = "off"  # kernel.KERNELS: "pallas" runs depth-1 intervals as one GPU kernel
+    chunk: int = 1  # groups computed together (G is a multiple): see ``train``
 
     @property
     def lead(self) -> tuple[int, ...]:
@@ -115,9 +116,29 @@ def train(shape: Shape, b: Batch):
     """Trains a batch to completion; returns the tracker's outcomes and the final parameters.
 
     Every matmul traced here carries the shape's precision explicitly (docs/DESIGN.md §1.7).
+
+    Batch invariance by construction: the G groups train in chunks of ``shape.chunk`` groups,
+    one chunk after another (``lax.map``), each chunk a whole program of G = chunk (its own
+    init, intervals, evaluations and early exit). Every array a group's arithmetic touches then
+    has the same shape whatever G is, so no compiler can pick another vectorisation, GEMM
+    algorithm or reduction order for it because more groups share the call (XLA:CPU did, on
+    AVX2 and not AVX-512; cuBLAS picks algorithms by batch count). The plan picks ``chunk``
+    from the program's structure alone, never from G.
     """
+    if shape.G % shape.chunk:
+        raise ValueError(f"G = {shape.G} is not a multiple of chunk = {shape.chunk}")
     with jax.default_matmul_precision(MATMUL_PRECISION[shape.precision]):
-        return _train(shape, b)
+        if shape.G == shape.chunk:
+            return _train(shape, b)
+        one = dataclasses.replace(shape, G=shape.chunk)
+        n = shape.G // shape.chunk
+
+        def split(x):  # (G, ...) -> (G / chunk, chunk, ...)
+            return x.reshape((n, shape.chunk) + x.shape[1:])
+
+        chunks = jax.tree.map(split, b.replace(shared=None))
+        out = jax.lax.map(lambda c: _train(one, c.replace(shared=b.shared)), chunks)
+        return jax.tree.map(lambda x: x.reshape((shape.G,) + x.shape[2:]), out)
 
 
 def _train(shape: Shape, b: Batch):

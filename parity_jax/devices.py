@@ -123,8 +123,9 @@ def mesh(devices: int) -> jax.sharding.Mesh:
 
 
 def used(shape: core.Shape, devices: int | None = None) -> int:
-    """How many devices a batch of ``shape`` runs on: ``gcd(G, devices)`` (default: all)."""
-    return math.gcd(shape.G, devices or jax.device_count())
+    """How many devices a batch of ``shape`` runs on: ``gcd(G / chunk, devices)`` (default:
+    all), so each device holds whole chunks."""
+    return math.gcd(shape.G // shape.chunk, devices or jax.device_count())
 
 
 def program(shape: core.Shape, devices: int | None = None):

@@ -37,6 +37,42 @@ GROUP_NEURONS = {"cpu": 1 << 10, "accelerator": 1 << 15}
 # spread over up to this many devices. A constant, not the device count: a trial's group (and so
 # every number it computes) is the same whatever devices, shards or budget run it.
 MIN_GROUPS = 8
+# Groups per chunk (``core.train``: a group's arithmetic has the shapes of one chunk whatever
+# the batch size) in the vmapped layout: about this many neurons per chunk, a power of two of
+# groups, at most MAX_CHUNK. On a CPU about one GEMM-sized group's worth (the blocked layout
+# computes one group at a time anyway: chunk 1); an accelerator wants its chunk to fill it.
+CHUNK_NEURONS = {"cpu": 1 << 10, "accelerator": 1 << 19}
+MAX_CHUNK = 1024
+
+
+def _pow2_floor(v: int) -> int:
+    return 1 << (max(1, v).bit_length() - 1)
+
+
+def _pow2_ceil(v: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, v))))
+
+
+def chunk_groups(cpu: bool, layout: str, P: int, W: int, kernel: str = "off",
+                 study_groups: int | None = None, max_groups: int | None = None) -> int:
+    """Groups per chunk of a program: from the study alone (the platform, the program's layout,
+    P, W and kernel, and ``study_groups``, its groups over the whole study, so a small study
+    pads little), never from its batch size, devices or shard. ``max_groups`` (what the memory
+    budget holds) caps it: the one case where the budget can move a trial's last bits."""
+    if layout == "blocked":
+        return 1
+    chunk = _pow2_floor(CHUNK_NEURONS["cpu" if cpu else "accelerator"] // (P * W))
+    if kernel != "off":  # the kernel's grid has one program per trial: fill the SMs
+        chunk = max(chunk, _pow2_ceil(math.ceil(kernel_.MIN_TRIALS / P)))
+    chunk = min(chunk, MAX_CHUNK, _pow2_ceil(study_groups or MAX_CHUNK))
+    return min(chunk, _pow2_floor(max_groups)) if max_groups else chunk
+
+
+def _round_groups(G: int, chunk: int, devices: int, whole: bool) -> int:
+    """G up to whole chunks, and to whole chunks on every device when there are enough groups
+    (or always with ``whole``: a multi-host job gives every device a share)."""
+    unit = chunk * devices if G >= chunk * devices or whole else chunk
+    return unit * math.ceil(G / unit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +193,9 @@ def m_bucket(m: int | None) -> int:
 
 
 def bytes_per_group(shape: Shape) -> int:
-    """Estimated bytes one group adds to a batch, float32: its data, parameters (and their
-    update, gradients or optimizer state), curves, and -- in the vmapped layout, where every
-    group steps at once -- its step activations. Calibrated against XLA's
+    """Estimated bytes one group adds to the chunk it trains in, float32: its data, parameters
+    (and their update, gradients or optimizer state), curves, and -- in the vmapped layout,
+    where a chunk's groups step at once -- its step activations. Calibrated against XLA's
     ``memory_analysis()`` of compiled programs (tests/test_plan.py)."""
     task = shape.task
     if isinstance(task, xy.Task):
@@ -176,6 +212,16 @@ def bytes_per_group(shape: Shape) -> int:
     return 4 * (data + params + curves + acts)
 
 
+def bytes_resident(shape: Shape) -> int:
+    """Estimated bytes one group holds for the whole call: its final parameters and curves
+    (a chunk's working set is freed before the next chunk starts)."""
+    task = shape.task
+    if isinstance(task, xy.Task):
+        return 4 * (shape.W * (task.d + (shape.depth - 1) * shape.W + 2) + 2 * shape.curves)
+    per_neuron = task.n + 3 + (shape.depth - 1) * (shape.W + 1)
+    return 4 * shape.P * (shape.W * per_neuron + 2 * shape.curves)
+
+
 def _step_floats(shape: Shape) -> int:
     """Activations of one group's step (forward and backward through every layer)."""
     return 2 * shape.task.batch * shape.P * shape.W * shape.depth
@@ -189,18 +235,22 @@ def eval_rows(shape: Shape) -> int:
 
 def bytes_shared(shape: Shape) -> int:
     """Estimated bytes of what runs one group at a time: an evaluation's activations (a chunk
-    of rows x P x W per layer, pre- and post-activation) and, in the blocked layout, a step's
+    of rows x P x W, two layers' worth) and, in the blocked layout, a step's
     activations (tabular: the activations of the evaluation's trial batches)."""
     if isinstance(shape.task, xy.Task):
         return 4 * xy.EVAL_FLOATS
-    evaluation = (shape.depth + 1) * eval_rows(shape) * shape.P * shape.W
+    # two layers' activations alive at once (a layer's input while its output is computed)
+    evaluation = 2 * eval_rows(shape) * shape.P * shape.W
     step = _step_floats(shape) if shape.layout == "blocked" else 0
     return 4 * (evaluation + step)
 
 
-def batch_bytes(shape: Shape) -> int:
-    """Estimated peak bytes of one batch of ``shape`` (all its devices together)."""
-    return shape.G * bytes_per_group(shape) + bytes_shared(shape)
+def batch_bytes(shape: Shape, devices: int = 1) -> int:
+    """Estimated peak bytes of one batch of ``shape`` (all its ``devices`` together): every
+    group's results, one chunk's working set per device, and what runs one group at a time."""
+    working = math.gcd(shape.G // shape.chunk, devices) * shape.chunk
+    return (shape.G * bytes_resident(shape) + bytes_shared(shape)
+            + working * (bytes_per_group(shape) - bytes_resident(shape)))
 
 
 def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
@@ -294,15 +344,20 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 f"depth={c.depth}) needs {need / 2**30:.2f} GiB {alone}, over the memory "
                 f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
                 "make the cell smaller")
-        g_mem = max(1, (memory_budget - bytes_shared(shape)) // bytes_per_group(shape))
+        # a chunk on every device must fit; then the groups' results
+        free = memory_budget - bytes_shared(shape)
+        chunk = chunk_groups(cpu, shape.layout, P, W, shape.kernel,
+                             study_groups=sum(math.ceil(len(v) / P) for v in streams.values()),
+                             max_groups=max(1, free // (devices * bytes_per_group(shape))))
+        working = devices * chunk * (bytes_per_group(shape) - bytes_resident(shape))
+        g_mem = max(chunk, (free - working) // bytes_resident(shape))
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
         g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
+        g_max = max(chunk, chunk * (g_max // chunk))
         n_batches = math.ceil(len(groups) / g_max)
-        G = math.ceil(len(groups) / n_batches)
-        if G >= devices or whole:  # a whole number of groups per device (else fewer run it)
-            G = devices * math.ceil(G / devices)
-            n_batches = math.ceil(len(groups) / G)
-        shape = dataclasses.replace(shape, G=G)
+        G = _round_groups(math.ceil(len(groups) / n_batches), chunk, devices, whole)
+        n_batches = math.ceil(len(groups) / G)
+        shape = dataclasses.replace(shape, G=G, chunk=chunk)
         for bi in range(n_batches):
             chunk = groups[bi * G:(bi + 1) * G]
             slots = [tuple(g) + (None,) * (P - len(g)) for g in chunk]
@@ -424,14 +479,16 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
             if dataset != spec:
                 continue
             c = cells[trials[0].cell]
-            T = max(1, min(len(trials), XY_FLOATS // xy_floats_per_trial(d, width, depth,
-                                                                          c.batch)))
-            if whole:  # a multi-host job: every device a share (see _Tabular.compute)
-                T = devices * math.ceil(T / devices)
+            cap = max(1, XY_FLOATS // xy_floats_per_trial(d, width, depth, c.batch))
+            T = min(len(trials), cap)
+            chunk = chunk_groups(jax.default_backend() == "cpu", "vmapped", 1, width,
+                                 study_groups=len(trials), max_groups=cap)
+            # whole: a multi-host job gives every device a share (see _Tabular.compute)
+            T = _round_groups(T, chunk, devices if whole else 1, whole)
             shape = Shape(task=xy.Task(d=d, n_train=n_train, batch=c.batch), depth=depth,
                           W=width, G=T, P=1, eval_every=c.eval_every, loss="logistic",
                           step=opt, layout="vmapped", tracker="best_validation",
-                          curves=c.steps // c.eval_every)
+                          curves=c.steps // c.eval_every, chunk=chunk)
             for start in range(0, len(trials), T):
                 if index % shard_n == shard_i:
                     chunk = trials[start:start + T]

@@ -205,9 +205,14 @@ def test_the_cpu_step_updates_w1_in_place(shape_factory):
     b = make_batch([{"data": 0, "m": 100, "trials": [{}, {"width": 20}]},
                     {"data": 1, "m": 64, "trials": [{}]}], P=2)
     text = jax.jit(core.train, static_argnums=0).lower(shape, b).compile().as_text()
-    assert re.search(r"\bdot\(|ynn_fusion", text)  # the compiled step is in there
-    copies = re.findall(r"= f32\[[0-9,]*24,20\]\{[0-9,]*\} copy\(", text)
-    assert not copies, copies
+    # the per-step body: a computation with the step's GEMMs and no loop inside (once per
+    # interval, the group's w1 may be copied out of its chunk's carry: 1 copy per 100 steps)
+    bodies = [c for c in re.split(r"\n(?=\S)", text)
+              if re.search(r"\bdot\(|ynn_fusion", c) and " while(" not in c
+              and "fused_computation" not in c.split("(")[0]]
+    assert bodies  # the compiled step is in there
+    copies = [re.findall(r"= f32\[[0-9,]*24,20\]\{[0-9,]*\} copy\(", c) for c in bodies]
+    assert not any(copies), copies
 
 
 def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_factory):
@@ -255,18 +260,32 @@ def test_recorded_curves_match_the_outcomes(shape_factory):
 KERNEL = "pallas" if jax.default_backend() == "gpu" else "interpret"
 
 
-@pytest.mark.parametrize("layout,step,kernel", [
-    ("blocked", "fused", "off"), ("vmapped", "fused", "off"), ("vmapped", "sgd", "off"),
-    ("vmapped", "fused", KERNEL)])
+@pytest.mark.parametrize("layout,step,kernel,chunk", [
+    ("blocked", "fused", "off", 1), ("vmapped", "fused", "off", 1), ("vmapped", "sgd", "off", 1),
+    ("vmapped", "fused", "off", 2), ("vmapped", "sgd", "off", 2),
+    ("vmapped", "fused", KERNEL, 1)])
 def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, layout, step,
-                                                               kernel):
-    # docs/DESIGN.md §1.7: not on its batchmates, not on the batch size -- bit for bit here
-    # (the vmapped layout and the kernel are what GPUs run; there this is gpu_check.sh's)
+                                                               kernel, chunk):
+    # docs/DESIGN.md §1.7: not on its batchmates, not on the batch size, not on its place in
+    # the batch -- bit for bit (the vmapped layout and the kernel are what GPUs run). By
+    # construction (core.train computes chunks of ``chunk`` groups), so on any CPU's ISA.
     groups = GROUPS + [{"data": 2, "m": 80, "trials": [{"init": 5, "width": 12}]}]
-    big = shape_factory(G=3, P=3, layout=layout, step=step, kernel=kernel)
-    one = shape_factory(G=1, P=3, layout=layout, step=step, kernel=kernel)
-    out_big, p_big = devices.train(big, make_batch(groups, P=3), devices=1)
-    out_one, p_one = devices.train(one, make_batch(groups[:1], P=3), devices=1)
-    for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_one, p_one)),
+    big_groups = groups + groups[:1] * (-len(groups) % chunk)
+    small_groups = ([groups[2], groups[0]] + groups[1:2] * (chunk - 2))[:chunk]
+    big = shape_factory(G=len(big_groups), P=3, layout=layout, step=step, kernel=kernel,
+                        chunk=chunk)
+    small = shape_factory(G=chunk, P=3, layout=layout, step=step, kernel=kernel, chunk=chunk)
+    out_big, p_big = devices.train(big, make_batch(big_groups, P=3), devices=1)
+    out_small, p_small = devices.train(small, make_batch(small_groups, P=3), devices=1)
+    # the small batch's first group is the big one's third; its second (chunk 2) the first
+    pairs = [(2, 0)] + ([(0, 1)] if chunk > 1 else [])
+    for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_small, p_small)),
                     strict=True):
-        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])
+        for i, j in pairs:
+            np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[j])
+
+
+def test_a_batch_that_is_not_whole_chunks_is_refused(shape_factory):
+    with pytest.raises(ValueError, match="multiple of chunk"):
+        devices.train(shape_factory(G=3, P=3, layout="vmapped", chunk=2),
+                      make_batch(GROUPS + GROUPS[:1], P=3), devices=1)
