@@ -8,15 +8,18 @@ runtime before any backend is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
+import sys
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core
+from parity_jax import core, kernel
 
 
 def split_cpu() -> None:
@@ -141,6 +144,84 @@ def program(shape: core.Shape, devices: int | None = None):
 def train(shape: core.Shape, b: core.Batch, devices: int | None = None):
     """Trains a batch to completion: (outcome, final parameters)."""
     return program(shape, devices)(b)
+
+
+class FailSafe:
+    """``train`` with the fused kernel's fail-safe, for one run (in ``kernel.failsafe()``
+    modes; otherwise plain ``train``).
+
+    Before a program first runs the kernel, its geometry's verdict (``kernel.verdict``: cached,
+    or a self-check now) and its own lowering and compiling decide whether it may; a program
+    whose kernel disagrees with the XLA step, or fails to lower, compile or run, trains on the
+    XLA step instead (the same shape with ``kernel="off"``) after one line to ``warn`` naming
+    it, the error and ``PARITY_JAX_KERNEL=off``. A failed lowering or compile is recorded as
+    its geometry's verdict; an error while running holds for this run only.
+    """
+
+    def __init__(self, warn: Callable[[str], None] | None = None):
+        self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._runs: dict[tuple[core.Shape, int], core.Shape] = {}  # -> the shape it runs
+
+    def train(self, shape: core.Shape, b: core.Batch, devices: int | None = None):
+        """``devices.train``, on the XLA step where the kernel is not safe."""
+        if shape.kernel == "off" or not kernel.failsafe():
+            return train(shape, b, devices)
+        key = (shape, used(shape, devices))
+        if key not in self._runs:
+            self._runs[key] = self._first_use(shape, b, devices)
+        runs = self._runs[key]
+        if runs.kernel == "off":
+            return train(runs, b, devices)
+        try:  # errors while running surface here, not at the fetch
+            return jax.block_until_ready(train(runs, b, devices))
+        except Exception as e:
+            # out of memory is the budget's (the runner's memory error); in a multi-host job
+            # one process alone cannot change its program
+            if _out_of_memory(e) or jax.process_count() > 1:
+                raise
+            self.warn(kernel.warning(shape, kernel.failure(e)))
+            self._runs[key] = dataclasses.replace(shape, kernel="off")
+            return train(self._runs[key], b, devices)
+
+    def _first_use(self, shape: core.Shape, b: core.Batch, devices: int | None) -> core.Shape:
+        """The shape a program's batches run: its own, or on the XLA step (warned)."""
+        where = verdicts_file()
+        ok, detail = kernel.verdict(shape, where)
+        if ok:
+            try:  # the first call reuses this executable
+                program(shape, devices).lower(b).compile()
+            except Exception as e:  # noqa: BLE001 -- any error of the kernel is its verdict
+                ok, detail = False, kernel.failure(e)
+                kernel.record(shape, False, math.nan, detail, where)
+        if _on_every_process(ok):
+            return shape
+        self.warn(kernel.warning(shape, detail if not ok else
+                                 "its check failed on another process of this job"))
+        return dataclasses.replace(shape, kernel="off")
+
+
+def _out_of_memory(e: Exception) -> bool:
+    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) \
+        or "out of memory" in str(e).lower()
+
+
+def _on_every_process(ok: bool) -> bool:
+    """``ok`` on every process of a multi-host job (they must run the same program)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def verdicts_file() -> str | None:
+    """Where the kernel's verdicts are kept: ``kernel.VERDICTS_FILE`` beside the compile cache
+    (``~/.cache/parity_jax/kernel_checks.json`` by default); None -- this process only -- with
+    ``PARITY_JAX_CACHE=off`` or no compile cache."""
+    where = jax.config.jax_compilation_cache_dir
+    if os.environ.get("PARITY_JAX_CACHE", "").strip().lower() == "off" or not where:
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(where)), kernel.VERDICTS_FILE)
 
 
 def _specs(b: core.Batch):

@@ -13,6 +13,7 @@ done so far (trials stored before it started, and resumed from, do not count).
 from __future__ import annotations
 
 import atexit
+import sys
 import time
 from typing import TextIO
 
@@ -76,6 +77,14 @@ class Progress:
         self.stream.write(f"[{'#' * fill}{'.' * (BAR_WIDTH - fill)}] "
                           f"{self.status(elapsed, eta)}\n")
         self.stream.flush()
+
+    def warn(self, line: str) -> None:
+        """A warning line: above the live bar when there is one (a line written under it would
+        be overwritten at its next redraw), else on stderr."""
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def status(self, elapsed: float, eta: float | None) -> str:
         """``12/800 trials  1,234 trial-steps/s  elapsed 0m03s  ETA 3m10s`` (ETA ``-``: not

@@ -261,6 +261,7 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                        progress if lead else None) as bar,
               _StopOnSigint(progress if lead else None) as sigint,
               devices_.CompileStats() as compiled):
+            failsafe = devices_.FailSafe(warn=bar.warn)  # the kernel: checked, else XLA
             for unit in todo:
                 # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
                 verdict = _lead_says(2 if error else 1 if sigint.requested else 0)
@@ -272,7 +273,8 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                                       f"{out}")
                 skip = {t for t in unit.trials if (t.cell, t.seed) in done}
                 try:
-                    rows, curves, trial_steps = work.compute(unit, skip, devices, lead)
+                    rows, curves, trial_steps = work.compute(unit, skip, devices, lead,
+                                                              failsafe.train)
                 except (jax.errors.JaxRuntimeError, MemoryError) as e:
                     if not isinstance(e, MemoryError) and "RESOURCE_EXHAUSTED" not in str(e) \
                             and "out of memory" not in str(e).lower():
@@ -339,12 +341,14 @@ class _Parity:
         return planning.make_plan(self.study, budget, devices, shard, whole=whole,
                                   platform=jax.default_backend())
 
-    def compute(self, pb: planning.PlannedBatch, skip: set, devices: int, lead: bool):
-        """Trains one planned batch (its not-yet-stored trials): (trials, curves, steps)."""
+    def compute(self, pb: planning.PlannedBatch, skip: set, devices: int, lead: bool,
+                train=devices_.train):
+        """Trains one planned batch (its not-yet-stored trials) with ``train`` (``devices.train``
+        or a ``FailSafe``'s): (trials, curves, steps)."""
         inputs = planning.batch_inputs(self.study, self.cells, pb, skip)
         if jax.process_count() > 1:
             inputs = devices_.global_batch(pb.shape, inputs, devices)
-        outcome, _ = devices_.train(pb.shape, inputs, devices)
+        outcome, _ = train(pb.shape, inputs, devices)
         outcome = devices_.fetch(outcome)
         rows, curves = [], []
         for g, row in enumerate(pb.slots):
@@ -405,7 +409,7 @@ class _Tabular:
     def plan(self, budget, devices, shard, whole) -> planning.Plan:
         return planning.make_tabular_plan(self.study, self.sizes, devices, shard, whole=whole)
 
-    def compute(self, unit, skip: set, devices: int, lead: bool):
+    def compute(self, unit, skip: set, devices: int, lead: bool, train=devices_.train):
         if isinstance(unit, planning.ForestUnit):
             return (self._forest(unit.trial) if lead else []), [], 0
         from parity_jax.tasks import xy
@@ -424,7 +428,7 @@ class _Tabular:
             inputs = devices_.global_batch(unit.shape, inputs, devices)
         else:
             devices = 1
-        o = devices_.fetch(devices_.train(unit.shape, inputs, devices)[0])
+        o = devices_.fetch(train(unit.shape, inputs, devices)[0])
         rows, steps = [], 0
         for g, (t,) in enumerate(unit.slots):
             if t is None or t in skip:
