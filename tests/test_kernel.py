@@ -94,7 +94,7 @@ def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_fact
         np.testing.assert_array_equal(np.asarray(a)[0, [0, 2]], np.asarray(b)[0, [0, 2]])
 
 
-def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch):
+def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch, capsys):
     study = Study.from_toml(_write(tmp_path / "tiny.toml", TINY_TOML))
     records = {}
     for env, mode in (("off", "off"), ("on" if GPU else "interpret", MODE)):
@@ -102,6 +102,8 @@ def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch):
         assert {s.kernel for s in plan.make_plan(study).shapes} == {mode}
         res = run(study, tmp_path / env, progress=None)
         records[mode] = sorted(res.trials(), key=lambda t: (t["cell"], t["seed"]))
+    # the kernel ran: its self-check passed and no program fell back to the XLA step
+    assert "the fused kernel is off" not in capsys.readouterr().err
     assert len(records["off"]) == 16
     for a, b in zip(records["off"], records[MODE], strict=True):
         for name in ("success", "first_hit", "steps_run", "diverged"):
