@@ -342,9 +342,10 @@ class _Parity:
                                   platform=jax.default_backend())
 
     def compute(self, pb: planning.PlannedBatch, skip: set, devices: int, lead: bool,
-                train=devices_.train):
-        """Trains one planned batch (its not-yet-stored trials) with ``train`` (``devices.train``
-        or a ``FailSafe``'s): (trials, curves, steps)."""
+                train=None):
+        """Trains one planned batch (its not-yet-stored trials) with ``train`` (a
+        ``devices.FailSafe``'s, or ``devices.train``): (trials, curves, steps)."""
+        train = train or devices_.train
         inputs = planning.batch_inputs(self.study, self.cells, pb, skip)
         if jax.process_count() > 1:
             inputs = devices_.global_batch(pb.shape, inputs, devices)
@@ -409,7 +410,8 @@ class _Tabular:
     def plan(self, budget, devices, shard, whole) -> planning.Plan:
         return planning.make_tabular_plan(self.study, self.sizes, devices, shard, whole=whole)
 
-    def compute(self, unit, skip: set, devices: int, lead: bool, train=devices_.train):
+    def compute(self, unit, skip: set, devices: int, lead: bool, train=None):
+        train = train or devices_.train
         if isinstance(unit, planning.ForestUnit):
             return (self._forest(unit.trial) if lead else []), [], 0
         from parity_jax.tasks import xy
