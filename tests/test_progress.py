@@ -91,3 +91,23 @@ def test_dumb_terminal_gets_plain_lines(clock, monkeypatch):
     bar.close()
     assert out.getvalue() == ("[############............] 2/4 trials  10 trial-steps/s  "
                               "elapsed 0m01s  ETA 0m01s\n")
+
+
+def test_a_warning_is_one_line_above_the_live_bar_or_on_stderr(clock, monkeypatch, capsys):
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for var in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "NO_COLOR", "COLUMNS"):
+        monkeypatch.delenv(var, raising=False)
+    out = Terminal()
+    warning = "warning: the fused kernel is off for the program (n=50, W=100, batch 32): " * 2
+    with progress.Progress(8, 0, out) as bar:
+        clock.t += 1
+        bar.update(2, 10)
+        bar.warn(warning)
+        bar.update(2, 10)
+    lines = ANSI.sub("", out.getvalue()).replace("\r", "\n").splitlines()
+    assert warning in lines  # whole, on its own line, not wrapped nor erased by a redraw
+    assert lines.index(warning) < max(i for i, line in enumerate(lines) if "4/8 trials" in line)
+    assert capsys.readouterr().err == ""
+    plain = progress.Progress(8, 0, io.StringIO())  # a file or None: stderr
+    plain.warn(warning)
+    assert capsys.readouterr().err == warning + "\n"
