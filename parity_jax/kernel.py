@@ -335,7 +335,7 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
 # ---- fail-safe: the numeric self-check and its cached verdicts -------------------------------
 
 CHECK_STEPS = 4  # the self-check's interval: a few steps, so chaos cannot amplify rounding
-CHECK_TRIALS = 4  # its trials (one group; a trial's kernel program does not depend on P)
+CHECK_TRIALS = 4  # its trials: groups of the program's P trials (at most 4)
 CHECK_ROWS = 1024  # its training set's rows, at most (the kernel gathers rows by index)
 CHECK_SLACK = 4.0  # C of the tolerance (see ``_compare``)
 EPS32 = 2.0 ** -23  # float32's machine epsilon: every sum accumulates in float32
@@ -394,9 +394,9 @@ def self_check(shape) -> tuple[bool, float, str]:
     if shape.kernel == "off":
         shape = dataclasses.replace(
             shape, kernel="pallas" if jax.default_backend() == "gpu" else "interpret")
-    task = shape.task
+    task, P = shape.task, min(shape.P, CHECK_TRIALS)
     check = dataclasses.replace(
-        shape, G=1, P=min(shape.P, CHECK_TRIALS), eval_every=CHECK_STEPS, curves=0,
+        shape, G=CHECK_TRIALS // P, P=P, eval_every=CHECK_STEPS, curves=0,
         task=dataclasses.replace(task, M=min(task.M, CHECK_ROWS), n_test=min(task.n_test, 64)))
     try:
         ok, rel, worst = _compare(check, draw=0)
@@ -452,7 +452,7 @@ def _compare(shape, draw: int) -> tuple[bool, float, float]:
     scale = K * EPS32 + OPERAND_EPS[shape.precision]
     worst, rel = 0.0, 0.0
     for name in ("w1", "b1", "a", "c"):
-        x0, x, k = (np.asarray(getattr(p, name), np.float64).reshape(shape.P, -1)
+        x0, x, k = (np.asarray(getattr(p, name), np.float64).reshape(shape.G * shape.P, -1)
                     for p in (p0, xla, ker))
         diff = np.nan_to_num(np.abs(k - x).max(axis=1), nan=np.inf)
         delta = np.abs(x - x0).max(axis=1)
@@ -464,21 +464,23 @@ def _compare(shape, draw: int) -> tuple[bool, float, float]:
 
 
 def _check_batch(shape, draw: int):
-    """The self-check's batch: one group of P trials of width W down to 5/8 W (padded
-    neurons), dense and sparse (s = 2) inits, the default lr and wd."""
+    """The self-check's batch: G groups (each its own data) of P trials, of widths W down to
+    5/8 W (padded neurons), dense and sparse (s = 2) inits, the default lr and wd."""
     from parity_jax import core, trackers
     from parity_jax.tasks import parity
 
-    P, W, n = shape.P, shape.W, shape.task.n
+    G, P, W, n = shape.G, shape.P, shape.W, shape.task.n
     root = jax.random.key(draw)
-    full = functools.partial(np.full, (1, P))
+    trial = np.arange(G * P).reshape(G, P)
+    full = functools.partial(np.full, (G, P))
     return core.Batch(
-        task=parity.Inputs(data_key=jax.random.fold_in(root, 1)[None],
-                           k=np.array([min(3, n)], np.int32),
-                           m=np.array([shape.task.M], np.int32), noise=np.zeros(1, np.float32)),
-        init_key=jax.vmap(lambda i: jax.random.fold_in(root, 2 + i))(jnp.arange(P))[None],
-        width=np.array([[max(1, W - W * p // (2 * P)) for p in range(P)]], np.int32),
-        sparse=np.array([[p % 2 == 1 for p in range(P)]]), s=full(min(2, n), np.int32),
+        task=parity.Inputs(data_key=jax.vmap(lambda g: jax.random.fold_in(root, g))(
+                               jnp.arange(G)),
+                           k=np.full(G, min(3, n), np.int32), m=np.full(G, shape.task.M, np.int32),
+                           noise=np.zeros(G, np.float32)),
+        init_key=jax.vmap(lambda i: jax.random.fold_in(root, G + i))(trial.ravel()).reshape(G, P),
+        width=np.maximum(1, W - W * trial // (2 * G * P)).astype(np.int32),
+        sparse=trial % 2 == 1, s=full(min(2, n), np.int32),
         lr=full(0.1, np.float32), wd=full(0.01, np.float32), steps=full(CHECK_STEPS, np.int32),
         valid=full(True, bool),
         track=trackers.FirstHitInputs(threshold=full(0.0, np.float32),
