@@ -61,10 +61,11 @@ import numpy as np
 from parity_jax import models
 from parity_jax.models import Params
 
+_NO_PALLAS = ""  # why Pallas did not import
 try:
     from jax.experimental import pallas as pl
 except ImportError as e:  # a jax without Pallas: no kernel (``available``), the rest works
-    pl, _NO_PALLAS = None, f"{type(e).__name__}: {e}"
+    pl, _NO_PALLAS = None, f": {type(e).__name__}: {e}"
 
 KERNELS = ("off", "pallas", "pallas-3xtf32", "interpret")
 ENV = "PARITY_JAX_KERNEL"
@@ -129,7 +130,7 @@ def available(interpret: bool = False) -> tuple[bool, str]:
     """Whether this jax can build the kernel -- Pallas and its Triton lowering for GPUs (with
     ``interpret``: Pallas alone) -- and, if not, why (one line)."""
     if pl is None:
-        return False, f"this jax ({jax.__version__}) has no Pallas: {_NO_PALLAS}"
+        return False, f"this jax ({jax.__version__}) has no Pallas{_NO_PALLAS}"
     if interpret:
         return True, ""
     try:

@@ -242,6 +242,15 @@ def test_a_jax_without_triton_has_no_kernel(monkeypatch, capsys, tmp_path):
         with pytest.raises(ConfigError, match=f"PARITY_JAX_KERNEL = '{want}': the fused kernel "
                                               "is unavailable"):
             kernel.select("gpu", 1, "fused")
+    # interpret mode needs Pallas alone; a jax without it has no kernel at all
+    monkeypatch.setattr(kernel, "pl", None)
+    assert not kernel.available(interpret=True)[0]
+    monkeypatch.setenv(kernel.ENV, "interpret")
+    with pytest.raises(ConfigError, match="'interpret': the fused kernel is unavailable .*has "
+                                          "no Pallas"):
+        kernel.select("cpu", 1, "fused")
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "jax.experimental.pallas.triton", None)
     # the CLI: one line, exit 2, on a (pretended) GPU
     from parity_jax import cli
 
