@@ -396,8 +396,8 @@ def self_check(shape) -> tuple[bool, float, str]:
         shape = dataclasses.replace(
             shape, kernel="pallas" if jax.default_backend() == "gpu" else "interpret")
     task, P = shape.task, min(shape.P, CHECK_TRIALS)
-    check = dataclasses.replace(
-        shape, G=CHECK_TRIALS // P, P=P, eval_every=CHECK_STEPS, curves=0,
+    check = dataclasses.replace(  # one chunk: a small program of its own
+        shape, G=CHECK_TRIALS // P, P=P, chunk=1, eval_every=CHECK_STEPS, curves=0,
         task=dataclasses.replace(task, M=min(task.M, CHECK_ROWS), n_test=min(task.n_test, 64)))
     try:
         ok, rel, worst = _compare(check, draw=0)
