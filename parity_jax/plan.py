@@ -53,17 +53,18 @@ def _pow2_ceil(v: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, v))))
 
 
-def chunk_groups(cpu: bool, layout: str, P: int, W: int, kernel: str = "off",
-                 study_groups: int | None = None, max_groups: int | None = None) -> int:
+def chunk_groups(cpu: bool, layout: str, P: int, W: int, study_groups: int | None = None,
+                 max_groups: int | None = None) -> int:
     """Groups per chunk of a program: from the study alone (the platform, the program's layout,
-    P, W and kernel, and ``study_groups``, its groups over the whole study, so a small study
-    pads little), never from its batch size, devices or shard. ``max_groups`` (what the memory
-    budget holds) caps it: the one case where the budget can move a trial's last bits."""
+    P and W, and ``study_groups``, its groups over the whole study, so a small study pads
+    little), never from its batch size, devices, shard or kernel (a program the kernel falls
+    back from computes what the XLA step's would). ``max_groups`` (what the memory budget
+    holds) caps it: the one case where the budget can move a trial's last bits. On an
+    accelerator a chunk of the kernel's widths (<= kernel.MAX_WIDTH) holds at least
+    kernel.MIN_TRIALS trials, enough to fill the SMs."""
     if layout == "blocked":
         return 1
     chunk = _pow2_floor(CHUNK_NEURONS["cpu" if cpu else "accelerator"] // (P * W))
-    if kernel != "off":  # the kernel's grid has one program per trial: fill the SMs
-        chunk = max(chunk, _pow2_ceil(math.ceil(kernel_.MIN_TRIALS / P)))
     chunk = min(chunk, MAX_CHUNK, _pow2_ceil(study_groups or MAX_CHUNK))
     return min(chunk, _pow2_floor(max_groups)) if max_groups else chunk
 
@@ -346,7 +347,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 "make the cell smaller")
         # a chunk on every device must fit; then the groups' results
         free = memory_budget - bytes_shared(shape)
-        chunk = chunk_groups(cpu, shape.layout, P, W, shape.kernel,
+        chunk = chunk_groups(cpu, shape.layout, P, W,
                              study_groups=sum(math.ceil(len(v) / P) for v in streams.values()),
                              max_groups=max(1, free // (devices * bytes_per_group(shape))))
         working = devices * chunk * (bytes_per_group(shape) - bytes_resident(shape))

@@ -138,3 +138,25 @@ def test_a_warm_start_compiles_nothing(tmp_path):
     assert int(first[1]) == 2 and int(first[3]) == 0
     assert int(second[3]) == int(second[1]) == 2  # every program from the cache
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_a_programs_chunk_depends_on_the_study_alone():
+    """core.train's chunk (what a group's arithmetic is shaped by) is the same whatever the
+    devices, shard, kernel or budget; G is whole chunks, and whole chunks per device used."""
+    study = Study(seeds=300, task=Task(n=20, k=3, m=[200, 500], n_test=500),
+                  model=Model(width=[100, 1000]), train=Train(steps=100))
+    chunks = set()
+    for platform in ("cpu", "gpu"):
+        for kw in (dict(devices=1), dict(devices=4), dict(devices=3, shard=(1, 3)),
+                   dict(kernel="off"), dict(kernel="pallas"), dict(memory_budget=2 << 30)):
+            kw.setdefault("memory_budget", 16 << 30)
+            p = plan.make_plan(study, platform=platform, **kw)
+            for b in p.batches:
+                assert b.shape.G % b.shape.chunk == 0
+                used = devices.used(b.shape, kw.get("devices", 1))
+                assert (b.shape.G // used) % b.shape.chunk == 0
+            chunks.add((platform, tuple(sorted({(b.shape.W, b.shape.chunk)
+                                                for b in p.batches}))))
+    assert len(chunks) == 2, chunks  # one set of chunks per platform
+    gpu = dict(c for p, cs in chunks if p == "gpu" for c in cs)
+    assert gpu[1000] == 512 and gpu[100] == 1024  # 2^19 neurons, at most MAX_CHUNK
