@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity_jax import render
+from parity_jax import files, render
 from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
 from parity_jax.store import StoreError
 
@@ -305,21 +305,23 @@ def _cmd_bench(args) -> int:
     print(text)
     for flag, path, content in (("--json", args.json, json.dumps(result, indent=1)),
                                 ("--markdown", args.markdown, text)):
-        if path:
-            try:
-                Path(path).write_text(content + "\n")
-            except OSError as e:  # checked before benchmarking; changed meanwhile
-                raise ConfigError(f"{flag} = {path!r}: cannot write it ({e.strerror})") \
-                    from None
+        if path:  # checked before benchmarking; replaced whole, never through a link
+            files.write_text(path, content + "\n", what=flag)
     return 0
 
 
 def _writable_file(flag: str, path: str) -> Path:
     """``path`` resolved, once it is known that a file can be written there (its directory
-    exists and is writable; it is not a directory itself): checked before any work."""
+    exists and is writable; it is absent or a regular file, not a link): checked before any
+    work."""
     p = Path(path)
+    if p.is_symlink():
+        raise ConfigError(f"{flag} = {path!r}: is a symbolic link; it is never written "
+                          "through (remove the link, or give another file name)")
     if p.is_dir():
         raise ConfigError(f"{flag} = {path!r}: is a directory; give a file name")
+    if p.exists() and not p.is_file():  # a device such as /dev/full, a FIFO
+        raise ConfigError(f"{flag} = {path!r}: is not a regular file; give a file name")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"{flag} = {path!r}: no such directory {str(parent)!r}")

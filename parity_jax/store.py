@@ -16,11 +16,13 @@ released by the kernel when its process dies) while a run or a merge writes ther
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
 import os
 import sqlite3
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -223,13 +225,24 @@ def _acquire(out: Path) -> int:
     """An open descriptor of ``out/.lock``, exclusively locked, holding this process's id."""
     path = out / LOCKNAME
     for _ in range(100):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:  # never through a link; a FIFO put there does not block the open
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o644)
         except FileNotFoundError:  # the directory went away under us (a holder cleaning up)
             _make_dir(out)
             continue
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StoreError(f"out: {path} is a symbolic link; the lock file is never "
+                                 "followed (remove the link)") from None
             raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # written below: ours alone
+            os.close(fd)
+            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else \
+                "not a regular file"
+            raise StoreError(f"out: {path} is {what}; the lock file is never written through "
+                             "(remove it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -242,7 +255,7 @@ def _acquire(out: Path) -> int:
         # A holder removes the file as it finishes (still holding it): the lock counts only if
         # it is on the file that is there now.
         try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
                 break
         except FileNotFoundError:
             pass
@@ -336,6 +349,10 @@ class Store:
     def _open_for_run(cls, out: Path, study: Study | TabularStudy, cells: list,
                       plan_settings: dict, data: dict | None) -> Store:
         path = out / FILENAME
+        for p in (path, *(out / (FILENAME + s) for s in ("-journal", "-wal", "-shm"))):
+            if p.is_symlink():  # SQLite would write through it
+                raise StoreError(f"out: {p} is a symbolic link; a results store is never "
+                                 "written through one (remove the link, or use another --out)")
         if path.exists():
             store = cls.open(out)
             if store.meta.get("fingerprint") != study.fingerprint():

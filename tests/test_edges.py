@@ -314,6 +314,101 @@ def test_a_stale_lock_file_and_creation_leftovers_do_not_make_out_foreign(tmp_pa
     assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]
 
 
+# ---- never written through a link -----------------------------------------------------------
+
+def _victim(tmp_path) -> tuple[Path, bytes]:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n" * 3)
+    return victim, victim.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path, capsys, how):
+    victim, data = _victim(tmp_path)
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "o"
+    out.mkdir()
+    if how == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.link(victim, out / ".lock")
+    says = "is a symbolic link" if how == "symlink" else "is a hard link to another file"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 2
+    err = _one_error(capsys)
+    assert says in err and f"{out}/.lock" in err, err
+    with pytest.raises(StoreError, match=says):  # what merge --out takes too
+        with store.lock(out):
+            pass
+    assert victim.read_bytes() == data  # not truncated, no process id written into it
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+def test_a_lock_file_that_is_a_fifo_is_refused_at_once(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    os.mkfifo(out / ".lock")
+    with pytest.raises(StoreError, match="is not a regular file"):
+        with store.lock(out):
+            pass
+
+
+@pytest.mark.parametrize("name", ["results.sqlite", "results.sqlite-journal"])
+def test_a_store_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path, name):
+    victim, data = _victim(tmp_path)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    study = Study(name="x", seeds=1, task=Task(n=8, k=2, m=16, n_test=16), model=Model(width=4),
+                  train=Train(steps=10, batch=4, eval_every=5))
+    with pytest.raises(StoreError, match=f"{out / name} is a symbolic link"):
+        store.Store.open_for_run(out, study, study.cells(), {})
+    assert victim.read_bytes() == data
+
+
+def test_bench_refuses_links_and_devices_as_outputs_before_benchmarking(tmp_path, monkeypatch,
+                                                                        capsys):
+    from parity_jax import bench
+
+    def no_bench(*a, **kw):
+        raise AssertionError("benchmarked before refusing")
+
+    monkeypatch.setattr(bench, "run_bench", no_bench)
+    victim, data = _victim(tmp_path)
+    (tmp_path / "link.json").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.json")
+    for path, says in [(tmp_path / "link.json", "is a symbolic link"),
+                       ("/dev/full", "is not a regular file"),
+                       (tmp_path / "fifo.json", "is not a regular file")]:
+        assert cli.main(["bench", "--json", str(path)]) == 2
+        assert f"--json = '{path}': {says}" in _one_error(capsys)
+    assert victim.read_bytes() == data
+
+
+def test_an_output_file_is_replaced_whole_and_never_written_through_a_link(tmp_path):
+    from parity_jax import files
+
+    victim, data = _victim(tmp_path)
+    target = tmp_path / "report.json"
+    target.write_text("old\n")
+    target.chmod(0o640)
+
+    def half(f):
+        f.write(b"new but")
+        raise KeyboardInterrupt  # a kill mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(target, half)
+    assert target.read_text() == "old\n"  # the old file survives whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "victim.txt"]
+    files.write_text(target, "new\n")
+    assert target.read_text() == "new\n" and target.stat().st_mode & 0o777 == 0o640
+    (tmp_path / "link.json").symlink_to(victim)
+    with pytest.raises(files.OutputError, match="link.json is a symbolic link"):
+        files.write_text(tmp_path / "link.json", "x")
+    assert victim.read_bytes() == data
+
+
 # a few seconds of training after the compile: the second run arrives while the first computes
 CONCURRENT = SMALL.replace("steps = 200", "steps = 400\nstop_on_success = false")
 
