@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run (or resume) a study")
     p_run.add_argument("config", nargs="?", help="study TOML (default: the built-in fig1-cpu)")
-    p_run.add_argument("--out", help="output directory (default: runs/<study name>)")
+    p_run.add_argument("--out", help="output directory (default: runs/<study name>; a name "
+                       "with '/' needs --out)")
     p_run.add_argument("--memory-budget", help="size batches to this many bytes, e.g. 8G")
     p_run.add_argument("--devices", type=int, help="devices sharing each batch (default: all)")
     p_run.add_argument("--shard", help="run only shard i of N (i/N, e.g. 0/4) of the trials")
@@ -118,7 +119,7 @@ def _cmd_run(args) -> int:
 
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
-    out = Path(args.out or Path("runs") / study.name)
+    out = Path(args.out) if args.out else _default_out(study.name)
     init_distributed(args.coordinator, args.num_processes, args.process_id)
     start = time.perf_counter()
     try:
@@ -136,6 +137,15 @@ def _cmd_run(args) -> int:
           f"wall time {wall:.1f} s; {c['programs']} program(s), compile {c['seconds']:.1f} s "
           f"({c['cache_hits']} from the compile cache)")
     return 0
+
+
+def _default_out(name: str) -> Path:
+    """``runs/<name>``: one directory right under ``runs/``, or a ConfigError (a name is a
+    label, a path only here: a name like "../x" or "/abs" would write elsewhere)."""
+    if name in (".", "..") or any(sep and sep in name for sep in (os.sep, os.altsep)):
+        raise ConfigError(f"name = {name!r}: cannot name a directory under runs/ (it must not "
+                          "contain '/' nor be '.' or '..'); rename the study or give --out")
+    return Path("runs") / name
 
 
 TABULAR_COLUMNS = ["dataset", "fraction", "family", "m", "seeds", "diverged", "test_error",

@@ -150,7 +150,7 @@ def lock(out: str | Path) -> Iterator[Path]:
     file is removed, and so is ``out`` when this call created it and nothing was written.
     """
     out = Path(out)
-    key = out.resolve()
+    key = _resolved(out)
     with _held_guard:
         holder = _held.get(key)
     if holder == threading.get_ident():
@@ -201,7 +201,18 @@ def check_writable_dir(out: str | Path) -> None:
 def holds(out: str | Path) -> bool:
     """Whether this thread holds ``lock(out)``."""
     with _held_guard:
-        return _held.get(Path(out).resolve()) == threading.get_ident()
+        return _held.get(_resolved(Path(out))) == threading.get_ident()
+
+
+def _resolved(out: Path) -> Path:
+    """``out`` with its links resolved (the lock's identity); a loop of links is a StoreError."""
+    try:
+        return out.resolve()
+    except RuntimeError:  # Python 3.11's "Symlink loop from ..."
+        raise StoreError(f"out: {out} is (or passes through) a loop of symbolic links") \
+            from None
+    except OSError as e:  # ELOOP on later Pythons, a name too long
+        raise StoreError(f"out: cannot resolve {out}: {e.strerror}") from None
 
 
 def _make_dir(out: Path) -> bool:

@@ -59,6 +59,66 @@ def test_an_unreadable_config_is_one_error_line(tmp_path, capsys, data, says):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory", "huge"])
+def test_a_config_that_is_no_small_regular_file_is_refused_at_once(tmp_path, capsys, kind):
+    path = {"dev-zero": Path("/dev/zero"), "fifo": tmp_path / "fifo.toml",
+            "directory": tmp_path, "huge": tmp_path / "huge.toml"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it would wait for ever
+    if kind == "huge":
+        path.write_bytes(SMALL.encode() + b"# padding\n" * 200_000)  # 2 MB, valid TOML
+    says = {"dev-zero": "is not a regular file", "fifo": "is not a regular file",
+            "directory": "is a directory", "huge": "is larger than 1 MiB"}[kind]
+
+    def too_slow(*_):
+        raise TimeoutError("the config was waited on (or read whole)")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        for command in ("plan", "run"):
+            assert cli.main([command, str(path), *(["--out", str(tmp_path / "o")]
+                                                   if command == "run" else [])]) == 2
+            assert f"config: {path} {says}" in _one_error(capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "TMP/abs/dir", "..", ".", "a/b"])
+def test_a_study_name_is_one_directory_under_runs_or_refused(tmp_path, monkeypatch, capsys,
+                                                              name):
+    name = name.replace("TMP", str(tmp_path))  # an absolute path (within the test's own)
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    config = work / "s.toml"
+    config.write_text(SMALL.replace('name = "edges"', f"name = {name!r}".replace("'", '"')))
+    assert cli.main(["run", str(config)]) == 2
+    assert _one_error(capsys).startswith(f"error: name = {name!r}: cannot name a directory "
+                                         "under runs/")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "s.toml", "work"]
+    assert cli.main(["plan", str(config)]) == 0  # a name is a label: only a path when used so
+    out = tmp_path / "o"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert (out / "results.sqlite").is_file()
+
+
+def test_a_loop_of_symbolic_links_as_out_is_one_error_line(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    for out in ("loop", "loop/sub", "a"):
+        assert cli.main(["run", str(config), "--out", str(tmp_path / out)]) == 2
+        assert "a loop of symbolic links" in _one_error(capsys)
+        with pytest.raises(StoreError, match="a loop of symbolic links"):
+            with store.lock(tmp_path / out):
+                pass
+
+
 def test_a_utf8_config_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
