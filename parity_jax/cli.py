@@ -7,6 +7,7 @@ A config with a ``datasets`` key is a tabular study; any other, a parity study.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity_jax import files, render
+from parity_jax import _start, files, render
 from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
 from parity_jax.store import StoreError
 
@@ -49,6 +50,12 @@ def _target(value: float) -> float:
     if not 0 < value <= 1:
         raise ConfigError(f"--target = {value}: must be a number in (0, 1]")
     return value
+
+
+# what each command imports (JAX among it): imported at its start, with Ctrl-C deferred
+_IMPORTS = {"run": ["parity_jax.runner"], "plan": ["parity_jax.runner"],
+            "report": ["parity_jax.runner"], "plot": ["parity_jax.runner", "parity_jax.plots"],
+            "check": ["parity_jax.plan"], "bench": ["parity_jax.bench"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser.parse_args(argv)
+        with _start.sigint_deferred() as interrupted:  # Ctrl-C while JAX imports: see _start
+            for module in _IMPORTS.get(args.command, ()):
+                importlib.import_module(module)
+        if interrupted:
+            return _start.interrupted()
         commands = {"run": _cmd_run, "plan": _cmd_plan, "merge": _cmd_merge,
                     "check": _cmd_check, "report": _cmd_report, "plot": _cmd_plot,
                     "bench": _cmd_bench}
@@ -172,9 +184,9 @@ def _cmd_plan(args) -> int:
 
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     study.validate()
-    budget = _parse_bytes(args.memory_budget) if args.memory_budget else \
-        planning.default_memory_budget()
-    devices = check_devices(args.devices)
+    budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
+    devices = check_devices(args.devices)  # starts JAX's backends: before the default budget
+    budget = budget or planning.default_memory_budget()
     shard = planning.parse_shard(args.shard) if args.shard else (0, 1)
     p = work_of(study).plan(budget, devices, shard, whole=False)
     progs = p.programs()
@@ -307,7 +319,10 @@ def _cmd_bench(args) -> int:
     if len(set(outputs)) < len(outputs):
         raise ConfigError(f"--markdown = {args.markdown!r}: the same file as --json")
     from parity_jax import bench
+    from parity_jax import devices as devices_
 
+    devices_.split_cpu()
+    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
     result = bench.run_bench(widths, trials, varies, args.repeats,
                              baselines=not args.no_baselines,
                              max_neurons=args.max_neurons or bench.MAX_NEURONS)

@@ -169,6 +169,7 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
 def check_devices(devices: int | None) -> int:
     """``devices`` (default: all of them) checked against the devices JAX sees."""
     devices_.setup()  # an entry point: CPU split and compile cache, before JAX starts
+    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line
     available = jax.device_count()
     if devices is None:
         return available

@@ -253,6 +253,71 @@ def test_frontier_target_is_checked_like_the_cli(tmp_path, capsys):
     assert "--target = 2.0: must be a number in (0, 1]" in _one_error(capsys)
 
 
+# ---- environment and signals: one line, exit 2 (or 130), never a traceback ---------------------
+
+_CLI = [sys.executable, "-c", "import sys; print('up', flush=True); "
+        "from parity_jax.__main__ import main; sys.exit(main(sys.argv[1:]))"]  # the console script
+
+
+def _cli_env(**extra) -> dict:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": root, "PARITY_JAX_CACHE": "off", **extra}
+
+
+@pytest.mark.parametrize("platforms", ["nosuchplatform", "cuda,nosuch"])
+def test_jax_platforms_naming_a_platform_jax_cannot_start_is_one_line(tmp_path, platforms):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        p = subprocess.run([*_CLI, *argv], capture_output=True, text=True, timeout=300,
+                           env=_cli_env(JAX_PLATFORMS=platforms))
+        err = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(err) == 1, p.stderr
+        assert err[0].startswith(f"error: JAX_PLATFORMS = {platforms!r}: JAX cannot start it")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys,
+                                                                value):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", value)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        assert cli.main(argv) == 2
+        assert _one_error(capsys) == (f"error: PARITY_JAX_CPU_DEVICES = {value!r}: must be an "
+                                      "integer >= 1 (the JAX CPU devices to split the CPU "
+                                      "into), or unset (one per core)")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_ctrl_c_while_the_command_line_starts_is_a_clean_exit(tmp_path, delay):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    p = subprocess.Popen([*_CLI, "run", str(config), "--out", str(tmp_path / "o")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_cli_env())
+    assert p.stdout.readline().strip() == "up"  # past the interpreter's own start-up
+    time.sleep(delay)  # within the imports of parity_jax and JAX (about a second or more)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "interrupted" in err
+
+
+
+def test_importing_the_package_and_help_import_no_jax():
+    code = ("import sys, contextlib, io, parity_jax\n"
+            "from parity_jax.__main__ import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "print(parity_jax.Study.__name__, 'jax' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=_cli_env())
+    assert p.stdout.split() == ["Study", "False"], p.stderr
+
 # ---- one writer per output directory -------------------------------------------------------
 
 def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
