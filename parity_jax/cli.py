@@ -41,9 +41,11 @@ def _parse_bytes(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         value = -1
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--memory-budget = {text!r}: must be a positive size like 8G or 512M")
-    return int(value * units[unit])
+    size = int(value * units[unit]) if math.isfinite(value) and value > 0 else 0
+    if size < 1:  # zero, negative, or under a byte once rounded ("0.1")
+        raise ConfigError(f"--memory-budget = {text!r}: must be a positive size of at least "
+                          "one byte, like 8G or 512M")
+    return size
 
 
 def _target(value: float) -> float:
@@ -171,8 +173,7 @@ def _summary_table(kind: str, records: list[dict], target: float = 0.5) -> str:
     return render.cells_table(records, target)
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+_gib = render.size
 
 
 def _cmd_plan(args) -> int:
@@ -321,6 +322,16 @@ def _cmd_bench(args) -> int:
     from parity_jax import bench
     from parity_jax import devices as devices_
 
+    # each workload is a study: its sizes within the engine's limits, checked before any timing
+    for flag, text, values, study_for in (
+            ("--widths", args.widths, widths, lambda v: bench.study_for(v, 1, varies[0], 1)),
+            ("--trials", args.trials, trials, lambda v: bench.study_for(1, v, varies[0], 1))):
+        for v in values:
+            try:
+                study_for(v).validate()
+            except ConfigError as e:
+                raise ConfigError(f"{flag} = {text!r}: {v} is past the engine's limits for the "
+                                  f"benchmark's workload ({e})") from None
     devices_.split_cpu()
     devices_.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
     result = bench.run_bench(widths, trials, varies, args.repeats,

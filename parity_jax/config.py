@@ -725,7 +725,8 @@ def _values(study: Study | TabularStudy, key: str) -> list:
         raise ConfigError(f"{key}: an empty list has no values")
     for v in values:
         rule.check(key, v)
-    if len({json.dumps(v) for v in values}) != len(values):
+    same = float if rule.kind == "float" else json.dumps  # 1 and 1.0 are one lr, as 0.1, 0.10
+    if len({same(v) for v in values}) != len(values):
         raise ConfigError(f"{key}: list has duplicate values {_show(values)}")
     return values
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from parity_jax import devices as devices_
 from parity_jax import plan as planning
-from parity_jax import reduce
+from parity_jax import reduce, render
 from parity_jax.config import ConfigError, Study, TabularStudy
 from parity_jax.progress import Progress
 from parity_jax.store import Curve, Store, StoreError, TabularTrial, Trial
@@ -288,7 +288,7 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                         raise
                     raise ConfigError(
                         f"memory: the device ran out of memory in a batch ({_describe(unit)}) "
-                        f"with a memory budget of {budget / 2**30:.2f} GiB; the {bar.done} "
+                        f"with a memory budget of {render.size(budget)}; the {bar.done} "
                         "trials stored are intact: rerun with a smaller --memory-budget"
                     ) from None
                 if store is None:

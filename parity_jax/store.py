@@ -562,8 +562,13 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
     """
     if not inputs:
         raise StoreError("merge: give at least one results directory")
-    stores = [Store.open(p) for p in inputs]
+    stores = []
     try:
+        for p in inputs:  # a bad input is named as one, not as --out
+            try:
+                stores.append(Store.open(p))
+            except StoreError as e:
+                raise type(e)(f"merge: input {p}: {str(e).removeprefix('out: ')}") from None
         first = stores[0]
         for other in stores[1:]:
             if other.meta["fingerprint"] != first.meta["fingerprint"]:
@@ -591,6 +596,10 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
         curves = {r[:2]: r for store in stores for r in store.curve_rows()}
         settings = {"merged_from": [str(s.path) for s in stores]}
         data = first.data()
+    except StoreError as e:  # an input that cannot be read: not --out's fault
+        if not str(e).startswith("out: "):
+            raise
+        raise type(e)(f"merge: reading an input: {str(e).removeprefix('out: ')}") from None
     finally:
         for store in stores:
             store.close()

@@ -318,6 +318,61 @@ def test_importing_the_package_and_help_import_no_jax():
                        timeout=120, env=_cli_env())
     assert p.stdout.split() == ["Study", "False"], p.stderr
 
+
+# ---- messages name the thing that is wrong -----------------------------------------------------
+
+def test_sizes_print_in_units_that_show_them():
+    from parity_jax import render
+
+    assert [render.size(n) for n in (0, 1000, 1536, 3 << 20, 2**28, 10 * 2**30)] == [
+        "0 B", "1000 B", "1.5 KiB", "3.0 MiB", "0.25 GiB", "10.00 GiB"]
+
+
+def test_a_memory_budget_rounding_to_zero_is_refused_and_a_small_one_shown_as_it_is(
+        tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    for budget in ("0.5", "0.0001K", "-1M", "0"):
+        assert cli.main(["plan", str(config), f"--memory-budget={budget}"]) == 2
+        assert _one_error(capsys) == (f"error: --memory-budget = {budget!r}: must be a positive "
+                                      "size of at least one byte, like 8G or 512M")
+    assert cli.main(["plan", str(config), "--memory-budget", "1000"]) == 2
+    err = _one_error(capsys)
+    assert "over the memory budget of 1000 B" in err and "0.00 GiB" not in err, err
+    assert cli.main(["plan", str(config), "--memory-budget", "512K"]) == 0
+    assert "memory budget 512.0 KiB" in capsys.readouterr().out
+
+
+def test_a_bad_merge_input_is_named_as_the_input_not_as_out(tmp_path, capsys):
+    missing, foreign = tmp_path / "missing", tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.sqlite").write_bytes(b"not a database at all" * 100)
+    for bad in (missing, foreign):
+        assert cli.main(["merge", str(bad), "--out", str(tmp_path / "m")]) == 2
+        err = _one_error(capsys)
+        assert err.startswith(f"error: merge: input {bad}: ") and "out:" not in err, err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--trials", "2000000000"], "--trials = '2000000000': 2000000000 is past the engine's "
+                                 "limits for the benchmark's workload (seeds = 2000000000"),
+    (["--widths", "3000000000"], "--widths = '3000000000': 3000000000 is past the engine's "
+                                 "limits for the benchmark's workload (model.width = "),
+    (["--widths", "10,50000000", "--trials", "1"], "--widths = '10,50000000': 50000000 is past"),
+])
+def test_bench_sizes_past_the_engine_name_the_flag_before_anything_is_timed(monkeypatch, capsys,
+                                                                          argv, says):
+    from parity_jax import bench
+
+    def timed(*a, **kw):
+        raise AssertionError("timed before refusing")
+
+    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(bench, "run_bench", timed)
+    assert cli.main(["bench", *argv]) == 2
+    assert _one_error(capsys).startswith(f"error: {says}")
+
 # ---- one writer per output directory -------------------------------------------------------
 
 def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
