@@ -23,6 +23,7 @@ import math
 import os
 import sqlite3
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
 LOCKNAME = ".lock"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_SECONDS = 30  # how long a command waits for a store another program holds locked
 KINDS = {"parity": Study, "tabular": TabularStudy}
 
 
@@ -296,11 +298,28 @@ def _read_pid(fd: int) -> int | None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(path, timeout=30)
+        conn = sqlite3.connect(path, timeout=BUSY_SECONDS)
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         raise StoreError(f"out: cannot open {path}: {e}") from None
     return conn
+
+
+def _say_if_held(conn: sqlite3.Connection, path: Path) -> None:
+    """Says on stderr when another program holds the store locked, before SQLite waits for it
+    (up to ``BUSY_SECONDS``), so a command does not seem to hang."""
+    try:
+        conn.execute("PRAGMA busy_timeout = 500")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            print(f"waiting for {path}: another program holds it locked (up to "
+                  f"{BUSY_SECONDS} s) ...", file=sys.stderr, flush=True)
+    except sqlite3.DatabaseError:
+        pass  # damaged or foreign: the read that follows says so
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
 
 
 def _looks_like_sqlite(path: Path) -> bool:
@@ -426,6 +445,7 @@ class Store:
         if not path.is_file():
             raise StoreError(f"out: no results store at {path}")
         conn = _connect(path)
+        _say_if_held(conn, path)
         meta = _read_meta(conn, path)
         return cls(conn, path, meta)
 

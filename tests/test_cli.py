@@ -86,6 +86,31 @@ def test_plot_replaces_figures_whole_and_never_writes_through_a_link(tiny_run, t
     assert cli.main(["plot", str(out)]) == 0
     assert (out / "heatmap_dense.png").read_bytes()[:4] == b"\x89PNG"
 
+
+def test_report_says_when_it_waits_for_a_store_another_program_holds(tiny_run, tmp_path,
+                                                                     capsys):
+    import shutil
+    import sqlite3
+    import threading
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[1], out)
+    other = sqlite3.connect(out / "results.sqlite", isolation_level=None,
+                            check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # e.g. the sqlite3 shell, mid-transaction
+    threading.Timer(1.5, other.rollback).start()
+    capsys.readouterr()
+    try:
+        assert cli.main(["report", str(out), "--format", "json"]) == 0
+    finally:
+        other.rollback() if other.in_transaction else None
+        other.close()
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 8
+    assert captured.err.strip().splitlines() == [
+        f"waiting for {out / 'results.sqlite'}: another program holds it locked (up to 30 s) "
+        "..."]
+
 def test_rerun_of_a_finished_study_runs_nothing_and_changes_nothing(tiny_run, capsys):
     config, out = tiny_run
     before = _digest(out / "results.sqlite")
