@@ -74,6 +74,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
     devices.setup()  # an entry point
+    devices.start()  # a JAX_PLATFORMS that cannot start: one error line
     for pb in plan.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
