@@ -173,9 +173,6 @@ def _summary_table(kind: str, records: list[dict], target: float = 0.5) -> str:
     return render.cells_table(records, target)
 
 
-_gib = render.size
-
-
 def _cmd_plan(args) -> int:
     from parity_jax import devices
 
@@ -192,7 +189,7 @@ def _cmd_plan(args) -> int:
     p = work_of(study).plan(budget, devices, shard, whole=False)
     progs = p.programs()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
-          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
+          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {render.size(budget)}, "
           f"{devices} device(s)")
     cols = ["program", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel", "precision",
             "batches",
@@ -204,12 +201,12 @@ def _cmd_plan(args) -> int:
                                 else ""), r["shape"].kernel,
              r["shape"].precision,
              str(r["batches"]),
-             str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
+             str(r["trials"]), render.size(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
             for i, r in enumerate(progs)]
     print("\n".join(render.text_table(rows, cols)))
     peak = max((r["peak_bytes"] for r in progs), default=0)
     print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "
-          f"{_gib(peak)} (one batch at a time), at most "
+          f"{render.size(peak)} (one batch at a time), at most "
           f"{sum(r['flops'] for r in progs) / 1e12:.3g} TFLOP of training")
     return 0
 
