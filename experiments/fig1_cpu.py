@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from parity_jax import Study, experiment, plots, reduce, render, run
+from parity_jax import Study, experiment, files, plots, reduce, render, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,9 +54,9 @@ def main(config: str | Path = HERE / "fig1_cpu.toml", out: str | Path = "runs/fi
     wall = time.perf_counter() - start
     cells = results.cells()
     text = render.cells_table(cells)
-    (out / "report.txt").write_text(text + "\n")
-    (out / "report.json").write_text(json.dumps(cells, indent=1) + "\n")
-    (out / "report.csv").write_text(render.csv_text(cells))
+    files.write_text(out / "report.txt", text + "\n")
+    files.write_text(out / "report.json", json.dumps(cells, indent=1) + "\n")
+    files.write_text(out / "report.csv", render.csv_text(cells))
     pngs = plots.heatmaps(cells, out)
     curve_lines = []
     if curves_config:

@@ -22,7 +22,17 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from parity_jax import ConfigError, Study, core, devices, experiment, plan, reduce, render
+from parity_jax import (
+    ConfigError,
+    Study,
+    core,
+    devices,
+    experiment,
+    files,
+    plan,
+    reduce,
+    render,
+)
 from parity_jax.config import read_toml
 from parity_jax.tasks import parity
 
@@ -64,6 +74,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
     devices.setup()  # an entry point
+    devices.start()  # a JAX_PLATFORMS that cannot start: one error line
     for pb in plan.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
@@ -128,7 +139,8 @@ def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lot
               f"online, then 3 x K = {keep} subnetworks per success ...", file=progress)
     result = lottery(study, keep, study.seed)
     rows = summary(result)
-    (out / "lottery.json").write_text(json.dumps({"rows": rows, "result": result}, indent=1))
+    files.write_text(out / "lottery.json",
+                     json.dumps({"rows": rows, "result": result}, indent=1))
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = [r["arm"] for r in rows]
     ps = [r["p"] or 0 for r in rows]
@@ -141,8 +153,10 @@ def main(config: str | Path = HERE / "lottery.toml", out: str | Path = "runs/lot
                  fontsize=9)
     fig.tight_layout()
     png = out / "lottery.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    try:
+        files.save_figure(fig, png, dpi=110)
+    finally:
+        plt.close(fig)
     top, rnd, reinit = rows[1], rows[2], rows[3]
     verdict = []
     if top["trials"]:

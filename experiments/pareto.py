@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from parity_jax import Study, experiment, reduce, render, run  # noqa: E402
+from parity_jax import Study, experiment, files, reduce, render, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,8 +55,10 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
     axes[0][0].set_ylabel("width")
     fig.tight_layout()
     png = out / "pareto.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    try:
+        files.save_figure(fig, png, dpi=110)
+    finally:
+        plt.close(fig)
     sections = [("Setup", [f"{len(cells)} cells x {study.seeds} seeds; config "
                            f"`{Path(config).name}`; target p >= {target:g}. A point is on the "
                            "frontier when no other cell of the same init needs at most as "

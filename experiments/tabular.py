@@ -17,11 +17,12 @@ trials.json and report.md.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 
-from parity_jax import experiment, plots, run
+from parity_jax import experiment, files, plots, run
 from parity_jax.config import TabularStudy
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +42,7 @@ def main(config: str | Path = HERE / "tabular.toml", out: str | Path = "runs/tab
     study = TabularStudy.from_toml(config)
     results = run(study, out, progress=progress)
     trials = results.trials()
-    (out / "trials.json").write_text(json.dumps(trials, indent=1))
+    files.write_text(out / "trials.json", json.dumps(trials, indent=1))
     best = results.cells()  # the best of each family per (dataset, fraction)
     for r in best:
         r["model"] = LABEL[r["family"]]
@@ -63,11 +64,12 @@ def main(config: str | Path = HERE / "tabular.toml", out: str | Path = "runs/tab
                                         f"{s['optimizer']} lr{s['lr']:g}" if s else "-")
             rows.append(row)
     cols = list(rows[0])
-    (out / "table.md").write_text("\n".join(experiment.table(rows, cols)) + "\n")
-    with open(out / "table.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, cols)
-        w.writeheader()
-        w.writerows(rows)
+    files.write_text(out / "table.md", "\n".join(experiment.table(rows, cols)) + "\n")
+    table_csv = io.StringIO(newline="")
+    w = csv.DictWriter(table_csv, cols)
+    w.writeheader()
+    w.writerows(rows)
+    files.write_text(out / "table.csv", table_csv.getvalue())
 
     pngs = [plots.line_panels([r for r in best if r["dataset"] == spec], "fraction",
                               "test_error", "model", out / f"{_file(spec)}.png",

@@ -12,21 +12,28 @@ Public API::
 
 Importing the package changes no JAX setting: ``run`` (like the CLI and the bench) splits the
 CPU into one JAX device per core and turns on the persistent compilation cache when it starts
-(``devices.setup``).
+(``devices.setup``). Names are imported when first used: ``import parity_jax`` imports no JAX.
 """
 
-from parity_jax.config import (
-    DEFAULT_STUDY,
-    Cell,
-    ConfigError,
-    Model,
-    Study,
-    TabularStudy,
-    Task,
-    Train,
-)
-from parity_jax.runner import Results, run
-from parity_jax.store import StoreError
+import importlib
+
+# name -> the module that defines it: imported on first use (PEP 562), so importing the package
+# (and the command line's start, its --help and its errors) does not import JAX.
+_EXPORTS = {"DEFAULT_STUDY": "config", "Cell": "config", "ConfigError": "config",
+            "Model": "config", "Study": "config", "TabularStudy": "config", "Task": "config",
+            "Train": "config", "Results": "runner", "run": "runner", "StoreError": "store"}
 
 __all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "StoreError",
            "TabularStudy", "Task", "Train", "run"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'parity_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"parity_jax.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

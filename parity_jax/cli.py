@@ -7,6 +7,7 @@ A config with a ``datasets`` key is a tabular study; any other, a parity study.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity_jax import render
+from parity_jax import _start, files, render
 from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
 from parity_jax.store import StoreError
 
@@ -40,9 +41,11 @@ def _parse_bytes(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         value = -1
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--memory-budget = {text!r}: must be a positive size like 8G or 512M")
-    return int(value * units[unit])
+    size = int(value * units[unit]) if math.isfinite(value) and value > 0 else 0
+    if size < 1:  # zero, negative, or under a byte once rounded ("0.1")
+        raise ConfigError(f"--memory-budget = {text!r}: must be a positive size of at least "
+                          "one byte, like 8G or 512M")
+    return size
 
 
 def _target(value: float) -> float:
@@ -51,12 +54,19 @@ def _target(value: float) -> float:
     return value
 
 
+# what each command imports (JAX among it): imported at its start, with Ctrl-C deferred
+_IMPORTS = {"run": ["parity_jax.runner"], "plan": ["parity_jax.runner"],
+            "report": ["parity_jax.runner"], "plot": ["parity_jax.runner", "parity_jax.plots"],
+            "check": ["parity_jax.plan"], "bench": ["parity_jax.bench"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="parity-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run (or resume) a study")
     p_run.add_argument("config", nargs="?", help="study TOML (default: the built-in fig1-cpu)")
-    p_run.add_argument("--out", help="output directory (default: runs/<study name>)")
+    p_run.add_argument("--out", help="output directory (default: runs/<study name>; a name "
+                       "with '/' needs --out)")
     p_run.add_argument("--memory-budget", help="size batches to this many bytes, e.g. 8G")
     p_run.add_argument("--devices", type=int, help="devices sharing each batch (default: all)")
     p_run.add_argument("--shard", help="run only shard i of N (i/N, e.g. 0/4) of the trials")
@@ -99,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser.parse_args(argv)
+        with _start.sigint_deferred() as interrupted:  # Ctrl-C while JAX imports: see _start
+            for module in _IMPORTS.get(args.command, ()):
+                importlib.import_module(module)
+        if interrupted:
+            return _start.interrupted()
         commands = {"run": _cmd_run, "plan": _cmd_plan, "merge": _cmd_merge,
                     "check": _cmd_check, "report": _cmd_report, "plot": _cmd_plot,
                     "bench": _cmd_bench}
@@ -118,7 +133,7 @@ def _cmd_run(args) -> int:
 
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
-    out = Path(args.out or Path("runs") / study.name)
+    out = Path(args.out) if args.out else _default_out(study.name)
     init_distributed(args.coordinator, args.num_processes, args.process_id)
     start = time.perf_counter()
     try:
@@ -138,6 +153,15 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _default_out(name: str) -> Path:
+    """``runs/<name>``: one directory right under ``runs/``, or a ConfigError (a name is a
+    label, a path only here: a name like "../x" or "/abs" would write elsewhere)."""
+    if name in (".", "..") or any(sep and sep in name for sep in (os.sep, os.altsep)):
+        raise ConfigError(f"name = {name!r}: cannot name a directory under runs/ (it must not "
+                          "contain '/' nor be '.' or '..'); rename the study or give --out")
+    return Path("runs") / name
+
+
 TABULAR_COLUMNS = ["dataset", "fraction", "family", "m", "seeds", "diverged", "test_error",
                    "ci_low", "ci_high", "width", "depth", "s", "optimizer", "lr"]
 
@@ -149,10 +173,6 @@ def _summary_table(kind: str, records: list[dict], target: float = 0.5) -> str:
     return render.cells_table(records, target)
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
-
-
 def _cmd_plan(args) -> int:
     from parity_jax import devices
 
@@ -162,14 +182,14 @@ def _cmd_plan(args) -> int:
 
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     study.validate()
-    budget = _parse_bytes(args.memory_budget) if args.memory_budget else \
-        planning.default_memory_budget()
-    devices = check_devices(args.devices)
+    budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
+    devices = check_devices(args.devices)  # starts JAX's backends: before the default budget
+    budget = budget or planning.default_memory_budget()
     shard = planning.parse_shard(args.shard) if args.shard else (0, 1)
     p = work_of(study).plan(budget, devices, shard, whole=False)
     progs = p.programs()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
-          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {_gib(budget)}, "
+          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {render.size(budget)}, "
           f"{devices} device(s)")
     cols = ["program", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel", "precision",
             "batches",
@@ -181,12 +201,12 @@ def _cmd_plan(args) -> int:
                                 else ""), r["shape"].kernel,
              r["shape"].precision,
              str(r["batches"]),
-             str(r["trials"]), _gib(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
+             str(r["trials"]), render.size(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
             for i, r in enumerate(progs)]
     print("\n".join(render.text_table(rows, cols)))
     peak = max((r["peak_bytes"] for r in progs), default=0)
     print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "
-          f"{_gib(peak)} (one batch at a time), at most "
+          f"{render.size(peak)} (one batch at a time), at most "
           f"{sum(r['flops'] for r in progs) / 1e12:.3g} TFLOP of training")
     return 0
 
@@ -297,7 +317,20 @@ def _cmd_bench(args) -> int:
     if len(set(outputs)) < len(outputs):
         raise ConfigError(f"--markdown = {args.markdown!r}: the same file as --json")
     from parity_jax import bench
+    from parity_jax import devices as devices_
 
+    # each workload is a study: its sizes within the engine's limits, checked before any timing
+    for flag, text, values, study_for in (
+            ("--widths", args.widths, widths, lambda v: bench.study_for(v, 1, varies[0], 1)),
+            ("--trials", args.trials, trials, lambda v: bench.study_for(1, v, varies[0], 1))):
+        for v in values:
+            try:
+                study_for(v).validate()
+            except ConfigError as e:
+                raise ConfigError(f"{flag} = {text!r}: {v} is past the engine's limits for the "
+                                  f"benchmark's workload ({e})") from None
+    devices_.split_cpu()
+    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
     result = bench.run_bench(widths, trials, varies, args.repeats,
                              baselines=not args.no_baselines,
                              max_neurons=args.max_neurons or bench.MAX_NEURONS)
@@ -305,21 +338,23 @@ def _cmd_bench(args) -> int:
     print(text)
     for flag, path, content in (("--json", args.json, json.dumps(result, indent=1)),
                                 ("--markdown", args.markdown, text)):
-        if path:
-            try:
-                Path(path).write_text(content + "\n")
-            except OSError as e:  # checked before benchmarking; changed meanwhile
-                raise ConfigError(f"{flag} = {path!r}: cannot write it ({e.strerror})") \
-                    from None
+        if path:  # checked before benchmarking; replaced whole, never through a link
+            files.write_text(path, content + "\n", what=flag)
     return 0
 
 
 def _writable_file(flag: str, path: str) -> Path:
     """``path`` resolved, once it is known that a file can be written there (its directory
-    exists and is writable; it is not a directory itself): checked before any work."""
+    exists and is writable; it is absent or a regular file, not a link): checked before any
+    work."""
     p = Path(path)
+    if p.is_symlink():
+        raise ConfigError(f"{flag} = {path!r}: is a symbolic link; it is never written "
+                          "through (remove the link, or give another file name)")
     if p.is_dir():
         raise ConfigError(f"{flag} = {path!r}: is a directory; give a file name")
+    if p.exists() and not p.is_file():  # a device such as /dev/full, a FIFO
+        raise ConfigError(f"{flag} = {path!r}: is not a regular file; give a file name")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"{flag} = {path!r}: no such directory {str(parent)!r}")

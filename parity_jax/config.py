@@ -22,6 +22,7 @@ import json
 import math
 import os
 import reprlib
+import stat
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ MAX_CELLS = 10**5  # grid cells (each costs more to lay out than a seed)
 MAX_EVALS = 10**6  # evaluations a trial records (record_curves; every tabular trial)
 MAX_DEPTH = 16  # hidden layers are unrolled in the compiled program
 MAX_FOREST_ITERATIONS = 10_000
+MAX_CONFIG_BYTES = 2**20  # a study config is small: more is not a config (or not a file)
 
 _T = TypeVar("_T")
 Grid: TypeAlias = _T | list[_T] | tuple[_T, ...]
@@ -461,14 +463,27 @@ def _read_toml(path: str | Path) -> dict:
     if not isinstance(path, str | os.PathLike):
         raise ConfigError(f"config = {_show(path)}: must be a file path")
     path = Path(path)
-    try:
-        data = path.read_bytes()
+    try:  # O_NONBLOCK: a FIFO is refused below, not waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"config: file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
     except ValueError as e:  # a path with a NUL character
         raise ConfigError(f"config = {_show(str(path))}: cannot read it ({e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO, a directory
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(f"config: {path} is {what}; give a TOML file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config: {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a "
+                          "study config is a small TOML file")
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is allowed
     except UnicodeDecodeError as e:
@@ -710,7 +725,8 @@ def _values(study: Study | TabularStudy, key: str) -> list:
         raise ConfigError(f"{key}: an empty list has no values")
     for v in values:
         rule.check(key, v)
-    if len({json.dumps(v) for v in values}) != len(values):
+    same = float if rule.kind == "float" else json.dumps  # 1 and 1.0 are one lr, as 0.1, 0.10
+    if len({same(v) for v in values}) != len(values):
         raise ConfigError(f"{key}: list has duplicate values {_show(values)}")
     return values
 

@@ -20,26 +20,62 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import core, kernel
+from parity_jax.config import ConfigError
 
 
 def split_cpu() -> None:
     """One JAX CPU device per available core, so a batch's groups train on every core.
 
     Left alone when the user chose a count already (``jax_num_cpu_devices``,
-    ``XLA_FLAGS=--xla_force_host_platform_device_count``), when ``PARITY_JAX_CPU_DEVICES``
-    says otherwise (it gives the count), or when JAX's backends have already started.
+    ``XLA_FLAGS=--xla_force_host_platform_device_count``), or when JAX's backends have already
+    started; ``PARITY_JAX_CPU_DEVICES`` gives the count instead (an integer >= 1, checked).
     """
+    count = cpu_devices_setting()  # checked even where it is not used
     if (jax.config.jax_num_cpu_devices != -1
             or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
         return
-    try:
-        count = int(os.environ.get("PARITY_JAX_CPU_DEVICES", len(os.sched_getaffinity(0))))
-    except (ValueError, AttributeError):
-        count = os.cpu_count() or 1
+    if count is None:
+        try:
+            count = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            count = os.cpu_count() or 1
     try:
         jax.config.update("jax_num_cpu_devices", max(1, count))
     except RuntimeError:
         pass  # backends already initialised by the caller: keep their devices
+
+
+def cpu_devices_setting() -> int | None:
+    """``PARITY_JAX_CPU_DEVICES`` (None: unset or empty); anything but an integer >= 1 is a
+    ConfigError naming it."""
+    raw = os.environ.get("PARITY_JAX_CPU_DEVICES", "").strip()
+    if not raw:
+        return None
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"PARITY_JAX_CPU_DEVICES = {raw!r}: must be an integer >= 1 (the JAX "
+                          "CPU devices to split the CPU into), or unset (one per core)")
+    return count
+
+
+def start() -> str:
+    """Starts JAX's backends (after ``setup``, and after a multi-host job's runtime): the
+    default platform. A ``JAX_PLATFORMS`` naming a platform that cannot start here (unknown,
+    or absent from this machine) is a ConfigError naming it, not a traceback."""
+    try:
+        return jax.default_backend()
+    except (RuntimeError, AssertionError) as e:  # jax asserts when no platform was started
+        platforms = jax.config.jax_platforms
+        if not platforms:
+            raise
+        reason = str(e).split(" (set JAX_PLATFORMS")[0].strip().splitlines()
+        raise ConfigError(
+            f"JAX_PLATFORMS = {platforms!r}: JAX cannot start it here"
+            f"{f' ({reason[0]})' if reason else ''}; allowed: platforms this machine has "
+            "(cpu, or cuda/tpu with their jax plugins installed), or unset") from None
 
 
 def setup() -> None:

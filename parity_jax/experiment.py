@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from parity_jax import reduce, render, store
+from parity_jax import files, reduce, render, store
 from parity_jax.cli import one_line
 from parity_jax.config import ConfigError
 from parity_jax.store import StoreError
@@ -56,8 +56,7 @@ def write_report(out: Path, title: str, sections: list[tuple[str, list[str]]],
     for heading, body in sections:
         lines += ["", f"## {heading}", "", *body]
     path = Path(out) / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return files.write_text(path, "\n".join(lines) + "\n")
 
 
 def with_time(results, target: float = 0.5) -> list[dict]:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import kernel as kernel_
+from parity_jax import render
 from parity_jax import trackers
 from parity_jax.config import Cell, ConfigError, Study, TabularStudy, stable_int
 from parity_jax.core import Batch, Shape
@@ -342,8 +343,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             alone = "alone" if P == 1 else f"in its group of {P} trials"
             raise ConfigError(
                 f"memory: cell (width={c.width}, m={c.m}, n={c.n}, n_test={c.n_test}, "
-                f"depth={c.depth}) needs {need / 2**30:.2f} GiB {alone}, over the memory "
-                f"budget of {memory_budget / 2**30:.2f} GiB; give --memory-budget more or "
+                f"depth={c.depth}) needs {render.size(need)} {alone}, over the memory "
+                f"budget of {render.size(memory_budget)}; give --memory-budget more or "
                 "make the cell smaller")
         # a chunk on every device must fit; then the groups' results
         free = memory_budget - bytes_shared(shape)

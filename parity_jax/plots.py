@@ -1,4 +1,5 @@
-"""Figures: success heatmaps over (m, width), one per init, with the m-frontier drawn."""
+"""Figures: success heatmaps over (m, width), one per init, with the m-frontier drawn. Each
+file is replaced whole, never written through a link (``files.save_figure``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from parity_jax import reduce, render  # noqa: E402
+from parity_jax import files, reduce, render  # noqa: E402
 
 
 def _varying(records: list[dict], exclude: tuple[str, ...]) -> list[str]:
@@ -67,8 +68,10 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
         fig.tight_layout()
         suffix = "".join(f"_{k}{v}" for k, v in rest.items())
         path = out_dir / f"heatmap_{label}{suffix}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        try:
+            files.save_figure(fig, path, dpi=110)
+        finally:
+            plt.close(fig)
         paths.append(path)
     return paths
 
@@ -122,8 +125,10 @@ def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Pa
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        files.save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -151,6 +156,8 @@ def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        files.save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -43,6 +43,15 @@ def format_si(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+def size(n: float) -> str:
+    """Bytes as a memory budget reads: ``1.25 GiB`` from a quarter GiB up, else ``12.5 MiB``,
+    ``3.0 KiB`` or ``512 B`` (never "0.00 GiB" for a small one)."""
+    for scale, unit, digits in ((2**28, "GiB", 2), (2**20, "MiB", 1), (2**10, "KiB", 1)):
+        if n >= scale:
+            return f"{n / (2**30 if unit == 'GiB' else scale):.{digits}f} {unit}"
+    return f"{n:.0f} B"
+
+
 def init_label(record: Mapping, *, slug: bool = False) -> str:
     """A cell's init: ``dense`` or ``sparse s=2``; ``slug``: ``sparse-s2`` (file names, plot
     panels)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from parity_jax import devices as devices_
 from parity_jax import plan as planning
-from parity_jax import reduce
+from parity_jax import reduce, render
 from parity_jax.config import ConfigError, Study, TabularStudy
 from parity_jax.progress import Progress
 from parity_jax.store import Curve, Store, StoreError, TabularTrial, Trial
@@ -169,6 +169,7 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
 def check_devices(devices: int | None) -> int:
     """``devices`` (default: all of them) checked against the devices JAX sees."""
     devices_.setup()  # an entry point: CPU split and compile cache, before JAX starts
+    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line
     available = jax.device_count()
     if devices is None:
         return available
@@ -178,9 +179,14 @@ def check_devices(devices: int | None) -> int:
     return devices
 
 
+# run()'s default progress stream: sys.stderr when it is called (a default bound when this
+# module is imported would keep a stream replaced since, e.g. by pytest's capture)
+_STDERR: TextIO = object()  # type: ignore[assignment]
+
+
 def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | None = None,
         devices: int | None = None, shard: str | tuple[int, int] | None = None,
-        progress: TextIO | None = sys.stderr) -> Results | None:
+        progress: TextIO | None = _STDERR) -> Results | None:
     """Runs (or resumes) ``study`` into ``out``/results.sqlite and returns its results.
 
     Args:
@@ -194,12 +200,15 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
         Outcomes do not depend on it.
       shard: ``"i/N"`` or (i, N): run only a deterministic 1/N of the trials (for job arrays;
         ``parity-jax merge`` combines the stores).
-      progress: stream for the progress line (None: silent).
+      progress: stream for the progress line (default: ``sys.stderr`` as it is at the call;
+        None: silent).
 
     Returns ``Results`` (None on the processes other than 0 of a multi-host job). Ctrl-C
     (SIGINT) stops after the unit in flight is stored and raises ``Interrupted``; running the
     same call again resumes.
     """
+    if progress is _STDERR:
+        progress = sys.stderr
     if not isinstance(study, Study | TabularStudy):
         raise ConfigError(f"study = {study!r}: must be a parity_jax.Study or TabularStudy")
     if not isinstance(out, str | os.PathLike):
@@ -281,7 +290,7 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                         raise
                     raise ConfigError(
                         f"memory: the device ran out of memory in a batch ({_describe(unit)}) "
-                        f"with a memory budget of {budget / 2**30:.2f} GiB; the {bar.done} "
+                        f"with a memory budget of {render.size(budget)}; the {bar.done} "
                         "trials stored are intact: rerun with a smaller --memory-budget"
                     ) from None
                 if store is None:

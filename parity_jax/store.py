@@ -16,11 +16,14 @@ released by the kernel when its process dies) while a run or a merge writes ther
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
 import os
 import sqlite3
+import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -33,6 +36,7 @@ FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
 LOCKNAME = ".lock"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_SECONDS = 30  # how long a command waits for a store another program holds locked
 KINDS = {"parity": Study, "tabular": TabularStudy}
 
 
@@ -148,7 +152,7 @@ def lock(out: str | Path) -> Iterator[Path]:
     file is removed, and so is ``out`` when this call created it and nothing was written.
     """
     out = Path(out)
-    key = out.resolve()
+    key = _resolved(out)
     with _held_guard:
         holder = _held.get(key)
     if holder == threading.get_ident():
@@ -199,7 +203,18 @@ def check_writable_dir(out: str | Path) -> None:
 def holds(out: str | Path) -> bool:
     """Whether this thread holds ``lock(out)``."""
     with _held_guard:
-        return _held.get(Path(out).resolve()) == threading.get_ident()
+        return _held.get(_resolved(Path(out))) == threading.get_ident()
+
+
+def _resolved(out: Path) -> Path:
+    """``out`` with its links resolved (the lock's identity); a loop of links is a StoreError."""
+    try:
+        return out.resolve()
+    except RuntimeError:  # Python 3.11's "Symlink loop from ..."
+        raise StoreError(f"out: {out} is (or passes through) a loop of symbolic links") \
+            from None
+    except OSError as e:  # ELOOP on later Pythons, a name too long
+        raise StoreError(f"out: cannot resolve {out}: {e.strerror}") from None
 
 
 def _make_dir(out: Path) -> bool:
@@ -223,13 +238,24 @@ def _acquire(out: Path) -> int:
     """An open descriptor of ``out/.lock``, exclusively locked, holding this process's id."""
     path = out / LOCKNAME
     for _ in range(100):
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:  # never through a link; a FIFO put there does not block the open
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o644)
         except FileNotFoundError:  # the directory went away under us (a holder cleaning up)
             _make_dir(out)
             continue
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StoreError(f"out: {path} is a symbolic link; the lock file is never "
+                                 "followed (remove the link)") from None
             raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # written below: ours alone
+            os.close(fd)
+            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else \
+                "not a regular file"
+            raise StoreError(f"out: {path} is {what}; the lock file is never written through "
+                             "(remove it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -242,7 +268,7 @@ def _acquire(out: Path) -> int:
         # A holder removes the file as it finishes (still holding it): the lock counts only if
         # it is on the file that is there now.
         try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
                 break
         except FileNotFoundError:
             pass
@@ -272,11 +298,28 @@ def _read_pid(fd: int) -> int | None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(path, timeout=30)
+        conn = sqlite3.connect(path, timeout=BUSY_SECONDS)
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         raise StoreError(f"out: cannot open {path}: {e}") from None
     return conn
+
+
+def _say_if_held(conn: sqlite3.Connection, path: Path) -> None:
+    """Says on stderr when another program holds the store locked, before SQLite waits for it
+    (up to ``BUSY_SECONDS``), so a command does not seem to hang."""
+    try:
+        conn.execute("PRAGMA busy_timeout = 500")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            print(f"waiting for {path}: another program holds it locked (up to "
+                  f"{BUSY_SECONDS} s) ...", file=sys.stderr, flush=True)
+    except sqlite3.DatabaseError:
+        pass  # damaged or foreign: the read that follows says so
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
 
 
 def _looks_like_sqlite(path: Path) -> bool:
@@ -336,6 +379,10 @@ class Store:
     def _open_for_run(cls, out: Path, study: Study | TabularStudy, cells: list,
                       plan_settings: dict, data: dict | None) -> Store:
         path = out / FILENAME
+        for p in (path, *(out / (FILENAME + s) for s in ("-journal", "-wal", "-shm"))):
+            if p.is_symlink():  # SQLite would write through it
+                raise StoreError(f"out: {p} is a symbolic link; a results store is never "
+                                 "written through one (remove the link, or use another --out)")
         if path.exists():
             store = cls.open(out)
             if store.meta.get("fingerprint") != study.fingerprint():
@@ -398,6 +445,7 @@ class Store:
         if not path.is_file():
             raise StoreError(f"out: no results store at {path}")
         conn = _connect(path)
+        _say_if_held(conn, path)
         meta = _read_meta(conn, path)
         return cls(conn, path, meta)
 
@@ -534,8 +582,13 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
     """
     if not inputs:
         raise StoreError("merge: give at least one results directory")
-    stores = [Store.open(p) for p in inputs]
+    stores = []
     try:
+        for p in inputs:  # a bad input is named as one, not as --out
+            try:
+                stores.append(Store.open(p))
+            except StoreError as e:
+                raise type(e)(f"merge: input {p}: {str(e).removeprefix('out: ')}") from None
         first = stores[0]
         for other in stores[1:]:
             if other.meta["fingerprint"] != first.meta["fingerprint"]:
@@ -563,6 +616,10 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
         curves = {r[:2]: r for store in stores for r in store.curve_rows()}
         settings = {"merged_from": [str(s.path) for s in stores]}
         data = first.data()
+    except StoreError as e:  # an input that cannot be read: not --out's fault
+        if not str(e).startswith("out: "):
+            raise
+        raise type(e)(f"merge: reading an input: {str(e).removeprefix('out: ')}") from None
     finally:
         for store in stores:
             store.close()

@@ -48,6 +48,69 @@ def test_run_report_plot(tiny_run, capsys):
     assert all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 
+def test_plot_replaces_figures_whole_and_never_writes_through_a_link(tiny_run, tmp_path,
+                                                                      monkeypatch, capsys):
+    import shutil
+
+    import matplotlib.figure
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[1], out)
+    old = b"\x89PNG an old, good figure"
+    (out / "heatmap_dense.png").write_bytes(old)
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def killed_midway(self, fname, *args, **kwargs):  # half a file, then the process dies
+        if hasattr(fname, "write"):
+            fname.write(b"\x89PNG half")
+        else:
+            with open(fname, "wb") as f:
+                f.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", killed_midway)
+    assert cli.main(["plot", str(out)]) == 130
+    assert (out / "heatmap_dense.png").read_bytes() == old
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", real_savefig)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(old)
+    (out / "heatmap_dense.png").unlink()
+    (out / "heatmap_dense.png").symlink_to(victim)
+    capsys.readouterr()
+    assert cli.main(["plot", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "heatmap_dense.png is a symbolic link" in err[0], err
+    assert victim.read_bytes() == old
+    (out / "heatmap_dense.png").unlink()
+    assert cli.main(["plot", str(out)]) == 0
+    assert (out / "heatmap_dense.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_says_when_it_waits_for_a_store_another_program_holds(tiny_run, tmp_path,
+                                                                     capsys):
+    import shutil
+    import sqlite3
+    import threading
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[1], out)
+    other = sqlite3.connect(out / "results.sqlite", isolation_level=None,
+                            check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # e.g. the sqlite3 shell, mid-transaction
+    threading.Timer(1.5, other.rollback).start()
+    capsys.readouterr()
+    try:
+        assert cli.main(["report", str(out), "--format", "json"]) == 0
+    finally:
+        other.rollback() if other.in_transaction else None
+        other.close()
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 8
+    assert captured.err.strip().splitlines() == [
+        f"waiting for {out / 'results.sqlite'}: another program holds it locked (up to 30 s) "
+        "..."]
+
 def test_rerun_of_a_finished_study_runs_nothing_and_changes_nothing(tiny_run, capsys):
     config, out = tiny_run
     before = _digest(out / "results.sqlite")

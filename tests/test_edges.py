@@ -59,6 +59,66 @@ def test_an_unreadable_config_is_one_error_line(tmp_path, capsys, data, says):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory", "huge"])
+def test_a_config_that_is_no_small_regular_file_is_refused_at_once(tmp_path, capsys, kind):
+    path = {"dev-zero": Path("/dev/zero"), "fifo": tmp_path / "fifo.toml",
+            "directory": tmp_path, "huge": tmp_path / "huge.toml"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it would wait for ever
+    if kind == "huge":
+        path.write_bytes(SMALL.encode() + b"# padding\n" * 200_000)  # 2 MB, valid TOML
+    says = {"dev-zero": "is not a regular file", "fifo": "is not a regular file",
+            "directory": "is a directory", "huge": "is larger than 1 MiB"}[kind]
+
+    def too_slow(*_):
+        raise TimeoutError("the config was waited on (or read whole)")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        for command in ("plan", "run"):
+            assert cli.main([command, str(path), *(["--out", str(tmp_path / "o")]
+                                                   if command == "run" else [])]) == 2
+            assert f"config: {path} {says}" in _one_error(capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "TMP/abs/dir", "..", ".", "a/b"])
+def test_a_study_name_is_one_directory_under_runs_or_refused(tmp_path, monkeypatch, capsys,
+                                                              name):
+    name = name.replace("TMP", str(tmp_path))  # an absolute path (within the test's own)
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    config = work / "s.toml"
+    config.write_text(SMALL.replace('name = "edges"', f"name = {name!r}".replace("'", '"')))
+    assert cli.main(["run", str(config)]) == 2
+    assert _one_error(capsys).startswith(f"error: name = {name!r}: cannot name a directory "
+                                         "under runs/")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "s.toml", "work"]
+    assert cli.main(["plan", str(config)]) == 0  # a name is a label: only a path when used so
+    out = tmp_path / "o"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert (out / "results.sqlite").is_file()
+
+
+def test_a_loop_of_symbolic_links_as_out_is_one_error_line(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    for out in ("loop", "loop/sub", "a"):
+        assert cli.main(["run", str(config), "--out", str(tmp_path / out)]) == 2
+        assert "a loop of symbolic links" in _one_error(capsys)
+        with pytest.raises(StoreError, match="a loop of symbolic links"):
+            with store.lock(tmp_path / out):
+                pass
+
+
 def test_a_utf8_config_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
@@ -193,6 +253,126 @@ def test_frontier_target_is_checked_like_the_cli(tmp_path, capsys):
     assert "--target = 2.0: must be a number in (0, 1]" in _one_error(capsys)
 
 
+# ---- environment and signals: one line, exit 2 (or 130), never a traceback ---------------------
+
+_CLI = [sys.executable, "-c", "import sys; print('up', flush=True); "
+        "from parity_jax.__main__ import main; sys.exit(main(sys.argv[1:]))"]  # the console script
+
+
+def _cli_env(**extra) -> dict:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": root, "PARITY_JAX_CACHE": "off", **extra}
+
+
+@pytest.mark.parametrize("platforms", ["nosuchplatform", "cuda,nosuch"])
+def test_jax_platforms_naming_a_platform_jax_cannot_start_is_one_line(tmp_path, platforms):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        p = subprocess.run([*_CLI, *argv], capture_output=True, text=True, timeout=300,
+                           env=_cli_env(JAX_PLATFORMS=platforms))
+        err = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(err) == 1, p.stderr
+        assert err[0].startswith(f"error: JAX_PLATFORMS = {platforms!r}: JAX cannot start it")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys,
+                                                                value):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", value)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        assert cli.main(argv) == 2
+        assert _one_error(capsys) == (f"error: PARITY_JAX_CPU_DEVICES = {value!r}: must be an "
+                                      "integer >= 1 (the JAX CPU devices to split the CPU "
+                                      "into), or unset (one per core)")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_ctrl_c_while_the_command_line_starts_is_a_clean_exit(tmp_path, delay):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    p = subprocess.Popen([*_CLI, "run", str(config), "--out", str(tmp_path / "o")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_cli_env())
+    assert p.stdout.readline().strip() == "up"  # past the interpreter's own start-up
+    time.sleep(delay)  # within the imports of parity_jax and JAX (about a second or more)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "interrupted" in err
+
+
+
+def test_importing_the_package_and_help_import_no_jax():
+    code = ("import sys, contextlib, io, parity_jax\n"
+            "from parity_jax.__main__ import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "print(parity_jax.Study.__name__, 'jax' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=_cli_env())
+    assert p.stdout.split() == ["Study", "False"], p.stderr
+
+
+# ---- messages name the thing that is wrong -----------------------------------------------------
+
+def test_sizes_print_in_units_that_show_them():
+    from parity_jax import render
+
+    assert [render.size(n) for n in (0, 1000, 1536, 3 << 20, 2**28, 10 * 2**30)] == [
+        "0 B", "1000 B", "1.5 KiB", "3.0 MiB", "0.25 GiB", "10.00 GiB"]
+
+
+def test_a_memory_budget_rounding_to_zero_is_refused_and_a_small_one_shown_as_it_is(
+        tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    for budget in ("0.5", "0.0001K", "-1M", "0"):
+        assert cli.main(["plan", str(config), f"--memory-budget={budget}"]) == 2
+        assert _one_error(capsys) == (f"error: --memory-budget = {budget!r}: must be a positive "
+                                      "size of at least one byte, like 8G or 512M")
+    assert cli.main(["plan", str(config), "--memory-budget", "1000"]) == 2
+    err = _one_error(capsys)
+    assert "over the memory budget of 1000 B" in err and "0.00 GiB" not in err, err
+    assert cli.main(["plan", str(config), "--memory-budget", "512K"]) == 0
+    assert "memory budget 512.0 KiB" in capsys.readouterr().out
+
+
+def test_a_bad_merge_input_is_named_as_the_input_not_as_out(tmp_path, capsys):
+    missing, foreign = tmp_path / "missing", tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.sqlite").write_bytes(b"not a database at all" * 100)
+    for bad in (missing, foreign):
+        assert cli.main(["merge", str(bad), "--out", str(tmp_path / "m")]) == 2
+        err = _one_error(capsys)
+        assert err.startswith(f"error: merge: input {bad}: ") and "out:" not in err, err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--trials", "2000000000"], "--trials = '2000000000': 2000000000 is past the engine's "
+                                 "limits for the benchmark's workload (seeds = 2000000000"),
+    (["--widths", "3000000000"], "--widths = '3000000000': 3000000000 is past the engine's "
+                                 "limits for the benchmark's workload (model.width = "),
+    (["--widths", "10,50000000", "--trials", "1"], "--widths = '10,50000000': 50000000 is past"),
+])
+def test_bench_sizes_past_the_engine_name_the_flag_before_anything_is_timed(monkeypatch, capsys,
+                                                                          argv, says):
+    from parity_jax import bench
+
+    def timed(*a, **kw):
+        raise AssertionError("timed before refusing")
+
+    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(bench, "run_bench", timed)
+    assert cli.main(["bench", *argv]) == 2
+    assert _one_error(capsys).startswith(f"error: {says}")
+
 # ---- one writer per output directory -------------------------------------------------------
 
 def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
@@ -312,6 +492,101 @@ def test_a_stale_lock_file_and_creation_leftovers_do_not_make_out_foreign(tmp_pa
     s = store.Store.open_for_run(out, study, study.cells(), {})
     s.close()
     assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]
+
+
+# ---- never written through a link -----------------------------------------------------------
+
+def _victim(tmp_path) -> tuple[Path, bytes]:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n" * 3)
+    return victim, victim.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path, capsys, how):
+    victim, data = _victim(tmp_path)
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "o"
+    out.mkdir()
+    if how == "symlink":
+        (out / ".lock").symlink_to(victim)
+    else:
+        os.link(victim, out / ".lock")
+    says = "is a symbolic link" if how == "symlink" else "is a hard link to another file"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 2
+    err = _one_error(capsys)
+    assert says in err and f"{out}/.lock" in err, err
+    with pytest.raises(StoreError, match=says):  # what merge --out takes too
+        with store.lock(out):
+            pass
+    assert victim.read_bytes() == data  # not truncated, no process id written into it
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+def test_a_lock_file_that_is_a_fifo_is_refused_at_once(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    os.mkfifo(out / ".lock")
+    with pytest.raises(StoreError, match="is not a regular file"):
+        with store.lock(out):
+            pass
+
+
+@pytest.mark.parametrize("name", ["results.sqlite", "results.sqlite-journal"])
+def test_a_store_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path, name):
+    victim, data = _victim(tmp_path)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    study = Study(name="x", seeds=1, task=Task(n=8, k=2, m=16, n_test=16), model=Model(width=4),
+                  train=Train(steps=10, batch=4, eval_every=5))
+    with pytest.raises(StoreError, match=f"{out / name} is a symbolic link"):
+        store.Store.open_for_run(out, study, study.cells(), {})
+    assert victim.read_bytes() == data
+
+
+def test_bench_refuses_links_and_devices_as_outputs_before_benchmarking(tmp_path, monkeypatch,
+                                                                        capsys):
+    from parity_jax import bench
+
+    def no_bench(*a, **kw):
+        raise AssertionError("benchmarked before refusing")
+
+    monkeypatch.setattr(bench, "run_bench", no_bench)
+    victim, data = _victim(tmp_path)
+    (tmp_path / "link.json").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.json")
+    for path, says in [(tmp_path / "link.json", "is a symbolic link"),
+                       ("/dev/full", "is not a regular file"),
+                       (tmp_path / "fifo.json", "is not a regular file")]:
+        assert cli.main(["bench", "--json", str(path)]) == 2
+        assert f"--json = '{path}': {says}" in _one_error(capsys)
+    assert victim.read_bytes() == data
+
+
+def test_an_output_file_is_replaced_whole_and_never_written_through_a_link(tmp_path):
+    from parity_jax import files
+
+    victim, data = _victim(tmp_path)
+    target = tmp_path / "report.json"
+    target.write_text("old\n")
+    target.chmod(0o640)
+
+    def half(f):
+        f.write(b"new but")
+        raise KeyboardInterrupt  # a kill mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(target, half)
+    assert target.read_text() == "old\n"  # the old file survives whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "victim.txt"]
+    files.write_text(target, "new\n")
+    assert target.read_text() == "new\n" and target.stat().st_mode & 0o777 == 0o640
+    (tmp_path / "link.json").symlink_to(victim)
+    with pytest.raises(files.OutputError, match="link.json is a symbolic link"):
+        files.write_text(tmp_path / "link.json", "x")
+    assert victim.read_bytes() == data
 
 
 # a few seconds of training after the compile: the second run arrives while the first computes
