@@ -18,7 +18,8 @@ Effective FLOP per trial-step (the work an ideal step cannot avoid)::
 the first layer's forward GEMM (2*B*n*r) and weight-gradient GEMM (2*B*n*r), plus the output
 layer's forward and gradient (4*B*r) and the ReLU/bias/scaling passes (4*B*r). Effective GFLOP/s
 is that times the step rate; the peak it is compared with is a 2048^3 float32 ``jnp.matmul``
-timed in the same run. The **GEMM bound** is what the engine's own layout (its G groups of P
+at ``Precision.HIGHEST`` (float32-exact, as the engine computes; not TF32 on a GPU) timed in
+the same run. The **GEMM bound** is what the engine's own layout (its G groups of P
 trials over the devices, a whole interval per group) reaches when a step is nothing but the two
 first-layer GEMMs and the w1 update (``gemm_bound_timers``): the step's cost beyond its GEMMs is
 the gap between the two.
@@ -34,7 +35,14 @@ path, one trial per call) and the **naive ``jit(vmap)``**: the program a JAX use
 (one trial's optax training loop, ``jax.jit(jax.vmap(train))`` over the trials' keys; its
 marginal rate like the engine's). PyTorch runs on CUDA when it is available (the table says
 which device), else on the CPU; it is optional (``pip install parity_jax[bench]``): without it
-those columns are empty.
+those cells say so.
+
+A column that fails -- a kernel that does not lower, no PyTorch -- holds ``error: <first line>``
+in its cell (``row["errors"]`` in the JSON) and the rest of the row is still timed.
+
+Step counts: S is sized per row from the float32 (HIGHEST) GEMM peak (``_steps_for``: about
+1.5 s a call at half that peak). A peak at JAX's default precision (TF32 on a GPU) overstated
+the rate, and S, several times over: a 1000 x 1000-trial row ran for minutes.
 """
 
 from __future__ import annotations
@@ -76,24 +84,52 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return interleaved({None: fn}, repeats)[None]
 
 
-def interleaved(timers: dict, repeats: int) -> dict:
+def first_line(e: BaseException) -> str:
+    """An exception as one short line (its type and the first line of its message), for a
+    table cell or a status row instead of a traceback."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def guarded(errors: dict, name: str, fn: Callable[[], object]):
+    """``fn()``, or None with ``errors[name]`` its error's first line: one failing column
+    (a kernel that does not compile, say) leaves the rest of its row to be timed."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 -- any failure is the column's, reported in it
+        errors[name] = first_line(e)
+        return None
+
+
+def interleaved(timers: dict, repeats: int, errors: dict | None = None) -> dict:
     """Median seconds of each timer, timed in turn within every repeat (A B C A B C ...): a
     slow spell of a shared machine then hits every column of a row alike, so their ratios
-    are measured side by side."""
+    are measured side by side. With ``errors``, a timer that raises is left out of the result
+    (and of later rounds) and its error's first line is ``errors[key]``."""
     times: dict = {k: [] for k in timers}
     for _ in range(repeats):
         for k, fn in timers.items():
+            if errors is not None and k in errors:
+                continue
             start = time.perf_counter()
-            fn()
+            if errors is None:
+                fn()
+            else:
+                guarded(errors, k, fn)
+                if k in errors:
+                    continue
             times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in times.items()
+            if v and (errors is None or k not in errors)}
 
 
 def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
-    """float32 GFLOP/s of a size^3 ``jnp.matmul`` (median of repeats, after compilation)."""
+    """float32 GFLOP/s of a size^3 ``jnp.matmul`` at ``Precision.HIGHEST`` (median of
+    repeats, after compilation): the precision the engine computes in. JAX's default float32
+    matmul on an NVIDIA GPU is TF32, several times faster than what a float32 study can use."""
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    mm = jax.jit(jnp.matmul)
+    mm = jax.jit(functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
     mm(a, b).block_until_ready()
     t = _median_time(lambda: mm(a, b).block_until_ready(), repeats)
     return 2 * size**3 / t / 1e9
@@ -229,7 +265,7 @@ def naive_timers(width: int, trials: int, vary: str, steps: int) -> dict:
     return timers
 
 
-def _marginal(trials: float, steps: int, t: dict) -> float:
+def marginal(trials: float, steps: int, t: dict) -> float:
     """Trial-steps/s of the step alone: T*S / (t(2S) - t(S))."""
     return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
 
@@ -423,61 +459,104 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
                  steps: int, torch_loop_cache: dict, jax_loop_cache: dict,
                  bandwidth: float) -> dict:
     """One row: the engine (S and 2S steps), its GEMM bound and the torch.func ensemble timed
-    in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them."""
-    info, eng = engine_timers(width, T, vary, steps)
-    timers = {("engine", s): fn for s, fn in eng.items()}
+    in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them.
+    A column that fails (a kernel that does not compile, no PyTorch) is left out with its
+    error's first line in ``row["errors"]``; the rest of the row is still timed."""
+    errors: dict[str, str] = {}
+    timers: dict = {}
+    two = (steps, 2 * steps)
+
+    def add(name: str, built: dict | None):
+        if built is not None:
+            timers.update({(name, s): fn for s, fn in built.items()})
+
+    eng = guarded(errors, "engine", lambda: engine_timers(width, T, vary, steps))
+    info = eng[0] if eng else {"steps": steps}
+    add("engine", eng and eng[1])
     # the kernel on GPUs (whatever its width and trials), or its interpret mode if asked
     kernel = kernel_.select(jax.default_backend(), 1, "fused", W=0, trials=kernel_.MIN_TRIALS)
+    kinfo = None
     if kernel != "off":
-        kinfo, keng = engine_timers(width, T, vary, steps, kernel=kernel)
-        timers.update({("kernel", s): fn for s, fn in keng.items()})
+        k = guarded(errors, "kernel", lambda: engine_timers(width, T, vary, steps,
+                                                            kernel=kernel))
+        kinfo = k and k[0]
+        add("kernel", k and k[1])
     # The bound runs one batch's layout: as many steps as the engine's batches run together,
     # so its two calls take about as long as the engine's (short calls make a noisy marginal).
-    bound_steps = steps * info["batches"]
-    bound = gemm_bound_timers(width, info["G"], info["P"], bound_steps)
-    timers.update({("bound", s): fn for s, fn in bound.items()})
+    if eng:
+        bound_steps = steps * info["batches"]
+        add("bound", guarded(errors, "gemm_bound", lambda: gemm_bound_timers(
+            width, info["G"], info["P"], bound_steps)))
     row = dict(info)
     func = None
     if baselines:
-        naive = naive_timers(width, T, vary, steps)
-        timers.update({("naive", s): fn for s, fn in naive.items()})
+        add("naive", guarded(errors, "naive_jit_vmap",
+                             lambda: naive_timers(width, T, vary, steps)))
         loop_steps = min(steps, 512)
         if width not in torch_loop_cache:
-            torch_loop_cache[width] = torch_loop_rate(width, T, loop_steps)
-            jax_loop_cache[width] = jax_loop_rate(width, T, loop_steps)
-        row["torch_loop"] = torch_loop_cache[width].get("rate")
-        row["jax_loop"] = jax_loop_cache[width].get("rate")
+            loop_errors: dict[str, str] = {}
+            torch_loop_cache[width] = guarded(
+                loop_errors, "torch_loop", lambda: _needs_torch(torch_loop_rate(
+                    width, T, loop_steps))) or loop_errors
+            jax_loop_cache[width] = guarded(
+                loop_errors, "jax_loop", lambda: jax_loop_rate(width, T, loop_steps)) \
+                or loop_errors
+        for name, cache in (("torch_loop", torch_loop_cache), ("jax_loop", jax_loop_cache)):
+            row[name] = cache[width].get("rate")
+            if name in cache[width]:
+                errors[name] = cache[width][name]
         if T * width <= TORCH_FUNC_MAX_NEURONS:
-            func = torch_func_timer(width, T, vary, min(steps, 64))
+            func = guarded(errors, "torch_func", lambda: _needs_torch(torch_func_timer(
+                width, T, vary, min(steps, 64))))
             if func is not None:
                 timers["torch_func"] = func[1]
-    t = interleaved(timers, repeats)
-    row["rate"] = _marginal(T, steps, {s: t[("engine", s)] for s in eng})
-    row["rate_end_to_end"] = T * 2 * steps / t[("engine", 2 * steps)]
-    row["neuron_rate"] = row["rate"] * width
-    row["gflops"] = row["rate"] * flops_per_trial_step(width) / 1e9
-    row["peak_fraction"] = row["gflops"] / peak
-    row["gemm_bound"] = _marginal(T / info["batches"], bound_steps,
-                                  {s: t[("bound", s)] for s in bound})
-    row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
-    row["hbm_bound"] = bandwidth / bytes_per_trial_step(width)
-    row["hbm_fraction"] = row["rate"] / row["hbm_bound"]
+    timing_errors: dict = {}
+    t = interleaved(timers, repeats, timing_errors)
+    for k, message in timing_errors.items():
+        name = {"engine": "engine", "kernel": "kernel", "bound": "gemm_bound",
+                "naive": "naive_jit_vmap"}[k[0]] if isinstance(k, tuple) else k
+        errors.setdefault(name, message)
+
+    def rate(name: str, trials: float = T, s: int = steps) -> float | None:
+        have = {x: t[(name, x)] for x in (s, 2 * s) if (name, x) in t}
+        return marginal(trials, s, have) if len(have) == 2 else None
+
+    row["rate"] = rate("engine")
+    if row["rate"]:
+        row["rate_end_to_end"] = T * 2 * steps / t[("engine", 2 * steps)]
+        row["neuron_rate"] = row["rate"] * width
+        row["gflops"] = row["rate"] * flops_per_trial_step(width) / 1e9
+        row["peak_fraction"] = row["gflops"] / peak
+        row["hbm_bound"] = bandwidth / bytes_per_trial_step(width)
+        row["hbm_fraction"] = row["rate"] / row["hbm_bound"]
+        row["gemm_bound"] = rate("bound", T / info["batches"], bound_steps)
+        if row["gemm_bound"]:
+            row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
     if kernel != "off":
-        row["kernel"] = _marginal(T, steps, {s: t[("kernel", s)] for s in keng})
-        row["kernel_mode"], row["kernel_compile_s"] = kernel, kinfo["compile_s"]
-        row["x_kernel_engine"] = row["kernel"] / row["rate"]
-    if ("naive", steps) in t:
-        row["naive_jit_vmap"] = _marginal(T, steps, {s: t[("naive", s)] for s in (steps,
-                                                                                 2 * steps)})
-        if row.get("kernel"):
+        row["kernel"], row["kernel_mode"] = rate("kernel"), kernel
+        if kinfo:
+            row["kernel_compile_s"] = kinfo["compile_s"]
+        if row["kernel"] and row["rate"]:
+            row["x_kernel_engine"] = row["kernel"] / row["rate"]
+    if baselines:
+        row["naive_jit_vmap"] = rate("naive")
+        if row.get("kernel") and row["naive_jit_vmap"]:
             row["x_kernel_naive"] = row["kernel"] / row["naive_jit_vmap"]
-    if func is not None:
+    if func is not None and "torch_func" in t:
         row["torch_func"] = T * func[0] / t["torch_func"]
         row["torch_func_steps"] = func[0]
     for b in ("torch_loop", "torch_func", "jax_loop", "naive_jit_vmap"):
-        if row.get(b):
+        if row.get(b) and row["rate"]:
             row[f"x_{b}"] = row["rate"] / row[b]
+    row["errors"] = errors
     return row
+
+
+def _needs_torch(result):
+    """A PyTorch baseline's result; its absence an error (reported in the column's cell)."""
+    if not result:
+        raise ImportError("PyTorch is not installed (pip install parity_jax[bench])")
+    return result
 
 
 def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
@@ -486,7 +565,7 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     """Runs every (width, trials, vary) workload that fits; returns the JSON-able result.
 
     ``steps``: S for every workload (default: sized per workload to about 1.5 s from the
-    GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
+    float32 (HIGHEST) GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
     the torch.func ensemble are timed in turn in each of ``repeats`` rounds (``interleaved``).
     """
     devices_.split_cpu()  # an entry point; no compile cache: compile seconds are measured
@@ -523,16 +602,26 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
 
 def _short(row: dict, peak: float) -> str:
     si = render.format_si
-    return (f"{si(row['rate'])} trial-steps/s ({si(row['rate_end_to_end'])} end to end), "
-            f"{row['gflops']:.1f} GFLOP/s = {100 * row['peak_fraction']:.0f}% of peak, "
-            f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound {si(row['gemm_bound'])}, "
-            f"torch loop {si(row.get('torch_loop'))}, torch.func {si(row.get('torch_func'))}"
-            f", jax loop {si(row.get('jax_loop'))}"
-            + (f"; {row['x_torch_func']:.1f}x torch.func" if row.get("x_torch_func") else "")
-            + (f"; kernel {si(row['kernel'])} ({row['x_kernel_engine']:.1f}x the XLA step"
-               + (f", {row['x_kernel_naive']:.1f}x naive jit(vmap))" if row.get("x_kernel_naive")
-                  else ")") if row.get("kernel") else "")
-            + f" [{row['seconds']:.0f} s]")
+    parts = []
+    if row.get("rate"):
+        parts.append(f"{si(row['rate'])} trial-steps/s ({si(row['rate_end_to_end'])} end to "
+                     f"end), {row['gflops']:.1f} GFLOP/s = {100 * row['peak_fraction']:.0f}% "
+                     "of peak")
+    if row.get("x_gemm_bound"):
+        parts.append(f"{100 * row['x_gemm_bound']:.0f}% of the GEMM bound "
+                     f"{si(row['gemm_bound'])}")
+    parts.append(f"torch loop {si(row.get('torch_loop'))}, torch.func "
+                 f"{si(row.get('torch_func'))}, jax loop {si(row.get('jax_loop'))}"
+                 + (f"; {row['x_torch_func']:.1f}x torch.func" if row.get("x_torch_func")
+                    else ""))
+    if row.get("kernel"):
+        parts.append(f"kernel {si(row['kernel'])}"
+                     + (f" ({row['x_kernel_engine']:.1f}x the XLA step" if row.get(
+                         "x_kernel_engine") else " (")
+                     + (f", {row['x_kernel_naive']:.1f}x naive jit(vmap))" if row.get(
+                         "x_kernel_naive") else ")"))
+    parts += [f"{name}: error: {e}" for name, e in row.get("errors", {}).items()]
+    return "; ".join(parts) + f" [{row['seconds']:.0f} s]"
 
 
 MARKDOWN_COLUMNS = [
@@ -543,21 +632,34 @@ MARKDOWN_COLUMNS = [
 
 
 def _markdown_row(r: dict) -> list:
-    """One row of ``markdown``; a skipped workload's row ends after its reason."""
+    """One row of ``markdown``; a skipped workload's row ends after its reason, a failed
+    column's cell holds its error."""
     if "skipped" in r:
         return [r["vary"], r["width"], r["trials"], f"skipped: {r['skipped']}"]
-    si = render.format_si
-    ratio = {b: (f"{r[f'x_{b}']:.1f}x" if r.get(f"x_{b}") else "-")
-             for b in ("naive_jit_vmap", "kernel_naive", "torch_loop", "torch_func")}
-    hbm = f"{100 * r['hbm_fraction']:.1f}%" if r.get("hbm_fraction") else "-"
+    errors = r.get("errors", {})
+
+    def si(name: str, key: str | None = None) -> str:
+        if (key or name) in errors:
+            return f"error: {errors[key or name]}"
+        return render.format_si(r.get(name))
+
+    def ratio(name: str) -> str:
+        return f"{r[f'x_{name}']:.1f}x" if r.get(f"x_{name}") else "-"
+
+    def pct(name: str, digits: int = 1) -> str:
+        return f"{100 * r[name]:.{digits}f}%" if r.get(name) else "-"
+
+    gp = f"{r['G']} x {r['P']}" if "G" in r else "-"
     return [
-        r["vary"], r["width"], r["trials"], f"{r['G']} x {r['P']}", r["steps"], si(r["rate"]),
-        si(r["rate_end_to_end"]), si(r["neuron_rate"]), f"{r['gflops']:.1f}",
-        f"{100 * r['peak_fraction']:.1f}%", si(r["gemm_bound"]),
-        f"{100 * r['x_gemm_bound']:.0f}%", hbm, f"{r['compile_s']:.2f}", r["programs"],
-        f"{r['memory_bytes'] / 2**20:.0f} MiB", si(r.get("kernel")), si(r.get("naive_jit_vmap")),
-        si(r.get("torch_loop")), si(r.get("torch_func")), si(r.get("jax_loop")),
-        ratio["naive_jit_vmap"], ratio["kernel_naive"], ratio["torch_loop"], ratio["torch_func"]]
+        r["vary"], r["width"], r["trials"], gp, r["steps"], si("rate", "engine"),
+        si("rate_end_to_end", "engine"), si("neuron_rate", "engine"),
+        f"{r['gflops']:.1f}" if r.get("gflops") else "-", pct("peak_fraction"),
+        si("gemm_bound"), pct("x_gemm_bound", 0), pct("hbm_fraction"),
+        f"{r['compile_s']:.2f}" if "compile_s" in r else "-", r.get("programs", "-"),
+        f"{r['memory_bytes'] / 2**20:.0f} MiB" if "memory_bytes" in r else "-",
+        si("kernel"), si("naive_jit_vmap"), si("torch_loop"), si("torch_func"), si("jax_loop"),
+        ratio("naive_jit_vmap"), ratio("kernel_naive"), ratio("torch_loop"),
+        ratio("torch_func")]
 
 
 def markdown(result: dict) -> str:

@@ -114,3 +114,41 @@ def test_interleaved_times_every_timer_in_each_round():
                                  "b": lambda: calls.append("b")}, repeats=3)
     assert calls == ["a", "b"] * 3 and set(medians) == {"a", "b"}
     assert all(v >= 0 for v in medians.values())
+
+
+def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkeypatch):
+    # fault injection: the kernel fails to build, the naive program fails when timed, and
+    # PyTorch is missing; the engine and the per-trial jit loop are still timed
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "interpret")
+    engine = bench.engine_timers
+
+    def kernel_fails(width, trials, vary, steps, kernel="off"):
+        if kernel != "off":
+            raise RuntimeError("lowering failed\nTraceback details")
+        return engine(width, trials, vary, steps, kernel=kernel)
+
+    def naive_fails_when_run(width, trials, vary, steps):
+        def run():
+            raise ValueError("out of memory")
+        return {steps: run, 2 * steps: run}
+
+    monkeypatch.setattr(bench, "engine_timers", kernel_fails)
+    monkeypatch.setattr(bench, "naive_timers", naive_fails_when_run)
+    monkeypatch.setattr(bench, "_torch", lambda: None)
+    result = bench.run_bench(widths=[10], trials=[4], varies=["init"], repeats=2, steps=8,
+                             progress=None)
+    [r] = result["rows"]
+    assert r["rate"] > 0 and r["gemm_bound"] > 0 and r["jax_loop"] > 0
+    assert r["kernel"] is None and r["naive_jit_vmap"] is None
+    assert r["errors"]["kernel"] == "RuntimeError: lowering failed"
+    assert r["errors"]["naive_jit_vmap"] == "ValueError: out of memory"
+    assert r["errors"]["torch_loop"].startswith("ImportError: PyTorch is not installed")
+    assert r["errors"]["torch_func"].startswith("ImportError: PyTorch is not installed")
+    assert "jax_loop" not in r["errors"] and "engine" not in r["errors"]
+    [line] = [x for x in bench.markdown(result).splitlines() if x.startswith("| init | 10 |")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    col = {name: cells[i] for i, name in enumerate(bench.MARKDOWN_COLUMNS)}
+    assert col["kernel trial-steps/s"] == "error: RuntimeError: lowering failed"
+    assert col["naive jit(vmap)"] == "error: ValueError: out of memory"
+    assert col["torch loop"].startswith("error: ImportError: PyTorch is not installed")
+    assert col["engine trial-steps/s"] not in ("-", "") and col["x naive"] == "-"
