@@ -1,4 +1,4 @@
-"""Command line: ``parity-jax run | plan | report | plot | merge | check | bench``.
+"""Command line: ``parity-jax run | plan | report | plot | merge | check | bench | doctor``.
 
 Bad input exits with status 2 and one line ``error: ...`` naming the field and what is allowed.
 A config with a ``datasets`` key is a tabular study; any other, a parity study.
@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                          help="skip the PyTorch and per-trial-jit baselines")
     p_bench.add_argument("--json", help="write the full result as JSON here")
     p_bench.add_argument("--markdown", help="write the markdown table here")
+    p_doc = sub.add_parser("doctor", help="check what this machine gives: device, float32 "
+                           "exactness, batch invariance, kernel vs XLA step, compile cache, "
+                           "throughput (exit 0: all passed, 1: a check failed)")
+    p_doc.add_argument("--budget", type=float, default=300.0,
+                       help="seconds for all checks (default 300); checks left over time "
+                            "report 'timeout'")
+    p_doc.add_argument("--json", help="write the full result as JSON here")
 
     try:
         args = parser.parse_args(argv)
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             return _start.interrupted()
         commands = {"run": _cmd_run, "plan": _cmd_plan, "merge": _cmd_merge,
                     "check": _cmd_check, "report": _cmd_report, "plot": _cmd_plot,
-                    "bench": _cmd_bench}
+                    "bench": _cmd_bench, "doctor": _cmd_doctor}
         return commands[args.command](args)
     except (ConfigError, StoreError) as e:  # bad input; an output that cannot hold the study
         print(f"error: {one_line(str(e))}", file=sys.stderr)
@@ -341,6 +348,26 @@ def _cmd_bench(args) -> int:
         if path:  # checked before benchmarking; replaced whole, never through a link
             files.write_text(path, content + "\n", what=flag)
     return 0
+
+
+def _cmd_doctor(args) -> int:
+    """Exit 0: every check passed (or had nothing to check); 1: a check failed or ran out of
+    the budget."""
+    if not math.isfinite(args.budget) or args.budget <= 0:
+        raise ConfigError(f"--budget = {args.budget}: must be a number of seconds > 0")
+    if args.json:
+        _writable_file("--json", args.json)
+    from parity_jax import doctor
+
+    result = doctor.run_doctor(args.budget)
+    print(doctor.table(result))
+    if args.json:
+        try:
+            doctor.write_json(args.json, result)
+        except OSError as e:  # checked before the checks; changed meanwhile
+            raise ConfigError(f"--json = {args.json!r}: cannot write it ({e.strerror})") \
+                from None
+    return 0 if result["ok"] else 1
 
 
 def _writable_file(flag: str, path: str) -> Path:

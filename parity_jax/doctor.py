@@ -1,0 +1,460 @@
+"""``parity-jax doctor``: what this machine gives the engine, checked in one command within a
+time budget.
+
+Checks, in order (cheapest and most important first): the device and versions; float32
+exactness of a matmul at the engine's precision; batch invariance (a group alone vs in a batch
+of several, bit for bit, through the engine's own programs); the fused kernel against the XLA
+step at the default study's geometries; compile time of one program, cold and from the
+persistent cache; throughput of the kernel, the XLA step and the naive ``jit(vmap)`` optax
+program (``parity_jax.bench``'s timers).
+
+Every check reports a status: ``ok``, ``fail`` (it ran and the property does not hold, or it
+raised: the first line of the error, never a traceback), ``timeout`` (the budget ran out before
+or while it ran) or ``skipped`` (nothing to check here, e.g. ``PARITY_JAX_KERNEL=off``). The
+sizes scale with the platform: on a CPU the whole run takes well under a minute (the kernel in
+Pallas' interpret mode at a small size), so CI runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parity_jax import bench, core, devices, plan, render
+from parity_jax import kernel as kernel_
+from parity_jax.config import Model, Study, Task, Train
+
+STATUSES = ("ok", "fail", "timeout", "skipped")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """What the checks run at on a platform (a CPU gets small ones: CI runs the doctor)."""
+
+    matmul: int  # side of the float32 exactness matmul (TF32 shows at any size >= a few)
+    invariance_width: int  # the batch-invariance study's width (its trials are its groups)
+    invariance_seeds: int  # seeds per cell (x 2 inits): the groups of the batch
+    kernel_widths: tuple[int, ...]  # registers, tiles (at n = 50, batch 32)
+    kernel_trials: int
+    kernel_steps: int  # a short interval: chaos cannot amplify rounding
+    throughput: tuple[tuple[int, int], ...]  # (width, trials), vary = init
+    steps: int  # S of the marginal rate (S and 2S steps are timed)
+    repeats: int
+    kernel_throughput: bool  # time the kernel's column (interpret mode on a CPU: tiny rows)
+
+
+SIZES = {
+    # n = 50 pads to 64: width 100 (128 x 64 = 8192 floats) is the register geometry, 1000 the
+    # tiles; the default study's widths at 1000 trials, as the throughput rows.
+    "accelerator": Sizes(matmul=2048, invariance_width=100, invariance_seeds=8,
+                         kernel_widths=(100, 1000), kernel_trials=8, kernel_steps=8,
+                         throughput=((100, 1000), (1000, 1000)), steps=256, repeats=3,
+                         kernel_throughput=True),
+    # width 256 is already the tile geometry at n = 50 (256 x 64 > 8192 floats); one
+    # throughput row: on a CPU every row is four compiles (S and 2S, XLA step and naive) of
+    # several seconds each, and the doctor must finish within a minute (CI runs it)
+    "cpu": Sizes(matmul=512, invariance_width=32, invariance_seeds=4, kernel_widths=(100, 256),
+                 kernel_trials=2, kernel_steps=4, throughput=((100, 64),), steps=16,
+                 repeats=2, kernel_throughput=False),
+}
+
+# float32 matmul error, relative to sum_k |a_ik| |b_kj|: exact float32 accumulation stays
+# near 1e-7 at these sizes; TF32's rounding of the inputs (10-bit mantissas) gives ~1e-4.
+FLOAT32_TOL = 1e-5
+# The kernel against the XLA step after a short interval: the same float32 arithmetic summed
+# in another order, a few ulps per operation over a handful of steps -- about 1e-6 of a
+# parameter's scale; a wrong kernel (a dropped term, a wrong row) is off by far more.
+KERNEL_TOL = 1e-4
+
+
+class OutOfBudget(Exception):
+    """The doctor's time budget ran out while a check was running."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float):
+    """Raises ``OutOfBudget`` in the main thread after ``seconds`` (SIGALRM; a compile in
+    progress is interrupted when it returns to Python). Elsewhere, no limit."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise OutOfBudget("ran past the time budget")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _platform() -> str:
+    return "cpu" if jax.default_backend() == "cpu" else "accelerator"
+
+
+# ---- the checks: each fills its row (so a check cut short keeps what it measured) ---------
+
+def check_device(row: dict, sizes: Sizes) -> None:
+    """Device, versions and the default matmul precision."""
+    d = jax.devices()[0]
+    backend = jax.default_backend()
+    row.update(platform=backend, device_kind=d.device_kind, device_count=jax.device_count(),
+               python=sys.version.split()[0], jax=jax.__version__, jaxlib=_version("jaxlib"))
+    try:
+        row["platform_version"] = d.client.platform_version
+    except Exception:  # noqa: BLE001 -- informational only
+        pass
+    row["cuda"] = _cuda_versions()
+    stats = d.memory_stats() if backend != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        row["memory_bytes"] = int(stats["bytes_limit"])
+    default = jax.config.jax_default_matmul_precision or "DEFAULT"
+    row["default_matmul_precision"] = default
+    means = {"gpu": "TF32 for float32 on NVIDIA tensor cores", "cuda": "TF32 for float32 on "
+             "NVIDIA tensor cores", "tpu": "one bfloat16 pass", "cpu": "float32"}
+    row["default_matmul_means"] = means.get(backend, "platform-dependent")
+    row["engine_precision"] = "float32 (HIGHEST) unless a study sets train.precision"
+    cuda = row["cuda"].get("runtime")
+    row["summary"] = (f"{backend} {d.device_kind} x{jax.device_count()}; jax {jax.__version__}"
+                      f", jaxlib {row['jaxlib']}" + (f", CUDA {cuda}" if cuda else "")
+                      + f"; default matmul precision {default} ({row['default_matmul_means']})")
+    row["status"] = "ok"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cuda_versions() -> dict:
+    """CUDA runtime, driver and cuDNN versions from JAX's CUDA plugin (empty elsewhere)."""
+    try:
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        return {}
+    out: dict = {}
+    if cuda_versions is None:
+        return out
+    for key, fn in (("runtime", "cuda_runtime_get_version"),
+                    ("driver", "cuda_driver_get_version"), ("cudnn", "cudnn_get_version")):
+        try:
+            v = int(getattr(cuda_versions, fn)())
+        except Exception:  # noqa: BLE001 -- a plugin without this getter
+            continue
+        out[key] = f"{v // 1000}.{v % 1000 // 10}" if key != "cudnn" else str(v)
+    for plugin in ("jax-cuda13-plugin", "jax-cuda12-plugin"):
+        if _version(plugin):
+            out["plugin"] = f"{plugin} {_version(plugin)}"
+            break
+    return out
+
+
+def check_float32(row: dict, sizes: Sizes) -> None:
+    """A float32 matmul at the engine's precision against a float64 reference: float32-exact
+    (TF32 would be off by ~1e-4); the same matmul at JAX's default precision for comparison."""
+    rng = np.random.default_rng(0)
+    n = sizes.matmul
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+
+    def err(c) -> float:
+        return float(np.max(np.abs(np.asarray(c, np.float64) - ref) / scale))
+
+    with jax.default_matmul_precision(core.MATMUL_PRECISION["float32"]):
+        engine = jax.jit(jnp.matmul)(a, b)
+    row.update(size=n, tolerance=FLOAT32_TOL, max_rel_err=err(engine),
+               default_precision_max_rel_err=err(jax.jit(jnp.matmul)(a, b)))
+    row["status"] = "ok" if row["max_rel_err"] <= FLOAT32_TOL else "fail"
+    row["summary"] = (f"{n}^3 matmul vs float64: engine precision {row['max_rel_err']:.1e} "
+                      f"(tolerance {FLOAT32_TOL:.0e}), JAX default "
+                      f"{row['default_precision_max_rel_err']:.1e}")
+
+
+def invariance_study(sizes: Sizes) -> Study:
+    """A tiny study shaped like the default one (n = 50, batch 32, every seed its own data
+    and init, so every trial is a group of its own)."""
+    return Study(name="doctor-invariance", seeds=sizes.invariance_seeds,
+                 task=Task(n=50, k=3, m=200, n_test=200),
+                 model=Model(width=sizes.invariance_width, init=["dense", "sparse"], s=2),
+                 train=Train(batch=32, steps=200, eval_every=100, stop_on_success=False,
+                             vary="both"))
+
+
+def check_batch_invariance(row: dict, sizes: Sizes) -> None:
+    """A group's outcome and parameters alone (a batch of one group) and in the plan's batch
+    of several, bit for bit, through the engine's programs (XLA step, this platform's
+    layout)."""
+    study = invariance_study(sizes)
+    p = plan.make_plan(study, devices=1, kernel="off")
+    pb = p.batches[0]
+    shape = pb.shape
+    inputs = plan.batch_inputs(study, p.cells, pb)
+    alone = dataclasses.replace(shape, G=1)
+    one = jax.tree.map(lambda x: x[:1], inputs)
+    row.update(groups=shape.G, trials_per_group=shape.P, layout=shape.layout,
+               width=sizes.invariance_width)
+    many = devices.fetch(devices.train(shape, inputs, devices=1))
+    single = devices.fetch(devices.train(alone, one, devices=1))
+    leaves = list(zip(jax.tree.leaves(many), jax.tree.leaves(single), strict=True))
+    same = all(np.asarray(a)[:1].tobytes() == np.asarray(b).tobytes() for a, b in leaves)
+    row["identical"] = same
+    row["max_abs_diff"] = max(
+        float(np.max(np.abs(np.asarray(a, np.float64)[:1] - np.asarray(b, np.float64)),
+                     initial=0.0)) for a, b in leaves
+        if np.issubdtype(np.asarray(a).dtype, np.number))
+    row["status"] = "ok" if same else "fail"
+    row["summary"] = (f"group 0 alone vs in a batch of {shape.G} ({shape.layout} layout): "
+                      + ("identical bits" if same else
+                         f"differ (max |diff| {row['max_abs_diff']:.1e})"))
+
+
+def _kernel_mode() -> tuple[str | None, str]:
+    """The kernel this platform runs (None: none) and why."""
+    want = kernel_.requested()
+    if want == "off":
+        return None, f"{kernel_.ENV}=off"
+    if jax.default_backend() == "cpu" or want == "interpret":
+        return "interpret", "Pallas interpret mode"
+    mode = kernel_.select(jax.default_backend(), 1, "fused", W=0, trials=kernel_.MIN_TRIALS)
+    if mode == "off":
+        return None, f"no kernel on {jax.default_backend()}"
+    return mode, "compiled"
+
+
+def kernel_error(width: int, mode: str, trials: int, steps: int) -> dict:
+    """The kernel against the XLA step: ``trials`` trials of the bench workload (n = 50,
+    batch 32, each trial its own data) at ``width`` run one interval of ``steps`` steps in
+    both; max over parameters of |difference| / the parameter's largest magnitude."""
+    study = bench.study_for(width, trials, "both", steps)
+    p = plan.make_plan(study, devices=1, kernel="off")
+    pb = p.batches[0]
+    inputs = plan.batch_inputs(study, p.cells, pb)
+    _, xla = devices.fetch(devices.train(pb.shape, inputs, devices=1))
+    kshape = dataclasses.replace(pb.shape, kernel=mode)
+    _, ker = devices.fetch(devices.train(kshape, inputs, devices=1))
+    err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))
+                    / max(float(np.max(np.abs(np.asarray(a)))), 1e-30))
+              for a, b in zip(jax.tree.leaves(xla), jax.tree.leaves(ker), strict=True)
+              if np.size(a))  # depth 1: no hidden layers' (empty) weights
+    wp, np_, bp, tw = kernel_.geometry(pb.shape.W, 50, 32)
+    return {"width": width, "W": pb.shape.W, "padded": [wp, np_, bp],
+            "geometry": "registers" if tw == wp else "tiles", "trials": trials,
+            "steps": steps, "max_rel_err": err}
+
+
+def check_kernel(row: dict, sizes: Sizes) -> None:
+    """The fused kernel against the XLA step at the default study's geometries (registers and
+    tiles), parameters after a short interval."""
+    mode, why = _kernel_mode()
+    row["mode"] = mode
+    if mode is None:
+        row.update(status="skipped", summary=why)
+        return
+    row.update(tolerance=KERNEL_TOL, geometries=[])
+    for width in sizes.kernel_widths:
+        g = kernel_error(width, mode, sizes.kernel_trials, sizes.kernel_steps)
+        g["ok"] = g["max_rel_err"] <= KERNEL_TOL
+        row["geometries"].append(g)
+    ok = all(g["ok"] for g in row["geometries"])
+    row["status"] = "ok" if ok else "fail"
+    row["summary"] = f"{mode}: " + ", ".join(
+        f"width {g['width']} ({g['geometry']}) {g['max_rel_err']:.1e}"
+        for g in row["geometries"]) + f" (tolerance {KERNEL_TOL:.0e})"
+
+
+# Run in a fresh process whose persistent cache is an empty directory: the program compiled
+# cold, then -- every in-memory cache cleared -- again, loaded from the persistent cache.
+_COMPILE_CHILD = """
+import json, sys, time
+from parity_jax import bench, devices, plan
+devices.setup()
+import jax
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+width, trials, steps = (int(v) for v in sys.argv[1:4])
+study = bench.study_for(width, trials, "init", steps)
+p = plan.make_plan(study, devices=1)
+pb = p.batches[0]
+inputs = plan.batch_inputs(study, p.cells, pb)
+out = {}
+for run in ("cold", "warm"):
+    jax.clear_caches()
+    devices._program.cache_clear()
+    with devices.CompileStats() as c:
+        start = time.perf_counter()
+        devices.program(pb.shape, 1).lower(inputs).compile()
+        out[run + "_s"] = time.perf_counter() - start
+    out[run + "_cache_hits"] = c.cache_hits
+s = pb.shape
+out["program"] = f"W={s.W} G={s.G} P={s.P} {s.layout} kernel={s.kernel}"
+print(json.dumps(out))
+"""
+
+
+def check_compile(row: dict, sizes: Sizes, deadline: float) -> None:
+    """One program (the first throughput row's, at S steps) compiled in a fresh process with
+    an empty persistent cache, then again with every in-memory cache cleared: from the
+    persistent cache."""
+    width, trials = sizes.throughput[0]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    row.update(width=width, trials=trials, steps=sizes.steps)
+    with tempfile.TemporaryDirectory(prefix="parity_jax_doctor_cache_") as cache:
+        env["PARITY_JAX_CACHE"] = cache
+        done = subprocess.run(
+            [sys.executable, "-c", _COMPILE_CHILD, str(width), str(trials), str(sizes.steps)],
+            env=env, capture_output=True, text=True,
+            timeout=max(1.0, deadline - time.monotonic()))
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"exit status {done.returncode}")
+    row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    ok = row["warm_cache_hits"] > 0
+    row["status"] = "ok" if ok else "fail"
+    row["summary"] = (f"{row['program']}: cold {row['cold_s']:.2f} s, from the persistent "
+                      f"cache {row['warm_s']:.2f} s"
+                      + ("" if ok else " (no cache hit: the persistent cache did not work)"))
+
+
+def check_throughput(row: dict, sizes: Sizes, deadline: float) -> None:
+    """Trial-steps/s of the kernel, the XLA step and the naive jit(vmap) optax program
+    (vary = init), each a marginal rate T*S / (t(2S) - t(S)), timed interleaved."""
+    mode, why = _kernel_mode()
+    if not sizes.kernel_throughput and mode == "interpret":
+        mode, why = None, "interpret mode (not a speed)"
+    row.update(steps=sizes.steps, repeats=sizes.repeats, kernel=mode or why, rows=[])
+    S = sizes.steps
+    for width, trials in sizes.throughput:
+        if time.monotonic() > deadline:
+            raise OutOfBudget("ran past the time budget")
+        r: dict = {"width": width, "trials": trials, "errors": {}}
+        row["rows"].append(r)
+        builders: dict[str, Callable[[], dict]] = {
+            "xla": lambda w=width, T=trials: bench.engine_timers(w, T, "init", S,
+                                                                 kernel="off")[1],
+            "naive": lambda w=width, T=trials: bench.naive_timers(w, T, "init", S)}
+        if mode is not None:
+            builders["kernel"] = lambda w=width, T=trials: bench.engine_timers(
+                w, T, "init", S, kernel=mode)[1]
+        timers: dict = {}
+        for name, build in builders.items():
+            built = bench.guarded(r["errors"], name, build)
+            if built is not None:
+                timers.update({(name, s): fn for s, fn in built.items()})
+        timing_errors: dict = {}
+        t = bench.interleaved(timers, sizes.repeats, timing_errors)
+        for (name, _), message in timing_errors.items():
+            r["errors"].setdefault(name, message)
+        for name in builders:
+            have = {s: t[(name, s)] for s in (S, 2 * S) if (name, s) in t}
+            r[name] = bench.marginal(trials, S, have) if len(have) == 2 else None
+        for a, b in (("kernel", "xla"), ("kernel", "naive"), ("xla", "naive")):
+            if r.get(a) and r.get(b):
+                r[f"{a}_x_{b}"] = r[a] / r[b]
+    failed = any(r["errors"] for r in row["rows"])
+    row["status"] = "fail" if failed else "ok"
+    row["summary"] = "; ".join(_throughput_summary(r) for r in row["rows"])
+
+
+def _throughput_summary(r: dict) -> str:
+    """One throughput row in a line: each column's rate (or error), then the ratios."""
+    cells = [f"{name} error: {r['errors'][name]}" if name in r["errors"]
+             else f"{name} {render.format_si(r[name])}/s"
+             for name in ("kernel", "xla", "naive") if name in r or name in r["errors"]]
+    ratios = [f"{a.replace('_x_', '/')} {r[a]:.1f}x"
+              for a in ("kernel_x_xla", "kernel_x_naive", "xla_x_naive") if a in r]
+    return f"{r['width']} x {r['trials']}: " + ", ".join(cells + ratios)
+
+
+CHECKS: list[tuple[str, Callable]] = [
+    ("device", check_device), ("float32", check_float32),
+    ("batch_invariance", check_batch_invariance), ("kernel", check_kernel),
+    ("compile", check_compile), ("throughput", check_throughput)]
+
+
+def run_doctor(budget: float = 300.0, sizes: Sizes | None = None,
+               progress=sys.stderr) -> dict:
+    """Runs every check within ``budget`` seconds; returns the JSON-able result (``ok``: every
+    check passed or was skipped)."""
+    start = time.monotonic()
+    deadline = start + budget
+    devices.split_cpu()  # an entry point; no compile cache: compile seconds are measured
+    sizes = sizes or SIZES[_platform()]
+    checks: dict[str, dict] = {}
+    for name, fn in CHECKS:
+        row: dict = {"status": "timeout"}
+        checks[name] = row
+        began = time.monotonic()
+        if began >= deadline:
+            row.update(error=f"not started: the budget of {budget:g} s was spent",
+                       summary="not started (budget spent)")
+            continue
+        if progress:
+            print(f"doctor: {name} ...", file=progress, flush=True)
+        args = (row, sizes, deadline) if name in ("compile", "throughput") else (row, sizes)
+        try:
+            with _alarm(deadline - began):
+                fn(*args)
+        except (OutOfBudget, subprocess.TimeoutExpired):
+            row.update(status="timeout", error=f"ran past the budget of {budget:g} s")
+            row["summary"] = row.get("summary") or "ran past the budget"
+        except Exception as e:  # noqa: BLE001 -- a check's failure is its row's, not a crash
+            row.update(status="fail", error=bench.first_line(e))
+            row["summary"] = row["error"]
+        row["seconds"] = round(time.monotonic() - began, 3)
+    return {"ok": all(c["status"] in ("ok", "skipped") for c in checks.values()),
+            "budget_s": budget, "seconds": round(time.monotonic() - start, 3),
+            "sizes": dataclasses.asdict(sizes), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime()),
+            "checks": checks}
+
+
+def table(result: dict) -> str:
+    """The result as a plain-text table: check, status, seconds, what it found."""
+    rows = [(name, c["status"], f"{c.get('seconds', 0):.1f}", c.get("summary", ""))
+            for name, c in result["checks"].items()]
+    head = ("check", "status", "s", "result")
+    w = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = [f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:>{w[2]}}  {r[3]}" for r in [head, *rows]]
+    verdict = "all checks passed" if result["ok"] else "some checks did not pass"
+    return "\n".join(lines + ["", f"{verdict} in {result['seconds']:.1f} s "
+                              f"(budget {result['budget_s']:g} s)"])
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    """Writes ``result`` to ``path`` atomically: a temporary file beside it, then a rename (a
+    symlink at ``path`` is replaced, never written through)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                               prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,110 @@
+"""``parity-jax doctor`` on the CPU (as CI runs it): every check's row and its numbers; a check
+that fails or runs out of the budget is reported in its row, never a traceback."""
+
+import json
+import time
+
+import pytest
+
+from parity_jax import cli, doctor
+
+
+def test_doctor_on_the_cpu_passes_every_check_and_writes_its_json(tmp_path, capsys):
+    out = tmp_path / "doctor.json"
+    assert cli.main(["doctor", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    checks = result["checks"]
+    assert list(checks) == [name for name, _ in doctor.CHECKS]
+    for name in checks:
+        assert checks[name]["status"] == "ok", (name, checks[name])
+        assert f"{name} " in table
+    assert result["ok"] and result["seconds"] <= result["budget_s"] == 300
+    assert "all checks passed" in table
+
+    d = checks["device"]
+    assert d["platform"] == "cpu" and d["jax"] and d["jaxlib"] and d["device_count"] >= 1
+    assert d["default_matmul_precision"] == "DEFAULT"
+    f = checks["float32"]
+    assert 0 < f["max_rel_err"] <= doctor.FLOAT32_TOL
+    b = checks["batch_invariance"]
+    assert b["identical"] is True and b["max_abs_diff"] == 0 and b["groups"] >= 4
+    k = checks["kernel"]
+    assert k["mode"] == "interpret"
+    assert [g["geometry"] for g in k["geometries"]] == ["registers", "tiles"]
+    for g in k["geometries"]:  # the same arithmetic in another order: not equal, but close
+        assert 0 <= g["max_rel_err"] <= doctor.KERNEL_TOL and g["ok"]
+    c = checks["compile"]
+    assert c["cold_s"] > 0 and c["cold_cache_hits"] == 0 and c["warm_cache_hits"] >= 1
+    t = checks["throughput"]
+    [row] = t["rows"]
+    assert (row["width"], row["trials"]) == (100, 64) and not row["errors"]
+    assert row["xla"] > 0 and row["naive"] > 0
+    assert row["xla_x_naive"] == pytest.approx(row["xla"] / row["naive"])
+
+
+@pytest.fixture
+def two_checks(monkeypatch):
+    """The doctor with the device row and one check of the test's choice (seconds, not a
+    minute)."""
+    def use(name, fn):
+        monkeypatch.setattr(doctor, "CHECKS", [("device", doctor.check_device), (name, fn),
+                                                ("float32", doctor.check_float32)])
+    return use
+
+
+def test_a_failing_check_is_one_line_in_its_row_and_exit_1(tmp_path, capsys, monkeypatch,
+                                                            two_checks):
+    # fault injection: the kernel's comparison raises; the rows after it still run
+    def broken(*args, **kw):
+        raise RuntimeError("Triton lowering failed\n  File ...\ntraceback lines")
+
+    monkeypatch.setattr(doctor, "kernel_error", broken)
+    two_checks("kernel", doctor.check_kernel)
+    out = tmp_path / "d.json"
+    assert cli.main(["doctor", "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    checks = json.loads(out.read_text())["checks"]
+    assert checks["kernel"]["status"] == "fail"
+    assert checks["kernel"]["error"] == "RuntimeError: Triton lowering failed"
+    assert checks["float32"]["status"] == "ok" and checks["device"]["status"] == "ok"
+    assert "Traceback" not in captured.out + captured.err
+    assert "RuntimeError: Triton lowering failed" in captured.out
+
+
+def test_a_check_past_the_budget_is_cut_and_the_rest_not_started(tmp_path, two_checks):
+    def slow(row, sizes):
+        row["partial"] = 1  # what a check measured before the budget ran out is kept
+        time.sleep(30)
+
+    two_checks("slow", slow)
+    out = tmp_path / "d.json"
+    start = time.monotonic()
+    assert cli.main(["doctor", "--budget", "2", "--json", str(out)]) == 1
+    assert time.monotonic() - start < 20
+    checks = json.loads(out.read_text())["checks"]
+    assert checks["slow"]["status"] == "timeout" and checks["slow"]["partial"] == 1
+    assert checks["slow"]["error"] == "ran past the budget of 2 s"
+    assert checks["float32"]["status"] == "timeout"
+    assert checks["float32"]["error"].startswith("not started")
+
+
+def test_the_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path, two_checks):
+    two_checks("float32 again", doctor.check_float32)
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me\n")
+    link = tmp_path / "d.json"
+    link.symlink_to(target)
+    assert cli.main(["doctor", "--json", str(link)]) == 0
+    assert target.read_text() == "keep me\n"
+    assert not link.is_symlink() and json.loads(link.read_text())["ok"] is True
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--budget", "0"], "--budget"), (["--budget", "nan"], "--budget"),
+    (["--json", "/no/such/dir/d.json"], "--json")])
+def test_doctor_bad_arguments_exit_2(capsys, argv, field):
+    assert cli.main(["doctor", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {field}") and err.count("\n") == 1
