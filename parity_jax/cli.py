@@ -359,14 +359,11 @@ def _cmd_doctor(args) -> int:
         _writable_file("--json", args.json)
     from parity_jax import doctor
 
-    result = doctor.run_doctor(args.budget)
+    try:  # the JSON is rewritten after every check
+        result = doctor.run_doctor(args.budget, json_path=args.json)
+    except OSError as e:  # checked before the checks; changed meanwhile
+        raise ConfigError(f"--json = {args.json!r}: cannot write it ({e.strerror})") from None
     print(doctor.table(result))
-    if args.json:
-        try:
-            doctor.write_json(args.json, result)
-        except OSError as e:  # checked before the checks; changed meanwhile
-            raise ConfigError(f"--json = {args.json!r}: cannot write it ({e.strerror})") \
-                from None
     return 0 if result["ok"] else 1
 
 

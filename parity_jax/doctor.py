@@ -321,6 +321,8 @@ def check_compile(row: dict, sizes: Sizes, deadline: float) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     row.update(width=width, trials=trials, steps=sizes.steps)
+    # this process holds its share of an accelerator's memory: the child takes what it needs
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     with tempfile.TemporaryDirectory(prefix="parity_jax_doctor_cache_") as cache:
         env["PARITY_JAX_CACHE"] = cache
         done = subprocess.run(
@@ -394,15 +396,23 @@ CHECKS: list[tuple[str, Callable]] = [
     ("compile", check_compile), ("throughput", check_throughput)]
 
 
-def run_doctor(budget: float = 300.0, sizes: Sizes | None = None,
-               progress=sys.stderr) -> dict:
+def run_doctor(budget: float = 300.0, sizes: Sizes | None = None, progress=sys.stderr,
+               json_path: str | Path | None = None) -> dict:
     """Runs every check within ``budget`` seconds; returns the JSON-able result (``ok``: every
-    check passed or was skipped)."""
+    check passed or was skipped). With ``json_path``, the result so far is written there after
+    every check (a doctor killed from outside leaves what it had found)."""
     start = time.monotonic()
     deadline = start + budget
     devices.split_cpu()  # an entry point; no compile cache: compile seconds are measured
     sizes = sizes or SIZES[_platform()]
     checks: dict[str, dict] = {}
+
+    def result() -> dict:
+        return {"ok": all(c["status"] in ("ok", "skipped") for c in checks.values()),
+                "budget_s": budget, "seconds": round(time.monotonic() - start, 3),
+                "sizes": dataclasses.asdict(sizes),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "checks": checks}
+
     for name, fn in CHECKS:
         row: dict = {"status": "timeout"}
         checks[name] = row
@@ -410,25 +420,32 @@ def run_doctor(budget: float = 300.0, sizes: Sizes | None = None,
         if began >= deadline:
             row.update(error=f"not started: the budget of {budget:g} s was spent",
                        summary="not started (budget spent)")
-            continue
-        if progress:
-            print(f"doctor: {name} ...", file=progress, flush=True)
-        args = (row, sizes, deadline) if name in ("compile", "throughput") else (row, sizes)
-        try:
-            with _alarm(deadline - began):
-                fn(*args)
-        except (OutOfBudget, subprocess.TimeoutExpired):
-            row.update(status="timeout", error=f"ran past the budget of {budget:g} s")
-            row["summary"] = row.get("summary") or "ran past the budget"
-        except Exception as e:  # noqa: BLE001 -- a check's failure is its row's, not a crash
-            row.update(status="fail", error=bench.first_line(e))
-            row["summary"] = row["error"]
+        else:
+            _run_check(name, fn, row, sizes, deadline, budget, progress)
         row["seconds"] = round(time.monotonic() - began, 3)
-    return {"ok": all(c["status"] in ("ok", "skipped") for c in checks.values()),
-            "budget_s": budget, "seconds": round(time.monotonic() - start, 3),
-            "sizes": dataclasses.asdict(sizes), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                      time.gmtime()),
-            "checks": checks}
+        if progress:
+            print(f"doctor: {name} {row['status']} ({row['seconds']:.1f} s): "
+                  f"{row.get('summary', '')}", file=progress, flush=True)
+        if json_path:
+            write_json(json_path, result())
+    return result()
+
+
+def _run_check(name: str, fn: Callable, row: dict, sizes: Sizes, deadline: float,
+               budget: float, progress) -> None:
+    """One check until it returns or the budget runs out; its failure goes into its row."""
+    if progress:
+        print(f"doctor: {name} ...", file=progress, flush=True)
+    args = (row, sizes, deadline) if name in ("compile", "throughput") else (row, sizes)
+    try:
+        with _alarm(deadline - time.monotonic()):
+            fn(*args)
+    except (OutOfBudget, subprocess.TimeoutExpired):
+        row.update(status="timeout", error=f"ran past the budget of {budget:g} s")
+        row["summary"] = row.get("summary") or "ran past the budget"
+    except Exception as e:  # noqa: BLE001 -- a check's failure is its row's, not a crash
+        row.update(status="fail", error=bench.first_line(e))
+        row["summary"] = row["error"]
 
 
 def table(result: dict) -> str:

@@ -1,12 +1,14 @@
 """``parity-jax doctor`` on the CPU (as CI runs it): every check's row and its numbers; a check
 that fails or runs out of the budget is reported in its row, never a traceback."""
 
+import importlib.util
 import json
 import time
+from pathlib import Path
 
 import pytest
 
-from parity_jax import cli, doctor
+from parity_jax import cli, doctor, reduce
 
 
 def test_doctor_on_the_cpu_passes_every_check_and_writes_its_json(tmp_path, capsys):
@@ -108,3 +110,32 @@ def test_doctor_bad_arguments_exit_2(capsys, argv, field):
     assert cli.main(["doctor", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {field}") and err.count("\n") == 1
+
+
+def test_compare_runs_reports_each_field_that_differs_per_cell():
+    # benchmarks/compare_runs.py, as gpu_check.sh runs it on the kernel's and the XLA step's
+    # stores (its QUICK=1 dry run runs it on real ones)
+    spec = importlib.util.spec_from_file_location(
+        "compare_runs", Path(__file__).resolve().parent.parent / "benchmarks/compare_runs.py")
+    compare_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_runs)
+
+    def cell(width, m, trials=16, successes=4, hit=500):
+        return {**{f: 0 for f in reduce.CELL_FIELDS}, "width": width, "m": m,
+                "trials": trials, "successes": successes, "median_first_hit": hit}
+
+    a = [cell(10, 200), cell(10, 500), cell(100, 200)]
+    b = [cell(10, 200), cell(10, 500, successes=5, hit=600), cell(100, 200, trials=15)]
+    r = compare_runs.compare(a, b)
+    assert r["cells"] == 3 and r["missing"] == []
+    assert r["differ"] == {"trials": 1, "successes": 1, "median_first_hit": 1}
+    assert r["differences"] == [
+        {"cell": {"width": 10, "m": 500}, "successes": [4, 5], "median_first_hit": [500, 600]},
+        {"cell": {"width": 100, "m": 200}, "trials": [16, 15]}]
+    assert r["successes"] == [12, 13] and r["trials"] == [48, 47]
+    text = compare_runs.text(r, ("kernel", "xla"))
+    assert "successes 4 -> 5, median_first_hit 500 -> 600" in text
+    assert compare_runs.compare(a, a[:2])["missing"] == [
+        {"cell": {"width": 100, "m": 200}, "missing_in": "b"}]
+    assert compare_runs.compare(a, a)["differences"] == []
+
