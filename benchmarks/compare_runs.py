@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from parity_jax.runner import Results
 
-    result = compare(Results(args.a).cells(), Results(args.b).cells())
+    try:
+        a, b = (Results(d).cells() for d in (args.a, args.b))
+    except Exception as e:  # noqa: BLE001 -- a run that left no store (killed, failed)
+        print(f"error: cannot read the stores: {type(e).__name__}: {e}".splitlines()[0])
+        return 2
+    result = compare(a, b)
     print(text(result, (args.a, args.b)))
     if args.json:
         with open(args.json, "w") as f:

@@ -29,14 +29,15 @@ PJ=("$PY" -c "import sys; from parity_jax.cli import main; sys.exit(main(sys.arg
 archive() {  # the whole of $LOGS as $OUT/all.tgz, replaced in one rename where it can be
   tar czf "$WORK/all.tgz" -C "$WORK" gpu_check && mv -f "$WORK/all.tgz" "$OUT/all.tgz"
 }
-now() { date +%s.%N; }
+now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "${t#0}"; }  # bash >= 5, no bc or awk
 stage() {  # stage NAME SECONDS COMMAND...: runs it with a limit, logs output, time and status
   local name=$1 limit=$2; shift 2
-  local start; start=$(now)
+  local start; start=$(now_us)
   timeout -k 5 "$limit" "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
-  local took; took=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-  echo "$name rc=$rc seconds=$took limit=$limit" | tee -a "$LOGS/stages.txt"
+  local us=$(( $(now_us) - start ))
+  echo "$name rc=$rc seconds=$((us / 1000000)).$((us / 100000 % 10)) limit=$limit" \
+    | tee -a "$LOGS/stages.txt"
   archive
 }
 date -u +%FT%TZ > "$LOGS/started.txt"
