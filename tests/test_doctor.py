@@ -19,7 +19,7 @@ def test_doctor_on_the_cpu_passes_every_check_and_writes_its_json(tmp_path, caps
     checks = result["checks"]
     assert list(checks) == [name for name, _ in doctor.CHECKS]
     for name in checks:
-        assert checks[name]["status"] == "ok", (name, checks[name])
+        assert checks[name]["status"] == "ok" in doctor.STATUSES, (name, checks[name])
         assert f"{name} " in table
     assert result["ok"] and result["seconds"] <= result["budget_s"] == 300
     assert "all checks passed" in table
