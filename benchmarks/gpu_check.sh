@@ -68,6 +68,8 @@ PARITY_JAX_KERNEL=$KERNEL stage study_warm 45 "${PJ[@]}" run "$STUDY" --out "$LO
 stage compare 30 bash -c 'cd "$2" && "$0" "$1" study_kernel study_xla \
     --json compare_kernel_xla.json; a=$?
   "$0" "$1" study_kernel study_warm --identical --json compare_cold_warm.json; b=$?
+  echo "programs of the kernel run that fell back to the XLA step (warning lines naming" \
+    "PARITY_JAX_KERNEL=off): $(grep -c PARITY_JAX_KERNEL=off study_kernel.log)"
   exit $((a || b))' "$PY" "$PWD/benchmarks/compare_runs.py" "$LOGS"
 cat "$LOGS/compare.log"
 date -u +%FT%TZ > "$LOGS/finished.txt"
