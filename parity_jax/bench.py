@@ -493,18 +493,16 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
         add("naive", guarded(errors, "naive_jit_vmap",
                              lambda: naive_timers(width, T, vary, steps)))
         loop_steps = min(steps, 512)
-        if width not in torch_loop_cache:
-            loop_errors: dict[str, str] = {}
-            torch_loop_cache[width] = guarded(
-                loop_errors, "torch_loop", lambda: _needs_torch(torch_loop_rate(
-                    width, T, loop_steps))) or loop_errors
-            jax_loop_cache[width] = guarded(
-                loop_errors, "jax_loop", lambda: jax_loop_rate(width, T, loop_steps)) \
-                or loop_errors
-        for name, cache in (("torch_loop", torch_loop_cache), ("jax_loop", jax_loop_cache)):
+        loops = (("torch_loop", torch_loop_cache,
+                  lambda: _needs_torch(torch_loop_rate(width, T, loop_steps))),
+                 ("jax_loop", jax_loop_cache, lambda: jax_loop_rate(width, T, loop_steps)))
+        for name, cache, measure in loops:  # once per width (a time-budgeted loop)
+            if width not in cache:
+                failed: dict[str, str] = {}
+                cache[width] = guarded(failed, name, measure) or {"error": failed[name]}
             row[name] = cache[width].get("rate")
-            if name in cache[width]:
-                errors[name] = cache[width][name]
+            if "error" in cache[width]:
+                errors[name] = cache[width]["error"]
         if T * width <= TORCH_FUNC_MAX_NEURONS:
             func = guarded(errors, "torch_func", lambda: _needs_torch(torch_func_timer(
                 width, T, vary, min(steps, 64))))
