@@ -563,8 +563,9 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     """Runs every (width, trials, vary) workload that fits; returns the JSON-able result.
 
     ``steps``: S for every workload (default: sized per workload to about 1.5 s from the
-    float32 (HIGHEST) GEMM peak measured first). Within a row the engine's S and 2S programs, its GEMM bound and
-    the torch.func ensemble are timed in turn in each of ``repeats`` rounds (``interleaved``).
+    float32 (HIGHEST) GEMM peak measured first). Within a row the engine's S and 2S programs,
+    its GEMM bound and the torch.func ensemble are timed in turn in each of ``repeats`` rounds
+    (``interleaved``).
     """
     devices_.split_cpu()  # an entry point; no compile cache: compile seconds are measured
     peak = gemm_peak()
