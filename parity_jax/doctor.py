@@ -201,29 +201,33 @@ def invariance_study(sizes: Sizes) -> Study:
 
 
 def check_batch_invariance(row: dict, sizes: Sizes) -> None:
-    """A group's outcome and parameters alone (a batch of one group) and in the plan's batch
-    of several, bit for bit, through the engine's programs (XLA step, this platform's
-    layout)."""
+    """A group in the plan's batch of several and alone (a batch of one chunk, the rest of it
+    padding, the group in another place), outcome and parameters bit for bit, through the
+    engine's programs (XLA step, this platform's layout and chunk)."""
     study = invariance_study(sizes)
     p = plan.make_plan(study, devices=1, kernel="off")
     pb = p.batches[0]
     shape = pb.shape
-    inputs = plan.batch_inputs(study, p.cells, pb)
-    alone = dataclasses.replace(shape, G=1)
-    one = jax.tree.map(lambda x: x[:1], inputs)
-    row.update(groups=shape.G, trials_per_group=shape.P, layout=shape.layout,
-               width=sizes.invariance_width)
-    many = devices.fetch(devices.train(shape, inputs, devices=1))
-    single = devices.fetch(devices.train(alone, one, devices=1))
-    leaves = list(zip(jax.tree.leaves(many), jax.tree.leaves(single), strict=True))
-    same = all(np.asarray(a)[:1].tobytes() == np.asarray(b).tobytes() for a, b in leaves)
+    # the last real group: alone it is the first of its chunk (unless a chunk is one group)
+    target = max(i for i, slots in enumerate(pb.slots) if any(slots))
+    alone = plan.PlannedBatch(shape=dataclasses.replace(shape, G=shape.chunk),
+                              slots=(pb.slots[target],) + ((None,) * shape.P,)
+                              * (shape.chunk - 1))
+    row.update(groups=shape.G, chunk=shape.chunk, trials_per_group=shape.P,
+               layout=shape.layout, width=sizes.invariance_width)
+    many = devices.fetch(devices.train(shape, plan.batch_inputs(study, p.cells, pb), 1))
+    single = devices.fetch(devices.train(alone.shape, plan.batch_inputs(study, p.cells, alone),
+                                         1))
+    leaves = [(np.asarray(a)[target], np.asarray(b)[0]) for a, b in
+              zip(jax.tree.leaves(many), jax.tree.leaves(single), strict=True)]
+    same = all(a.tobytes() == b.tobytes() for a, b in leaves)
     row["identical"] = same
     row["max_abs_diff"] = max(
-        float(np.max(np.abs(np.asarray(a, np.float64)[:1] - np.asarray(b, np.float64)),
-                     initial=0.0)) for a, b in leaves
-        if np.issubdtype(np.asarray(a).dtype, np.number))
+        float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+        for a, b in leaves if np.issubdtype(a.dtype, np.number))
     row["status"] = "ok" if same else "fail"
-    row["summary"] = (f"group 0 alone vs in a batch of {shape.G} ({shape.layout} layout): "
+    row["summary"] = (f"group {target} of a batch of {shape.G} (chunks of {shape.chunk}, "
+                      f"{shape.layout} layout) vs alone: "
                       + ("identical bits" if same else
                          f"differ (max |diff| {row['max_abs_diff']:.1e})"))
 
