@@ -3,6 +3,11 @@ that fails or runs out of the budget is reported in its row, never a traceback."
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -157,3 +162,36 @@ def test_compare_runs_reports_each_field_that_differs_per_cell():
         {"cell": {"width": 100, "m": 200}, "missing_in": "b"}]
     assert compare_runs.compare(a, a)["differences"] == []
 
+
+
+@pytest.mark.skipif(not all(shutil.which(c) for c in ("bash", "tar", "timeout")),
+                    reason="needs bash, tar and timeout")
+def test_gpu_check_quick_dry_run_leaves_one_archive(tmp_path):
+    # benchmarks/gpu_check.sh QUICK=1 on the CPU (1m19s here): the doctor, the tiny study with
+    # the kernel in interpret mode, with the XLA step and warm, and their comparison
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "QUICK": "1", "OUT": str(out), "PYTHON": sys.executable,
+           "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", str(root / "benchmarks/gpu_check.sh")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.listdir(out) == ["all.tgz"]
+    with tarfile.open(out / "all.tgz") as tar:
+        names = set(tar.getnames())
+        read = {n: tar.extractfile(n).read().decode() for n in (
+            "gpu_check/stages.txt", "gpu_check/compare.log", "gpu_check/doctor.json",
+            "gpu_check/compare_kernel_xla.json", "gpu_check/plan.log")}
+    for store in ("study_kernel", "study_xla", "study_warm"):
+        assert f"gpu_check/{store}/results.sqlite" in names
+    stages = dict(line.split(" ", 1) for line in read["gpu_check/stages.txt"].splitlines())
+    assert list(stages) == ["device", "doctor", "plan", "study_kernel", "study_xla",
+                            "study_warm", "compare"]
+    assert all(v.startswith("rc=0 ") for v in stages.values()), stages
+    assert json.loads(read["gpu_check/doctor.json"])["ok"] is True
+    assert " interpret " in read["gpu_check/plan.log"]  # the kernel was selected
+    compared = json.loads(read["gpu_check/compare_kernel_xla.json"])
+    assert compared["trials"] == [8, 8] and compared["missing"] == []
+    assert "fell back to the XLA step (warning lines naming PARITY_JAX_KERNEL=off): 0" in \
+        read["gpu_check/compare.log"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("gpu_check.")] == []
