@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import bench, core, devices, plan, render
+from parity_jax import bench, core, devices, files, plan, render
 from parity_jax import kernel as kernel_
 from parity_jax.config import Model, Study, Task, Train
 
@@ -450,17 +450,6 @@ def table(result: dict) -> str:
 
 
 def write_json(path: str | Path, result: dict) -> None:
-    """Writes ``result`` to ``path`` atomically: a temporary file beside it, then a rename (a
-    symlink at ``path`` is replaced, never written through)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Writes ``result`` to ``path`` whole (``files.write_text``: a temporary file beside it,
+    then a rename; a symbolic link there is refused, never written through)."""
+    files.write_text(path, json.dumps(result, indent=1) + "\n", what="--json")

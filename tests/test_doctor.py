@@ -114,16 +114,22 @@ def test_a_check_past_the_budget_is_cut_and_the_rest_not_started(tmp_path, two_c
     assert checks["float32"]["error"].startswith("not started")
 
 
-def test_the_json_replaces_a_symlink_instead_of_writing_through_it(tmp_path, two_checks):
+def test_the_json_is_written_whole_and_never_through_a_symlink(tmp_path, capsys, two_checks):
     two_checks("float32 again", doctor.check_float32)
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep me\n")
-    link = tmp_path / "d.json"
+    link = tmp_path / "link.json"
     link.symlink_to(target)
-    assert cli.main(["doctor", "--json", str(link)]) == 0
-    assert target.read_text() == "keep me\n"
-    assert not link.is_symlink() and json.loads(link.read_text())["ok"] is True
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp
+    assert cli.main(["doctor", "--json", str(link)]) == 2  # before any check
+    err = capsys.readouterr().err
+    assert err.startswith("error: --json") and "symbolic link" in err
+    assert target.read_text() == "keep me\n" and link.is_symlink()
+    out = tmp_path / "d.json"
+    out.write_text("an old result\n")
+    assert cli.main(["doctor", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["ok"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "elsewhere.txt",
+                                                         "link.json"]  # no temporary left
 
 
 @pytest.mark.parametrize("argv,field", [
