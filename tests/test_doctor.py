@@ -190,6 +190,7 @@ def test_gpu_check_quick_dry_run_leaves_one_archive(tmp_path):
             "gpu_check/compare_kernel_xla.json", "gpu_check/plan.log")}
     for store in ("study_kernel", "study_xla", "study_warm"):
         assert f"gpu_check/{store}/results.sqlite" in names
+    assert "gpu_check/kernel_checks.json" in names  # the kernel's self-check verdicts
     stages = dict(line.split(" ", 1) for line in read["gpu_check/stages.txt"].splitlines())
     assert list(stages) == ["device", "doctor", "plan", "study_kernel", "study_xla",
                             "study_warm", "compare"]
