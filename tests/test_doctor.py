@@ -132,6 +132,26 @@ def test_the_json_is_written_whole_and_never_through_a_symlink(tmp_path, capsys,
                                                          "link.json"]  # no temporary left
 
 
+def test_a_rate_lost_in_timing_noise_is_an_error_not_a_number(tmp_path, monkeypatch,
+                                                               two_checks):
+    # fault injection: the XLA step's 2S-step call times no longer than its S-step call
+    def timers(first, second):
+        return lambda *a, **kw: {doctor.SIZES["cpu"].steps: lambda: time.sleep(first),
+                                 2 * doctor.SIZES["cpu"].steps: lambda: time.sleep(second)}
+
+    xla = timers(0.03, 0.01)
+    monkeypatch.setattr(doctor.bench, "engine_timers", lambda *a, **kw: ({}, xla()))
+    monkeypatch.setattr(doctor.bench, "naive_timers", timers(0.01, 0.03))
+    two_checks("throughput", doctor.check_throughput)
+    out = tmp_path / "d.json"
+    assert cli.main(["doctor", "--json", str(out)]) == 1
+    t = json.loads(out.read_text())["checks"]["throughput"]
+    [row] = t["rows"]
+    assert t["status"] == "fail" and row["xla"] is None and "xla_x_naive" not in row
+    assert "timing noise" in row["errors"]["xla"]
+    assert 0 < row["naive"] < 64 * 256 / 0.01  # about 64 x 256 / 0.02 s
+
+
 @pytest.mark.parametrize("argv,field", [
     (["--budget", "0"], "--budget"), (["--budget", "nan"], "--budget"),
     (["--json", "/no/such/dir/d.json"], "--json")])
