@@ -2,7 +2,8 @@
 # The GPU check, in one invocation and at most 8 minutes: every stage has its own time limit
 # (they sum to 450 s; 464 s with the 2 s each is given to exit after it), and after every
 # stage everything so far is archived again as $OUT/all.tgz -- the only file ever in $OUT --
-# so a run killed at any point still carries back what it did. Work files (logs, stores, compile cache) live in a temporary directory.
+# so a run killed at any point still carries back what it did. Work files (logs, stores,
+# compile cache) live in a temporary directory.
 #
 #   OUT=/tmp/out bash benchmarks/gpu_check.sh          # on the GPU machine
 #   QUICK=1 OUT=/tmp/out bash benchmarks/gpu_check.sh  # a small dry run of every stage (CPU)
