@@ -84,20 +84,13 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return interleaved({None: fn}, repeats)[None]
 
 
-def first_line(e: BaseException) -> str:
-    """An exception as one short line (its type and the first line of its message), for a
-    table cell or a status row instead of a traceback."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
-
-
 def guarded(errors: dict, name: str, fn: Callable[[], object]):
     """``fn()``, or None with ``errors[name]`` its error's first line: one failing column
     (a kernel that does not compile, say) leaves the rest of its row to be timed."""
     try:
         return fn()
     except Exception as e:  # noqa: BLE001 -- any failure is the column's, reported in it
-        errors[name] = first_line(e)
+        errors[name] = render.error_line(e)
         return None
 
 
@@ -464,7 +457,6 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     error's first line in ``row["errors"]``; the rest of the row is still timed."""
     errors: dict[str, str] = {}
     timers: dict = {}
-    two = (steps, 2 * steps)
 
     def add(name: str, built: dict | None):
         if built is not None:

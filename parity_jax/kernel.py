@@ -52,13 +52,12 @@ import importlib
 import json
 import math
 import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import models
+from parity_jax import files, models, render
 from parity_jax.models import Params
 
 _NO_PALLAS = ""  # why Pallas did not import
@@ -137,7 +136,7 @@ def available(interpret: bool = False) -> tuple[bool, str]:
         _triton()
     except (ImportError, AttributeError) as e:
         return False, (f"this jax ({jax.__version__}) has no Pallas Triton lowering: "
-                       f"{type(e).__name__}: {_first_line(e)}")
+                       + render.error_line(e))
     return True, ""
 
 
@@ -368,13 +367,7 @@ def warning(shape, detail: str) -> str:
 
 def failure(error: BaseException) -> str:
     """A kernel error as a verdict's detail: its type and first line."""
-    return f"the kernel failed: {type(error).__name__}: {_first_line(error)}"
-
-
-def _first_line(error: BaseException, limit: int = 240) -> str:
-    lines = str(error).strip().splitlines()
-    line = lines[0].strip() if lines else ""
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    return f"the kernel failed: {render.error_line(error, 240)}"
 
 
 def self_check(shape) -> tuple[bool, float, str]:
@@ -540,15 +533,8 @@ def record(shape, ok: bool, max_rel_err: float, detail: str, path: str | None) -
     verdicts = {**_read(path), key: entry}
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".kernel_checks.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(verdicts, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
+        files.write_text(path, json.dumps(verdicts, indent=1, sort_keys=True), "verdicts")
+    except (OSError, files.OutputError):
         pass
 
 

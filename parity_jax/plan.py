@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import kernel as kernel_
-from parity_jax import render
-from parity_jax import trackers
+from parity_jax import render, trackers
 from parity_jax.config import Cell, ConfigError, Study, TabularStudy, stable_int
 from parity_jax.core import Batch, Shape
 from parity_jax.tasks import parity, xy
