@@ -279,6 +279,71 @@ def test_forest_search_space_and_tuning_on_a_tiny_grid():
     assert again == best  # seeded
 
 
+def test_a_forest_search_gives_the_same_bits_in_every_call():
+    """scikit-learn sums a forest's tree probabilities in thread order (values 1 ulp apart
+    from one call to the next); the search's own sum runs in the trees' order."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    s = tabular.split(tabular.load("sklearn:breast_cancer"), seed=0)
+    rf = RandomForestClassifier(n_estimators=300, min_samples_leaf=3, random_state=0,
+                                n_jobs=8).fit(s.x_train, s.y_train)
+    in_order = sum(tree.predict_proba(s.x_test) for tree in rf.estimators_) / 300
+    for n_jobs in (None, 1, 3, 8, -1):
+        assert forest.predict_proba(rf, s.x_test, n_jobs).tobytes() == in_order.tobytes()
+    for seed in range(3):  # best configurations of 11 to 96 trees with impure leaves
+        runs = {repr(forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                                 iterations=4, seed=seed, n_estimators_max=300, n_jobs=8))
+                for _ in range(5)}  # repr: a float's shortest round-trip text, its bits
+        assert len(runs) == 1, seed
+    best = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                       iterations=4, seed=1, n_estimators_max=300, n_jobs=8)
+    again = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                        iterations=4, seed=1, n_estimators_max=300, n_jobs=1)
+    assert best["val_loss"].hex() == again["val_loss"].hex() and best == again
+
+
+DETERMINISTIC = """
+name = "forests"
+seeds = 3
+datasets = ["sklearn:breast_cancer"]
+fractions = [1.0, 0.5]
+[mlp]
+width = [4]
+init = ["dense"]
+optimizer = "sgd"
+lr = [0.05]
+batch = 16
+steps = 20
+eval_every = 10
+[forest]
+iterations = 4
+n_estimators_max = 300
+"""
+
+
+def test_two_fresh_runs_of_a_tabular_study_store_the_same_rows_and_merge(tmp_path):
+    import parity_jax
+    from parity_jax import store
+
+    study = TabularStudy.from_dict(__import__("tomllib").loads(DETERMINISTIC))
+
+    def rows(out):
+        s = store.Store.open(out)
+        try:
+            return s.rows()
+        finally:
+            s.close()
+
+    for name in ("a", "b"):
+        parity_jax.run(study, tmp_path / name, progress=None)
+    a, b = rows(tmp_path / "a"), rows(tmp_path / "b")
+    assert len(a) == 12 and [r.val_loss.hex() for r in a if r.extra != "{}"] == \
+        [r.val_loss.hex() for r in b if r.extra != "{}"]
+    assert a == b
+    written, duplicates = store.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert (written, duplicates) == (12, 12) and rows(tmp_path / "m") == a
+
+
 # ---- reduction, config, the experiment -------------------------------------------------------
 
 
