@@ -122,6 +122,37 @@ def test_own_csv_and_npz_files_and_their_errors(tmp_path):
     assert tabular.load(str(tmp_path / "ok.npz")).X.shape == (10, 2)
 
 
+def test_files_without_features_long_fields_and_label_spellings(tmp_path, capsys):
+    from parity_jax import cli
+
+    (tmp_path / "target_only.csv").write_text("y\n" + "0\n1\n" * 20)
+    np.savez(tmp_path / "no_columns.npz", X=np.zeros((40, 0)), y=np.arange(40) % 2)
+    (tmp_path / "long.csv").write_text("a,y\n1,0\n2," + "1" * 200_000 + "\n")
+    for name, says in [("target_only.csv", "no feature column"),
+                       ("no_columns.npz", "no feature column"),
+                       ("long.csv", "line 3: field larger than field limit")]:
+        with pytest.raises(tabular.DataError, match=says):
+            tabular.load(str(tmp_path / name))
+        config = tmp_path / "c.toml"  # the CLI: one line, exit 2, nothing written
+        config.write_text(f'datasets = ["{tmp_path / name}"]\n')
+        capsys.readouterr()
+        assert cli.main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: datasets:") and says in err[0], err
+        assert not (tmp_path / "o").exists()
+    # "nan", "NaN", "inf" and empty labels are missing (dropped); 0, -0, 0.0 are one class
+    (tmp_path / "labels.csv").write_text(
+        "a,y\n1,0\n2,-0\n3,0.0\n4,1\n5,nan\n6,NaN\n7,\n8,1.0\n9,inf\n10, 1\n")
+    t = tabular.load(str(tmp_path / "labels.csv"))
+    assert t.classes == ("0", "1") and t.dropped == 4
+    assert t.X[:, 0].tolist() == [1, 2, 3, 4, 8, 10] and t.y.tolist() == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "words.csv").write_text("a,y\n1,cat\n2,nan\n3,dog\n4,cat\n5,NAN\n6,dog\n")
+    t = tabular.load(str(tmp_path / "words.csv"))
+    assert t.classes == ("cat", "dog") and t.dropped == 2 and t.y.tolist() == [0, 1, 0, 1]
+    t = tabular.from_arrays("floats", np.arange(4.0)[:, None], np.array([0.0, -0.0, 1.0, 1.0]))
+    assert t.classes == ("0", "1") and t.y.tolist() == [0, 0, 1, 1]
+
+
 def test_bundled_sklearn_datasets_are_binary():
     for name, rows in (("breast_cancer", 569), ("wine", 178), ("digits", 1797)):
         t = tabular.load(f"sklearn:{name}")
