@@ -9,6 +9,10 @@ little-endian float32 arrays; stores made before curves existed lack it) and
 before it existed lack it). Each finished batch is written in one transaction, so a crash loses
 at most the batch in flight and a trial is never stored twice (primary key (cell, seed)).
 
+Rows are checked against the stored study in one place, where they are read
+(``Store.contents``): a damaged or hand-edited row is a problem ``check`` lists and a
+``CorruptStore`` (one line) for every other reader, never a traceback.
+
 One writer per output directory: ``lock(OUT)`` holds ``OUT/.lock`` (an advisory ``flock``,
 released by the kernel when its process dies) while a run or a merge writes there.
 """
