@@ -374,16 +374,17 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     fmt = meta.get("format")
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith("parity_jax/"):
-            raise StoreError(f"out: {path} holds results of format {fmt!r}; this version "
+            raise StoreError(f"out: {path} holds results of format {_show(fmt)}; this version "
                              f"reads {FORMAT!r}")
         if not ours:
             raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
-        raise _damaged(path, [f"meta: format is {fmt!r}, not {FORMAT!r}"])
+        raise _damaged(path, [f"meta: format is {_show(fmt)}, not {FORMAT!r}"])
     problems = [f"meta: {key} is not text" for key, v in meta.items()
                 if key in ("kind", "study", "fingerprint", "plan", "data")
                 and not isinstance(v, str)]
     if meta.get("kind", "parity") not in KINDS:
-        problems.append(f"meta: kind {meta.get('kind')!r} is not one of {', '.join(KINDS)}")
+        problems.append(f"meta: kind {_show(meta.get('kind'))} is not one of "
+                        f"{', '.join(KINDS)}")
     if "fingerprint" not in meta or "study" not in meta:
         problems.append("meta: the study or its fingerprint is missing")
     if problems:
@@ -412,6 +413,12 @@ def _real(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _show(v) -> str:
+    """A stored value in a message: its repr, cut short."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _flag(v) -> bool:
     return _int(v) and v in (0, 1)
 
@@ -425,7 +432,8 @@ def _where(raw: tuple, table: str, cells: int, seeds: int) -> tuple[str, list[st
     """Where a trial or curve row is, and the problem when it names no trial of the grid."""
     cell, seed = raw[0], raw[1]
     if not (_int(cell) and _int(seed)):
-        return f"{table} row (cell {cell!r}, seed {seed!r})", ["cell and seed are not integers"]
+        return (f"{table} row (cell {_show(cell)}, seed {_show(seed)})",
+                ["cell and seed are not integers"])
     where = f"{'curve of ' if table == 'curves' else ''}trial (cell {cell}, seed {seed})"
     if not (0 <= cell < cells and 0 <= seed < seeds):
         return where, ["outside the study's grid"]
@@ -435,18 +443,21 @@ def _where(raw: tuple, table: str, cells: int, seeds: int) -> tuple[str, list[st
 def _parity_trial(raw: tuple, grid: list, seeds: int) -> tuple[Trial | None, list[str]]:
     """A stored parity trial, or the problems that make it unreadable."""
     if len(raw) != len(Trial._fields):
-        return None, [f"trials row {raw[:2]!r}: {len(raw)} columns, not {len(Trial._fields)}"]
+        return None, [f"trials row {_show(raw[:2])}: {len(raw)} columns, not {len(Trial._fields)}"]
     where, bad = _where(raw, "trials", len(grid), seeds)
     if not bad:
         _, _, success, first_hit, test_error, train_loss, steps_run, diverged = raw
         steps = grid[raw[0]].steps
         if not (_flag(success) and _flag(diverged)):
             bad.append("success/diverged not a flag")
-        if not (first_hit is None or _int(first_hit)) or not _fraction(test_error) \
-                or not (train_loss is None or _real(train_loss)) or not _int(steps_run):
-            bad.append("first_hit, test_error, train_loss or steps_run of the wrong type "
-                       f"({first_hit!r}, {test_error!r}, {train_loss!r}, {steps_run!r})")
-        else:
+        wrong = [f"{name} {_show(v)} {rule}" for name, v, ok, rule in (
+            ("first_hit", first_hit, first_hit is None or _int(first_hit), "is not an integer"),
+            ("test_error", test_error, _fraction(test_error), "outside [0, 1]"),
+            ("train_loss", train_loss, train_loss is None or _real(train_loss),
+             "is not a number"),
+            ("steps_run", steps_run, _int(steps_run), "is not an integer")) if not ok]
+        bad += wrong
+        if not wrong:
             if bool(success) != (first_hit is not None):
                 bad.append("success and first_hit disagree")
             if not 0 <= steps_run <= steps:
@@ -463,7 +474,7 @@ def _parity_trial(raw: tuple, grid: list, seeds: int) -> tuple[Trial | None, lis
 def _tabular_trial(raw: tuple, grid: list, seeds: int) -> tuple[TabularTrial | None, list[str]]:
     """A stored tabular trial, or the problems that make it unreadable."""
     if len(raw) != len(TabularTrial._fields):
-        return None, [f"tabular_trials row {raw[:2]!r}: {len(raw)} columns, not "
+        return None, [f"tabular_trials row {_show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(TabularTrial._fields)}"]
     where, bad = _where(raw, "tabular_trials", len(grid), seeds)
     if not bad:
@@ -472,14 +483,14 @@ def _tabular_trial(raw: tuple, grid: list, seeds: int) -> tuple[TabularTrial | N
         if not _flag(diverged):
             bad.append("diverged not a flag")
         if not (_int(m) and m >= 1):
-            bad.append(f"m = {m!r} is not a training-set size")
+            bad.append(f"m = {_show(m)} is not a training-set size")
         if not (val_loss is None or _real(val_loss)):
-            bad.append(f"val_loss {val_loss!r} is not a number")
-        bad += [f"{name} {v!r} outside [0, 1]" for name, v in
+            bad.append(f"val_loss {_show(val_loss)} is not a number")
+        bad += [f"{name} {_show(v)} outside [0, 1]" for name, v in
                 (("val_error", val_error), ("test_error", test_error),
                  ("final_test_error", final)) if not _fraction(v)]
         if not (best_step is None or _int(best_step)):
-            bad.append(f"best_step {best_step!r} is not an integer")
+            bad.append(f"best_step {_show(best_step)} is not an integer")
         elif cell.model == "mlp" and best_step is not None and not -1 <= best_step <= cell.steps:
             bad.append(f"best_step {best_step} outside [-1, {cell.steps}]")
         try:
@@ -498,7 +509,7 @@ def _curve(raw: tuple, grid: list, seeds: int, steps_run: dict) -> tuple[Curve |
     """A recorded curve, or the problems that make it unreadable (``steps_run``: of each
     sound trial)."""
     if len(raw) != len(Curve._fields):
-        return None, [f"curves row {raw[:2]!r}: {len(raw)} columns, not {len(Curve._fields)}"]
+        return None, [f"curves row {_show(raw[:2])}: {len(raw)} columns, not {len(Curve._fields)}"]
     where, bad = _where(raw, "curves", len(grid), seeds)
     if not bad:
         if raw[:2] not in steps_run:
@@ -520,7 +531,7 @@ def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]
     stored once, with its settings."""
     cells, problems, seen = [], [], set()
     for i, settings in rows:
-        where = f"cells row {i!r}"
+        where = f"cells row {_show(i)}"
         if not (_int(i) and 0 <= i < len(grid)):
             problems.append(f"{where}: not a cell of the stored study's grid")
             continue
@@ -562,7 +573,7 @@ def _plan_problems(settings: dict) -> list[str]:
                 for p in v.values())
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
-    return [f"meta: plan setting {key} = {v!r} is not {_PLAN_TYPES[key]}"
+    return [f"meta: plan setting {key} = {_show(v)} is not {_PLAN_TYPES[key]}"
             for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)]
 
 

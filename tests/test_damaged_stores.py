@@ -113,7 +113,7 @@ DAMAGE = {
         "success and first_hit disagree", READERS),
     "a first hit that is no number": (
         "parity", ["UPDATE trials SET success = 1, first_hit = 'soon' WHERE rowid = 2"],
-        "wrong type", READERS),
+        "first_hit 'soon' is not an integer", READERS),
     "cell settings that are not a JSON object": (
         "parity", ["UPDATE cells SET settings = '[1, 2]' WHERE cell = 1"],
         "cells row 1: settings are not a JSON object", READERS),
