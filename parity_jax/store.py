@@ -382,7 +382,9 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     problems = [f"meta: {key} is not text" for key, v in meta.items()
                 if key in ("kind", "study", "fingerprint", "plan", "data")
                 and not isinstance(v, str)]
-    if meta.get("kind", "parity") not in KINDS:
+    if "kind" not in meta and "tabular_trials" in tables:  # both came with tabular studies
+        problems.append("meta: kind is missing")
+    elif meta.get("kind", "parity") not in KINDS:
         problems.append(f"meta: kind {_show(meta.get('kind'))} is not one of "
                         f"{', '.join(KINDS)}")
     if "fingerprint" not in meta or "study" not in meta:

@@ -191,12 +191,18 @@ VALUES = st.one_of(
 
 @st.composite
 def damage(draw):
-    """1-3 changes: a table cell set to a value, or bytes of the file overwritten."""
+    """1-3 changes: a table cell set to a value, a row deleted, or bytes of the file
+    overwritten."""
     changes = []
     for _ in range(draw(st.integers(1, 3))):
-        if draw(st.integers(0, 5)) == 0:
+        what = draw(st.integers(0, 7))
+        if what == 0:
             changes.append(("bytes", draw(st.integers(0, 2**20)),
                             draw(st.binary(min_size=1, max_size=64))))
+        elif what == 1:
+            changes.append(("delete", draw(st.sampled_from(["meta", "cells", "trials",
+                                                            "curves"])),
+                            draw(st.integers(0, 999))))
         else:
             table = draw(st.sampled_from(["meta", "cells", "trials", "curves"]))
             changes.append(("cell", table, draw(st.integers(0, 999)), draw(st.integers(0, 99)),
@@ -213,7 +219,7 @@ def _apply(out: Path, kind: str, changes: list) -> None:
                 f.seek(offset % max(path.stat().st_size, 1))
                 f.write(data)
             continue
-        _, table, row, column, value = change
+        table, row = change[1:3]
         if kind == "tabular" and table == "trials":
             table = "tabular_trials"
         conn = sqlite3.connect(path)
@@ -221,7 +227,13 @@ def _apply(out: Path, kind: str, changes: list) -> None:
             with conn:
                 cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
                 rowids = [r[0] for r in conn.execute(f"SELECT rowid FROM {table}")]
-                if cols and rowids:
+                if not (cols and rowids):
+                    pass
+                elif change[0] == "delete":
+                    conn.execute(f"DELETE FROM {table} WHERE rowid = ?",
+                                 (rowids[row % len(rowids)],))
+                else:
+                    column, value = change[3:]
                     conn.execute(f"UPDATE {table} SET {cols[column % len(cols)]} = ? "
                                  "WHERE rowid = ?", (value, rowids[row % len(rowids)]))
         except (sqlite3.DatabaseError, OverflowError):
