@@ -306,6 +306,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         raise StoreError(f"out: cannot open {path}: {e}") from None
+    conn.text_factory = _text
     return conn
 
 
@@ -324,6 +325,15 @@ def _say_if_held(conn: sqlite3.Connection, path: Path) -> None:
     finally:
         with contextlib.suppress(sqlite3.Error):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+
+
+def _text(data: bytes) -> str | bytes:
+    """A TEXT value as str; one that is not UTF-8 (a damaged store) as its bytes, which the
+    reader then refuses as not text."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
 
 
 def _looks_like_sqlite(path: Path) -> bool:
@@ -349,6 +359,18 @@ def _corrupt(path: Path, e: Exception | str) -> CorruptStore:
                         "rerun into a new --out")
 
 
+# SQLite's errors that say the file could not be read now (not that it is damaged)
+_TRANSIENT = ("locked", "disk i/o error", "unable to open", "readonly", "interrupted")
+
+
+def _read_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    """A failed read: the file is locked or unreadable now (StoreError), or damaged
+    (CorruptStore: malformed, an unsupported header, ...)."""
+    if isinstance(e, sqlite3.OperationalError) and any(w in str(e).lower() for w in _TRANSIENT):
+        return StoreError(f"out: cannot read {path}: {e}")
+    return _corrupt(path, e)
+
+
 def _damaged(path: Path, problems: list[str]) -> CorruptStore:
     """The error of a store that SQLite reads but whose rows break the store's rules."""
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -367,8 +389,8 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     except sqlite3.DatabaseError as e:
         if "no such table" in str(e) or not _looks_like_sqlite(path):
             raise StoreError(f"out: {path} is not a parity_jax results store") from None
-        if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
-            raise StoreError(f"out: cannot read {path}: {e}") from None  # locked, I/O error
+        raise _read_error(path, e) from None
+    except UnicodeDecodeError as e:  # a column name in the schema is not UTF-8
         raise _corrupt(path, e) from None
     ours = {"meta", "cells"} <= tables and bool({"trials", "tabular_trials"} & tables)
     fmt = meta.get("format")
@@ -749,9 +771,9 @@ class Store:
         try:
             return self.conn.execute(sql).fetchall()
         except sqlite3.DatabaseError as e:
-            if not isinstance(e, sqlite3.OperationalError) or "malformed" in str(e):
-                raise _corrupt(self.path, e) from None
-            raise StoreError(f"out: cannot read {self.path}: {e}") from None
+            raise _read_error(self.path, e) from None
+        except UnicodeDecodeError as e:  # a column name in the schema is not UTF-8
+            raise _corrupt(self.path, e) from None
 
     def contents(self, strict: bool = True) -> Contents:
         """The cells, trials and curves, every row checked against the stored study (the one
@@ -970,8 +992,9 @@ def _check(out: str | Path, expected: set[tuple[int, int]] | None) -> tuple[list
         except StoreError as e:
             status = [str(e)]
         if status != ["ok"]:
+            lines = [line for s in status for line in str(s).splitlines() if line][:5]
             return [f"{store.path}: database is corrupt (sqlite integrity_check: "
-                    f"{'; '.join(map(str, status[:5]))})"], {}
+                    f"{'; '.join(lines)})"], {}
         problems += [f"{r[0]} row {r[1]}: the row it refers to is not in {r[2]}"
                      for r in store.query("PRAGMA foreign_key_check")]
         study = store.study()  # unreadable: the one problem (the rows cannot be checked)

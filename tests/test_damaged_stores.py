@@ -120,6 +120,9 @@ DAMAGE = {
     "cell settings that are not JSON": (
         "parity", ["UPDATE cells SET settings = '{\"n\": ' WHERE cell = 0"],
         "cells row 0: settings are not a JSON object", READERS),
+    "cell settings that are not UTF-8": (
+        "parity", ["UPDATE cells SET settings = CAST(x'7b80' AS TEXT) WHERE cell = 2"],
+        "cells row 2: settings are not a JSON object", READERS),
     "a plan budget that is no number": (
         "parity", ["UPDATE meta SET value = json_set(value, '$.memory_budget', 'lots') "
                    "WHERE key = 'plan'"], "plan setting memory_budget = 'lots'", ("run",)),
@@ -154,14 +157,16 @@ def test_each_listed_damage_is_a_check_problem_and_one_line_elsewhere(stores, tm
         assert answers[name][0] == 2 and says in answers[name][1], (name, answers[name])
 
 
-@pytest.mark.parametrize("how", ["zero-filled", "header overwritten", "header zeroed"])
+@pytest.mark.parametrize("how", ["zero-filled", "header overwritten", "header zeroed",
+                                 "schema format"])
 def test_a_zero_filled_or_header_damaged_file_is_a_check_problem(stores, tmp_path, how):
     config, out = _copy(stores, "parity", tmp_path)
     path = out / "results.sqlite"
     data = path.read_bytes()
     path.write_bytes({"zero-filled": bytes(len(data)),
                       "header overwritten": b"\x5a" * 100 + data[100:],
-                      "header zeroed": bytes(100) + data[100:]}[how])
+                      "header zeroed": bytes(100) + data[100:],
+                      "schema format": data[:44] + b"\0\0\0\x05" + data[48:]}[how])
     rc, text, _ = _cli("check", out)
     assert rc == 1 and "problem: " in text and "database is corrupt" in text, text
     answers = _answers(config, out, "parity", tmp_path)
@@ -236,7 +241,7 @@ def _apply(out: Path, kind: str, changes: list) -> None:
                     column, value = change[3:]
                     conn.execute(f"UPDATE {table} SET {cols[column % len(cols)]} = ? "
                                  "WHERE rowid = ?", (value, rowids[row % len(rowids)]))
-        except (sqlite3.DatabaseError, OverflowError):
+        except (sqlite3.DatabaseError, OverflowError, UnicodeDecodeError):
             pass  # a key already taken, a NULL refused, a file damaged by an earlier change
         finally:
             conn.close()
