@@ -355,8 +355,10 @@ def _looks_like_sqlite(path: Path) -> bool:
 
 
 def _corrupt(path: Path, e: Exception | str) -> CorruptStore:
-    return CorruptStore(f"out: {path}: database is corrupt ({e}); restore it from a copy, or "
-                        "rerun into a new --out")
+    # SQLite's message may quote bytes of the damaged file: escaped, so it stays one line
+    why = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(e))
+    return CorruptStore(f"out: {path}: database is corrupt ({why}); restore it from a copy, "
+                        "or rerun into a new --out")
 
 
 # SQLite's errors that say the file could not be read now (not that it is damaged)
