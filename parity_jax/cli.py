@@ -231,10 +231,16 @@ def _cmd_check(args) -> int:
     """Exit 0: a sound store; 1: problems (a store SQLite cannot read is one); 2: no store."""
     from parity_jax import store
 
+    problems = []
     try:
-        problems, summary = store.check(args.dir, _expected_trials(args.dir))
-    except store.CorruptStore as e:
-        problems, summary = [str(e).removeprefix("out: ")], {}
+        expected = _expected_trials(args.dir)
+    except store.CorruptStore:  # its meta: listed with the rest by store.check
+        expected = None
+    except ConfigError as e:  # the stored plan settings cannot be planned again
+        expected, problems = None, [f"meta: the stored plan settings cannot be replanned "
+                                    f"({e})"]
+    more, summary = store.check(args.dir, expected)
+    problems += more
     for line in problems[:50]:
         print(f"problem: {line}")
     if len(problems) > 50:
@@ -245,7 +251,7 @@ def _cmd_check(args) -> int:
               f"{summary['expected']} trials stored, {state}; "
               f"{'no problems' if not problems else f'{len(problems)} problem(s)'}")
     elif problems:
-        print(f"{args.dir}: problems: database is corrupt")
+        print(f"{args.dir}: {len(problems)} problem(s); its trials cannot be checked")
     return 1 if problems else 0
 
 
@@ -264,6 +270,9 @@ def _expected_trials(out: str) -> set | None:
     shard = planning.parse_shard(settings["shard"])
     if "sizes" in settings:  # tabular: the datasets' sizes it was planned with
         sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
+        if set(sizes) != set(study.axis("datasets")):
+            raise ConfigError(f"sizes are of datasets {', '.join(sorted(sizes))}, not the "
+                              "study's")
         return planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
     # grouped as on the platform it ran on (stores before this setting: this one's)
     return planning.make_plan(study, settings.get("memory_budget"), 1, shard,

@@ -6,6 +6,10 @@ log-uniform on [10, 3000], criterion gini / entropy, max_features in {sqrt, log2
 min_samples_leaf log-uniform on [2, 50], bootstrap on / off. Each configuration is fit on the
 training rows and scored on the validation split; the one with the lowest validation error
 (ties: lower log loss) is reported with its test error.
+
+A forest's probabilities are its trees' summed in their fixed order (``predict_proba``), not
+scikit-learn's sum in thread order, so a search's numbers never depend on thread timing: the
+same study stores the same bits in every run, and runs of it merge.
 """
 
 from __future__ import annotations
@@ -60,23 +64,51 @@ def tune(x_train, y_train, x_val, y_val, x_test, y_test, *, iterations: int = 10
     best = None
     for params in configs:
         rf = RandomForestClassifier(**params, random_state=seed, n_jobs=n_jobs)
-        rf.fit(x_train, y_train)
-        val_error = float(np.mean(rf.predict(x_val) != y_val))
-        val_loss = _log_loss(rf, x_val, y_val)
+        rf.fit(x_train, y_train)  # trees drawn from random_state: the same in every thread
+        proba = predict_proba(rf, x_val, n_jobs)
+        val_error = float(np.mean(_predict(rf, proba) != y_val))
+        val_loss = _log_loss(rf, proba, y_val)
         if best is None or (val_error, val_loss) < (best["val_error"], best["val_loss"]):
             best = {"val_error": val_error, "val_loss": val_loss, "params": params, "rf": rf}
     rf = best.pop("rf")
-    best["test_error"] = float(np.mean(rf.predict(x_test) != y_test))
+    best["test_error"] = float(np.mean(_predict(rf, predict_proba(rf, x_test, n_jobs))
+                                       != y_test))
     best["iterations"] = len(configs)
     return best
 
 
-def _log_loss(rf, x, y) -> float:
-    """Mean log loss, probabilities clipped to [1e-7, 1 - 1e-7] (a forest trained on one class
-    predicts only that class)."""
-    proba = np.zeros(len(y))
+def predict_proba(rf, x, n_jobs: int | None = None) -> np.ndarray:
+    """``rf.predict_proba(x)`` with its trees' probabilities summed in the order of
+    ``rf.estimators_`` for every row (scikit-learn adds them in whatever order its threads
+    finish: values a few ulp apart from one call to the next). Threads share out the rows, so
+    a row's sum is the same however many there are."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    x = np.ascontiguousarray(x, np.float32)  # what the trees read (scikit-learn's DTYPE)
+    blocks = [b for b in np.array_split(np.arange(len(x)), effective_n_jobs(n_jobs)) if len(b)]
+
+    def block_sum(rows):
+        xb = x[rows]
+        total = np.zeros((len(rows), len(rf.classes_)))
+        for tree in rf.estimators_:
+            total += tree.predict_proba(xb)
+        return total
+
+    parts = Parallel(n_jobs=len(blocks) or 1, prefer="threads")(
+        delayed(block_sum)(b) for b in blocks)
+    proba = np.concatenate(parts) if parts else np.zeros((0, len(rf.classes_)))
+    return proba / len(rf.estimators_)
+
+
+def _predict(rf, proba: np.ndarray) -> np.ndarray:
+    """The class of highest probability per row (scikit-learn's ``predict``)."""
+    return rf.classes_.take(np.argmax(proba, axis=1))
+
+
+def _log_loss(rf, proba: np.ndarray, y) -> float:
+    """Mean log loss of ``proba`` (``predict_proba``), probabilities clipped to
+    [1e-7, 1 - 1e-7] (a forest trained on one class predicts only that class)."""
     cols = list(rf.classes_)
-    if 1 in cols:
-        proba = rf.predict_proba(x)[:, cols.index(1)]
-    p = np.clip(proba, 1e-7, 1 - 1e-7)
+    p1 = proba[:, cols.index(1)] if 1 in cols else np.zeros(len(y))
+    p = np.clip(p1, 1e-7, 1 - 1e-7)
     return float(-np.mean(np.where(y == 1, np.log(p), np.log(1 - p))))

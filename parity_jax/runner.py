@@ -80,6 +80,12 @@ class Results:
         return out
 
     def frontier(self, target: float = 0.5, over: str = "m", frame: bool = False):
+        """Per setting of every other field, the smallest ``over`` whose success probability
+        reaches ``target`` (parity studies: a tabular study has no success probability)."""
+        if self.kind == "tabular":
+            raise ConfigError(f"frontier: {self.out} holds a tabular study, which has no "
+                              "success probability; its comparison is cells() (the selected "
+                              "models per dataset and fraction)")
         if isinstance(target, bool) or not isinstance(target, int | float) \
                 or not 0 < target <= 1:
             raise ConfigError(f"target = {target!r}: must be a number in (0, 1]")

@@ -9,6 +9,10 @@ little-endian float32 arrays; stores made before curves existed lack it) and
 before it existed lack it). Each finished batch is written in one transaction, so a crash loses
 at most the batch in flight and a trial is never stored twice (primary key (cell, seed)).
 
+Rows are checked against the stored study in one place, where they are read
+(``Store.contents``): a damaged or hand-edited row is a problem ``check`` lists and a
+``CorruptStore`` (one line) for every other reader, never a traceback.
+
 One writer per output directory: ``lock(OUT)`` holds ``OUT/.lock`` (an advisory ``flock``,
 released by the kernel when its process dies) while a run or a merge writes there.
 """
@@ -30,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from parity_jax.config import LATER_DEFAULTS, ConfigError, Study, TabularStudy
+from parity_jax.config import LATER_DEFAULTS, ConfigError, Study, TabularStudy, _digest
 
 FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
@@ -302,6 +306,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         raise StoreError(f"out: cannot open {path}: {e}") from None
+    conn.text_factory = _text
     return conn
 
 
@@ -322,33 +327,280 @@ def _say_if_held(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
 
 
+def _text(data: bytes) -> str | bytes:
+    """A TEXT value as str; one that is not UTF-8 (a damaged store) as its bytes, which the
+    reader then refuses as not text."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
 def _looks_like_sqlite(path: Path) -> bool:
-    """Whether the file starts as an SQLite database does (a damaged store, not a foreign
-    file, when SQLite then cannot read it)."""
+    """Whether the file is, or was, an SQLite database (a damaged store, not a foreign file,
+    when SQLite then cannot read it): its header says so, or it is a whole number of pages
+    whose header was zeroed or overwritten but still has SQLite's fixed bytes, or whose first
+    page still holds a b-tree."""
     try:
         with open(path, "rb") as f:
-            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+            head = f.read(512)
+            size = os.fstat(f.fileno()).st_size
     except OSError:
         return False
+    if head.startswith(SQLITE_MAGIC):
+        return True
+    if size < 512 or size % 512:
+        return False
+    return not any(head[:100]) or head[21:24] == b"\x40\x20\x20" or head[100] in (0x05, 0x0D)
 
 
-def _corrupt(path: Path, e: Exception) -> CorruptStore:
-    return CorruptStore(f"out: {path}: database is corrupt ({e}); restore it from a copy, or "
-                        "rerun into a new --out")
+def _corrupt(path: Path, e: Exception | str) -> CorruptStore:
+    # SQLite's message may quote bytes of the damaged file: escaped, so it stays one line
+    why = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(e))
+    return CorruptStore(f"out: {path}: database is corrupt ({why}); restore it from a copy, "
+                        "or rerun into a new --out")
+
+
+# SQLite's errors that say the file could not be read now (not that it is damaged)
+_TRANSIENT = ("locked", "disk i/o error", "unable to open", "readonly", "interrupted")
+
+
+def _read_error(path: Path, e: sqlite3.DatabaseError) -> StoreError:
+    """A failed read: the file is locked or unreadable now (StoreError), or damaged
+    (CorruptStore: malformed, an unsupported header, ...)."""
+    if isinstance(e, sqlite3.OperationalError) and any(w in str(e).lower() for w in _TRANSIENT):
+        return StoreError(f"out: cannot read {path}: {e}")
+    return _corrupt(path, e)
+
+
+def _damaged(path: Path, problems: list[str]) -> CorruptStore:
+    """The error of a store that SQLite reads but whose rows break the store's rules."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    e = CorruptStore(f"out: {path}: damaged store: {problems[0]}{more}; `parity-jax check "
+                     f"{path.parent}` lists every problem; restore it from a copy, or rerun "
+                     "into a new --out")
+    e.problems = problems  # what `check` lists
+    return e
 
 
 def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                             "'table'").fetchall()}
     except sqlite3.DatabaseError as e:
         if "no such table" in str(e) or not _looks_like_sqlite(path):
             raise StoreError(f"out: {path} is not a parity_jax results store") from None
-        if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
-            raise StoreError(f"out: cannot read {path}: {e}") from None  # locked, I/O error
+        raise _read_error(path, e) from None
+    except UnicodeDecodeError as e:  # a column name in the schema is not UTF-8
         raise _corrupt(path, e) from None
-    if meta.get("format") != FORMAT:
-        raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
+    ours = {"meta", "cells"} <= tables and bool({"trials", "tabular_trials"} & tables)
+    fmt = meta.get("format")
+    if fmt != FORMAT:
+        if isinstance(fmt, str) and fmt.startswith("parity_jax/"):
+            raise StoreError(f"out: {path} holds results of format {_show(fmt)}; this version "
+                             f"reads {FORMAT!r}")
+        if not ours:
+            raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
+        raise _damaged(path, [f"meta: format is {_show(fmt)}, not {FORMAT!r}"])
+    problems = [f"meta: {key} is not text" for key, v in meta.items()
+                if key in ("kind", "study", "fingerprint", "plan", "data")
+                and not isinstance(v, str)]
+    if "kind" not in meta and "tabular_trials" in tables:  # both came with tabular studies
+        problems.append("meta: kind is missing")
+    elif meta.get("kind", "parity") not in KINDS:
+        problems.append(f"meta: kind {_show(meta.get('kind'))} is not one of "
+                        f"{', '.join(KINDS)}")
+    if "fingerprint" not in meta or "study" not in meta:
+        problems.append("meta: the study or its fingerprint is missing")
+    if problems:
+        raise _damaged(path, problems)
     return meta
+
+
+# -- reading: every row is checked here, where it is read -------------------------------------
+
+class Contents(NamedTuple):
+    """A store's cells, trials and curves as read once and checked against its study
+    (``Store.contents``): ``problems`` names every row that breaks a rule; the lists hold only
+    the sound rows."""
+
+    cells: list[dict]
+    rows: list
+    curves: list[Curve]
+    problems: list[str]
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _real(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _show(v) -> str:
+    """A stored value in a message: its repr, cut short."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _flag(v) -> bool:
+    return _int(v) and v in (0, 1)
+
+
+def _fraction(v) -> bool:
+    """An error rate: None (none measured) or a number in [0, 1]."""
+    return v is None or (_real(v) and 0 <= v <= 1)
+
+
+def _where(raw: tuple, table: str, cells: int, seeds: int) -> tuple[str, list[str]]:
+    """Where a trial or curve row is, and the problem when it names no trial of the grid."""
+    cell, seed = raw[0], raw[1]
+    if not (_int(cell) and _int(seed)):
+        return (f"{table} row (cell {_show(cell)}, seed {_show(seed)})",
+                ["cell and seed are not integers"])
+    where = f"{'curve of ' if table == 'curves' else ''}trial (cell {cell}, seed {seed})"
+    if not (0 <= cell < cells and 0 <= seed < seeds):
+        return where, ["outside the study's grid"]
+    return where, []
+
+
+def _parity_trial(raw: tuple, grid: list, seeds: int) -> tuple[Trial | None, list[str]]:
+    """A stored parity trial, or the problems that make it unreadable."""
+    if len(raw) != len(Trial._fields):
+        return None, [f"trials row {_show(raw[:2])}: {len(raw)} columns, not {len(Trial._fields)}"]
+    where, bad = _where(raw, "trials", len(grid), seeds)
+    if not bad:
+        _, _, success, first_hit, test_error, train_loss, steps_run, diverged = raw
+        steps = grid[raw[0]].steps
+        if not (_flag(success) and _flag(diverged)):
+            bad.append("success/diverged not a flag")
+        wrong = [f"{name} {_show(v)} {rule}" for name, v, ok, rule in (
+            ("first_hit", first_hit, first_hit is None or _int(first_hit), "is not an integer"),
+            ("test_error", test_error, _fraction(test_error), "outside [0, 1]"),
+            ("train_loss", train_loss, train_loss is None or _real(train_loss),
+             "is not a number"),
+            ("steps_run", steps_run, _int(steps_run), "is not an integer")) if not ok]
+        bad += wrong
+        if not wrong:
+            if bool(success) != (first_hit is not None):
+                bad.append("success and first_hit disagree")
+            if not 0 <= steps_run <= steps:
+                bad.append(f"steps_run {steps_run} outside [0, {steps}]")
+            elif first_hit is not None and not 0 < first_hit <= steps_run:
+                bad.append(f"first_hit {first_hit} outside (0, steps_run]")
+            if diverged and test_error is not None:
+                bad.append("diverged but has a test error")
+    if bad:
+        return None, [f"{where}: {b}" for b in bad]
+    return Trial(*raw[:4], *(None if v is None else float(v) for v in raw[4:6]), *raw[6:]), []
+
+
+def _tabular_trial(raw: tuple, grid: list, seeds: int) -> tuple[TabularTrial | None, list[str]]:
+    """A stored tabular trial, or the problems that make it unreadable."""
+    if len(raw) != len(TabularTrial._fields):
+        return None, [f"tabular_trials row {_show(raw[:2])}: {len(raw)} columns, not "
+                      f"{len(TabularTrial._fields)}"]
+    where, bad = _where(raw, "tabular_trials", len(grid), seeds)
+    if not bad:
+        _, _, m, val_loss, val_error, test_error, best_step, final, diverged, extra = raw
+        cell = grid[raw[0]]
+        if not _flag(diverged):
+            bad.append("diverged not a flag")
+        if not (_int(m) and m >= 1):
+            bad.append(f"m = {_show(m)} is not a training-set size")
+        if not (val_loss is None or _real(val_loss)):
+            bad.append(f"val_loss {_show(val_loss)} is not a number")
+        bad += [f"{name} {_show(v)} outside [0, 1]" for name, v in
+                (("val_error", val_error), ("test_error", test_error),
+                 ("final_test_error", final)) if not _fraction(v)]
+        if not (best_step is None or _int(best_step)):
+            bad.append(f"best_step {_show(best_step)} is not an integer")
+        elif cell.model == "mlp" and best_step is not None and not -1 <= best_step <= cell.steps:
+            bad.append(f"best_step {best_step} outside [-1, {cell.steps}]")
+        try:
+            parsed = json.loads(extra) if isinstance(extra, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not set(parsed) <= {"params"}:
+            bad.append("extra is not a JSON object of the forest's params")
+    if bad:
+        return None, [f"{where}: {b}" for b in bad]
+    return TabularTrial(*raw[:3], *(None if v is None else float(v) for v in raw[3:6]),
+                        raw[6], None if raw[7] is None else float(raw[7]), *raw[8:]), []
+
+
+def _curve(raw: tuple, grid: list, seeds: int, steps_run: dict) -> tuple[Curve | None, list]:
+    """A recorded curve, or the problems that make it unreadable (``steps_run``: of each
+    sound trial)."""
+    if len(raw) != len(Curve._fields):
+        return None, [f"curves row {_show(raw[:2])}: {len(raw)} columns, not {len(Curve._fields)}"]
+    where, bad = _where(raw, "curves", len(grid), seeds)
+    if not bad:
+        if raw[:2] not in steps_run:
+            bad.append("no such trial")
+        elif not all(isinstance(b, bytes) for b in raw[2:]):
+            bad.append("test_error/train_loss are not float32 arrays")
+        else:
+            evals = math.ceil(steps_run[raw[:2]] / grid[raw[0]].eval_every)
+            if any(len(b) != 4 * evals for b in raw[2:]):
+                bad.append(f"{len(raw[2]) / 4:g} and {len(raw[3]) / 4:g} points, the trial ran "
+                           f"{evals} evaluations")
+    if bad:
+        return None, [f"{where}: {b}" for b in bad]
+    return Curve(*raw), []
+
+
+def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]]:
+    """The stored cells (settings parsed), or the problems: every cell of the study's grid
+    stored once, with its settings."""
+    cells, problems, seen = [], [], set()
+    for i, settings in rows:
+        where = f"cells row {_show(i)}"
+        if not (_int(i) and 0 <= i < len(grid)):
+            problems.append(f"{where}: not a cell of the stored study's grid")
+            continue
+        try:
+            parsed = json.loads(settings) if isinstance(settings, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            problems.append(f"{where}: settings are not a JSON object")
+        elif parsed != json.loads(grid[i].key()):
+            problems.append(f"{where}: settings differ from the stored study's grid")
+        else:
+            seen.add(i)
+            cells.append({"cell": i, **parsed})
+    missing = len(grid) - len(seen)
+    if missing and not problems:
+        problems.append(f"cells: {missing} cell(s) of the stored study's grid missing")
+    return cells, problems
+
+
+_PLAN_TYPES = {"memory_budget": "a positive integer", "devices": "a positive integer",
+               "shard": "i/N with 0 <= i < N", "platform": "text",
+               "sizes": "an object of [features, rows] pairs", "merged_from": "a list of paths"}
+
+
+def _plan_problems(settings: dict) -> list[str]:
+    """What is wrong with stored plan settings (the values a resumed run and check use)."""
+    def ok(key, v):
+        if key in ("memory_budget", "devices"):
+            return _int(v) and v >= 1
+        if key == "shard":
+            i, _, n = v.partition("/") if isinstance(v, str) else ("", "", "")
+            return i.isdigit() and n.isdigit() and int(i) < int(n)
+        if key == "platform":
+            return isinstance(v, str)
+        if key == "sizes":
+            return isinstance(v, dict) and all(
+                isinstance(p, list) and len(p) == 2 and all(_int(x) and x >= 1 for x in p)
+                for p in v.values())
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    return [f"meta: plan setting {key} = {_show(v)} is not {_PLAN_TYPES[key]}"
+            for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)]
 
 
 class Store:
@@ -358,6 +610,8 @@ class Store:
         self.conn = conn
         self.path = path
         self.meta = meta
+        self._study = None
+        self._contents: Contents | None = None  # read once, when first asked for
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -386,13 +640,17 @@ class Store:
         if path.exists():
             store = cls.open(out)
             if store.meta.get("fingerprint") != study.fingerprint():
-                other = json.loads(store.meta["study"]).get("name", "?")
+                other = store.study_name()
                 store.close()
                 raise StoreError(
                     f"out: {out} holds another study ({other!r}); "
                     "use a new --out directory, or the same config to resume"
                 )
-            stored = json.loads(store.meta.get("data", "null"))
+            try:
+                stored = store.data()
+            except StoreError:
+                store.close()
+                raise
             if data is not None and stored != data:
                 changed = sorted(k for k in data if (stored or {}).get(k) != data[k])
                 store.close()
@@ -461,25 +719,53 @@ class Store:
         return "tabular_trials" if self.kind == "tabular" else "trials"
 
     def study(self) -> Study | TabularStudy:
+        if self._study is None:
+            try:
+                stored = json.loads(self.meta["study"])
+                if not isinstance(stored, dict):
+                    raise TypeError("not a JSON object")
+                self._study = KINDS[self.kind].from_dict(stored)
+            except ConfigError as e:
+                if _digest(stored) != self.meta["fingerprint"]:  # not as a version wrote it
+                    raise _damaged(self.path, [f"meta: its stored study is refused ({e}) and "
+                                               "does not match its fingerprint"]) from None
+                raise StoreError(f"out: {self.path} holds a study this version refuses ({e})") \
+                    from None  # e.g. past a limit of this version
+            except (KeyError, ValueError, TypeError, AttributeError) as e:  # edited, damaged
+                raise _damaged(self.path, [f"meta: its stored study cannot be read: {e}"]) \
+                    from None
+        return self._study
+
+    def study_name(self) -> str:
+        """The stored study's name, as far as it can be read ("?" if not)."""
         try:
-            return KINDS[self.kind].from_dict(json.loads(self.meta["study"]))
-        except ConfigError as e:  # e.g. past a limit of this version
-            raise StoreError(f"out: {self.path} holds a study this version refuses ({e})") \
-                from None
-        except (KeyError, ValueError, TypeError) as e:  # meta edited or damaged
-            raise _corrupt(self.path, f"its stored study cannot be read: {e}") from None
+            return str(json.loads(self.meta["study"]).get("name", "?"))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return "?"
 
     def data(self) -> dict | None:
         """A tabular store's dataset fingerprints (None for parity stores)."""
-        return json.loads(self.meta.get("data", "null"))
+        try:
+            data = json.loads(self.meta.get("data", "null"))
+        except (ValueError, TypeError):
+            data = ""
+        if not (data is None or (isinstance(data, dict) and all(
+                isinstance(v, str) for v in data.values()))):
+            raise _damaged(self.path, ["meta: its dataset fingerprints are not a JSON object "
+                                       "of texts"])
+        return data
 
     def plan_settings(self) -> dict:
         try:
             settings = json.loads(self.meta.get("plan", "{}"))
-        except ValueError as e:  # meta edited or damaged
-            raise _corrupt(self.path, f"its plan settings cannot be read: {e}") from None
+        except (ValueError, TypeError) as e:  # meta edited or damaged
+            raise _damaged(self.path, [f"meta: its plan settings cannot be read: {e}"]) \
+                from None
         if not isinstance(settings, dict):
-            raise _corrupt(self.path, "its plan settings are not a JSON object")
+            raise _damaged(self.path, ["meta: its plan settings are not a JSON object"])
+        problems = _plan_problems(settings)
+        if problems:
+            raise _damaged(self.path, problems)
         return settings
 
     def query(self, sql: str) -> list[tuple]:
@@ -487,14 +773,46 @@ class Store:
         try:
             return self.conn.execute(sql).fetchall()
         except sqlite3.DatabaseError as e:
-            if not isinstance(e, sqlite3.OperationalError) or "malformed" in str(e):
-                raise _corrupt(self.path, e) from None
-            raise StoreError(f"out: cannot read {self.path}: {e}") from None
+            raise _read_error(self.path, e) from None
+        except UnicodeDecodeError as e:  # a column name in the schema is not UTF-8
+            raise _corrupt(self.path, e) from None
+
+    def contents(self, strict: bool = True) -> Contents:
+        """The cells, trials and curves, every row checked against the stored study (the one
+        place a store's rows are read). ``strict``: a CorruptStore naming the first problem
+        (every command but ``check``, which lists them all)."""
+        if self._contents is None:
+            self._contents = self._read()
+        if strict and self._contents.problems:
+            raise _damaged(self.path, self._contents.problems)
+        return self._contents
+
+    def _read(self) -> Contents:
+        study = self.study()
+        grid = study.cells()
+        cells, problems = _cell_problems(
+            self.query("SELECT cell, settings FROM cells ORDER BY cell"), grid)
+        if self.kind == "parity":
+            cells = [{"cell": c.pop("cell"), **LATER_DEFAULTS, **c} for c in cells]
+        record = _tabular_trial if self.kind == "tabular" else _parity_trial
+        rows = []
+        for raw in self.query(f"SELECT * FROM {self._table} ORDER BY cell, seed"):
+            row, bad = record(raw, grid, study.seeds)
+            problems += bad
+            if row is not None:
+                rows.append(row)
+        steps_run = {} if self.kind == "tabular" else {r[:2]: r.steps_run for r in rows}
+        curves = []
+        if self._has("curves"):
+            for raw in self.query("SELECT * FROM curves ORDER BY cell, seed"):
+                curve, bad = _curve(raw, grid, study.seeds, steps_run)
+                problems += bad
+                if curve is not None:
+                    curves.append(curve)
+        return Contents(cells, rows, curves, problems)
 
     def cells(self) -> list[dict]:
-        rows = self.query("SELECT cell, settings FROM cells ORDER BY cell")
-        later = LATER_DEFAULTS if self.kind == "parity" else {}
-        return [{"cell": i, **later, **json.loads(s)} for i, s in rows]
+        return self.contents().cells
 
     def _has(self, table: str) -> bool:
         return bool(self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND "
@@ -502,20 +820,16 @@ class Store:
 
     def done(self) -> set[tuple[int, int]]:
         """(cell, seed) of every stored trial."""
-        return set(self.query(f"SELECT cell, seed FROM {self._table}"))
+        return {r[:2] for r in self.rows()}
 
     def rows(self) -> list[Trial] | list[TabularTrial]:
         """Every stored trial (``Trial``s, or ``TabularTrial``s in a tabular store), ordered
         by (cell, seed)."""
-        record = TabularTrial if self.kind == "tabular" else Trial
-        return [record(*r) for r in
-                self.query(f"SELECT * FROM {self._table} ORDER BY cell, seed")]
+        return self.contents().rows
 
     def curve_rows(self) -> list[Curve]:
         """Every recorded curve."""
-        if not self._has("curves"):
-            return []
-        return [Curve(*r) for r in self.query("SELECT * FROM curves ORDER BY cell, seed")]
+        return self.contents().curves
 
     def trials(self) -> list[dict]:
         """Every stored trial as a dict (flags as bools; a tabular trial's ``extra`` merged
@@ -540,6 +854,7 @@ class Store:
         if not rows:
             return
         holes = ", ".join("?" * len(rows[0]))
+        self._contents = None
         try:
             with self.conn:
                 self.conn.executemany(f"INSERT INTO {self._table} VALUES ({holes})", rows)
@@ -664,8 +979,8 @@ def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tupl
     """
     try:
         return _check(out, expected)
-    except CorruptStore as e:
-        return [str(e).removeprefix("out: ")], {}
+    except CorruptStore as e:  # unreadable, or its meta is: the rows cannot be checked
+        return getattr(e, "problems", None) or [str(e).removeprefix("out: ")], {}
 
 
 def _check(out: str | Path, expected: set[tuple[int, int]] | None) -> tuple[list[str], dict]:
@@ -679,84 +994,33 @@ def _check(out: str | Path, expected: set[tuple[int, int]] | None) -> tuple[list
         except StoreError as e:
             status = [str(e)]
         if status != ["ok"]:
+            lines = [line for s in status for line in str(s).splitlines() if line][:5]
             return [f"{store.path}: database is corrupt (sqlite integrity_check: "
-                    f"{'; '.join(status[:5])})"], {}
-        problems += [f"trials row {r[1]}: its cell is not in the cells table"
+                    f"{'; '.join(lines)})"], {}
+        problems += [f"{r[0]} row {r[1]}: the row it refers to is not in {r[2]}"
                      for r in store.query("PRAGMA foreign_key_check")]
-        study = store.study()
+        study = store.study()  # unreadable: the one problem (the rows cannot be checked)
         if study.fingerprint() != store.meta.get("fingerprint"):
             problems.append("meta: the stored study does not match its fingerprint")
-        cells = study.cells()
-        stored_cells = store.query("SELECT cell, settings FROM cells ORDER BY cell")
-        if stored_cells != [(i, c.key()) for i, c in enumerate(cells)]:
-            problems.append("cells: the table does not match the stored study's grid")
-        steps_by_id = {}  # (cell, seed) -> steps_run, for the curves below
-        if store.kind == "tabular":
-            problems += _check_tabular(store.rows(), cells, study.seeds, expected)
-            steps_by_id = {r[:2]: 0 for r in store.rows()}
-        for cell, seed, success, first_hit, test_error, _, steps_run, diverged in (
-                store.rows() if store.kind == "parity" else ()):
-            steps_by_id[cell, seed] = steps_run
-            where = f"trial (cell {cell}, seed {seed})"
-            if not (0 <= cell < len(cells) and 0 <= seed < study.seeds):
-                problems.append(f"{where}: outside the study's grid")
-                continue
-            if expected is not None and (cell, seed) not in expected:
-                problems.append(f"{where}: not part of this store's shard")
-            if success not in (0, 1) or diverged not in (0, 1):
-                problems.append(f"{where}: success/diverged not a flag")
-            if bool(success) != (first_hit is not None):
-                problems.append(f"{where}: success and first_hit disagree")
-            if not 0 <= steps_run <= cells[cell].steps:
-                problems.append(f"{where}: steps_run {steps_run} outside [0, "
-                                f"{cells[cell].steps}]")
-            if first_hit is not None and not 0 < first_hit <= steps_run:
-                problems.append(f"{where}: first_hit {first_hit} outside (0, steps_run]")
-            if diverged and test_error is not None:
-                problems.append(f"{where}: diverged but has a test error")
-        for cell, seed, err, loss in store.curve_rows():
-            where = f"curve of trial (cell {cell}, seed {seed})"
-            if (cell, seed) not in steps_by_id:
-                problems.append(f"{where}: no such trial")
-                continue
-            evals = math.ceil(steps_by_id[cell, seed] / cells[cell].eval_every)
-            if len(err) != 4 * evals or len(loss) != 4 * evals:
-                problems.append(f"{where}: {len(err) // 4} points, the trial ran {evals} "
-                                "evaluations")
-        if expected is None:
-            expected = {(c, i) for c in range(len(cells)) for i in range(study.seeds)}
-        summary = {"study": study.name, "trials": len(steps_by_id), "expected": len(expected),
-                   "complete": expected <= steps_by_id.keys()}
+        for read in (store.plan_settings, store.data):
+            try:
+                read()
+            except CorruptStore as e:
+                problems += e.problems
+        with contextlib.suppress(CorruptStore):
+            if store.kind == "tabular" and store.data() is None:
+                problems.append("meta: its datasets' fingerprints are missing (a run cannot "
+                                "resume it)")
+        contents = store.contents(strict=False)
+        problems += contents.problems
+        ids = {r[:2] for r in contents.rows}
+        if expected is not None:
+            problems += [f"trial (cell {c}, seed {i}): not part of this store's shard"
+                         for c, i in sorted(ids - expected)]
+        else:
+            expected = {(c, i) for c in range(len(study.cells())) for i in range(study.seeds)}
+        summary = {"study": study.name, "trials": len(ids), "expected": len(expected),
+                   "complete": expected <= ids}
     finally:
         store.close()
     return problems, summary
-
-
-def _check_tabular(rows: list[TabularTrial], cells: list, seeds: int,
-                   expected: set | None) -> list[str]:
-    """Problems of a tabular store's trials."""
-    problems = []
-    for r in rows:
-        where = f"trial (cell {r.cell}, seed {r.seed})"
-        if not (0 <= r.cell < len(cells) and 0 <= r.seed < seeds):
-            problems.append(f"{where}: outside the study's grid")
-            continue
-        if expected is not None and (r.cell, r.seed) not in expected:
-            problems.append(f"{where}: not part of this store's shard")
-        if r.diverged not in (0, 1):
-            problems.append(f"{where}: diverged not a flag")
-        if r.m < 1:
-            problems.append(f"{where}: m = {r.m} is not a training-set size")
-        for name in ("val_error", "test_error"):
-            v = getattr(r, name)
-            if v is not None and not 0 <= v <= 1:
-                problems.append(f"{where}: {name} {v} outside [0, 1]")
-        cell = cells[r.cell]
-        if cell.model == "mlp" and r.best_step is not None and not (
-                -1 <= r.best_step <= cell.steps):
-            problems.append(f"{where}: best_step {r.best_step} outside [-1, {cell.steps}]")
-        try:
-            json.loads(r.extra)
-        except ValueError:
-            problems.append(f"{where}: extra is not JSON")
-    return problems

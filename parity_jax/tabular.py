@@ -155,16 +155,18 @@ def from_arrays(name: str, X, y) -> Table:
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise DataError(f"dataset {name!r}: X must be (N, d) and y (N,), got {X.shape} and "
                         f"{y.shape}")
+    if X.shape[1] == 0:
+        raise DataError(f"dataset {name!r}: has no feature column besides the target (X is "
+                        f"{X.shape}); needs at least one")
     try:
         X = X.astype(np.float32)
     except (TypeError, ValueError) as e:
         raise DataError(f"dataset {name!r}: features must be numeric ({e})") from None
+    y, missing = _labels(y)
     # the benchmark drops rows with missing values (features or label)
-    keep = np.all(np.isfinite(X), axis=1) & ~_missing(y)
+    keep = np.all(np.isfinite(X), axis=1) & ~missing
     dropped = int(len(keep) - np.count_nonzero(keep))
     X, y = X[keep], y[keep]
-    if y.dtype == object:
-        y = y.astype(str)
     labels, counts = np.unique(y, return_counts=True)
     if len(labels) < 2:
         raise DataError(f"dataset {name!r}: needs two classes, found {len(labels)}"
@@ -173,7 +175,8 @@ def from_arrays(name: str, X, y) -> Table:
     top = np.sort(top)
     keep = np.isin(y, top)
     return Table(name, X[keep], (y[keep] == top[1]).astype(np.int8),
-                 tuple(f"x{i}" for i in range(X.shape[1])), (str(top[0]), str(top[1])), dropped)
+                 tuple(f"x{i}" for i in range(X.shape[1])),
+                 (_label_text(top[0]), _label_text(top[1])), dropped)
 
 
 def _after_dropping(dropped: int, rows: int) -> str:
@@ -184,14 +187,48 @@ def _after_dropping(dropped: int, rows: int) -> str:
             "missing or non-finite value (NaN, inf)")
 
 
-def _missing(y: np.ndarray) -> np.ndarray:
-    """True where a label is missing: None, NaN or an empty string."""
+def _labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as values to compare, and where they are missing (None, empty, NaN, inf, or
+    text that reads as NaN or inf). Text labels that all read as numbers are numbers, so
+    ``0``, ``-0`` and ``0.0`` are one class."""
     if y.dtype.kind == "f":
-        return ~np.isfinite(y)
+        return y, ~np.isfinite(y)
     if y.dtype.kind in "iub":
-        return np.zeros(len(y), bool)
-    return np.array([v is None or (isinstance(v, float) and not np.isfinite(v))
-                     or (isinstance(v, str) and not v.strip()) for v in y.tolist()], bool)
+        return y, np.zeros(len(y), bool)
+    items = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in y.tolist()]
+    values, missing = [], []
+    for v in items:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            values.append(None)
+            missing.append(True)
+            continue
+        number = _number(v)
+        values.append(v if number is None else number)
+        missing.append(number is not None and not np.isfinite(number))
+    missing = np.array(missing, bool)
+    present = [v for v, m in zip(values, missing, strict=True) if not m]
+    if all(isinstance(v, float) for v in present):
+        return np.array([np.nan if m else v for v, m in zip(values, missing, strict=True)],
+                        np.float64), missing
+    text = ["" if m else _label_text(v) for v, m in zip(values, missing, strict=True)]
+    return np.array(text), missing
+
+
+def _number(v) -> float | None:
+    """``v`` as a float when it is a number or reads as one, else None."""
+    if isinstance(v, bool):
+        return float(v)
+    try:
+        return float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _label_text(v) -> str:
+    """A class's name: a whole number without ``.0`` (labels 1 and 1.0 are one class)."""
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def _named(table: Table, features) -> Table:
@@ -268,7 +305,12 @@ def _from_csv(path: Path, target: str | None) -> Table:
     name = str(path)
     try:
         with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            try:
+                rows = list(reader)
+            except csv.Error as e:  # a field past the csv module's limit, a NUL byte
+                raise DataError(f"dataset {name!r}: not a readable CSV file (line "
+                                f"{reader.line_num}: {e})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"dataset {name!r}: cannot read it ({e})") from None
     if len(rows) < 2:

@@ -69,7 +69,8 @@ def test_merge_refuses_other_studies_and_differing_overlaps_writing_nothing(tmp_
     c = tmp_path / "c"
     parity_jax.run(STUDY, c, shard="0/2", progress=None)
     with sqlite3.connect(c / "results.sqlite") as conn:
-        conn.execute("UPDATE trials SET steps_run = steps_run - 1 WHERE cell = 0 AND seed = 0")
+        conn.execute("UPDATE trials SET train_loss = COALESCE(train_loss, 0) + 1 "
+                     "WHERE cell = 0 AND seed = 0")  # another outcome, as sound as the first
     conn.close()
     assert cli.main(["merge", str(a), str(c), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err

@@ -122,6 +122,37 @@ def test_own_csv_and_npz_files_and_their_errors(tmp_path):
     assert tabular.load(str(tmp_path / "ok.npz")).X.shape == (10, 2)
 
 
+def test_files_without_features_long_fields_and_label_spellings(tmp_path, capsys):
+    from parity_jax import cli
+
+    (tmp_path / "target_only.csv").write_text("y\n" + "0\n1\n" * 20)
+    np.savez(tmp_path / "no_columns.npz", X=np.zeros((40, 0)), y=np.arange(40) % 2)
+    (tmp_path / "long.csv").write_text("a,y\n1,0\n2," + "1" * 200_000 + "\n")
+    for name, says in [("target_only.csv", "no feature column"),
+                       ("no_columns.npz", "no feature column"),
+                       ("long.csv", "line 3: field larger than field limit")]:
+        with pytest.raises(tabular.DataError, match=says):
+            tabular.load(str(tmp_path / name))
+        config = tmp_path / "c.toml"  # the CLI: one line, exit 2, nothing written
+        config.write_text(f'datasets = ["{tmp_path / name}"]\n')
+        capsys.readouterr()
+        assert cli.main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: datasets:") and says in err[0], err
+        assert not (tmp_path / "o").exists()
+    # "nan", "NaN", "inf" and empty labels are missing (dropped); 0, -0, 0.0 are one class
+    (tmp_path / "labels.csv").write_text(
+        "a,y\n1,0\n2,-0\n3,0.0\n4,1\n5,nan\n6,NaN\n7,\n8,1.0\n9,inf\n10, 1\n")
+    t = tabular.load(str(tmp_path / "labels.csv"))
+    assert t.classes == ("0", "1") and t.dropped == 4
+    assert t.X[:, 0].tolist() == [1, 2, 3, 4, 8, 10] and t.y.tolist() == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "words.csv").write_text("a,y\n1,cat\n2,nan\n3,dog\n4,cat\n5,NAN\n6,dog\n")
+    t = tabular.load(str(tmp_path / "words.csv"))
+    assert t.classes == ("cat", "dog") and t.dropped == 2 and t.y.tolist() == [0, 1, 0, 1]
+    t = tabular.from_arrays("floats", np.arange(4.0)[:, None], np.array([0.0, -0.0, 1.0, 1.0]))
+    assert t.classes == ("0", "1") and t.y.tolist() == [0, 0, 1, 1]
+
+
 def test_bundled_sklearn_datasets_are_binary():
     for name, rows in (("breast_cancer", 569), ("wine", 178), ("digits", 1797)):
         t = tabular.load(f"sklearn:{name}")
@@ -277,6 +308,71 @@ def test_forest_search_space_and_tuning_on_a_tiny_grid():
     again = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
                         iterations=3, seed=0, n_estimators_max=30)
     assert again == best  # seeded
+
+
+def test_a_forest_search_gives_the_same_bits_in_every_call():
+    """scikit-learn sums a forest's tree probabilities in thread order (values 1 ulp apart
+    from one call to the next); the search's own sum runs in the trees' order."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    s = tabular.split(tabular.load("sklearn:breast_cancer"), seed=0)
+    rf = RandomForestClassifier(n_estimators=300, min_samples_leaf=3, random_state=0,
+                                n_jobs=8).fit(s.x_train, s.y_train)
+    in_order = sum(tree.predict_proba(s.x_test) for tree in rf.estimators_) / 300
+    for n_jobs in (None, 1, 3, 8, -1):
+        assert forest.predict_proba(rf, s.x_test, n_jobs).tobytes() == in_order.tobytes()
+    for seed in range(3):  # best configurations of 11 to 96 trees with impure leaves
+        runs = {repr(forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                                 iterations=4, seed=seed, n_estimators_max=300, n_jobs=8))
+                for _ in range(5)}  # repr: a float's shortest round-trip text, its bits
+        assert len(runs) == 1, seed
+    best = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                       iterations=4, seed=1, n_estimators_max=300, n_jobs=8)
+    again = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
+                        iterations=4, seed=1, n_estimators_max=300, n_jobs=1)
+    assert best["val_loss"].hex() == again["val_loss"].hex() and best == again
+
+
+DETERMINISTIC = """
+name = "forests"
+seeds = 3
+datasets = ["sklearn:breast_cancer"]
+fractions = [1.0, 0.5]
+[mlp]
+width = [4]
+init = ["dense"]
+optimizer = "sgd"
+lr = [0.05]
+batch = 16
+steps = 20
+eval_every = 10
+[forest]
+iterations = 4
+n_estimators_max = 300
+"""
+
+
+def test_two_fresh_runs_of_a_tabular_study_store_the_same_rows_and_merge(tmp_path):
+    import parity_jax
+    from parity_jax import store
+
+    study = TabularStudy.from_dict(__import__("tomllib").loads(DETERMINISTIC))
+
+    def rows(out):
+        s = store.Store.open(out)
+        try:
+            return s.rows()
+        finally:
+            s.close()
+
+    for name in ("a", "b"):
+        parity_jax.run(study, tmp_path / name, progress=None)
+    a, b = rows(tmp_path / "a"), rows(tmp_path / "b")
+    assert len(a) == 12 and [r.val_loss.hex() for r in a if r.extra != "{}"] == \
+        [r.val_loss.hex() for r in b if r.extra != "{}"]
+    assert a == b
+    written, duplicates = store.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert (written, duplicates) == (12, 12) and rows(tmp_path / "m") == a
 
 
 # ---- reduction, config, the experiment -------------------------------------------------------
