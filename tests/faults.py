@@ -1,6 +1,6 @@
 """Fault test: SIGKILL a study at random moments, resume each time, compare with a clean run.
 
-    python tests/faults.py [CONFIG] [--kills 10] [--seed 0] [--memory-budget 60K]
+    python tests/faults.py [CONFIG] [--kills 10] [--seed 0] [--memory-budget 40K]
 
 Runs CONFIG once uninterrupted (the reference), then into a second directory: start, SIGKILL
 after a random delay, restart, ... ``--kills`` times, then once to completion. Passes when the
@@ -65,7 +65,7 @@ def command(config: Path, out: Path, budget: str) -> list[str]:
 
 
 def kill_and_resume(config: Path, work: Path, kills: int = 10, seed: int = 0,
-                    budget: str = "60K", log=print) -> dict:
+                    budget: str = "40K", log=print) -> dict:
     """The whole fault test; returns what it saw (raises AssertionError on a failure)."""
     rng = random.Random(seed)
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("config", nargs="?", help="study TOML (default: a built-in one, 320 trials)")
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--memory-budget", default="60K")
+    ap.add_argument("--memory-budget", default="40K")
     ap.add_argument("--work", help="working directory (default: a new temporary one)")
     args = ap.parse_args()
     import tempfile

@@ -16,7 +16,7 @@ def test_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run(tmp_p
     config = tmp_path / "faults.toml"
     config.write_text(faults.SMALL)
     study = Study.from_toml(config)
-    assert len(plan.make_plan(study, 60 * 1024).batches) >= 4
+    assert len(plan.make_plan(study, 40 * 1024).batches) >= 4
     result = faults.kill_and_resume(config, tmp_path, kills=4, seed=1, log=lambda _: None)
     total = len(study.cells()) * study.seeds
     assert result["trials"] == total
@@ -28,7 +28,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_and_the_same_command_resumes(tmp
     config = tmp_path / "faults.toml"
     config.write_text(faults.SMALL)
     out = tmp_path / "out"
-    cmd = faults.command(config, out, "60K")
+    cmd = faults.command(config, out, "40K")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while faults.count(out) == 0 and proc.poll() is None and time.time() < deadline:
@@ -78,7 +78,7 @@ def test_a_read_only_store_gives_exit_2_and_is_not_touched(tmp_path, monkeypatch
     config = tmp_path / "s.toml"
     config.write_text(faults.SMALL.replace("seeds = 3", "seeds = 1"))
     out = tmp_path / "o"
-    assert cli.main(["run", str(config), "--out", str(out), "--memory-budget", "60K"]) == 0
+    assert cli.main(["run", str(config), "--out", str(out), "--memory-budget", "40K"]) == 0
     s = store.Store.open(out)
     s.conn.execute("DELETE FROM trials WHERE cell >= 2")
     s.conn.commit()
@@ -89,7 +89,7 @@ def test_a_read_only_store_gives_exit_2_and_is_not_touched(tmp_path, monkeypatch
     monkeypatch.setattr(store.sqlite3, "connect", lambda path, **kw: real_connect(
         f"file:{path}?mode=ro", uri=True, **kw))
     capsys.readouterr()
-    assert cli.main(["run", str(config), "--out", str(out), "--memory-budget", "60K"]) == 2
+    assert cli.main(["run", str(config), "--out", str(out), "--memory-budget", "40K"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out: cannot write to"), err
     assert "readonly" in err[0]

@@ -99,9 +99,9 @@ def test_check_finds_inconsistent_trials(tmp_path, capsys):
 def test_plan_prints_programs_batches_memory_and_flops(tmp_path, capsys):
     config = tmp_path / "s.toml"
     config.write_text(faults.SMALL)
-    assert cli.main(["plan", str(config), "--memory-budget", "60K", "--devices", "2"]) == 0
+    assert cli.main(["plan", str(config), "--memory-budget", "40K", "--devices", "2"]) == 0
     out = capsys.readouterr().out
-    p = plan.make_plan(Study.from_toml(config), 60 * 1024, devices=2)
+    p = plan.make_plan(Study.from_toml(config), 40 * 1024, devices=2)
     assert f"{len(p.shapes)} compiled program(s), {len(p.batches)} batches" in out
     assert "TFLOP" in out and "peak memory" in out
     assert cli.main(["plan", str(config), "--devices", "99"]) == 2
@@ -129,13 +129,13 @@ def test_two_processes_give_the_same_results_as_one(tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(faults.SMALL.replace("steps = 3000", "steps = 400"))
     single = tmp_path / "single"
-    subprocess.run(faults.command(config, single, "60K"), check=True, capture_output=True)
+    subprocess.run(faults.command(config, single, "40K"), check=True, capture_output=True)
     out = tmp_path / "multi"
     port = _free_port()
     env = {**__import__("os").environ,
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     procs = [subprocess.Popen(
-        faults.command(config, out, "60K") + [
+        faults.command(config, out, "40K") + [
             "--coordinator", f"localhost:{port}", "--num-processes", "2",
             "--process-id", str(i)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
