@@ -258,8 +258,23 @@ def naive_timers(width: int, trials: int, vary: str, steps: int) -> dict:
     return timers
 
 
-def marginal(trials: float, steps: int, t: dict) -> float:
-    """Trial-steps/s of the step alone: T*S / (t(2S) - t(S))."""
+# a row's timers (engine_timers, ...) -> the row's column (and its errors' key)
+_COLUMNS = {"engine": "engine", "kernel": "kernel", "bound": "gemm_bound",
+            "naive": "naive_jit_vmap"}
+
+
+def marginal(trials: float, steps: int, t: dict, errors: dict | None = None,
+             column: str = "") -> float | None:
+    """Trial-steps/s of the step alone, T*S / (t(2S) - t(S)) from ``t`` ({S: s, 2S: s}); None
+    when a time is missing. With ``errors``, a t(2S) <= t(S) is timing noise, not a rate: None,
+    said in ``errors[column]`` (doctor); without, the difference is floored at 1 ns (bench's
+    tiny rows, whose S the caller chose)."""
+    if steps not in t or 2 * steps not in t:
+        return None
+    if errors is not None and t[2 * steps] <= t[steps]:
+        errors.setdefault(column, f"t(2S) = {t[2 * steps]:.4f} s <= t(S) = {t[steps]:.4f} s: "
+                                  "no marginal time to measure (timing noise)")
+        return None
     return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
 
 
@@ -503,13 +518,12 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     timing_errors: dict = {}
     t = interleaved(timers, repeats, timing_errors)
     for k, message in timing_errors.items():
-        name = {"engine": "engine", "kernel": "kernel", "bound": "gemm_bound",
-                "naive": "naive_jit_vmap"}[k[0]] if isinstance(k, tuple) else k
+        name = _COLUMNS[k[0]] if isinstance(k, tuple) else k
         errors.setdefault(name, message)
 
     def rate(name: str, trials: float = T, s: int = steps) -> float | None:
         have = {x: t[(name, x)] for x in (s, 2 * s) if (name, x) in t}
-        return marginal(trials, s, have) if len(have) == 2 else None
+        return marginal(trials, s, have)
 
     row["rate"] = rate("engine")
     if row["rate"]:

@@ -57,7 +57,8 @@ def _target(value: float) -> float:
 # what each command imports (JAX among it): imported at its start, with Ctrl-C deferred
 _IMPORTS = {"run": ["parity_jax.runner"], "plan": ["parity_jax.runner"],
             "report": ["parity_jax.runner"], "plot": ["parity_jax.runner", "parity_jax.plots"],
-            "check": ["parity_jax.plan"], "bench": ["parity_jax.bench"]}
+            "check": ["parity_jax.plan"], "bench": ["parity_jax.bench"],
+            "doctor": ["parity_jax.doctor"]}
 
 
 def main(argv: list[str] | None = None) -> int:

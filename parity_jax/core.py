@@ -120,10 +120,12 @@ def train(shape: Shape, b: Batch):
     Batch invariance by construction: the G groups train in chunks of ``shape.chunk`` groups,
     one chunk after another (``lax.map``), each chunk a whole program of G = chunk (its own
     init, intervals, evaluations and early exit). Every array a group's arithmetic touches then
-    has the same shape whatever G is, so no compiler can pick another vectorisation, GEMM
-    algorithm or reduction order for it because more groups share the call (XLA:CPU did, on
-    AVX2 and not AVX-512; cuBLAS picks algorithms by batch count). The plan picks ``chunk``
-    from the program's structure alone, never from G.
+    has the same shape whatever G is, so a compiler has no reason to pick another vectorisation,
+    GEMM algorithm or reduction order for it because more groups share the call (XLA:CPU did,
+    on AVX2 and not AVX-512; cuBLAS heuristics go by batch count). On a GPU, XLA's autotuner
+    still times GEMM algorithms when a program compiles, so a fresh compile may choose
+    differently: ``parity-jax doctor`` checks invariance on the device. The plan picks
+    ``chunk`` from the study alone, never from G.
     """
     if shape.G % shape.chunk:
         raise ValueError(f"G = {shape.G} is not a multiple of chunk = {shape.chunk}")

@@ -213,7 +213,7 @@ class FailSafe:
         except Exception as e:
             # out of memory is the budget's (the runner's memory error); in a multi-host job
             # one process alone cannot change its program
-            if _out_of_memory(e) or jax.process_count() > 1:
+            if out_of_memory(e) or jax.process_count() > 1:
                 raise
             self.warn(kernel.warning(shape, kernel.failure(e)))
             self._runs[key] = dataclasses.replace(shape, kernel="off")
@@ -227,6 +227,8 @@ class FailSafe:
             try:  # the first call reuses this executable
                 program(shape, devices).lower(b).compile()
             except Exception as e:  # noqa: BLE001 -- any error of the kernel is its verdict
+                if out_of_memory(e):  # the batch's size, not the kernel's geometry
+                    raise
                 ok, detail = False, kernel.failure(e)
                 kernel.record(shape, False, math.nan, detail, where)
         if _on_every_process(ok):
@@ -236,7 +238,8 @@ class FailSafe:
         return dataclasses.replace(shape, kernel="off")
 
 
-def _out_of_memory(e: Exception) -> bool:
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is a device (or host) out-of-memory error."""
     return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) \
         or "out of memory" in str(e).lower()
 
@@ -255,7 +258,8 @@ def verdicts_file() -> str | None:
     (``~/.cache/parity_jax/kernel_checks.json`` by default); None -- this process only -- with
     ``PARITY_JAX_CACHE=off`` or no compile cache."""
     where = jax.config.jax_compilation_cache_dir
-    if os.environ.get("PARITY_JAX_CACHE", "").strip().lower() == "off" or not where:
+    if (os.environ.get("PARITY_JAX_CACHE", "").strip().lower() == "off" or not where
+            or "://" in where):  # a remote cache (gs://...): verdicts in this process only
         return None
     return os.path.join(os.path.dirname(os.path.abspath(where)), kernel.VERDICTS_FILE)
 

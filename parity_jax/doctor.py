@@ -196,18 +196,23 @@ def invariance_study(sizes: Sizes) -> Study:
 
 
 def check_batch_invariance(row: dict, sizes: Sizes) -> None:
-    """A group in the plan's batch of several and alone (a batch of one chunk, the rest of it
-    padding, the group in another place), outcome and parameters bit for bit, through the
+    """A group in a batch of several chunks (the plan's first chunk, repeated, the last time
+    reversed: the group at another place, in another chunk) and alone (a batch of one chunk,
+    the rest of it padding, the group first), outcome and parameters bit for bit, through the
     engine's programs (XLA step, this platform's layout and chunk)."""
     study = invariance_study(sizes)
     p = plan.make_plan(study, devices=1, kernel="off")
     pb = p.batches[0]
-    shape = pb.shape
-    # the last real group: alone it is the first of its chunk (unless a chunk is one group)
-    target = max(i for i, slots in enumerate(pb.slots) if any(slots))
-    alone = plan.PlannedBatch(shape=dataclasses.replace(shape, G=shape.chunk),
-                              slots=(pb.slots[target],) + ((None,) * shape.P,)
-                              * (shape.chunk - 1))
+    c = pb.shape.chunk
+    first = pb.slots[:c] + ((None,) * pb.shape.P,) * (c - len(pb.slots[:c]))
+    g = next(i for i, slots in enumerate(first) if any(slots))
+    chunks = max(2, -(-4 // c))  # at least 2 chunks and 4 groups
+    target = (chunks - 1) * c + (c - 1 - g)  # where group g sits in the reversed last chunk
+    shape = dataclasses.replace(pb.shape, G=chunks * c)
+    pb = plan.PlannedBatch(shape=shape,
+                           slots=first * (chunks - 1) + tuple(reversed(first)))
+    alone = plan.PlannedBatch(shape=dataclasses.replace(shape, G=c),
+                              slots=(first[g],) + ((None,) * shape.P,) * (c - 1))
     row.update(groups=shape.G, chunk=shape.chunk, trials_per_group=shape.P,
                layout=shape.layout, width=sizes.invariance_width)
     many = devices.fetch(devices.train(shape, plan.batch_inputs(study, p.cells, pb), 1))
@@ -360,11 +365,7 @@ def check_throughput(row: dict, sizes: Sizes, deadline: float) -> None:
             r["errors"].setdefault(name, message)
         for name in builders:
             have = {s: t[(name, s)] for s in (S, 2 * S) if (name, s) in t}
-            r[name] = bench.marginal(trials, S, have) if len(have) == 2 else None
-            if r[name] is not None and have[2 * S] <= have[S]:  # noise, not a rate
-                r[name] = None
-                r["errors"][name] = (f"t(2S) = {have[2 * S]:.4f} s <= t(S) = {have[S]:.4f} s: "
-                                     "no marginal time to measure (timing noise)")
+            r[name] = bench.marginal(trials, S, have, r["errors"], name)
         for a, b in (("kernel", "xla"), ("kernel", "naive"), ("xla", "naive")):
             if r.get(a) and r.get(b):
                 r[f"{a}_x_{b}"] = r[a] / r[b]

@@ -356,7 +356,9 @@ def failsafe() -> bool:
 def describe(shape) -> str:
     """A program's geometry in a few words (warnings, verdicts)."""
     task = shape.task
-    return f"n={task.n}, W={shape.W}, batch {task.batch}, {shape.loss}, {shape.precision}"
+    online = ", online" if task.online else ""
+    return (f"n={task.n}, W={shape.W}, batch {task.batch}{online}, {shape.loss}, "
+            f"{shape.precision}")
 
 
 def warning(shape, detail: str) -> str:

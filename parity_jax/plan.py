@@ -345,11 +345,12 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
                 f"depth={c.depth}) needs {render.size(need)} {alone}, over the memory "
                 f"budget of {render.size(memory_budget)}; give --memory-budget more or "
                 "make the cell smaller")
-        # a chunk on every device must fit; then the groups' results
+        # a chunk must fit the budget (the budget alone: not the device count); then the
+        # groups' results, and a chunk's working set on each device used
         free = memory_budget - bytes_shared(shape)
         chunk = chunk_groups(cpu, shape.layout, P, W,
                              study_groups=sum(math.ceil(len(v) / P) for v in streams.values()),
-                             max_groups=max(1, free // (devices * bytes_per_group(shape))))
+                             max_groups=max(1, free // bytes_per_group(shape)))
         working = devices * chunk * (bytes_per_group(shape) - bytes_resident(shape))
         g_mem = max(chunk, (free - working) // bytes_resident(shape))
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
@@ -360,8 +361,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         n_batches = math.ceil(len(groups) / G)
         shape = dataclasses.replace(shape, G=G, chunk=chunk)
         for bi in range(n_batches):
-            chunk = groups[bi * G:(bi + 1) * G]
-            slots = [tuple(g) + (None,) * (P - len(g)) for g in chunk]
+            members = groups[bi * G:(bi + 1) * G]
+            slots = [tuple(g) + (None,) * (P - len(g)) for g in members]
             slots += [(None,) * P] * (G - len(slots))
             batches.append(PlannedBatch(shape=shape, slots=tuple(slots)))
     return Plan(cells=cells, batches=batches)
@@ -458,9 +459,9 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
     (optimizer, depth, width) -- padding a width-100 trial into a width-1000 program would cost
     10x its work -- holding every fraction, init, s, lr and seed, in batches of T trials (one
     per group) sized to ``XY_FLOATS``; then one ``ForestUnit`` per (fraction, seed). ``shard``
-    (i, N): the units whose index over the whole study is i mod N, so a trial runs with the
-    same batchmates in a shard as in the whole study: the vmapped trials' float rounding depends
-    on how many share a program call (last-bit differences), so the split is by whole batch.
+    (i, N): the units whose index over the whole study is i mod N, so a trial runs in the same
+    batch in a shard as in the whole study (split by whole batch since before chunks made a
+    trial's bits independent of its batch: kept, so stores stay comparable).
     """
     cells = study.cells()
     shard_i, shard_n = parse_shard(shard)
@@ -492,8 +493,8 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
                           curves=c.steps // c.eval_every, chunk=chunk)
             for start in range(0, len(trials), T):
                 if index % shard_n == shard_i:
-                    chunk = trials[start:start + T]
-                    slots = tuple((t,) for t in chunk) + ((None,),) * (T - len(chunk))
+                    members = trials[start:start + T]
+                    slots = tuple((t,) for t in members) + ((None,),) * (T - len(members))
                     units.append(PlannedBatch(shape=shape, slots=slots))
                 index += 1
         for t in forests[spec]:

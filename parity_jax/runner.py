@@ -291,8 +291,7 @@ def run(study: Study | TabularStudy, out: str | Path, *, memory_budget: int | No
                     rows, curves, trial_steps = work.compute(unit, skip, devices, lead,
                                                               failsafe.train)
                 except (jax.errors.JaxRuntimeError, MemoryError) as e:
-                    if not isinstance(e, MemoryError) and "RESOURCE_EXHAUSTED" not in str(e) \
-                            and "out of memory" not in str(e).lower():
+                    if not devices_.out_of_memory(e):
                         raise
                     raise ConfigError(
                         f"memory: the device ran out of memory in a batch ({_describe(unit)}) "
@@ -438,9 +437,9 @@ class _Tabular:
         n_train = len(splits.y_train)
         inputs = planning.xy_batch_inputs(self.study, self.cells, unit, n_train, skip)
         inputs = inputs.replace(shared=self._shared[spec])
-        # One device per batch in one process: the vmapped trials' float rounding depends on
-        # how many of them a device holds (last-bit differences), so a tabular trial's numbers
-        # would change with the device count. A multi-host job needs every device.
+        # One device per batch in one process (chosen when a trial's rounding depended on how
+        # many trials a device held; chunks have since made it independent, so every device
+        # could be used: not measured yet). A multi-host job needs every device.
         if jax.process_count() > 1:
             inputs = devices_.global_batch(unit.shape, inputs, devices)
         else:

@@ -152,3 +152,12 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
     assert col["naive jit(vmap)"] == "error: ValueError: out of memory"
     assert col["torch loop"].startswith("error: ImportError: PyTorch is not installed")
     assert col["engine trial-steps/s"] not in ("-", "") and col["x naive"] == "-"
+
+
+def test_a_marginal_rate_inside_timing_noise_is_an_error_where_asked():
+    errors: dict = {}
+    assert bench.marginal(10, 4, {4: 1.0, 8: 1.5}, errors, "xla") == pytest.approx(80.0)
+    assert bench.marginal(10, 4, {4: 1.0, 8: 0.99}, errors, "xla") is None
+    assert "timing noise" in errors["xla"]
+    assert bench.marginal(10, 4, {4: 1.0}, errors, "kernel") is None and "kernel" not in errors
+    assert bench.marginal(10, 4, {4: 1.0, 8: 0.99}) == pytest.approx(40 / 1e-9)  # bench's rows
