@@ -399,7 +399,7 @@ class TabularStudy:
         mlp = self.mlp
         out = []
         for dataset in self.axis("datasets"):
-            # fractions and lr as given: they are part of a trial's key (stable_int)
+            # fractions and lr as given: they are part of a trial's key (keys.tabular_id)
             out += [TabularCell(dataset=dataset, fraction=f, model="mlp", width=width,
                                 depth=depth, init=i, s=s, optimizer=opt, lr=lr, wd=mlp.wd,
                                 batch=mlp.batch, steps=mlp.steps, eval_every=mlp.eval_every)
@@ -552,11 +552,6 @@ def _show(value: Any) -> str:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def stable_int(*parts: Any) -> int:
-    """A 31-bit integer id of ``parts``, stable across processes (for fold_in)."""
-    return int(hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
 
 
 # ---- per-field rules -------------------------------------------------------------------------

@@ -18,13 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import kernel as kernel_
-from parity_jax import render, trackers
-from parity_jax.config import Cell, ConfigError, Study, TabularStudy, stable_int
+from parity_jax import keys, render, trackers
+from parity_jax.config import Cell, ConfigError, Study, TabularStudy
 from parity_jax.core import Batch, Shape
 from parity_jax.tasks import parity, xy
 
-# Key tags for the study key's sub-streams.
-_DATA_TAG, _INIT_TAG = 1, 2
 MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> buckets padding at most 12.5%
 # Neurons (trials x width) per device computed together in a batch on a CPU (its batches wait
 # for their slowest trial; accelerators fill their memory budget instead).
@@ -388,9 +386,6 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
                  skip: set[Trial] = frozenset()) -> Batch:
     """Device inputs of a planned batch; padding slots (and ``skip``ped trials) are invalid."""
     G, P = pb.shape.G, pb.shape.P
-    study_key = jax.random.key(study.seed)
-    data_root = jax.random.fold_in(study_key, _DATA_TAG)
-    init_root = jax.random.fold_in(study_key, _INIT_TAG)
 
     ints = {f: np.zeros((G, P), np.int32) for f in ("width", "s", "steps", "init_id", "init_i")}
     floats = {f: np.zeros((G, P), np.float32) for f in ("lr", "wd", "threshold")}
@@ -405,7 +400,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
         c0 = cells[first.cell]
         data_i, _ = c0.seed_indices(first.seed)
         g_int["k"][g], g_int["m"][g] = c0.k, c0.m or 1
-        g_int["data_id"][g], g_int["data_i"][g] = stable_int("data", c0.n, c0.k), data_i
+        g_int["data_id"][g], g_int["data_i"][g] = keys.data_id(c0.n, c0.k), data_i
         noise[g] = c0.noise
         for p, t in enumerate(row):
             if t is None:
@@ -415,17 +410,15 @@ def batch_inputs(study: Study, cells: list[Cell], pb: PlannedBatch,
             _, init_i = c.seed_indices(t.seed)
             ints["width"][g, p], ints["s"][g, p] = c.width, c.s or 1
             ints["steps"][g, p] = c.steps
-            ints["init_id"][g, p], ints["init_i"][g, p] = stable_int("init", c.n), init_i
+            ints["init_id"][g, p], ints["init_i"][g, p] = keys.init_id(c.n), init_i
             floats["lr"][g, p], floats["wd"][g, p] = c.lr, c.wd
             floats["threshold"][g, p] = c.threshold
             bools["sparse"][g, p] = c.init == "sparse"
             bools["stop_on_success"][g, p] = c.stop_on_success
             bools["valid"][g, p] = t not in skip
 
-    fold2 = jax.vmap(lambda root, a, b: jax.random.fold_in(jax.random.fold_in(root, a), b),
-                     in_axes=(None, 0, 0))
-    data_key = fold2(data_root, g_int["data_id"], g_int["data_i"])
-    init_key = fold2(init_root, ints["init_id"].ravel(), ints["init_i"].ravel()).reshape(G, P)
+    data_key = keys.parity_data_keys(study.seed, g_int["data_id"], g_int["data_i"])
+    init_key = keys.parity_init_keys(study.seed, ints["init_id"], ints["init_i"])
     return Batch(
         task=parity.Inputs(data_key=data_key, k=jnp.asarray(g_int["k"]),
                            m=jnp.asarray(g_int["m"]), noise=jnp.asarray(noise)),
@@ -515,17 +508,15 @@ def xy_batch_inputs(study: TabularStudy, cells: list, pb: PlannedBatch, n_train:
     valid = np.array([t is not None and t not in skip for t in trials])
     trials = [t if t is not None else real for t in trials]
     cs = [cells[t.cell] for t in trials]
-    ids = [stable_int(c.dataset, c.fraction, c.width, c.depth, c.init, c.s, c.optimizer, c.lr,
-                      t.seed) for c, t in zip(cs, trials, strict=True)]
-    base = jax.random.key(study.seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.array(ids, jnp.uint32))
+    init_key, order_key = keys.tabular_keys(
+        study.seed, [keys.tabular_id(c, t.seed) for c, t in zip(cs, trials, strict=True)])
     T = len(trials)
     return Batch(
         task=xy.Inputs(
-            order_key=jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+            order_key=order_key,
             rows=jnp.asarray(np.stack([tabular.permutation(n_train, t.seed) for t in trials])),
             m=jnp.array([tabular.train_rows(n_train, c.fraction) for c in cs], jnp.int32)),
-        init_key=jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+        init_key=init_key,
         width=jnp.array([c.width for c in cs], jnp.int32),
         sparse=jnp.array([c.init == "sparse" for c in cs]),
         s=jnp.array([c.s or 1 for c in cs], jnp.int32),
