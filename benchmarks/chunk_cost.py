@@ -19,24 +19,24 @@ import sys
 
 import jax
 
-from parity_jax import bench, devices, plan
+from parity_jax import bench, devices, kinds, plan
 
 ROWS = [(100, 64, "both"), (100, 256, "init"), (1000, 64, "both"), (1000, 256, "init")]
 
 
 def row(width: int, trials: int, vary: str, steps: int, repeats: int) -> dict:
     study = bench.study_for(width, trials, vary, steps)
-    p = plan.make_plan(study, devices=1)
+    p = kinds.parity.make_plan(study, devices=1)
     pb = p.batches[0]
     shape = dataclasses.replace(pb.shape, layout="vmapped", chunk=1)
     chunk = plan.chunk_groups(jax.default_backend() == "cpu", "vmapped", shape.P, shape.W,
                               study_groups=shape.G)
-    G = plan._round_groups(shape.G, chunk, 1, False)
+    G = plan.round_groups(shape.G, chunk, 1, False)
     shapes = {"old (one chunk of G)": dataclasses.replace(shape, G=G, chunk=G),
               f"new (chunks of {chunk})": dataclasses.replace(shape, G=G, chunk=chunk)}
     slots = pb.slots + ((None,) * shape.P,) * (G - len(pb.slots))
     padded = dataclasses.replace(pb, slots=slots, shape=dataclasses.replace(shape, G=G))
-    inputs = plan.batch_inputs(study, p.cells, padded)
+    inputs = kinds.parity.batch_inputs(study, p.cells, padded)
     timers = {}
     for name, s in shapes.items():
         fn = devices.program(s, 1).lower(inputs).compile()

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identical", action="store_true",
                         help="exit 1 on any difference (a warm run against its cold run)")
     args = parser.parse_args(argv)
-    from parity_jax.runner import Results
+    from parity_jax.results import Results
 
     try:
         a, b = (Results(d).cells() for d in (args.a, args.b))

@@ -29,7 +29,6 @@ from parity_jax import (
     devices,
     experiment,
     files,
-    plan,
     reduce,
     render,
 )
@@ -38,6 +37,8 @@ from parity_jax.tasks import parity
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from parity_jax import kinds
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("top-K rewound", "random-K rewound", "top-K re-initialised")
@@ -75,10 +76,10 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     result = {"phase1": [], **{a: [] for a in ARMS}, "cover": {a: [] for a in ARMS[:2]}}
     devices.setup()  # an entry point
     devices.start()  # a JAX_PLATFORMS that cannot start: one error line
-    for pb in plan.make_plan(study).batches:
+    for pb in kinds.parity.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
-        b = plan.batch_inputs(study, cells, pb)
+        b = kinds.parity.batch_inputs(study, cells, pb)
         # rewinding reuses each trial's init key on purpose
         with jax.debug_key_reuse(False):
             init = jax.device_get(core.initial_params(shape, b))

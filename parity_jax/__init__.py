@@ -21,7 +21,7 @@ import importlib
 # (and the command line's start, its --help and its errors) does not import JAX.
 _EXPORTS = {"DEFAULT_STUDY": "config", "Cell": "config", "ConfigError": "config",
             "Model": "config", "Study": "config", "TabularStudy": "config", "Task": "config",
-            "Train": "config", "Results": "runner", "run": "runner", "StoreError": "store"}
+            "Train": "config", "Results": "results", "run": "runner", "StoreError": "store"}
 
 __all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "StoreError",
            "TabularStudy", "Task", "Train", "run"]

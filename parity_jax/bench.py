@@ -59,9 +59,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from parity_jax import costs, kinds, oracles, render
 from parity_jax import devices as devices_
 from parity_jax import kernel as kernel_
-from parity_jax import oracles, plan, render
 from parity_jax.config import Model, Study, Task, Train
 
 N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
@@ -77,7 +77,7 @@ TORCH_FUNC_MAX_NEURONS = 2_000_000
 def flops_per_trial_step(width: int) -> int:
     """Effective FLOP of one SGD step of one trial of the workload: 4*B*r*(n + 2) (see the
     module docstring; the formula lives in ``plan``)."""
-    return plan.flops_per_trial_step(width, N, BATCH)
+    return costs.flops_per_trial_step(width, N, BATCH)
 
 
 def _median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -170,10 +170,10 @@ def engine_timers(width: int, trials: int, vary: str, steps: int,
     memory = 0
     for s in (steps, 2 * steps):
         study = study_for(width, trials, vary, s)
-        p = plan.make_plan(study, devices=jax.device_count(), kernel=kernel)
+        p = kinds.parity.make_plan(study, devices=jax.device_count(), kernel=kernel)
         calls, programs = [], {}
         for pb in p.batches:
-            inputs = plan.batch_inputs(study, p.cells, pb)
+            inputs = kinds.parity.batch_inputs(study, p.cells, pb)
             shape = pb.shape
             if shape not in programs:
                 start = time.perf_counter()

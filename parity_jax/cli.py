@@ -1,7 +1,8 @@
 """Command line: ``parity-jax run | plan | report | plot | merge | check | bench | doctor``.
 
 Bad input exits with status 2 and one line ``error: ...`` naming the field and what is allowed.
-A config with a ``datasets`` key is a tabular study; any other, a parity study.
+A config's kind of study is the one that claims it (``kinds.for_config``): a config with a
+``datasets`` key is a tabular study; any other, a parity study.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _target(value: float) -> float:
 
 # what each command imports (JAX among it): imported at its start, with Ctrl-C deferred
 _IMPORTS = {"run": ["parity_jax.runner"], "plan": ["parity_jax.runner"],
-            "report": ["parity_jax.runner"], "plot": ["parity_jax.runner", "parity_jax.plots"],
-            "check": ["parity_jax.plan"], "bench": ["parity_jax.bench"],
+            "report": ["parity_jax.results"], "plot": ["parity_jax.results", "parity_jax.plots"],
+            "check": ["parity_jax.check"], "bench": ["parity_jax.bench"],
             "doctor": ["parity_jax.doctor"]}
 
 
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_run(args) -> int:
     # imports jax: keep `--help` and errors fast
-    from parity_jax.runner import init_distributed, run
+    from parity_jax.multihost import init_distributed
+    from parity_jax.runner import run
 
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
@@ -153,7 +155,7 @@ def _cmd_run(args) -> int:
     if results is None:  # not process 0 of a multi-host job: process 0 reports
         return 0
     wall = time.perf_counter() - start
-    print(_summary_table(results.kind, results.cells()))
+    print(results.summary_table())
     c = results.compiled
     print(f"\n{len(results.trials())} trials in {out}/results.sqlite; "
           f"wall time {wall:.1f} s; {c['programs']} program(s), compile {c['seconds']:.1f} s "
@@ -170,35 +172,22 @@ def _default_out(name: str) -> Path:
     return Path("runs") / name
 
 
-TABULAR_COLUMNS = ["dataset", "fraction", "family", "m", "seeds", "diverged", "test_error",
-                   "ci_low", "ci_high", "width", "depth", "s", "optimizer", "lr"]
-
-
-def _summary_table(kind: str, records: list[dict], target: float = 0.5) -> str:
-    """The cell table of a parity study, or the selection table of a tabular one."""
-    if kind == "tabular":
-        return "\n".join(render.text_table(records, TABULAR_COLUMNS))
-    return render.cells_table(records, target)
-
-
 def _cmd_plan(args) -> int:
-    from parity_jax import devices
+    from parity_jax import costs, devices, kinds, plan
+    from parity_jax.runner import check_devices
 
     devices.setup()  # an entry point: before the memory budget starts JAX's backends
-    from parity_jax import plan as planning
-    from parity_jax.runner import check_devices, work_of
-
     study = load_study(args.config) if args.config else DEFAULT_STUDY
     study.validate()
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
-    devices = check_devices(args.devices)  # starts JAX's backends: before the default budget
-    budget = budget or planning.default_memory_budget()
-    shard = planning.parse_shard(args.shard) if args.shard else (0, 1)
-    p = work_of(study).plan(budget, devices, shard, whole=False)
+    n_devices = check_devices(args.devices)  # starts JAX's backends: before the default budget
+    budget = budget or costs.default_memory_budget()
+    shard = plan.parse_shard(args.shard) if args.shard else (0, 1)
+    p = kinds.of(study).work(study).plan(budget, n_devices, shard, whole=False)
     progs = p.programs()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {render.size(budget)}, "
-          f"{devices} device(s)")
+          f"{n_devices} device(s)")
     cols = ["program", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel", "precision",
             "batches",
             "trials", "peak memory", "TFLOP (max)"]
@@ -220,9 +209,9 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_merge(args) -> int:
-    from parity_jax import store
+    from parity_jax import merge
 
-    written, duplicates = store.merge(args.inputs, args.out)
+    written, duplicates = merge.merge(args.inputs, args.out)
     print(f"merged {len(args.inputs)} store(s) into {args.out}: {written} trials written, "
           f"{duplicates} identical duplicates skipped")
     return 0
@@ -230,17 +219,18 @@ def _cmd_merge(args) -> int:
 
 def _cmd_check(args) -> int:
     """Exit 0: a sound store; 1: problems (a store SQLite cannot read is one); 2: no store."""
-    from parity_jax import store
+    from parity_jax import check
+    from parity_jax.store import CorruptStore
 
     problems = []
     try:
-        expected = _expected_trials(args.dir)
-    except store.CorruptStore:  # its meta: listed with the rest by store.check
+        expected = check.expected_trials(args.dir)
+    except CorruptStore:  # its meta: listed with the rest by check.check
         expected = None
     except ConfigError as e:  # the stored plan settings cannot be planned again
         expected, problems = None, [f"meta: the stored plan settings cannot be replanned "
                                     f"({e})"]
-    more, summary = store.check(args.dir, expected)
+    more, summary = check.check(args.dir, expected)
     problems += more
     for line in problems[:50]:
         print(f"problem: {line}")
@@ -256,32 +246,8 @@ def _cmd_check(args) -> int:
     return 1 if problems else 0
 
 
-def _expected_trials(out: str) -> set | None:
-    """The (cell, seed) a sharded store should end up holding (None: every trial)."""
-    from parity_jax import plan as planning
-    from parity_jax import store
-
-    with_store = store.Store.open(out)
-    try:
-        study, settings = with_store.study(), with_store.plan_settings()
-    finally:
-        with_store.close()
-    if "shard" not in settings:
-        return None
-    shard = planning.parse_shard(settings["shard"])
-    if "sizes" in settings:  # tabular: the datasets' sizes it was planned with
-        sizes = {spec: tuple(v) for spec, v in settings["sizes"].items()}
-        if set(sizes) != set(study.axis("datasets")):
-            raise ConfigError(f"sizes are of datasets {', '.join(sorted(sizes))}, not the "
-                              "study's")
-        return planning.make_tabular_plan(study, sizes, 1, shard).trial_ids()
-    # grouped as on the platform it ran on (stores before this setting: this one's)
-    return planning.make_plan(study, settings.get("memory_budget"), 1, shard,
-                              platform=settings.get("platform")).trial_ids()
-
-
 def _cmd_report(args) -> int:
-    from parity_jax.runner import Results
+    from parity_jax.results import Results
 
     results = Results(args.dir)
     records = results.cells()
@@ -291,20 +257,16 @@ def _cmd_report(args) -> int:
     elif args.format == "csv":
         sys.stdout.write(render.csv_text(records))
     else:
-        print(_summary_table(results.kind, records, target))
+        print(results.summary_table(target))
     return 0
 
 
 def _cmd_plot(args) -> int:
-    from parity_jax import plots
-    from parity_jax.runner import Results
+    from parity_jax.results import Results
 
     target = _target(args.target)
     results = Results(args.dir)
-    if results.kind == "tabular":
-        raise ConfigError(f"dir: {args.dir} holds a tabular study; its figures come from "
-                          "experiments/tabular.py")
-    for path in plots.heatmaps(results.cells(), args.dir, target):
+    for path in results.study_kind.plot(results.cells(), args.dir, target):
         print(path)
     return 0
 

@@ -10,7 +10,7 @@ that relate fields (``k <= n``, ``s <= n``, ``mlp.steps`` a multiple of ``mlp.ev
 trial's sizes such as n x width within int32, cells x seeds within ``MAX_TRIALS``, counted
 before the grid is expanded) are written out where they apply (:meth:`Cell.check`,
 :meth:`TabularStudy.validate`, ``_check_trials``). Rules that need the data (a tabular
-fraction's rows, width x features) are ``tabular.check_study``.
+fraction's rows, width x features) are ``datasets.check_study``.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class Split:
-    """Train / validation / test split of each dataset (``tabular.split``)."""
+    """Train / validation / test split of each dataset (``datasets.split``)."""
 
     max_train: int = 10_000
     max_eval: int = 50_000
@@ -320,7 +320,7 @@ class TabularStudy:
     training sets downsampled to ``fractions``; ``seeds`` trials per setting.
 
     Args:
-      datasets: ``tabular.load`` specs (benchmark names, openml:ID, sklearn:NAME, parity[:..],
+      datasets: ``datasets.load`` specs (benchmark names, openml:ID, sklearn:NAME, parity[:..],
         .csv/.npz paths).
       fractions: training-set fractions in (0, 1].
     """
@@ -331,7 +331,7 @@ class TabularStudy:
     seed: int = 0
     seeds: int = 5
     datasets: Grid[str] = ("sklearn:breast_cancer",)
-    # (0.01 of breast_cancer's 398 training rows would leave 4: below tabular.MIN_TRAIN_ROWS)
+    # (0.01 of breast_cancer's 398 training rows would leave 4: below datasets.MIN_TRAIN_ROWS)
     fractions: Grid[float] = (1.0, 0.3, 0.1, 0.03)
     split: Split = field(default_factory=Split)
     mlp: MLP = field(default_factory=MLP)
@@ -370,7 +370,7 @@ class TabularStudy:
             raise ConfigError(f"mlp.eval_every = {mlp.eval_every}: must be at least "
                               f"{-(-mlp.steps // MAX_EVALS)} for mlp.steps = {mlp.steps} (every "
                               f"trial records at most {MAX_EVALS} evaluations)")
-        # one trial's arrays stay within int32 indexing (width x features: runner._Tabular)
+        # one trial's arrays stay within int32 indexing (width x features: kinds/tabular.py)
         width, depth = max(self.axis("mlp.width")), max(self.axis("mlp.depth"))
         if depth > 1 and (depth - 1) * width * width > INT32_MAX:
             raise ConfigError(
@@ -447,9 +447,12 @@ class TabularCell:
 
 
 def load_study(path: str | Path) -> Study | TabularStudy:
-    """A study TOML file: a tabular study when it has a ``datasets`` key, else a parity one."""
+    """A study TOML file, as the study of the kind that claims it (``kinds.for_config``: a
+    tabular study when it has a ``datasets`` key, else a parity one)."""
+    from parity_jax import kinds  # the kinds import this module
+
     d = _read_toml(path)
-    return (TabularStudy if "datasets" in d else Study).from_dict(d)
+    return kinds.for_config(d).study_type.from_dict(d)
 
 
 def read_toml(path: str | Path) -> dict:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import bench, core, devices, files, plan, render
+from parity_jax import bench, core, devices, files, kinds, plan, render
 from parity_jax import kernel as kernel_
 from parity_jax.config import Model, Study, Task, Train
 
@@ -201,7 +201,7 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
     the rest of it padding, the group first), outcome and parameters bit for bit, through the
     engine's programs (XLA step, this platform's layout and chunk)."""
     study = invariance_study(sizes)
-    p = plan.make_plan(study, devices=1, kernel="off")
+    p = kinds.parity.make_plan(study, devices=1, kernel="off")
     pb = p.batches[0]
     c = pb.shape.chunk
     first = pb.slots[:c] + ((None,) * pb.shape.P,) * (c - len(pb.slots[:c]))
@@ -215,9 +215,9 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
                               slots=(first[g],) + ((None,) * shape.P,) * (c - 1))
     row.update(groups=shape.G, chunk=shape.chunk, trials_per_group=shape.P,
                layout=shape.layout, width=sizes.invariance_width)
-    many = devices.fetch(devices.train(shape, plan.batch_inputs(study, p.cells, pb), 1))
-    single = devices.fetch(devices.train(alone.shape, plan.batch_inputs(study, p.cells, alone),
-                                         1))
+    inputs = kinds.parity.batch_inputs
+    many = devices.fetch(devices.train(shape, inputs(study, p.cells, pb), 1))
+    single = devices.fetch(devices.train(alone.shape, inputs(study, p.cells, alone), 1))
     leaves = [(np.asarray(a)[target], np.asarray(b)[0]) for a, b in
               zip(jax.tree.leaves(many), jax.tree.leaves(single), strict=True)]
     same = all(a.tobytes() == b.tobytes() for a, b in leaves)
@@ -262,7 +262,7 @@ def check_kernel(row: dict, sizes: Sizes) -> None:
     row["geometries"] = []
     for width in sizes.kernel_widths:
         study = bench.study_for(width, sizes.kernel_trials, "init", kernel_.CHECK_STEPS)
-        shape = plan.make_plan(study, devices=1, kernel=mode).batches[0].shape
+        shape = kinds.parity.make_plan(study, devices=1, kernel=mode).batches[0].shape
         wp, _, _, tw = kernel_.geometry(shape.W, shape.task.n, shape.task.batch)
         g = {"width": width, "W": shape.W, "geometry": "registers" if tw == wp else "tiles",
              "program": kernel_.describe(shape)}
@@ -288,9 +288,9 @@ import jax
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 width, trials, steps = (int(v) for v in sys.argv[1:4])
 study = bench.study_for(width, trials, "init", steps)
-p = plan.make_plan(study, devices=1)
+p = kinds.parity.make_plan(study, devices=1)
 pb = p.batches[0]
-inputs = plan.batch_inputs(study, p.cells, pb)
+inputs = kinds.parity.batch_inputs(study, p.cells, pb)
 out = {}
 for run in ("cold", "warm"):
     jax.clear_caches()

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from parity_jax import files, reduce, render, store
+from parity_jax import files, lock, reduce, render
 from parity_jax.cli import one_line
 from parity_jax.config import ConfigError
 from parity_jax.store import StoreError
@@ -34,7 +34,7 @@ def main(doc: str, here: Path, name: str, body: Callable[..., dict]) -> int:
     out = Path(args.out or f"runs/{name}{'-full' if args.full else ''}")
     start = time.perf_counter()
     try:
-        store.check_writable_dir(out)  # before any work: a run would refuse it only later
+        lock.check_writable_dir(out)  # before any work: a run would refuse it only later
         result = body(config, out)
     except (ConfigError, StoreError) as e:
         print(f"error: {one_line(str(e))}", file=sys.stderr)

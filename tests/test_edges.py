@@ -27,6 +27,7 @@ from parity_jax import (
     Train,
     cli,
     experiment,
+    lock,
     store,
     tabular,
 )
@@ -115,7 +116,7 @@ def test_a_loop_of_symbolic_links_as_out_is_one_error_line(tmp_path, capsys):
         assert cli.main(["run", str(config), "--out", str(tmp_path / out)]) == 2
         assert "a loop of symbolic links" in _one_error(capsys)
         with pytest.raises(StoreError, match="a loop of symbolic links"):
-            with store.lock(tmp_path / out):
+            with lock.lock(tmp_path / out):
                 pass
 
 
@@ -377,18 +378,18 @@ def test_bench_sizes_past_the_engine_name_the_flag_before_anything_is_timed(monk
 
 def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
     out = tmp_path / "new" / "o"
-    with store.lock(out):
+    with lock.lock(out):
         assert (out / ".lock").read_text().strip() == str(os.getpid())
-        with store.lock(out):  # re-entrant in the holding thread
-            assert store.holds(out)
-        assert store.holds(out)
+        with lock.lock(out):  # re-entrant in the holding thread
+            assert lock.holds(out)
+        assert lock.holds(out)
         import threading
 
         seen = []
 
         def other():
             try:
-                with store.lock(out):
+                with lock.lock(out):
                     seen.append("got it")
             except StoreError as e:
                 seen.append(str(e))
@@ -400,7 +401,7 @@ def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
                         "for it or use another --out"]
     assert not out.exists()  # it made the directory and nothing was written: removed again
     out.mkdir()
-    with store.lock(out):
+    with lock.lock(out):
         pass
     assert out.is_dir() and list(out.iterdir()) == []
 
@@ -408,7 +409,7 @@ def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
 _HOLD = """
 import sys, time
 from parity_jax import store
-with store.lock(sys.argv[1]):
+with lock.lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -421,13 +422,13 @@ def test_another_process_holding_out_is_refused_and_a_killed_one_never_blocks(tm
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreError, match=f"in use by another run \\(process {holder.pid}\\)"):
-            with store.lock(out):
+            with lock.lock(out):
                 pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (out / ".lock").exists()  # left by the killed process...
-    with store.lock(out):  # ...never blocks: the kernel released its flock
+    with lock.lock(out):  # ...never blocks: the kernel released its flock
         assert (out / ".lock").read_text().strip() == str(os.getpid())
 
 
@@ -518,7 +519,7 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(tmp_path
     err = _one_error(capsys)
     assert says in err and f"{out}/.lock" in err, err
     with pytest.raises(StoreError, match=says):  # what merge --out takes too
-        with store.lock(out):
+        with lock.lock(out):
             pass
     assert victim.read_bytes() == data  # not truncated, no process id written into it
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
@@ -529,7 +530,7 @@ def test_a_lock_file_that_is_a_fifo_is_refused_at_once(tmp_path):
     out.mkdir()
     os.mkfifo(out / ".lock")
     with pytest.raises(StoreError, match="is not a regular file"):
-        with store.lock(out):
+        with lock.lock(out):
             pass
 
 

@@ -9,14 +9,14 @@ import faults
 import pytest
 
 import parity_jax
-from parity_jax import Model, Study, Task, Train, cli, plan, store
+from parity_jax import Model, Study, Task, Train, cli, kinds, store
 
 
 def test_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run(tmp_path):
     config = tmp_path / "faults.toml"
     config.write_text(faults.SMALL)
     study = Study.from_toml(config)
-    assert len(plan.make_plan(study, 40 * 1024).batches) >= 4
+    assert len(kinds.parity.make_plan(study, 40 * 1024).batches) >= 4
     result = faults.kill_and_resume(config, tmp_path, kills=4, seed=1, log=lambda _: None)
     total = len(study.cells()) * study.seeds
     assert result["trials"] == total
@@ -131,7 +131,7 @@ def test_a_diverging_trial_is_frozen_and_marked_and_its_batchmates_are_unaffecte
     assert bad and all(t["diverged"] and not t["success"] and t["test_error"] is None
                        for t in bad)
     # an lr = 1e3 trial shared its group with an lr = 0.1 one (vary = "init")
-    p = plan.make_plan(Study(**base, train=Train(lr=[0.1, 1e3], **train)))
+    p = kinds.parity.make_plan(Study(**base, train=Train(lr=[0.1, 1e3], **train)))
     assert any(len({t.cell for t in row if t}) == 2 for b in p.batches for row in b.slots)
     exact = ("seed", "success", "first_hit", "steps_run", "diverged")
     good = [t for t in mixed.trials() if t["lr"] == 0.1]

@@ -118,9 +118,9 @@ datasets = st.one_of(st.sampled_from(["sklearn:wine", "sklearn:nope", "parity:ro
 
 
 def _registry_names() -> set:
-    from parity_jax import tabular
+    from parity_jax import datasets
 
-    return set(tabular.BY_NAME)
+    return set(datasets.BY_NAME)
 
 
 def values_for(key: str):

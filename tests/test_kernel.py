@@ -10,7 +10,7 @@ import pytest
 from conftest import GROUPS as BASE_GROUPS
 from conftest import TINY_TOML, make_batch
 
-from parity_jax import core, devices, kernel, plan
+from parity_jax import core, devices, kernel, kinds
 from parity_jax.config import ConfigError, Study
 from parity_jax.runner import run
 
@@ -99,7 +99,7 @@ def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch, capsys)
     records = {}
     for env, mode in (("off", "off"), ("on" if GPU else "interpret", MODE)):
         monkeypatch.setenv(kernel.ENV, env)
-        assert {s.kernel for s in plan.make_plan(study).shapes} == {mode}
+        assert {s.kernel for s in kinds.parity.make_plan(study).shapes} == {mode}
         res = run(study, tmp_path / env, progress=None)
         records[mode] = sorted(res.trials(), key=lambda t: (t["cell"], t["seed"]))
     # the kernel ran: its self-check passed and no program fell back to the XLA step
@@ -127,19 +127,19 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
     assert kernel.select("gpu", 1, "fused", W=kernel.MAX_WIDTH + 1, trials=10**4) == "off"
     study = Study.from_dict({"seeds": 128, "task": {"n": 20, "m": [100]},
                              "model": {"width": [50, 8000], "depth": [1, 2]}})
-    shapes = plan.make_plan(study, platform="gpu").shapes
+    shapes = kinds.parity.make_plan(study, platform="gpu").shapes
     assert sorted((s.depth, s.W, s.kernel) for s in shapes) == [
         (1, 50, "pallas"), (1, 8000, "off"), (2, 50, "off"), (2, 8000, "off")]
     # decided by the study, not by the batch: the same in every shard, budget and device count
     for kw in ({"shard": (1, 4)}, {"memory_budget": 2**31}, {"devices": 4}):
-        shapes = plan.make_plan(study, platform="gpu", **kw).shapes
+        shapes = kinds.parity.make_plan(study, platform="gpu", **kw).shapes
         assert {(s.W, s.kernel) for s in shapes if s.depth == 1} == {(50, "pallas"),
                                                                      (8000, "off")}, kw
     monkeypatch.setenv(kernel.ENV, "on")  # every depth-1 program on a GPU
-    shapes = plan.make_plan(study, platform="gpu").shapes
+    shapes = kinds.parity.make_plan(study, platform="gpu").shapes
     assert {s.kernel for s in shapes if s.depth == 1} == {"pallas"}
     monkeypatch.setenv(kernel.ENV, "off")  # forced off, for comparison
-    assert {s.kernel for s in plan.make_plan(study, platform="gpu").shapes} == {"off"}
+    assert {s.kernel for s in kinds.parity.make_plan(study, platform="gpu").shapes} == {"off"}
     monkeypatch.setenv(kernel.ENV, "interpret")
     assert kernel.select("cpu", 1, "fused") == "interpret"
     monkeypatch.setenv(kernel.ENV, "3xtf32")

@@ -14,7 +14,7 @@ import jax
 import pytest
 from conftest import TINY_TOML
 
-from parity_jax import core, devices, kernel, plan
+from parity_jax import core, devices, kernel, kinds
 from parity_jax.config import ConfigError, Study
 from parity_jax.runner import run
 from parity_jax.tasks import parity
@@ -60,7 +60,7 @@ def _trials(results):
 def _run_interpret(study, out, monkeypatch, capsys):
     """(stored trials, warning lines) of the study run with the kernel in interpret mode."""
     monkeypatch.setenv(kernel.ENV, "interpret")
-    assert {s.kernel for s in plan.make_plan(study).shapes} == {"interpret"}
+    assert {s.kernel for s in kinds.parity.make_plan(study).shapes} == {"interpret"}
     capsys.readouterr()
     trials = _trials(run(study, out, progress=None))
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_batch
 
-from parity_jax import core, devices, plan
+from parity_jax import core, costs, devices, kinds, plan
 from parity_jax.config import ConfigError, Model, Study, Task, Train
 from parity_jax.core import Shape
 from parity_jax.tasks import parity
@@ -66,7 +66,8 @@ def test_the_plans_byte_estimate_is_within_25_percent_of_xlas(kw):
     m = compiled.memory_analysis()
     xla = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
            - m.alias_size_in_bytes)
-    assert 0.75 <= plan.batch_bytes(shape) / xla <= 1.25, (plan.batch_bytes(shape), xla)
+    estimate = costs.packed_batch_bytes(shape)
+    assert 0.75 <= estimate / xla <= 1.25, (estimate, xla)
 
 
 def test_widths_are_padded_by_at_most_an_eighth_and_m_by_at_most_twice():
@@ -77,11 +78,11 @@ def test_widths_are_padded_by_at_most_an_eighth_and_m_by_at_most_twice():
     study = Study(seeds=1, task=Task(n=20, k=2, m=[100, 5000, 70_000, 100_000, 1_000_000],
                                      n_test=100), model=Model(width=8),
                   train=Train(steps=10, eval_every=10))
-    p = plan.make_plan(study, 1 << 34, platform="cpu")
+    p = kinds.parity.make_plan(study, 1 << 34, platform="cpu")
     for b in p.batches:
         for t in b.trials:
             m = p.cells[t.cell].m
-            assert b.shape.task.M <= max(2 * m, plan.M_FLOOR)
+            assert b.shape.task.M <= max(2 * m, kinds.parity.M_FLOOR)
     # m <= 2^16 share one bucket; 70,000 and 100,000 share (2^16, 2^17]; 10^6 its own
     assert sorted({b.shape.task.M for b in p.batches}) == [5000, 100_000, 1_000_000]
 
@@ -92,12 +93,12 @@ def test_a_trial_that_cannot_fit_alone_is_refused_before_anything_is_written(tmp
     study = Study(seeds=1, task=Task(n=50, k=3, m=100_000, n_test=10_000),
                   model=Model(width=100_000), train=Train(steps=20, eval_every=10))
     with pytest.raises(ConfigError, match=r"width=100000.*needs 6\.\d\d GiB alone.*budget"):
-        plan.make_plan(study, 50 << 20, platform="cpu")
+        kinds.parity.make_plan(study, 50 << 20, platform="cpu")
     with pytest.raises(ConfigError, match="--memory-budget"):
         run(study, tmp_path / "out", memory_budget=50 << 20, progress=None)
     assert not (tmp_path / "out").exists()
     # alone, with a budget it fits, it is planned
-    assert len(plan.make_plan(study, 8 << 30, platform="cpu").batches) == 1
+    assert len(kinds.parity.make_plan(study, 8 << 30, platform="cpu").batches) == 1
 
 
 @pytest.mark.parametrize("name", ["fig1_cpu_full", "fig2_full"])
@@ -105,18 +106,18 @@ def test_the_paper_sized_grids_plan_within_a_20_gib_budget(name):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     study = Study.from_toml(os.path.join(here, "experiments", f"{name}.toml"))
     for platform in ("cpu", "gpu"):
-        p = plan.make_plan(study, 20 << 30, platform=platform)
+        p = kinds.parity.make_plan(study, 20 << 30, platform=platform)
         assert max(r["peak_bytes"] for r in p.programs()) <= 20 << 30
 
 
 def test_accelerator_batches_fill_the_memory_budget_cpus_keep_their_neuron_cap():
     study = Study(seeds=64, task=Task(n=20, k=3, m=500, n_test=500),
                   model=Model(width=1000), train=Train(steps=100, vary="init"))
-    cpu = plan.make_plan(study, 8 << 30, platform="cpu")
-    gpu = plan.make_plan(study, 8 << 30, platform="gpu")
-    assert max(b.shape.G * b.shape.P * b.shape.W for b in cpu.batches) <= plan.NEURON_BUDGET
+    cpu = kinds.parity.make_plan(study, 8 << 30, platform="cpu")
+    gpu = kinds.parity.make_plan(study, 8 << 30, platform="gpu")
+    assert max(b.shape.G * b.shape.P * b.shape.W for b in cpu.batches) <= kinds.parity.NEURON_BUDGET
     assert len(gpu.batches) == 1 and gpu.batches[0].shape.layout == "vmapped"
-    assert plan.batch_bytes(gpu.batches[0].shape) <= 8 << 30
+    assert costs.packed_batch_bytes(gpu.batches[0].shape) <= 8 << 30
 
 
 def test_a_warm_start_compiles_nothing(tmp_path):
@@ -150,7 +151,7 @@ def test_a_programs_chunk_depends_on_the_study_alone():
         for kw in (dict(devices=1), dict(devices=4), dict(devices=3, shard=(1, 3)),
                    dict(kernel="off"), dict(kernel="pallas"), dict(memory_budget=2 << 30)):
             kw.setdefault("memory_budget", 16 << 30)
-            p = plan.make_plan(study, platform=platform, **kw)
+            p = kinds.parity.make_plan(study, platform=platform, **kw)
             for b in p.batches:
                 assert b.shape.G % b.shape.chunk == 0
                 used = devices.used(b.shape, kw.get("devices", 1))

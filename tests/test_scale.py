@@ -9,7 +9,7 @@ import faults
 import pytest
 
 import parity_jax
-from parity_jax import Model, Study, Task, Train, cli, plan
+from parity_jax import Model, Study, Task, Train, cli, costs, kinds
 
 STUDY = Study(name="scale", seeds=3, task=Task(n=10, k=2, m=[40, 80], n_test=100),
               model=Model(width=[8, 16, 32], init=["dense", "sparse"]),
@@ -27,7 +27,7 @@ def test_four_devices_give_the_same_outcomes_as_one_trial_by_trial(tmp_path):
     assert len(one.trials()) == 36
     assert _rows(tmp_path / "one") == _rows(tmp_path / "four")
     # the plan really spread the batches over the 4 devices
-    p = plan.make_plan(STUDY, devices=4)
+    p = kinds.parity.make_plan(STUDY, devices=4)
     assert all(b.shape.G % 4 == 0 for b in p.batches if b.shape.G >= 4)
     assert any(b.shape.G >= 4 for b in p.batches)
 
@@ -35,8 +35,8 @@ def test_four_devices_give_the_same_outcomes_as_one_trial_by_trial(tmp_path):
 def test_shards_partition_the_trials_and_merge_equals_a_single_run(tmp_path, capsys):
     single = tmp_path / "single"
     parity_jax.run(STUDY, single, progress=None)
-    parts = [plan.make_plan(STUDY, shard=(i, 3)).trial_ids() for i in range(3)]
-    assert sum(map(len, parts)) == 36 and set().union(*parts) == plan.make_plan(
+    parts = [kinds.parity.make_plan(STUDY, shard=(i, 3)).trial_ids() for i in range(3)]
+    assert sum(map(len, parts)) == 36 and set().union(*parts) == kinds.parity.make_plan(
         STUDY).trial_ids()
     outs = []
     for i in range(3):
@@ -101,7 +101,7 @@ def test_plan_prints_programs_batches_memory_and_flops(tmp_path, capsys):
     config.write_text(faults.SMALL)
     assert cli.main(["plan", str(config), "--memory-budget", "40K", "--devices", "2"]) == 0
     out = capsys.readouterr().out
-    p = plan.make_plan(Study.from_toml(config), 40 * 1024, devices=2)
+    p = kinds.parity.make_plan(Study.from_toml(config), 40 * 1024, devices=2)
     assert f"{len(p.shapes)} compiled program(s), {len(p.batches)} batches" in out
     assert "TFLOP" in out and "peak memory" in out
     assert cli.main(["plan", str(config), "--devices", "99"]) == 2
@@ -112,10 +112,10 @@ def test_plan_prints_programs_batches_memory_and_flops(tmp_path, capsys):
 
 def test_trial_flops_counts_steps_and_evaluations():
     cell = STUDY.cells()[0]
-    step = plan.flops_per_trial_step(cell.width, cell.n, cell.batch)
+    step = costs.flops_per_trial_step(cell.width, cell.n, cell.batch)
     assert step == 4 * cell.batch * cell.width * (cell.n + 2)
     evals = cell.steps // cell.eval_every
-    assert plan.trial_flops(cell) == (cell.steps * step
+    assert kinds.parity.trial_flops(cell) == (cell.steps * step
                                       + evals * cell.n_test * 2 * cell.width * (cell.n + 1))
 
 

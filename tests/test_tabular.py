@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import load_experiment
 
-from parity_jax import core, devices, forest, models, oracles, reduce, tabular
+from parity_jax import core, datasets, devices, forest, merge, models, oracles, reduce
 from parity_jax.config import ConfigError, TabularStudy
 from parity_jax.tasks import xy
 
@@ -23,12 +23,12 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def test_the_benchmark_lists_its_16_numerical_classification_datasets():
-    names = [s.name for s in tabular.GRINSZTAJN]
-    ids = [s.openml_id for s in tabular.GRINSZTAJN]
+    names = [s.name for s in datasets.GRINSZTAJN]
+    ids = [s.openml_id for s in datasets.GRINSZTAJN]
     assert len(names) == 16 and len(set(names)) == 16 and len(set(ids)) == 16
-    assert tabular.BY_NAME["electricity"].openml_id == 44120
-    assert tabular.BY_NAME["california"].target == "price_above_median"
-    assert all(s.rows >= 3000 and s.features >= 4 for s in tabular.GRINSZTAJN)
+    assert datasets.BY_NAME["electricity"].openml_id == 44120
+    assert datasets.BY_NAME["california"].target == "price_above_median"
+    assert all(s.rows >= 3000 and s.features >= 4 for s in datasets.GRINSZTAJN)
 
 
 class _Bunch:
@@ -46,14 +46,14 @@ def test_openml_datasets_are_fetched_once_then_read_offline_from_the_cache(tmp_p
         calls.append(kw)
         return _Bunch(X, y, [f"f{i}" for i in range(5)])
 
-    first = tabular.load("electricity", cache=tmp_path, fetch=fetch)
+    first = datasets.load("electricity", cache=tmp_path, fetch=fetch)
     assert calls[0]["data_id"] == 44120 and calls[0]["target_column"] == "class"
     assert (tmp_path / "openml-44120-class.npz").is_file()  # cached per (id, target)
 
     def offline(**kw):
         raise urllib.error.URLError("no network")
 
-    second = tabular.load("electricity", cache=tmp_path, fetch=offline)
+    second = datasets.load("electricity", cache=tmp_path, fetch=offline)
     np.testing.assert_array_equal(first.X, second.X)
     np.testing.assert_array_equal(first.y, second.y)
     assert second.features == ("f0", "f1", "f2", "f3", "f4")
@@ -61,32 +61,32 @@ def test_openml_datasets_are_fetched_once_then_read_offline_from_the_cache(tmp_p
 
 
 def test_unknown_names_bad_ids_and_unreachable_openml_are_one_line_errors(tmp_path):
-    with pytest.raises(tabular.DataError, match="electricity.*covertype"):
-        tabular.load("no-such-dataset")
-    with pytest.raises(tabular.DataError, match="positive integer"):
-        tabular.load("openml:abc")
+    with pytest.raises(datasets.DataError, match="electricity.*covertype"):
+        datasets.load("no-such-dataset")
+    with pytest.raises(datasets.DataError, match="positive integer"):
+        datasets.load("openml:abc")
 
     def offline(**kw):
         raise urllib.error.URLError("[Errno -3] Temporary failure\nin name resolution")
 
-    with pytest.raises(tabular.DataError) as e:
-        tabular.load("Higgs", cache=tmp_path, fetch=offline)
+    with pytest.raises(datasets.DataError) as e:
+        datasets.load("Higgs", cache=tmp_path, fetch=offline)
     msg = str(e.value)
     assert "OpenML id 44129" in msg and "not in the cache" in msg and "\n" not in msg
-    with pytest.raises(tabular.DataError, match="OpenML id 99999999"):
-        tabular.load("openml:99999999", cache=tmp_path, fetch=offline)
+    with pytest.raises(datasets.DataError, match="OpenML id 99999999"):
+        datasets.load("openml:99999999", cache=tmp_path, fetch=offline)
     assert not list(tmp_path.glob("*.npz"))  # nothing half-written
 
 
 def test_own_csv_and_npz_files_and_their_errors(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("a,b,label\n1,2,x\n3,4,y\n5,,x\n7,8,z\n9,1,y\n2,2,x\n")
-    t = tabular.load(str(good))
+    t = datasets.load(str(good))
     # the row with a missing value is dropped; 3 classes -> the two most frequent (x, y)
     assert t.features == ("a", "b") and t.classes == ("x", "y")
     assert t.X.shape == (4, 2) and list(t.y) == [0, 1, 1, 0]
-    with pytest.raises(tabular.DataError, match="numeric"):  # then "label" is a feature
-        tabular.load(str(good), target="a")
+    with pytest.raises(datasets.DataError, match="numeric"):  # then "label" is a feature
+        datasets.load(str(good), target="a")
 
     bad = {
         "text.csv": ("a,label\n1,x\nhello,y\n", "numeric"),
@@ -96,30 +96,30 @@ def test_own_csv_and_npz_files_and_their_errors(tmp_path):
     }
     for name, (text, why) in bad.items():
         (tmp_path / name).write_text(text)
-        with pytest.raises(tabular.DataError, match=why):
-            tabular.load(str(tmp_path / name))
-    with pytest.raises(tabular.DataError, match="target column 'nope'"):
-        tabular.load(str(good), target="nope")
-    with pytest.raises(tabular.DataError, match="no such file"):
-        tabular.load(str(tmp_path / "missing.csv"))
+        with pytest.raises(datasets.DataError, match=why):
+            datasets.load(str(tmp_path / name))
+    with pytest.raises(datasets.DataError, match="target column 'nope'"):
+        datasets.load(str(good), target="nope")
+    with pytest.raises(datasets.DataError, match="no such file"):
+        datasets.load(str(tmp_path / "missing.csv"))
     np.savez(tmp_path / "nox.npz", A=np.zeros(3))
-    with pytest.raises(tabular.DataError, match="arrays X and y"):
-        tabular.load(str(tmp_path / "nox.npz"))
+    with pytest.raises(datasets.DataError, match="arrays X and y"):
+        datasets.load(str(tmp_path / "nox.npz"))
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
-    with pytest.raises(tabular.DataError, match="not a readable"):
-        tabular.load(str(tmp_path / "corrupt.npz"))
+    with pytest.raises(datasets.DataError, match="not a readable"):
+        datasets.load(str(tmp_path / "corrupt.npz"))
     np.savez(tmp_path / "whole.npz", X=np.zeros((10, 2)), y=np.arange(10) % 2)
     (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:200])
-    with pytest.raises(tabular.DataError, match="not a readable"):
-        tabular.load(str(tmp_path / "cut.npz"))
+    with pytest.raises(datasets.DataError, match="not a readable"):
+        datasets.load(str(tmp_path / "cut.npz"))
     np.save(tmp_path / "plain.npy", np.zeros(3))
     (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
-    with pytest.raises(tabular.DataError, match="not an .npz archive"):
-        tabular.load(str(tmp_path / "plain.npz"))
+    with pytest.raises(datasets.DataError, match="not an .npz archive"):
+        datasets.load(str(tmp_path / "plain.npz"))
     (tmp_path / "nolabel.csv").write_text("a,label\n1,x\n2,\n3,y\n")
-    assert tabular.load(str(tmp_path / "nolabel.csv")).X.shape == (2, 1)  # unlabeled row dropped
+    assert datasets.load(str(tmp_path / "nolabel.csv")).X.shape == (2, 1)  # unlabeled row dropped
     np.savez(tmp_path / "ok.npz", X=np.arange(20.0).reshape(10, 2), y=np.arange(10) % 2)
-    assert tabular.load(str(tmp_path / "ok.npz")).X.shape == (10, 2)
+    assert datasets.load(str(tmp_path / "ok.npz")).X.shape == (10, 2)
 
 
 def test_files_without_features_long_fields_and_label_spellings(tmp_path, capsys):
@@ -131,8 +131,8 @@ def test_files_without_features_long_fields_and_label_spellings(tmp_path, capsys
     for name, says in [("target_only.csv", "no feature column"),
                        ("no_columns.npz", "no feature column"),
                        ("long.csv", "line 3: field larger than field limit")]:
-        with pytest.raises(tabular.DataError, match=says):
-            tabular.load(str(tmp_path / name))
+        with pytest.raises(datasets.DataError, match=says):
+            datasets.load(str(tmp_path / name))
         config = tmp_path / "c.toml"  # the CLI: one line, exit 2, nothing written
         config.write_text(f'datasets = ["{tmp_path / name}"]\n')
         capsys.readouterr()
@@ -143,43 +143,43 @@ def test_files_without_features_long_fields_and_label_spellings(tmp_path, capsys
     # "nan", "NaN", "inf" and empty labels are missing (dropped); 0, -0, 0.0 are one class
     (tmp_path / "labels.csv").write_text(
         "a,y\n1,0\n2,-0\n3,0.0\n4,1\n5,nan\n6,NaN\n7,\n8,1.0\n9,inf\n10, 1\n")
-    t = tabular.load(str(tmp_path / "labels.csv"))
+    t = datasets.load(str(tmp_path / "labels.csv"))
     assert t.classes == ("0", "1") and t.dropped == 4
     assert t.X[:, 0].tolist() == [1, 2, 3, 4, 8, 10] and t.y.tolist() == [0, 0, 0, 1, 1, 1]
     (tmp_path / "words.csv").write_text("a,y\n1,cat\n2,nan\n3,dog\n4,cat\n5,NAN\n6,dog\n")
-    t = tabular.load(str(tmp_path / "words.csv"))
+    t = datasets.load(str(tmp_path / "words.csv"))
     assert t.classes == ("cat", "dog") and t.dropped == 2 and t.y.tolist() == [0, 1, 0, 1]
-    t = tabular.from_arrays("floats", np.arange(4.0)[:, None], np.array([0.0, -0.0, 1.0, 1.0]))
+    t = datasets.from_arrays("floats", np.arange(4.0)[:, None], np.array([0.0, -0.0, 1.0, 1.0]))
     assert t.classes == ("0", "1") and t.y.tolist() == [0, 0, 1, 1]
 
 
 def test_bundled_sklearn_datasets_are_binary():
     for name, rows in (("breast_cancer", 569), ("wine", 178), ("digits", 1797)):
-        t = tabular.load(f"sklearn:{name}")
+        t = datasets.load(f"sklearn:{name}")
         assert t.X.shape[0] == rows and set(np.unique(t.y)) == {0, 1}
-    with pytest.raises(tabular.DataError, match="breast_cancer, wine, digits"):
-        tabular.load("sklearn:iris")
+    with pytest.raises(datasets.DataError, match="breast_cancer, wine, digits"):
+        datasets.load("sklearn:iris")
 
 
 def test_split_proportions_caps_and_nested_subsamples():
-    t = tabular.planted_parity(rows=1000, features=6, k=2)
-    s = tabular.split(t, seed=3)
+    t = datasets.planted_parity(rows=1000, features=6, k=2)
+    s = datasets.split(t, seed=3)
     assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (700, 90, 210)
-    again = tabular.split(t, seed=3)
+    again = datasets.split(t, seed=3)
     np.testing.assert_array_equal(s.x_train, again.x_train)
-    capped = tabular.split(t, seed=3, max_train=100, max_eval=50)
+    capped = datasets.split(t, seed=3, max_train=100, max_eval=50)
     assert (len(capped.y_train), len(capped.y_val), len(capped.y_test)) == (100, 50, 50)
-    raw = tabular.split(t, seed=3, quantile=False)
+    raw = datasets.split(t, seed=3, quantile=False)
     rows = {tuple(r) for r in raw.x_train}
     assert not rows & {tuple(r) for r in raw.x_test}  # disjoint splits
     # Gaussianised: standard normal marginals on the training split
     assert abs(float(s.x_train.mean())) < 0.05 and abs(float(s.x_train.std()) - 1) < 0.1
-    perm = tabular.permutation(700, seed=1)
-    small, large = perm[:tabular.train_rows(700, 0.01)], perm[:tabular.train_rows(700, 0.1)]
+    perm = datasets.permutation(700, seed=1)
+    small, large = perm[:datasets.train_rows(700, 0.01)], perm[:datasets.train_rows(700, 0.1)]
     assert len(small) == 7 and len(large) == 70 and set(small) <= set(large)
-    assert tabular.train_rows(700, 0.0001) == 1
-    with pytest.raises(tabular.DataError, match="too few"):
-        tabular.split(tabular.from_arrays("tiny", np.zeros((5, 2)), [0, 1, 0, 1, 0]))
+    assert datasets.train_rows(700, 0.0001) == 1
+    with pytest.raises(datasets.DataError, match="too few"):
+        datasets.split(datasets.from_arrays("tiny", np.zeros((5, 2)), [0, 1, 0, 1, 0]))
 
 
 # ---- the trainer --------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def _batch(trials, n_train, steps, seed=0):
     return core.Batch(
         task=xy.Inputs(
             order_key=keys[T:],
-            rows=jnp.asarray(np.stack([tabular.permutation(n_train, t["seed"])
+            rows=jnp.asarray(np.stack([datasets.permutation(n_train, t["seed"])
                                        for t in trials])),
             m=jnp.array([t["m"] for t in trials], jnp.int32)),
         init_key=keys[:T],
@@ -223,7 +223,7 @@ def _train(shape, data, b):
 
 @pytest.mark.parametrize("optimizer,depth", [("sgd", 1), ("adam", 1), ("adam", 2)])
 def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, depth):
-    splits = tabular.split(tabular.load("sklearn:wine"), seed=0)
+    splits = datasets.split(datasets.load("sklearn:wine"), seed=0)
     data, n = _data(splits), len(splits.y_train)
     lr = 0.05 if optimizer == "sgd" else 0.01
     trials = [dict(m=n, width=8, sparse=False, lr=lr, seed=0),
@@ -251,7 +251,7 @@ def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, dep
 
 
 def test_new_learning_rates_compile_nothing_new_and_a_diverging_trial_is_isolated():
-    splits = tabular.split(tabular.load("sklearn:wine"), seed=0)
+    splits = datasets.split(datasets.load("sklearn:wine"), seed=0)
     data, n = _data(splits), len(splits.y_train)
     shape = _shape(splits, depth=1, W=8, T=2, batch=16, steps=100, eval_every=50,
                    optimizer="sgd")
@@ -271,7 +271,7 @@ def test_sparse_init_beats_dense_on_a_planted_parity_at_a_small_fraction():
     """The paper's mechanism on tabular data: y = the XOR of the signs of 2 of 20 Gaussian
     features; with 300 training rows a sparse (s = 2) init learns it, a dense one mostly not.
     Asserted on the means' 95% intervals over 8 seeds."""
-    splits = tabular.split(tabular.planted_parity(rows=4000, features=20, k=2), seed=0)
+    splits = datasets.split(datasets.planted_parity(rows=4000, features=20, k=2), seed=0)
     data, n = _data(splits), len(splits.y_train)
     seeds = 8
     trials = [dict(m=300, width=256, sparse=sp, s=2, lr=0.1, seed=i)
@@ -300,7 +300,7 @@ def test_forest_search_space_and_tuning_on_a_tiny_grid():
     assert max(d["n_estimators"] for d in draws) > 1000  # log-uniform reaches the top decade
     assert max(forest.sample(rng, n_estimators_max=50)["n_estimators"] for _ in range(50)) <= 50
 
-    s = tabular.split(tabular.load("sklearn:breast_cancer"), seed=0)
+    s = datasets.split(datasets.load("sklearn:breast_cancer"), seed=0)
     best = forest.tune(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test,
                        iterations=3, seed=0, n_estimators_max=30)
     assert best["iterations"] == 3 and best["test_error"] < 0.15
@@ -315,7 +315,7 @@ def test_a_forest_search_gives_the_same_bits_in_every_call():
     from one call to the next); the search's own sum runs in the trees' order."""
     from sklearn.ensemble import RandomForestClassifier
 
-    s = tabular.split(tabular.load("sklearn:breast_cancer"), seed=0)
+    s = datasets.split(datasets.load("sklearn:breast_cancer"), seed=0)
     rf = RandomForestClassifier(n_estimators=300, min_samples_leaf=3, random_state=0,
                                 n_jobs=8).fit(s.x_train, s.y_train)
     in_order = sum(tree.predict_proba(s.x_test) for tree in rf.estimators_) / 300
@@ -371,7 +371,7 @@ def test_two_fresh_runs_of_a_tabular_study_store_the_same_rows_and_merge(tmp_pat
     assert len(a) == 12 and [r.val_loss.hex() for r in a if r.extra != "{}"] == \
         [r.val_loss.hex() for r in b if r.extra != "{}"]
     assert a == b
-    written, duplicates = store.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    written, duplicates = merge.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     assert (written, duplicates) == (12, 12) and rows(tmp_path / "m") == a
 
 
@@ -410,7 +410,7 @@ def test_tabular_config_errors_name_the_field():
             TabularStudy.from_dict(d)
     TabularStudy.from_toml(EXPERIMENTS / "tabular.toml")
     full = TabularStudy.from_toml(EXPERIMENTS / "tabular_full.toml")
-    assert set(full.axis("datasets")) == set(tabular.BY_NAME)
+    assert set(full.axis("datasets")) == set(datasets.BY_NAME)
 
 
 def test_tabular_script_on_a_tiny_config_writes_outputs_and_resumes(tmp_path, monkeypatch):
@@ -507,14 +507,14 @@ def test_a_bad_dataset_in_the_config_is_exit_status_2_and_one_line(tmp_path, cap
 
 
 def test_planted_parity_labels_are_the_product_of_the_planted_signs():
-    t = tabular.planted_parity(rows=500, features=6, k=3, seed=4)
+    t = datasets.planted_parity(rows=500, features=6, k=3, seed=4)
     planted = [i for i, f in enumerate(t.features) if f.endswith("*")]
     assert len(planted) == 3
     expected = np.prod(np.sign(t.X[:, planted]), axis=1) > 0
     np.testing.assert_array_equal(t.y, expected.astype(np.int8))
-    noisy = tabular.planted_parity(rows=2000, features=6, k=3, seed=4, noise=0.2)
+    noisy = datasets.planted_parity(rows=2000, features=6, k=3, seed=4, noise=0.2)
     assert [i for i, f in enumerate(noisy.features) if f.endswith("*")] == planted
     flipped = np.mean(noisy.y != (np.prod(np.sign(noisy.X[:, planted]), axis=1) > 0))
     assert 0.15 < flipped < 0.25
-    with pytest.raises(tabular.DataError, match="unknown option 'n'"):
-        tabular.load("parity:n=3")
+    with pytest.raises(datasets.DataError, match="unknown option 'n'"):
+        datasets.load("parity:n=3")
