@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from parity_jax import settings
 from parity_jax.config import INT32_MAX, ConfigError
 
 SKLEARN = ("breast_cancer", "wine", "digits")
@@ -110,7 +111,7 @@ class Splits:
 
 def cache_dir() -> Path:
     """Where fetched OpenML datasets are kept: ``$PARITY_JAX_DATA`` or ~/.cache/parity_jax."""
-    return Path(os.environ.get("PARITY_JAX_DATA", Path.home() / ".cache" / "parity_jax"))
+    return settings.data_dir()
 
 
 def load(spec: str, *, target: str | None = None, cache: str | Path | None = None,

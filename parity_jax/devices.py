@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core, kernel
+from parity_jax import core, kernel, settings
 from parity_jax.config import ConfigError
 
 
@@ -30,9 +30,8 @@ def split_cpu() -> None:
     ``XLA_FLAGS=--xla_force_host_platform_device_count``), or when JAX's backends have already
     started; ``PARITY_JAX_CPU_DEVICES`` gives the count instead (an integer >= 1, checked).
     """
-    count = cpu_devices_setting()  # checked even where it is not used
-    if (jax.config.jax_num_cpu_devices != -1
-            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+    count = settings.cpu_devices()  # checked even where it is not used
+    if jax.config.jax_num_cpu_devices != -1 or settings.cpu_devices_forced():
         return
     if count is None:
         try:
@@ -43,22 +42,6 @@ def split_cpu() -> None:
         jax.config.update("jax_num_cpu_devices", max(1, count))
     except RuntimeError:
         pass  # backends already initialised by the caller: keep their devices
-
-
-def cpu_devices_setting() -> int | None:
-    """``PARITY_JAX_CPU_DEVICES`` (None: unset or empty); anything but an integer >= 1 is a
-    ConfigError naming it."""
-    raw = os.environ.get("PARITY_JAX_CPU_DEVICES", "").strip()
-    if not raw:
-        return None
-    try:
-        count = int(raw)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigError(f"PARITY_JAX_CPU_DEVICES = {raw!r}: must be an integer >= 1 (the JAX "
-                          "CPU devices to split the CPU into), or unset (one per core)")
-    return count
 
 
 def start() -> str:
@@ -94,15 +77,11 @@ def compile_cache() -> str | None:
     through JAX (``jax_compilation_cache_dir``) is kept; one that cannot be created turns the
     cache off.
     """
-    where = os.environ.get("PARITY_JAX_CACHE", "").strip()
-    if where.lower() == "off":
+    where = settings.cache()
+    if where is None:
         return None
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    if not where:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".cache")
-        where = os.path.join(base, "parity_jax", "jax")
     try:
         os.makedirs(where, exist_ok=True)
     except OSError:
@@ -258,7 +237,7 @@ def verdicts_file() -> str | None:
     (``~/.cache/parity_jax/kernel_checks.json`` by default); None -- this process only -- with
     ``PARITY_JAX_CACHE=off`` or no compile cache."""
     where = jax.config.jax_compilation_cache_dir
-    if (os.environ.get("PARITY_JAX_CACHE", "").strip().lower() == "off" or not where
+    if (settings.cache() is None or not where
             or "://" in where):  # a remote cache (gs://...): verdicts in this process only
         return None
     return os.path.join(os.path.dirname(os.path.abspath(where)), kernel.VERDICTS_FILE)

@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import files, models, render
+from parity_jax import files, models, render, settings
 from parity_jax.models import Params
 
 _NO_PALLAS = ""  # why Pallas did not import
@@ -67,8 +67,7 @@ except ImportError as e:  # a jax without Pallas: no kernel (``available``), the
     pl, _NO_PALLAS = None, f": {type(e).__name__}: {e}"
 
 KERNELS = ("off", "pallas", "pallas-3xtf32", "interpret")
-ENV = "PARITY_JAX_KERNEL"
-CHOICES = ("auto", "off", "on", "interpret", "3xtf32")
+ENV = settings.KERNEL  # overrides ``select``: one of ``settings.KERNEL_CHOICES``
 MIN_TRIALS = 128  # about one trial per SM of an H100 (132)
 MAX_WIDTH = 4096  # padded width; w1 of 4096 x 64 floats is 1 MiB
 REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
@@ -88,13 +87,9 @@ def dot_precision(shape):
 
 
 def requested() -> str:
-    """``PARITY_JAX_KERNEL``: one of ``CHOICES`` ("auto" by default); anything else is an
-    error naming the variable."""
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if value not in CHOICES:
-        from parity_jax.config import ConfigError
-        raise ConfigError(f"{ENV} = {value!r}: must be one of {', '.join(CHOICES)}")
-    return value
+    """``PARITY_JAX_KERNEL``, read now (``settings.kernel``): "auto" by default; a value not
+    allowed is an error naming the variable."""
+    return settings.kernel()
 
 
 def select(platform: str, depth: int, step: str, W: int = 0, trials: int = MIN_TRIALS) -> str:

@@ -1,5 +1,8 @@
 """Figures: success heatmaps over (m, width), one per init, with the m-frontier drawn. Each
-file is replaced whole, never written through a link (``files.save_figure``)."""
+file is replaced whole, never written through a link (``files.save_figure``).
+
+Figures are plain ``matplotlib.figure.Figure`` objects, saved by format (Agg for PNG): no
+pyplot, so no GUI backend is chosen and importing this module changes no matplotlib setting."""
 
 from __future__ import annotations
 
@@ -7,12 +10,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from parity_jax import files, reduce, render  # noqa: E402
+from parity_jax import files, reduce, render
 
 
 def _varying(records: list[dict], exclude: tuple[str, ...]) -> list[str]:
@@ -38,7 +39,8 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
         for r in rs:
             if r["p"] is not None:
                 grid[widths.index(r["width"]), ms.index(r["m"])] = r["p"]
-        fig, ax = plt.subplots(figsize=(1.1 * len(ms) + 2.5, 0.8 * len(widths) + 1.8))
+        fig = Figure(figsize=(1.1 * len(ms) + 2.5, 0.8 * len(widths) + 1.8))
+        ax = fig.subplots()
         im = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for i in range(len(widths)):
             for j in range(len(ms)):
@@ -68,10 +70,7 @@ def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> l
         fig.tight_layout()
         suffix = "".join(f"_{k}{v}" for k, v in rest.items())
         path = out_dir / f"heatmap_{label}{suffix}.png"
-        try:
-            files.save_figure(fig, path, dpi=110)
-        finally:
-            plt.close(fig)
+        files.save_figure(fig, path, dpi=110)
         paths.append(path)
     return paths
 
@@ -92,10 +91,10 @@ def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Pa
         if r.get(y) is not None and r.get(x) is not None:
             panels[panel(r)].append(r)
     names = sorted(panels)
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.4),
-                             sharey=True, squeeze=False)
+    fig = Figure(figsize=(4.2 * max(1, len(names)), 3.4))
+    axes = fig.subplots(1, max(1, len(names)), sharey=True, squeeze=False)
     values = sorted({r[series] for rs in panels.values() for r in rs}, key=str)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(values))))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, len(values))))
     for ax, name in zip(axes[0], names, strict=False):
         for color, v in zip(colors, values, strict=True):
             rs = sorted((r for r in panels[name] if r[series] == v), key=lambda r: r[x])
@@ -125,10 +124,7 @@ def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Pa
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        files.save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
+    files.save_figure(fig, path, dpi=110)
     return path
 
 
@@ -141,8 +137,8 @@ def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
     keys = sorted(panels, key=str)
     cols = min(4, len(keys))
     rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False,
-                             sharey=True)
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     for ax, key in zip(axes.flat, keys, strict=False):
         for r in sorted(panels[key], key=lambda r: r["seed"])[:per_panel]:
             ax.plot(r["step"], r["test_error"], lw=1, label=f"seed {r['seed']}")
@@ -156,8 +152,5 @@ def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
-    try:
-        files.save_figure(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
+    files.save_figure(fig, path, dpi=110)
     return path

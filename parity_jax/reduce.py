@@ -19,7 +19,6 @@ CELL_FIELDS = tuple(
     + [f.name for f in dataclasses.fields(Cell) if f.name not in
        ("n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps")]
 )
-STAT_FIELDS = ("trials", "successes", "p", "ci_low", "ci_high", "median_first_hit", "diverged")
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -172,7 +171,7 @@ def curve_summary(curves: list[dict]) -> list[dict]:
 
 def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean of ``values`` with a Student-t interval (half-width 0 for a single value)."""
-    from scipy import stats
+    from scipy import stats  # the t quantile (an inverse incomplete beta); imported when used
 
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], float)
     if len(v) == 0:

@@ -1,0 +1,107 @@
+"""settings: each environment variable, read when asked, a good value and a bad one."""
+
+from pathlib import Path
+
+import pytest
+
+from parity_jax import settings
+from parity_jax.config import ConfigError
+
+
+@pytest.mark.parametrize("raw, want", [("", None), ("  ", None), ("3", 3), (" 2 ", 2)])
+def test_cpu_devices(monkeypatch, raw, want):
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", raw)
+    assert settings.cpu_devices() == want
+
+
+def test_cpu_devices_unset(monkeypatch):
+    monkeypatch.delenv("PARITY_JAX_CPU_DEVICES", raising=False)
+    assert settings.cpu_devices() is None
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5"])
+def test_cpu_devices_bad(monkeypatch, raw):
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", raw)
+    with pytest.raises(ConfigError, match=f"^PARITY_JAX_CPU_DEVICES = '{raw}': must be an "
+                                          r"integer >= 1 .*or unset \(one per core\)$"):
+        settings.cpu_devices()
+
+
+def test_cpu_devices_forced_by_xla_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
+    assert settings.cpu_devices_forced()
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    assert not settings.cpu_devices_forced()
+    monkeypatch.delenv("XLA_FLAGS")
+    assert not settings.cpu_devices_forced()
+
+
+@pytest.mark.parametrize("raw", ["off", "OFF", " Off "])
+def test_cache_off(monkeypatch, raw):
+    monkeypatch.setenv("PARITY_JAX_CACHE", raw)
+    assert settings.cache() is None
+
+
+def test_cache_directory_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("PARITY_JAX_CACHE", f" {tmp_path / 'c'} ")
+    assert settings.cache() == str(tmp_path / "c")
+    # any other value is a directory: one that cannot be made turns the cache off there
+    # (devices.compile_cache), so no value is an error
+    monkeypatch.setenv("PARITY_JAX_CACHE", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.cache() == str(tmp_path / "xdg" / "parity_jax" / "jax")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert settings.cache() == str(tmp_path / "home" / ".cache" / "parity_jax" / "jax")
+
+
+@pytest.mark.parametrize("raw, want", [("", "auto"), ("auto", "auto"), (" OFF ", "off"),
+                                       ("on", "on"), ("Interpret", "interpret"),
+                                       ("3xtf32", "3xtf32")])
+def test_kernel(monkeypatch, raw, want):
+    monkeypatch.setenv("PARITY_JAX_KERNEL", raw)
+    assert settings.kernel() == want
+
+
+def test_kernel_unset_and_bad(monkeypatch):
+    monkeypatch.delenv("PARITY_JAX_KERNEL", raising=False)
+    assert settings.kernel() == "auto"
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "Fast")  # read again on every call
+    with pytest.raises(ConfigError, match="^PARITY_JAX_KERNEL = 'fast': must be one of auto, "
+                                          "off, on, interpret, 3xtf32$"):
+        settings.kernel()
+
+
+def test_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("PARITY_JAX_DATA", str(tmp_path / "data"))
+    assert settings.data_dir() == tmp_path / "data"
+    # any value is a directory (set but empty: the current one, as before); none is an error
+    monkeypatch.setenv("PARITY_JAX_DATA", "")
+    assert settings.data_dir() == Path("")
+    monkeypatch.delenv("PARITY_JAX_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert settings.data_dir() == tmp_path / "home" / ".cache" / "parity_jax"
+
+
+def test_distributed(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings.distributed() == (None, None, None)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", " 3")  # int()'s parsing, as runner's was
+    assert settings.distributed() == ("10.0.0.1:1234", 4, 3)
+
+
+@pytest.mark.parametrize("name", ["JAX_NUM_PROCESSES", "JAX_PROCESS_ID"])
+def test_distributed_bad(monkeypatch, name):
+    monkeypatch.setenv(name, "two")
+    with pytest.raises(ConfigError, match=f"^{name} = 'two': must be an integer"):
+        settings.distributed()
+
+
+def test_docstring_tables_every_variable():
+    for name in (settings.CPU_DEVICES, settings.CACHE, settings.KERNEL, settings.DATA,
+                 settings.COORDINATOR, settings.NUM_PROCESSES, settings.PROCESS_ID, "XLA_FLAGS",
+                 *(f"``{c}``" for c in settings.KERNEL_CHOICES)):
+        assert name in settings.__doc__, name
