@@ -96,7 +96,8 @@ def compile_cache() -> str | None:
 class CompileStats:
     """Counts what JAX compiles while it is open (``with CompileStats() as c``): ``programs``
     (compiled training programs), ``seconds`` (their tracing, lowering and compiling, or
-    loading from the persistent cache) and ``cache_hits``."""
+    loading from the persistent cache) and ``cache_hits`` (those of them loaded from the
+    persistent cache)."""
 
     _open: list[CompileStats] = []
     _listening = False
@@ -115,21 +116,29 @@ class CompileStats:
     def __exit__(self, *exc) -> None:
         CompileStats._open.remove(self)
 
+    # persistent-cache hits seen since the last compile ended: a compile's hit is recorded
+    # inside its backend_compile_duration, which then says whether it was a training program
+    _pending_hits = 0
+
     @staticmethod
     def _duration(event: str, seconds: float, **kw) -> None:
-        name = kw.get("fun_name", "")
-        if not event.startswith("/jax/core/compile/") or name.removeprefix("jit(").rstrip(
-                ")") not in _PROGRAMS:
+        if not event.startswith("/jax/core/compile/"):
             return
+        compiled = event.endswith("backend_compile_duration")
+        hits = CompileStats._pending_hits if compiled else 0
+        if compiled:
+            CompileStats._pending_hits = 0
+        if kw.get("fun_name", "").removeprefix("jit(").rstrip(")") not in _PROGRAMS:
+            return  # small helper computations (key derivation, ...) are not counted
         for stats in CompileStats._open:
             stats.seconds += seconds
-            stats.programs += event.endswith("backend_compile_duration")
+            stats.programs += compiled
+            stats.cache_hits += hits
 
     @staticmethod
     def _event(event: str, **kw) -> None:
         if event == "/jax/compilation_cache/cache_hits":
-            for stats in CompileStats._open:
-                stats.cache_hits += 1
+            CompileStats._pending_hits += 1
 
 
 _PROGRAMS = ("train", "sharded")  # the names of the jitted training programs (``_program``)
