@@ -33,9 +33,11 @@ one seed after another), a ``torch.func`` ensemble (``stack_module_state`` + ``f
 + ``vmap(grad)``), a Python loop of per-trial ``jax.jit`` calls (the unpacked optax reference
 path, one trial per call) and the **naive ``jit(vmap)``**: the program a JAX user writes first
 (one trial's optax training loop, ``jax.jit(jax.vmap(train))`` over the trials' keys; its
-marginal rate like the engine's). PyTorch runs on CUDA when it is available (the table says
-which device), else on the CPU; it is optional (``pip install parity_jax[bench]``): without it
-those cells say so.
+marginal rate like the engine's). The PyTorch baselines live in the checkout's
+``benchmarks/torch_baselines.py``, not in the runtime package (``torch_baselines`` loads them);
+PyTorch runs on CUDA when it is available (the table says which device), else on the CPU; it is
+optional (``pip install parity_jax[bench]``): without it, or without that file (an installed
+wheel), those cells say so.
 
 A column that fails -- a kernel that does not lower, no PyTorch -- holds ``error: <first line>``
 in its cell (``row["errors"]`` in the JSON) and the rest of the row is still timed.
@@ -48,6 +50,7 @@ the rate, and S, several times over: a 1000 x 1000-trial row ran for minutes.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import platform
@@ -55,6 +58,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +84,8 @@ def flops_per_trial_step(width: int) -> int:
     return costs.flops_per_trial_step(width, N, BATCH)
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls."""
     return interleaved({None: fn}, repeats)[None]
 
 
@@ -124,7 +129,7 @@ def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
     b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
     mm = jax.jit(functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
     mm(a, b).block_until_ready()
-    t = _median_time(lambda: mm(a, b).block_until_ready(), repeats)
+    t = median_time(lambda: mm(a, b).block_until_ready(), repeats)
     return 2 * size**3 / t / 1e9
 
 
@@ -203,7 +208,7 @@ def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
     x = jnp.ones((mib << 18,), jnp.float32)
     f = jax.jit(lambda x: x * 1.0001 + 0.5)
     f(x).block_until_ready()
-    t = _median_time(lambda: f(x).block_until_ready(), repeats)
+    t = median_time(lambda: f(x).block_until_ready(), repeats)
     return 2 * x.nbytes / t
 
 
@@ -323,125 +328,21 @@ def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0)
     return {"rate": done * steps / (time.perf_counter() - start), "trials_timed": done}
 
 
-# ---- PyTorch baselines (optional) ---------------------------------------------------------------
+# ---- PyTorch baselines (optional; benchmarks/torch_baselines.py of a checkout) --------------
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
+BASELINES = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_baselines.py"
 
 
-def torch_device() -> str | None:
-    """Where the PyTorch baselines run: "cuda" when PyTorch sees a GPU, else "cpu" (None:
-    no PyTorch)."""
-    torch = _torch()
-    if torch is None:
-        return None
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _sync(torch) -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _torch_data(torch, vary: str, trials: int, seed: int = 0):
-    """Parity training sets: (1, M, N) shared or (T, M, N) independent, labels alike."""
-    g = torch.Generator().manual_seed(seed)
-    t = 1 if vary == "init" else trials
-    x = torch.randint(0, 2, (t, M, N), generator=g).float() * 2 - 1
-    y = x[:, :, :K].prod(dim=-1)
-    return x.to(torch_device()), y.to(torch_device())
-
-
-def _torch_model(torch, width: int):
-    return torch.nn.Sequential(torch.nn.Linear(N, width), torch.nn.ReLU(),
-                               torch.nn.Linear(width, 1)).to(torch_device())
-
-
-def torch_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
-    """Per-seed loop: nn.Module + torch.optim.SGD (coupled weight decay), one seed at a time."""
-    torch = _torch()
-    if torch is None:
-        return {}
-    x, y = _torch_data(torch, "init", 1)
-    x, y = x[0], y[0]
-
-    def one_seed(seed: int, n_steps: int):
-        torch.manual_seed(seed)
-        model = _torch_model(torch, width)
-        opt = torch.optim.SGD(model.parameters(), lr=LR, weight_decay=WD)
-        for _ in range(n_steps):
-            idx = torch.randint(0, M, (BATCH,), device=x.device)
-            loss = torch.relu(1 - y[idx] * model(x[idx]).squeeze(-1)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        _sync(torch)
-
-    one_seed(0, 20)  # warm
-    done, start = 0, time.perf_counter()
-    while done < trials and (done < 1 or time.perf_counter() - start < time_budget):
-        one_seed(done + 1, steps)
-        done += 1
-    return {"rate": done * steps / (time.perf_counter() - start), "trials_timed": done}
-
-
-def torch_func_timer(width: int, trials: int, vary: str, steps: int = 64,
-                     target_s: float = 1.0) -> tuple[int, Callable[[], None]] | None:
-    """A torch.func ensemble: stacked parameters, vmap(grad) of functional_call, fused SGD.
-    Returns (S, a warmed timer of S steps), S at most ``steps`` and cut (a power of two, at
-    least 4) so that a call takes about ``target_s``; None without PyTorch."""
-    torch = _torch()
-    if torch is None:
-        return None
-    from torch.func import functional_call, grad, stack_module_state, vmap
-
-    models = [_torch_model(torch, width) for _ in range(trials)]
-    params, _ = stack_module_state(models)
-    params = {k: v.detach() for k, v in params.items()}
-    base = _torch_model(torch, width).to("meta")
-    x, y = _torch_data(torch, vary, trials)
-    dev = x.device
-
-    def loss_of(p, xb, yb):
-        f = functional_call(base, p, (xb,)).squeeze(-1)
-        return torch.relu(1 - yb * f).mean()
-
-    shared = vary == "init"
-    grads_of = vmap(grad(loss_of), in_dims=(0, None, None) if shared else (0, 0, 0))
-    rows = torch.arange(trials, device=dev)[:, None]
-
-    def run(n_steps: int):
-        for _ in range(n_steps):
-            if shared:
-                idx = torch.randint(0, M, (BATCH,), device=dev)
-                xb, yb = x[0, idx], y[0, idx]
-            else:
-                idx = torch.randint(0, M, (trials, BATCH), device=dev)
-                xb, yb = x[rows, idx], y[rows, idx]
-            g = grads_of(params, xb, yb)
-            with torch.no_grad():
-                for k, p in params.items():
-                    p.sub_(LR * (g[k] + WD * p))
-        _sync(torch)
-
-    run(3)  # warm
-    per_step = _median_time(lambda: run(2), 1) / 2
-    while steps > 4 and steps * per_step > target_s:
-        steps //= 2
-    return steps, lambda: run(steps)
-
-
-def torch_func_rate(width: int, trials: int, vary: str, steps: int, repeats: int = 3) -> dict:
-    """The torch.func ensemble's trial-steps/s (``torch_func_timer``), median of repeats."""
-    timer = torch_func_timer(width, trials, vary, steps)
-    if timer is None:
-        return {}
-    s, fn = timer
-    return {"rate": trials * s / _median_time(fn, repeats), "steps": s}
+def torch_baselines():
+    """The PyTorch baselines' module, loaded from the checkout's ``benchmarks/`` folder (they
+    are no part of the runtime package); an ImportError where it is absent (an installed
+    wheel)."""
+    if not BASELINES.is_file():
+        raise ImportError(f"the PyTorch baselines need a checkout ({BASELINES} not found)")
+    spec = importlib.util.spec_from_file_location("torch_baselines", BASELINES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---- the whole table ----------------------------------------------------------------------------
@@ -453,12 +354,16 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
-    torch = _torch()
+    try:
+        baselines = torch_baselines()
+        torch, torch_device = baselines.torch_or_none(), baselines.torch_device()
+    except ImportError:
+        torch = torch_device = None
     return {
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
         "jax": jax.__version__, "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
-        "torch": torch.__version__ if torch else None, "torch_device": torch_device(),
+        "torch": torch.__version__ if torch else None, "torch_device": torch_device,
         "date": time.strftime("%Y-%m-%d"),
     }
 
@@ -501,7 +406,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
                              lambda: naive_timers(width, T, vary, steps)))
         loop_steps = min(steps, 512)
         loops = (("torch_loop", torch_loop_cache,
-                  lambda: _needs_torch(torch_loop_rate(width, T, loop_steps))),
+                  lambda: _needs_torch(torch_baselines().torch_loop_rate(width, T,
+                                                                         loop_steps))),
                  ("jax_loop", jax_loop_cache, lambda: jax_loop_rate(width, T, loop_steps)))
         for name, cache, measure in loops:  # once per width (a time-budgeted loop)
             if width not in cache:
@@ -511,8 +417,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
             if "error" in cache[width]:
                 errors[name] = cache[width]["error"]
         if T * width <= TORCH_FUNC_MAX_NEURONS:
-            func = guarded(errors, "torch_func", lambda: _needs_torch(torch_func_timer(
-                width, T, vary, min(steps, 64))))
+            func = guarded(errors, "torch_func", lambda: _needs_torch(
+                torch_baselines().torch_func_timer(width, T, vary, min(steps, 64))))
             if func is not None:
                 timers["torch_func"] = func[1]
     timing_errors: dict = {}

@@ -1,6 +1,7 @@
 """The benchmark harness on a tiny workload: every column filled, the arithmetic consistent."""
 
 import json
+import sys
 
 import pytest
 
@@ -86,9 +87,38 @@ def test_bench_markdown_table_as_before():
 
 def test_torch_baselines_when_torch_is_installed():
     pytest.importorskip("torch")
-    assert bench.torch_loop_rate(10, 2, steps=10)["rate"] > 0
+    baselines = bench.torch_baselines()
+    assert baselines.torch_loop_rate(10, 2, steps=10)["rate"] > 0
     for vary in ("init", "both"):
-        assert bench.torch_func_rate(10, 3, vary, steps=4, repeats=1)["rate"] > 0
+        assert baselines.torch_func_rate(10, 3, vary, steps=4, repeats=1)["rate"] > 0
+
+
+def test_the_torch_baselines_load_from_the_checkouts_benchmarks_folder(monkeypatch):
+    baselines = bench.torch_baselines()
+    assert baselines.__file__ == str(bench.BASELINES)
+    assert bench.BASELINES.parent.name == "benchmarks" and "torch" not in bench.__dict__
+    monkeypatch.setitem(sys.modules, "torch", None)  # no PyTorch: every baseline says so
+    assert baselines.torch_or_none() is None and baselines.torch_device() is None
+    assert baselines.torch_loop_rate(10, 2, steps=10) == {}
+    assert baselines.torch_func_timer(10, 2, "init") is None
+
+
+def test_without_the_baselines_file_their_cells_say_so(monkeypatch, tmp_path):
+    # an installed wheel has no benchmarks/ folder: the PyTorch columns are errors, the rest
+    # of the row is timed
+    monkeypatch.setattr(bench, "BASELINES", tmp_path / "benchmarks" / "torch_baselines.py")
+    with pytest.raises(ImportError, match="the PyTorch baselines need a checkout"):
+        bench.torch_baselines()
+    result = bench.run_bench(widths=[10], trials=[2], varies=["init"], repeats=1, steps=8,
+                             progress=None)
+    [r] = result["rows"]
+    assert result["machine"]["torch"] is None and r["rate"] > 0 and r["jax_loop"] > 0
+    for name in ("torch_loop", "torch_func"):
+        assert r["errors"][name].startswith("ImportError: the PyTorch baselines need a checkout")
+    [line] = [x for x in bench.markdown(result).splitlines() if x.startswith("| init | 10 |")]
+    cells = dict(zip(bench.MARKDOWN_COLUMNS, (c.strip() for c in line.strip("|").split("|")),
+                     strict=True))
+    assert cells["torch.func"].startswith("error: ImportError: the PyTorch baselines need")
 
 
 @pytest.mark.parametrize("argv,field", [
@@ -134,7 +164,7 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
 
     monkeypatch.setattr(bench, "engine_timers", kernel_fails)
     monkeypatch.setattr(bench, "naive_timers", naive_fails_when_run)
-    monkeypatch.setattr(bench, "_torch", lambda: None)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails: no PyTorch
     result = bench.run_bench(widths=[10], trials=[4], varies=["init"], repeats=2, steps=8,
                              progress=None)
     [r] = result["rows"]
