@@ -19,19 +19,13 @@ from pathlib import Path
 
 from parity_jax import _start, files, render
 from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
+from parity_jax.render import one_line
 from parity_jax.store import StoreError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
         raise ConfigError(f"arguments: {message}")
-
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: line breaks and other control characters (from a file
-    name, say) escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
 
 
 def _parse_bytes(text: str) -> int:

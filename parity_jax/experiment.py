@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parity_jax import files, lock, reduce, render
-from parity_jax.cli import one_line
 from parity_jax.config import ConfigError
+from parity_jax.render import one_line
 from parity_jax.store import StoreError
 
 

@@ -1,4 +1,5 @@
-"""Text output, in one place: plain-text and markdown tables, CSV, number formats, init labels.
+"""Text output, in one place: plain-text and markdown tables, CSV, number formats, init labels,
+one-line error text.
 
 Tables come back as a list of lines (``"\\n".join`` them to print); ``cells_table`` and
 ``csv_text`` return the whole text. A table's rows are dicts (a column's value is
@@ -13,6 +14,13 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 
 from parity_jax import reduce
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and other control characters (from a file
+    name, say) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def error_line(e: BaseException, limit: int = 200) -> str:

@@ -114,3 +114,8 @@ def test_init_label():
     assert render.init_label({"init": "sparse", "s": 2}) == "sparse s=2"
     assert render.init_label({"init": "sparse", "s": 2}, slug=True) == "sparse-s2"
     assert render.init_label({"init": "dense", "s": 3}, slug=True) == "dense"
+
+
+def test_one_line_escapes_line_breaks_and_control_characters():
+    assert render.one_line("bad\nname\t\x1b[31m.toml") == "bad\\nname\\t\\x1b[31m.toml"
+    assert render.one_line("données é ü 2.5 GiB") == "données é ü 2.5 GiB"
