@@ -16,15 +16,15 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
     """Joins a multi-host job when asked to: by the arguments, or by
     ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or what JAX
     detects itself under Slurm / Open MPI). Otherwise a no-op: one process."""
-    env_coordinator, env_processes, env_id = settings.distributed()
-    coordinator = coordinator or env_coordinator
+    coordinator = coordinator or settings.coordinator()
     if coordinator is None and num_processes is None and process_id is None:
         return
+    env_processes, env_id = settings.distributed()
+    if num_processes is None:
+        num_processes = env_processes
+    if process_id is None:
+        process_id = env_id
     try:
-        if num_processes is None:
-            num_processes = env_processes
-        if process_id is None:
-            process_id = env_id
         jax.distributed.initialize(coordinator, num_processes, process_id)
     except (ValueError, TypeError, RuntimeError) as e:
         raise ConfigError(f"--coordinator/--num-processes/--process-id: {e}") from None

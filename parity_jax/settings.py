@@ -92,12 +92,16 @@ def data_dir() -> Path:
     return Path(raw) if raw is not None else Path.home() / ".cache" / "parity_jax"
 
 
-def distributed() -> tuple[str | None, int | None, int | None]:
-    """(coordinator, processes, process id) of a multi-host job from ``JAX_COORDINATOR_ADDRESS``,
-    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (None: unset); a count or id that is not an
-    integer is a ConfigError naming it."""
-    env = os.environ
-    return env.get(COORDINATOR), _integer(NUM_PROCESSES), _integer(PROCESS_ID)
+def coordinator() -> str | None:
+    """``JAX_COORDINATOR_ADDRESS``: a multi-host job's process 0 (None: unset, one process)."""
+    return os.environ.get(COORDINATOR)
+
+
+def distributed() -> tuple[int | None, int | None]:
+    """(processes, process id) of a multi-host job from ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` (None: unset; read only once a job is asked for); a count or id that is
+    not an integer is a ConfigError naming it."""
+    return _integer(NUM_PROCESSES), _integer(PROCESS_ID)
 
 
 def _integer(name: str) -> int | None:

@@ -26,10 +26,10 @@ from parity_jax import (
     Task,
     Train,
     cli,
+    datasets,
     experiment,
     lock,
     store,
-    tabular,
 )
 from parity_jax import config as cfg
 
@@ -714,16 +714,16 @@ def test_check_says_a_corrupt_store_is_a_problem_and_a_foreign_file_is_no_store(
 def test_rows_with_nan_or_inf_are_dropped_and_counted_when_too_few_remain(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("a,b,y\nnan,1,0\ninf,2,1\n3,-inf,0\n,4,1\n")
-    with pytest.raises(tabular.DataError, match="needs two classes, found 0 in the 0 rows left "
+    with pytest.raises(datasets.DataError, match="needs two classes, found 0 in the 0 rows left "
                                                 "after dropping 4 of 4 that hold a missing or "
                                                 "non-finite value"):
-        tabular.load(str(path))
+        datasets.load(str(path))
     rows = ["a,b,y"] + [f"{i},{i % 3},{i % 2}" for i in range(6)] + ["nan,1,0"] * 20
     path.write_text("\n".join(rows) + "\n")
-    table = tabular.load(str(path))
+    table = datasets.load(str(path))
     assert len(table.y) == 6 and table.dropped == 20
-    with pytest.raises(tabular.DataError, match=r"6 rows \(left after dropping 20 of 26"):
-        tabular.split(table)
+    with pytest.raises(datasets.DataError, match=r"6 rows \(left after dropping 20 of 26"):
+        datasets.split(table)
 
 
 @pytest.mark.parametrize("fractions,batch,message", [
@@ -749,6 +749,6 @@ def test_library_warnings_never_print_before_the_error_line(tmp_path):
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        with pytest.raises(tabular.DataError, match="openml:999999999"):
-            tabular.load("openml:999999999", cache=tmp_path, fetch=offline)
+        with pytest.raises(datasets.DataError, match="openml:999999999"):
+            datasets.load("openml:999999999", cache=tmp_path, fetch=offline)
     assert seen == []

@@ -86,11 +86,21 @@ def test_data_dir(monkeypatch, tmp_path):
 def test_distributed(monkeypatch):
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert settings.distributed() == (None, None, None)
+    assert settings.coordinator() is None and settings.distributed() == (None, None)
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
     monkeypatch.setenv("JAX_PROCESS_ID", " 3")  # int()'s parsing, as runner's was
-    assert settings.distributed() == ("10.0.0.1:1234", 4, 3)
+    assert settings.coordinator() == "10.0.0.1:1234" and settings.distributed() == (4, 3)
+
+
+def test_a_bad_process_count_matters_only_to_a_multi_host_job(monkeypatch):
+    from parity_jax import multihost
+
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    multihost.init_distributed()  # one process: nothing read, nothing joined
+    with pytest.raises(ConfigError, match="^JAX_NUM_PROCESSES = 'two'"):
+        multihost.init_distributed("10.0.0.1:1234")
 
 
 @pytest.mark.parametrize("name", ["JAX_NUM_PROCESSES", "JAX_PROCESS_ID"])
