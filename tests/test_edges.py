@@ -408,7 +408,7 @@ def test_lock_is_exclusive_reentrant_and_leaves_nothing_behind(tmp_path):
 
 _HOLD = """
 import sys, time
-from parity_jax import store
+from parity_jax import lock
 with lock.lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
