@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from parity_jax.config import INPUTS, ConfigError
+from parity_jax.config import INPUTS, ConfigError, _show
 from parity_jax.config import MAX_HERMITE_P as MAX_P
 
 
@@ -86,7 +86,8 @@ def hermite_polynomial(p: int, t: jax.Array) -> jax.Array:
 
 
 def _hermite(z, args):
-    t = jnp.sum(z * args.signs, axis=-1) / jnp.float32(math.sqrt(z.shape[-1]))
+    # a sum, not a dot: exact float32 whatever the default matmul precision (TF32 on GPUs)
+    t = jnp.sum(z * args.signs[None, :], axis=-1) / jnp.float32(math.sqrt(z.shape[-1]))
     return hermite_polynomial(args.p, t) / jnp.float32(math.sqrt(math.factorial(args.p)))
 
 
@@ -173,11 +174,12 @@ def values(name: str, z: jax.Array, args: Args | None = None) -> jax.Array:
 
 
 def _q(v: Any) -> str:
-    """A value as TOML writes it ("mine", 3, [1, 2])."""
+    """A value as TOML writes it ("mine", 3, [1, 2]), shortened for a one-line message."""
     try:
-        return json.dumps(v)
+        shown = json.dumps(v, ensure_ascii=False)
     except (TypeError, ValueError):
-        return repr(v)
+        shown = None
+    return shown if shown is not None and len(shown) <= 80 and shown.isprintable() else _show(v)
 
 
 def check_name(target: Any) -> None:
