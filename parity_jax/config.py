@@ -34,7 +34,7 @@ INITS = ("dense", "sparse")
 VARIES = ("both", "init", "data")
 PRECISIONS = ("float32", "tf32", "bfloat16")
 INPUTS = ("boolean", "gaussian")  # task.inputs: uniform ±1, or N(0, I_n)
-MAX_HERMITE_P = 10  # task.p: the largest Hermite degree (tasks.targets.MAX_P)
+MAX_DEGREE = 10  # task.degree: the largest Hermite degree p (He_p grows as t^p)
 
 # Upper bounds of the engine (docs/DESIGN.md; the README's "Study config (TOML)" table). The
 # compiled programs index with int32 (widths, m, n_test, steps, seed indices, row indices), and
@@ -66,7 +66,8 @@ class Task:
     ``target``: a registered target (``tasks.targets``: parity, majority, staircase,
     polynomial, hermite, or a name given to ``register_target``); ``inputs``: "boolean"
     (uniform ±1) or "gaussian"; ``terms``/``coefs``: the polynomial's terms (positions 1..k)
-    and coefficients; ``p``: hermite's degree.
+    and coefficients; ``degree``: hermite's degree p (not ``p``: a cell's reduced record holds
+    its success probability as ``p``).
     """
 
     n: Grid[int] = 50
@@ -80,7 +81,7 @@ class Task:
     target: Grid[str] = "parity"
     terms: list[list[int]] | None = None  # polynomial only: not a grid axis
     coefs: list[float] | None = None  # polynomial only: not a grid axis
-    p: Grid[int] | None = None  # hermite only
+    degree: Grid[int] | None = None  # hermite only
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Train:
 # default, so stores written before them keep their fingerprints (and resume).
 LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
                   "inputs": "boolean", "target": "parity", "terms": None, "coefs": None,
-                  "p": None}
+                  "degree": None}
 
 
 def _without_later_defaults(d: dict) -> dict:
@@ -215,14 +216,14 @@ class Study:
 
 def _target_settings(d: dict) -> None:
     """A cell's target parameters: ``terms``/``coefs`` (tuples, hashable) for a polynomial,
-    ``p`` for hermite; other targets ignore them (None), as dense cells ignore ``s``."""
+    ``degree`` for hermite; other targets ignore them (None), as dense cells ignore ``s``."""
     if d["target"] == "polynomial" and d["terms"] is not None and d["coefs"] is not None:
         d["terms"] = tuple(tuple(t) for t in d["terms"])
         d["coefs"] = tuple(float(c) for c in d["coefs"])
     elif d["target"] != "polynomial":
         d["terms"] = d["coefs"] = None
     if d["target"] != "hermite":
-        d["p"] = None
+        d["degree"] = None
 
 
 def check_task(task: Task) -> dict:
@@ -243,7 +244,7 @@ def check_task(task: Task) -> dict:
     from parity_jax.tasks import targets  # (it imports this module)
 
     targets.check(d["target"], k=d["k"], inputs=d["inputs"], terms=d["terms"],
-                  coefs=d["coefs"], p=d["p"], noise=d["noise"])
+                  coefs=d["coefs"], degree=d["degree"], noise=d["noise"])
     return d
 
 
@@ -278,7 +279,7 @@ class Cell:
     target: str = "parity"
     terms: tuple[tuple[int, ...], ...] | None = None  # polynomial cells only
     coefs: tuple[float, ...] | None = None  # polynomial cells only
-    p: int | None = None  # hermite cells only
+    degree: int | None = None  # hermite cells only
 
     def check(self) -> None:
         """Cross-field rules (single-field rules are checked while expanding)."""
@@ -287,7 +288,7 @@ class Cell:
         from parity_jax.tasks import targets  # (it imports this module)
 
         targets.check(self.target, k=self.k, inputs=self.inputs, terms=self.terms,
-                      coefs=self.coefs, p=self.p, noise=self.noise, loss=self.loss)
+                      coefs=self.coefs, degree=self.degree, noise=self.noise, loss=self.loss)
         if self.s is not None and self.s > self.n:
             raise ConfigError(
                 f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
@@ -726,7 +727,7 @@ _RULES: dict[str, _Rule] = {
     "task.target": _Rule("str", lo=1, grid=True),  # a registered target: Cell.check
     "task.terms": _Rule("terms", optional=True),
     "task.coefs": _Rule("coefs", optional=True),
-    "task.p": _int(1, MAX_HERMITE_P, grid=True, optional=True),
+    "task.degree": _int(1, MAX_DEGREE, grid=True, optional=True),
     "model.width": _int(1, INT32_MAX, grid=True),
     "model.depth": _int(1, MAX_DEPTH, grid=True),
     "model.init": _choice(INITS, grid=True),
@@ -806,12 +807,12 @@ def _values(study: Study | TabularStudy, key: str) -> list:
 def _count_cells(axes: dict[str, list]) -> int:
     """How many cells a parity grid of these (checked) axes expands to, at most -- without
     expanding it: dense cells ignore ``s``, online cells ignore ``m``, cells of targets other
-    than hermite ignore ``p``."""
+    than hermite ignore ``degree``."""
     plain = math.prod(len(v) for k, v in axes.items()
-                      if k not in ("init", "s", "online", "m", "target", "p"))
+                      if k not in ("init", "s", "online", "m", "target", "degree"))
     inits = sum(len(axes["s"]) if i == "sparse" else 1 for i in axes["init"])
     data = sum(1 if online else len(axes["m"]) for online in axes["online"])
-    degrees = sum(len(axes["p"]) if t == "hermite" else 1 for t in axes["target"])
+    degrees = sum(len(axes["degree"]) if t == "hermite" else 1 for t in axes["target"])
     return plain * inits * data * degrees
 
 

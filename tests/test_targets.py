@@ -51,7 +51,8 @@ def _numpy_target(task: Task, z: np.ndarray, signs: np.ndarray | None) -> np.nda
                    for t, c in zip(task.terms, task.coefs, strict=True))
     if task.target == "hermite":
         t = z @ signs / math.sqrt(task.k)
-        return hermite_e.hermeval(t, [0] * task.p + [1]) / math.sqrt(math.factorial(task.p))
+        p = task.degree
+        return hermite_e.hermeval(t, [0] * p + [1]) / math.sqrt(math.factorial(p))
     if task.target == "test_cube":
         return np.sum(z**3, axis=1)
     if task.target == "test_first_sign":
@@ -68,8 +69,8 @@ TASKS = [
     Task(n=12, k=3, target="polynomial", terms=[[1], [1, 2, 3]], coefs=[1, 1]),
     Task(n=12, k=4, target="polynomial", terms=[[2, 4], [3], [1, 2, 3]], coefs=[0.5, -2, 1.5],
          inputs="gaussian"),
-    Task(n=12, k=3, target="hermite", inputs="gaussian", p=3),
-    Task(n=12, k=2, target="hermite", inputs="gaussian", p=4),
+    Task(n=12, k=3, target="hermite", inputs="gaussian", degree=3),
+    Task(n=12, k=2, target="hermite", inputs="gaussian", degree=4),
     Task(n=12, k=3, target="test_cube", inputs="gaussian"),
     Task(n=12, k=2, target="test_first_sign", inputs="gaussian", noise=0.1),
 ]
@@ -102,7 +103,7 @@ def test_sample_labels_are_the_numpy_target_of_the_secret_coordinates(task):
 
 
 def test_the_seed_and_the_index_pick_the_stream():
-    task = Task(n=12, k=3, target="hermite", inputs="gaussian", p=3)
+    task = Task(n=12, k=3, target="hermite", inputs="gaussian", degree=3)
     a, b, c = (sample(task, 0, 8, 0), sample(task, 1, 8, 0), sample(task, 0, 8, 1))
     assert not np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
     np.testing.assert_array_equal(a.x, sample(task, 0, 8, 0).x)
@@ -166,11 +167,11 @@ def test_existing_studies_keep_their_fingerprints_and_cell_keys():
 
 def test_grid_axes_of_targets_and_degrees():
     study = Study(seeds=1, task=Task(n=10, k=3, m=100, target=["majority", "hermite"],
-                                     inputs="gaussian", p=[2, 3]),
+                                     inputs="gaussian", degree=[2, 3]),
                   train=Train(loss="square"))
     cells = study.cells()
-    # majority ignores p (one cell), hermite has one cell per degree
-    assert [(c.target, c.p) for c in cells] == [("majority", None), ("hermite", 2),
+    # majority ignores degree (one cell), hermite has one cell per degree
+    assert [(c.target, c.degree) for c in cells] == [("majority", None), ("hermite", 2),
                                                 ("hermite", 3)]
     poly = Study(seeds=1, task=Task(n=10, k=3, target=["polynomial", "staircase"],
                                     terms=[[1], [1, 2, 3]], coefs=[1, 1.5]),
@@ -183,7 +184,7 @@ def test_grid_axes_of_targets_and_degrees():
 # ---- data streams of other targets: nested, independent of the batch ------------------------
 
 
-@pytest.mark.parametrize("task", [Task(n=12, k=3, target="hermite", inputs="gaussian", p=3),
+@pytest.mark.parametrize("task", [Task(n=12, k=3, target="hermite", inputs="gaussian", degree=3),
                                   Task(n=12, k=5, target="majority", noise=0.1)],
                          ids=["hermite", "majority"])
 def test_training_sets_are_nested(task):
@@ -194,7 +195,7 @@ def test_training_sets_are_nested(task):
 
 
 def _shape(target: str, **kw) -> Shape:
-    fields = {"hermite": dict(inputs="gaussian", target="hermite", k=3, p=3),
+    fields = {"hermite": dict(inputs="gaussian", target="hermite", k=3, degree=3),
               "majority": dict(inputs="boolean", target="majority", k=3),
               "staircase": dict(inputs="boolean", target="staircase", k=3),
               "polynomial": dict(inputs="gaussian", target="polynomial", k=3,
@@ -326,7 +327,7 @@ def _study(**task) -> Study:
 @pytest.mark.parametrize("make,message", [
     (lambda: _study(k=4, target="majority"),
      'task.k = 4: must be odd for target = "majority"'),
-    (lambda: _study(k=3, target="hermite", p=3),
+    (lambda: _study(k=3, target="hermite", degree=3),
      'task.inputs = "boolean": target = "hermite" needs gaussian inputs'),
     (lambda: _study(k=3, target="parity", inputs="gaussian"),
      'task.inputs = "gaussian": target = "parity" needs boolean inputs'),
@@ -347,9 +348,9 @@ def _study(**task) -> Study:
     (lambda: _study(k=3, target="polynomial", terms=[[1]], coefs=["a"]),
      'task.coefs = ["a"]: must be a non-empty list of finite numbers'),
     (lambda: _study(k=3, target="hermite", inputs="gaussian"),
-     'task.p: required for target = "hermite"'),
-    (lambda: _study(k=3, target="hermite", inputs="gaussian", p=11),
-     "task.p = 11: must be an integer in 1..10"),
+     'task.degree: required for target = "hermite"'),
+    (lambda: _study(k=3, target="hermite", inputs="gaussian", degree=11),
+     "task.degree = 11: must be an integer in 1..10"),
     (lambda: _study(k=3, target="mine"),
      'task.target = "mine": not a registered target; registered: hermite, majority, parity, '
      "polynomial, staircase, test_cube, test_first_sign"),

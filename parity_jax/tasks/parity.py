@@ -148,7 +148,7 @@ def hermite_signs(data_key: jax.Array, k: int) -> jax.Array:
 
 def _labels(task: Task, x: jax.Array, coords: jax.Array, signs: jax.Array | None) -> jax.Array:
     """y = target(x_S) of (rows, n) inputs, float32 (rows,)."""
-    args = targets.Args(k=task.k, terms=task.terms, coefs=task.coefs, p=task.p or None,
+    args = targets.Args(k=task.k, terms=task.terms, coefs=task.coefs, degree=task.degree or None,
                         signs=signs)
     return targets.values(task.target, x[:, coords], args)
 
@@ -206,13 +206,13 @@ def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> ja
 
 def target_fields(task) -> dict:
     """The static ``Task`` fields of a cell's (or a task's of single values)
-    target: inputs, target, and for targets other than parity the static k, terms, coefs, p."""
+    target: inputs, target, and for targets other than parity the static k, terms, coefs, degree."""
     if task.target == "parity":
         return {"inputs": task.inputs, "target": "parity"}
     return {"inputs": task.inputs, "target": task.target, "k": task.k,
             "terms": None if task.terms is None else tuple(tuple(t) for t in task.terms),
             "coefs": None if task.coefs is None else tuple(float(c) for c in task.coefs),
-            "p": task.p or 0}
+            "degree": task.degree or 0}
 
 
 # ---- the task in the core -------------------------------------------------------------------
@@ -292,8 +292,8 @@ class Task:
     """Static structure of the sparse task in a program (hashable: part of its shape).
 
     ``target`` other than "parity" makes k static (``k``: z = x_S has the static shape
-    (rows, k)) with its parameters ``terms``, ``coefs``, ``p``; parity keeps k a per-group input
-    (``Inputs.k``) and ``k = 0`` here.
+    (rows, k)) with its parameters ``terms``, ``coefs``, ``degree``; parity keeps k a
+    per-group input (``Inputs.k``) and ``k = 0`` here.
     """
 
     n: int
@@ -307,7 +307,7 @@ class Task:
     k: int = 0  # |S| of a target other than parity (parity: 0, k per group)
     terms: tuple[tuple[int, ...], ...] | None = None  # polynomial: positions 1..k per term
     coefs: tuple[float, ...] | None = None  # polynomial: one per term
-    p: int = 0  # hermite's degree
+    degree: int = 0  # hermite's degree p
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
 

@@ -29,7 +29,7 @@ def sample(task: config.Task, seed: int, rows: int, index: int = 0) -> Sample:
     ``seed``, with its secret coordinates S.
 
     Args:
-      task: a ``config.Task`` of single values (n, k, inputs, target, terms, coefs, p, noise;
+      task: a ``config.Task`` of single values (n, k, inputs, target, terms, coefs, degree, noise;
         m, n_test and online play no part).
       seed: the study's seed.
       rows: how many rows (the first m rows are a trial's training set of size m).

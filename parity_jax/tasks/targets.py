@@ -11,7 +11,7 @@ parameter check. Built-ins:
 - ``polynomial``: sum_j coefs[j] prod_{i in terms[j]} z_i, ``terms`` of positions 1..k (a leap
   function z1 + z1 z2 z3 is terms ((1,), (1, 2, 3)), coefs (1, 1));
 - ``hermite``: He_p(<u, x>) / sqrt(p!), u = signs / sqrt(k) on S (random signs from the data
-  key), Gaussian inputs only.
+  key), p = ``degree``; Gaussian inputs only.
 
 A ±1 target succeeds by test error <= threshold; a real-valued one by the normalized test MSE
 (MSE / Var y, the variance over the test set) <= threshold: :func:`metric`. Users add targets
@@ -29,8 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from parity_jax.config import INPUTS, ConfigError, _show
-from parity_jax.config import MAX_HERMITE_P as MAX_P
+from parity_jax.config import INPUTS, MAX_DEGREE, ConfigError, _show
 
 
 class Args(NamedTuple):
@@ -39,7 +38,7 @@ class Args(NamedTuple):
     k: int = 0
     terms: tuple[tuple[int, ...], ...] | None = None
     coefs: tuple[float, ...] | None = None
-    p: int | None = None
+    degree: int | None = None  # hermite's p
     signs: jax.Array | None = None  # (k,) ±1: hermite's direction u = signs / sqrt(k) on S
 
 
@@ -51,7 +50,7 @@ class Target:
     fn: Callable[[jax.Array, Args], jax.Array]  # z (rows, k), args -> y (rows,)
     binary: bool  # ±1-valued: success by test error, else by normalized test MSE
     inputs: tuple[str, ...]  # the input distributions it is defined on
-    params: tuple[str, ...] = ()  # the task parameters it reads: "terms", "coefs", "p"
+    params: tuple[str, ...] = ()  # the task parameters it reads: "terms", "coefs", "degree"
     source: Callable | None = None  # the function given to register_target (None: built-in)
 
 
@@ -88,7 +87,8 @@ def hermite_polynomial(p: int, t: jax.Array) -> jax.Array:
 def _hermite(z, args):
     # a sum, not a dot: exact float32 whatever the default matmul precision (TF32 on GPUs)
     t = jnp.sum(z * args.signs[None, :], axis=-1) / jnp.float32(math.sqrt(z.shape[-1]))
-    return hermite_polynomial(args.p, t) / jnp.float32(math.sqrt(math.factorial(args.p)))
+    p = args.degree
+    return hermite_polynomial(p, t) / jnp.float32(math.sqrt(math.factorial(p)))
 
 
 _BUILTINS = {t.name: t for t in (
@@ -96,7 +96,7 @@ _BUILTINS = {t.name: t for t in (
     Target("majority", _majority, binary=True, inputs=INPUTS),
     Target("staircase", _staircase, binary=False, inputs=INPUTS),
     Target("polynomial", _polynomial, binary=False, inputs=INPUTS, params=("terms", "coefs")),
-    Target("hermite", _hermite, binary=False, inputs=("gaussian",), params=("p",)),
+    Target("hermite", _hermite, binary=False, inputs=("gaussian",), params=("degree",)),
 )}
 _TARGETS: dict[str, Target] = dict(_BUILTINS)
 
@@ -202,14 +202,14 @@ def check_k(target: str, k: int) -> None:
         raise ConfigError(f"task.k = {k}: must be odd for target = \"majority\"")
 
 
-def check_p(target: str, p: int | None) -> None:
-    if "p" not in get(target).params:
+def check_degree(target: str, degree: int | None) -> None:
+    if "degree" not in get(target).params:
         return
-    if p is None:
-        raise ConfigError(f"task.p: required for target = {_q(target)} (the Hermite degree, "
-                          f"an integer in 1..{MAX_P})")
-    if isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= MAX_P:
-        raise ConfigError(f"task.p = {_q(p)}: must be an integer in 1..{MAX_P}")
+    if degree is None:
+        raise ConfigError(f"task.degree: required for target = {_q(target)} (the Hermite "
+                          f"degree p, an integer in 1..{MAX_DEGREE})")
+    if isinstance(degree, bool) or not isinstance(degree, int) or not 1 <= degree <= MAX_DEGREE:
+        raise ConfigError(f"task.degree = {_q(degree)}: must be an integer in 1..{MAX_DEGREE}")
 
 
 def check_polynomial(target: str, terms, coefs, k: int) -> None:
@@ -271,13 +271,13 @@ def check_loss(target: str, loss: str) -> None:
 
 
 def check(target: str, *, k: int, inputs: str = "boolean", terms=None, coefs=None,
-          p: int | None = None, noise: float = 0.0, loss: str | None = None) -> None:
+          degree: int | None = None, noise: float = 0.0, loss: str | None = None) -> None:
     """Every rule of a target's settings, the first broken one raised as a ConfigError."""
     check_name(target)
     check_inputs(target, inputs)
     check_k(target, k)
     check_polynomial(target, terms, coefs, k)
-    check_p(target, p)
+    check_degree(target, degree)
     check_noise(target, noise)
     if loss is not None:
         check_loss(target, loss)
