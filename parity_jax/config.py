@@ -33,6 +33,8 @@ LOSSES = ("hinge", "logistic", "square")
 INITS = ("dense", "sparse")
 VARIES = ("both", "init", "data")
 PRECISIONS = ("float32", "tf32", "bfloat16")
+INPUTS = ("boolean", "gaussian")  # task.inputs: uniform ±1, or N(0, I_n)
+MAX_DEGREE = 10  # task.degree: the largest Hermite degree p (He_p grows as t^p)
 
 # Upper bounds of the engine (docs/DESIGN.md; the README's "Study config (TOML)" table). The
 # compiled programs index with int32 (widths, m, n_test, steps, seed indices, row indices), and
@@ -58,7 +60,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Task:
-    """(n, k) sparse parity with m training samples; list-valued fields are grid axes."""
+    """A sparse target of k of n coordinates (parity by default) with m training samples;
+    list-valued fields are grid axes, except ``terms`` and ``coefs`` (one polynomial per study).
+
+    ``target``: a registered target (``tasks.targets``: parity, majority, staircase,
+    polynomial, hermite, or a name given to ``register_target``); ``inputs``: "boolean"
+    (uniform ±1) or "gaussian"; ``terms``/``coefs``: the polynomial's terms (positions 1..k)
+    and coefficients; ``degree``: hermite's degree p (not ``p``: a cell's reduced record holds
+    its success probability as ``p``).
+    """
 
     n: Grid[int] = 50
     k: Grid[int] = 3
@@ -67,6 +77,11 @@ class Task:
     noise: Grid[float] = 0.0
     # a fresh minibatch from the distribution every step (m is ignored)
     online: Grid[bool] = False
+    inputs: Grid[str] = "boolean"
+    target: Grid[str] = "parity"
+    terms: list[list[int]] | None = None  # polynomial only: not a grid axis
+    coefs: list[float] | None = None  # polynomial only: not a grid axis
+    degree: Grid[int] | None = None  # hermite only
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,9 @@ class Train:
 
 # Settings added after stores existed: left out of a study's or cell's identity while at their
 # default, so stores written before them keep their fingerprints (and resume).
-LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32"}
+LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
+                  "inputs": "boolean", "target": "parity", "terms": None, "coefs": None,
+                  "degree": None}
 
 
 def _without_later_defaults(d: dict) -> dict:
@@ -186,6 +203,7 @@ class Study:
                 d["s"] = None  # dense cells ignore s
             if d["online"]:
                 d["m"] = None  # online cells have no training set
+            _target_settings(d)
             for key in floats:
                 d[key] = float(d[key])
             cell = Cell(**d)
@@ -194,6 +212,40 @@ class Study:
                 seen.add(cell)
                 cells.append(cell)
         return cells
+
+
+def _target_settings(d: dict) -> None:
+    """A cell's target parameters: ``terms``/``coefs`` (tuples, hashable) for a polynomial,
+    ``degree`` for hermite; other targets ignore them (None), as dense cells ignore ``s``."""
+    if d["target"] == "polynomial" and d["terms"] is not None and d["coefs"] is not None:
+        d["terms"] = tuple(tuple(t) for t in d["terms"])
+        d["coefs"] = tuple(float(c) for c in d["coefs"])
+    elif d["target"] != "polynomial":
+        d["terms"] = d["coefs"] = None
+    if d["target"] != "hermite":
+        d["degree"] = None
+
+
+def check_task(task: Task) -> dict:
+    """The settings of a task of single values (``tasks.sample.sample``), each checked by its
+    rule and the target's rules; returns them as a dict (the cell's task settings)."""
+    if not isinstance(task, Task):
+        raise ConfigError(f"task: must be a Task, got {type(task).__name__}")
+    d = {}
+    for f in dataclasses.fields(Task):
+        key, v = f"task.{f.name}", getattr(task, f.name)
+        if _RULES[key].grid and isinstance(v, list | tuple):
+            raise ConfigError(f"{key} = {_show(v)}: must be one value here (not a grid axis)")
+        _RULES[key].check(key, v)
+        d[f.name] = v
+    if d["k"] > d["n"]:
+        raise ConfigError(f"task.k = {d['k']}: must be an integer in 1..n (n = {d['n']})")
+    _target_settings(d)
+    from parity_jax.tasks import targets  # (it imports this module)
+
+    targets.check(d["target"], k=d["k"], inputs=d["inputs"], terms=d["terms"],
+                  coefs=d["coefs"], degree=d["degree"], noise=d["noise"])
+    return d
 
 
 @dataclass(frozen=True)
@@ -223,11 +275,20 @@ class Cell:
     online: bool = False
     record_curves: bool = False
     precision: str = "float32"
+    inputs: str = "boolean"
+    target: str = "parity"
+    terms: tuple[tuple[int, ...], ...] | None = None  # polynomial cells only
+    coefs: tuple[float, ...] | None = None  # polynomial cells only
+    degree: int | None = None  # hermite cells only
 
     def check(self) -> None:
         """Cross-field rules (single-field rules are checked while expanding)."""
         if self.k > self.n:
             raise ConfigError(f"task.k = {self.k}: must be an integer in 1..n (n = {self.n})")
+        from parity_jax.tasks import targets  # (it imports this module)
+
+        targets.check(self.target, k=self.k, inputs=self.inputs, terms=self.terms,
+                      coefs=self.coefs, degree=self.degree, noise=self.noise, loss=self.loss)
         if self.s is not None and self.s > self.n:
             raise ConfigError(
                 f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
@@ -565,7 +626,7 @@ def _digest(obj: Any) -> str:
 class _Rule:
     """What one setting allows.
 
-    kind: "int", "float", "choice", "bool" or "str".
+    kind: "int", "float", "choice", "bool", "str", "terms" or "coefs" (a polynomial's lists).
     lo, hi: bounds of an int or float; an int's ``hi`` may name another field ("n"), which
       only a cross-field rule can check (it is at most INT32_MAX here). A str's ``lo``: its
       least length.
@@ -583,12 +644,19 @@ class _Rule:
     choices: tuple[str, ...] = ()
     grid: bool = False
     note: str = ""
+    optional: bool = False  # None (the default: not given) is allowed
 
     def check(self, name: str, v: Any) -> None:
         """Raises ConfigError unless ``v`` is one allowed value of setting ``name``."""
         got = type(v).__name__
         shown = _show(v)
-        if self.kind in ("bool", "str"):
+        if v is None and self.optional:
+            return
+        if self.kind in ("terms", "coefs"):  # a polynomial's lists (tasks.targets)
+            from parity_jax.tasks import targets  # (it imports this module)
+
+            (targets.check_terms if self.kind == "terms" else targets.check_coefs)(v)
+        elif self.kind in ("bool", "str"):
             typ = bool if self.kind == "bool" else str
             if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
                 raise ConfigError(f"{name} = {shown}: must be a {self.kind}, got {got}")
@@ -625,8 +693,9 @@ class _Rule:
             raise AssertionError(self.kind)
 
 
-def _int(lo: int, hi: int | str, *, grid: bool = False, note: str = "") -> _Rule:
-    return _Rule("int", lo=lo, hi=hi, grid=grid, note=note)
+def _int(lo: int, hi: int | str, *, grid: bool = False, note: str = "",
+         optional: bool = False) -> _Rule:
+    return _Rule("int", lo=lo, hi=hi, grid=grid, note=note, optional=optional)
 
 
 def _float(lo: float, hi: float, lo_open: bool, hi_open: bool, *, grid: bool = False) -> _Rule:
@@ -654,6 +723,11 @@ _RULES: dict[str, _Rule] = {
     "task.n_test": _int(1, INT32_MAX, grid=True),
     "task.noise": _float(0.0, 0.5, lo_open=False, hi_open=True, grid=True),
     "task.online": _Rule("bool", grid=True),
+    "task.inputs": _choice(INPUTS, grid=True),
+    "task.target": _Rule("str", lo=1, grid=True),  # a registered target: Cell.check
+    "task.terms": _Rule("terms", optional=True),
+    "task.coefs": _Rule("coefs", optional=True),
+    "task.degree": _int(1, MAX_DEGREE, grid=True, optional=True),
     "model.width": _int(1, INT32_MAX, grid=True),
     "model.depth": _int(1, MAX_DEPTH, grid=True),
     "model.init": _choice(INITS, grid=True),
@@ -732,11 +806,14 @@ def _values(study: Study | TabularStudy, key: str) -> list:
 
 def _count_cells(axes: dict[str, list]) -> int:
     """How many cells a parity grid of these (checked) axes expands to, at most -- without
-    expanding it: dense cells ignore ``s``, online cells ignore ``m``."""
-    plain = math.prod(len(v) for k, v in axes.items() if k not in ("init", "s", "online", "m"))
+    expanding it: dense cells ignore ``s``, online cells ignore ``m``, cells of targets other
+    than hermite ignore ``degree``."""
+    plain = math.prod(len(v) for k, v in axes.items()
+                      if k not in ("init", "s", "online", "m", "target", "degree"))
     inits = sum(len(axes["s"]) if i == "sparse" else 1 for i in axes["init"])
     data = sum(1 if online else len(axes["m"]) for online in axes["online"])
-    return plain * inits * data
+    degrees = sum(len(axes["degree"]) if t == "hermite" else 1 for t in axes["target"])
+    return plain * inits * data * degrees
 
 
 def _check_trials(study: Study | TabularStudy, cells: int) -> None:

@@ -94,6 +94,7 @@ TABULAR_BASE = {"name": "fuzz-tab", "seeds": 1, "datasets": ["sklearn:wine"], "f
                         "lr": [0.1], "batch": 8, "steps": 10, "eval_every": 5},
                 "forest": {"iterations": 1, "n_estimators_max": 10}}
 
+TARGETS = ["parity", "majority", "staircase", "polynomial", "hermite"]  # tasks.targets' built-ins
 BOUNDARY_INTS = [0, 1, -1, 2, 16, 2**16, 2**31 - 2, 2**31 - 1, 2**31, 2**32 - 1, 2**32,
                  2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), 10**5, 10**5 + 1, 10**6,
                  10**6 + 1, 10**9, 10**9 + 1, 10**12, 10**18, 10**30]
@@ -127,7 +128,11 @@ def values_for(key: str):
     """Values for setting ``key``: mostly of its own kind (any size), sometimes anything."""
     rule = cfg._RULES[key]
     own = {"int": ints, "float": floats, "bool": st.booleans(), "str": texts,
-           "choice": st.one_of(st.sampled_from(rule.choices), texts)}[rule.kind]
+           "choice": st.one_of(st.sampled_from(rule.choices), texts),
+           "terms": st.lists(st.lists(ints, max_size=4), max_size=4),
+           "coefs": st.lists(floats, max_size=4)}[rule.kind]
+    if key == "task.target":
+        own = st.one_of(st.sampled_from(TARGETS), texts)
     if key == "datasets":
         own = datasets
     return st.one_of(own, own, st.lists(own, max_size=4), junk)
@@ -150,6 +155,13 @@ def valid_values_for(key: str):
         return st.sampled_from(rule.choices)
     if rule.kind == "bool":
         return st.booleans()
+    if rule.kind == "terms":  # positions 1..k (k = 2 in the base config)
+        return st.lists(st.lists(st.integers(1, 2), min_size=1, max_size=2, unique=True),
+                        min_size=1, max_size=3)
+    if rule.kind == "coefs":
+        return st.lists(st.floats(-10, 10), min_size=1, max_size=3)
+    if key == "task.target":
+        return st.sampled_from(TARGETS)
     return st.just("sklearn:wine") if key == "datasets" else st.sampled_from(["x", "é ü", "a/b"])
 
 

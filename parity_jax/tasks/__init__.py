@@ -1,7 +1,11 @@
 """Tasks: what a batch of trials learns. Each task owns its data, its minibatch draw and its
 evaluation (docs/DESIGN.md §2); the core (``parity_jax.core``) trains any of them.
 
-- ``parity``: the (n, k) sparse-parity task, data generated inside the program.
+- ``parity``: the (n, k) sparse task, data generated inside the program: parity by default,
+  or any target of ``targets`` (majority, staircase, polynomial, hermite, registered ones) on
+  Boolean or Gaussian inputs.
+- ``targets``: the registry of targets of the k secret coordinates; ``sample``: a trial's
+  training rows as it sees them.
 - ``xy``: tabular classification on shared (X, y) arrays, per-trial training subsets.
 """
 

@@ -1,4 +1,8 @@
-"""The (n, k) sparse-parity task: secret set, training set, test set, minibatch order.
+"""The (n, k) sparse task: secret set, training set, test set, minibatch order.
+
+Parity (y = prod_{i in S} x_i on Boolean inputs, the default) keeps its own code, bit for bit;
+any other target of ``tasks.targets`` draws x from ``Task.inputs`` (uniform ±1 or N(0, I_n))
+with the same indexed streams and labels it y = target(x_S), S an ordered draw of k coordinates.
 
 Every random draw is indexed (row i from ``fold_in(key, i)``, step t from ``fold_in(key, t)``)
 so a trial's data never depends on the padded shapes of the batch it runs in: the first m rows
@@ -19,10 +23,10 @@ from flax import struct
 
 from parity_jax import models
 from parity_jax.models import Params
-from parity_jax.tasks import interval_indices, minibatch_indices, typed_key
+from parity_jax.tasks import interval_indices, minibatch_indices, targets, typed_key
 
-# Sub-streams of a trial's data key.
-_SECRET, _TRAIN, _TEST, _NOISE, _ORDER = range(5)
+# Sub-streams of a trial's data key (_SIGNS: hermite's direction).
+_SECRET, _TRAIN, _TEST, _NOISE, _ORDER, _SIGNS = range(6)
 
 
 @struct.dataclass
@@ -40,6 +44,8 @@ class Data:
     m: jax.Array  # int32 scalar: rows [0, m) of x_train are the training set
     order_key: jax.Array
     noise: jax.Array | None = None  # float32 scalar: label noise (online draws flip with it)
+    coords: jax.Array | None = None  # int32 (k,): S in order (targets other than parity)
+    signs: jax.Array | None = None  # float32 (k,): hermite's random signs on S
 
 
 def secret_of(data_key: jax.Array, n: int, k: jax.Array) -> jax.Array:
@@ -103,6 +109,110 @@ def online_minibatch(order_key: jax.Array, t: jax.Array, secret: jax.Array, nois
     x = rademacher_rows(jax.random.fold_in(key, _TRAIN), batch, secret.shape[0])
     flip = jax.random.uniform(jax.random.fold_in(key, _NOISE), (batch,)) < noise
     return x, jnp.where(flip, -1.0, 1.0) * parity(x, secret)
+
+
+# ---- targets other than parity ----------------------------------------------------------------
+
+
+def gaussian_rows(key: jax.Array, rows: int, n: int) -> jax.Array:
+    """(rows, n) of N(0, 1) floats, row i drawn from fold_in(key, i)."""
+
+    def row(i):
+        return jax.random.normal(jax.random.fold_in(key, i), (n,), dtype=jnp.float32)
+
+    return jax.vmap(row)(jnp.arange(rows))
+
+
+def input_rows(inputs: str, key: jax.Array, rows: int, n: int) -> jax.Array:
+    """(rows, n) inputs of the distribution ``inputs`` ("boolean" or "gaussian"), row i drawn
+    from fold_in(key, i): nested training sets, bits independent of padding."""
+    if inputs == "boolean":
+        return rademacher_rows(key, rows, n)
+    if inputs == "gaussian":
+        return gaussian_rows(key, rows, n)
+    raise ValueError(f"unknown inputs {inputs!r}")
+
+
+def ordered_secret(data_key: jax.Array, n: int, k: int) -> tuple[jax.Array, jax.Array]:
+    """S of the stream with this data key: (bool mask (n,), int32 coordinates (k,) in order).
+    The mask is ``secret_of``'s; the order is that of the coordinates' uniform draws."""
+    u = jax.random.uniform(jax.random.fold_in(data_key, _SECRET), (n,))
+    rank = jnp.argsort(jnp.argsort(u))
+    return rank < k, jnp.argsort(u)[:k].astype(jnp.int32)
+
+
+def hermite_signs(data_key: jax.Array, k: int) -> jax.Array:
+    """(k,) ±1 signs of hermite's direction u = signs / sqrt(k) on S."""
+    return jax.random.rademacher(jax.random.fold_in(data_key, _SIGNS), (k,), dtype=jnp.float32)
+
+
+def _labels(task: Task, x: jax.Array, coords: jax.Array, signs: jax.Array | None) -> jax.Array:
+    """y = target(x_S) of (rows, n) inputs, float32 (rows,)."""
+    args = targets.Args(k=task.k, terms=task.terms, coefs=task.coefs, degree=task.degree or None,
+                        signs=signs)
+    return targets.values(task.target, x[:, coords], args)
+
+
+def _flip(task: Task, y: jax.Array, u: jax.Array, noise: jax.Array) -> jax.Array:
+    """A ±1 target's labels flipped where ``u < noise``; a real-valued target has no noise."""
+    if not targets.is_binary(task.target):
+        return y
+    return jnp.where(u < noise, -1.0, 1.0) * y
+
+
+def make_target_data(task: Task, key: jax.Array, m: jax.Array, noise: jax.Array, M: int,
+                     n_test: int) -> Data:
+    """``make_data`` of a target other than parity (static k: z = x_S is (rows, k))."""
+    n, k = task.n, task.k
+    secret, coords = ordered_secret(key, n, k)
+    signs = hermite_signs(key, k) if task.target == "hermite" else None
+    x_train = input_rows(task.inputs, jax.random.fold_in(key, _TRAIN), M, n)
+    x_test = input_rows(task.inputs, jax.random.fold_in(key, _TEST), n_test, n)
+    noise_key = jax.random.fold_in(key, _NOISE)
+    u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(noise_key, i)))(jnp.arange(M))
+    return Data(
+        secret=secret,
+        x_train=x_train,
+        y_train=_flip(task, _labels(task, x_train, coords, signs), u, noise),
+        x_test=x_test,
+        y_test=_labels(task, x_test, coords, signs),
+        m=jnp.asarray(m, jnp.int32),
+        order_key=order_key(key),
+        coords=coords,
+        signs=signs,
+    )
+
+
+def online_target_minibatch(task: Task, order_key: jax.Array, t: jax.Array, coords: jax.Array,
+                            signs: jax.Array | None, noise: jax.Array, batch: int):
+    """``online_minibatch`` of a target other than parity: the same streams (row i from
+    ``fold_in(fold_in(order_key, t), i)``), x from ``task.inputs``, y = target(x_S)."""
+    key = jax.random.fold_in(order_key, t)
+    x = input_rows(task.inputs, jax.random.fold_in(key, _TRAIN), batch, task.n)
+    u = jax.random.uniform(jax.random.fold_in(key, _NOISE), (batch,))
+    return x, _flip(task, _labels(task, x, coords, signs), u, noise)
+
+
+def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> jax.Array:
+    """(P,) normalized test MSE: mean (f(x) - y)^2 over the test set / its variance of y (the
+    mean square deviation from its mean), over row chunks of ``chunk`` rows (0: all at once)."""
+    var = jnp.mean(jnp.square(y - jnp.mean(y)))
+    if not chunk or chunk >= x.shape[0]:
+        f = models.apply_packed(params, x)
+        return jnp.mean(jnp.square(f - y[:, None]), axis=0) / var
+    sq = _chunked(lambda f, y: jnp.square(f - y), params, x, y, x.shape[0], chunk)
+    return sq / x.shape[0] / var
+
+
+def target_fields(task) -> dict:
+    """The static ``Task`` fields of a cell's (or a task's of single values)
+    target: inputs, target, and for targets other than parity the static k, terms, coefs, degree."""
+    if task.target == "parity":
+        return {"inputs": task.inputs, "target": "parity"}
+    return {"inputs": task.inputs, "target": task.target, "k": task.k,
+            "terms": None if task.terms is None else tuple(tuple(t) for t in task.terms),
+            "coefs": None if task.coefs is None else tuple(float(c) for c in task.coefs),
+            "degree": task.degree or 0}
 
 
 # ---- the task in the core -------------------------------------------------------------------
@@ -179,7 +289,12 @@ def _chunked(per_row, params: Params, x, y, rows, chunk: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """Static structure of the parity task in a program (hashable: part of its shape)."""
+    """Static structure of the sparse task in a program (hashable: part of its shape).
+
+    ``target`` other than "parity" makes k static (``k``: z = x_S has the static shape
+    (rows, k)) with its parameters ``terms``, ``coefs``, ``degree``; parity keeps k a
+    per-group input (``Inputs.k``) and ``k = 0`` here.
+    """
 
     n: int
     M: int  # padded training-set size
@@ -187,12 +302,37 @@ class Task:
     n_test: int
     online: bool = False  # fresh minibatches from the distribution (no training set; M = 1)
     eval_rows: int = 0  # rows per evaluation chunk (0: every row at once)
+    inputs: str = "boolean"  # targets.INPUTS
+    target: str = "parity"  # a registered target (tasks.targets)
+    k: int = 0  # |S| of a target other than parity (parity: 0, k per group)
+    terms: tuple[tuple[int, ...], ...] | None = None  # polynomial: positions 1..k per term
+    coefs: tuple[float, ...] | None = None  # polynomial: one per term
+    degree: int = 0  # hermite's degree p
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
+
+    def __post_init__(self):
+        if self.parity and (self.inputs != "boolean" or self.k):
+            raise ValueError("the parity task has boolean inputs and k per group (k = 0 here)")
+        if not self.parity and self.k < 1:
+            raise ValueError(f"target {self.target!r} needs its static k >= 1, got {self.k}")
 
     @property
     def features(self) -> int:
         return self.n
+
+    @property
+    def parity(self) -> bool:
+        """Whether this is the parity task (its own code: every number as before targets)."""
+        return self.target == "parity"
+
+    def make_data(self, key: jax.Array, k: jax.Array, m: jax.Array, noise: jax.Array, M: int,
+                  n_test: int) -> Data:
+        """One stream's data (``make_data``; ``make_target_data`` for other targets, whose k is
+        static: the ``k`` given is then ignored)."""
+        if self.parity:
+            return make_data(key, self.n, k, m, noise, M, n_test)
+        return make_target_data(self, key, m, noise, M, n_test)
 
     def typed(self, inputs: Inputs) -> Inputs:
         """Wraps raw key data (multi-host global arrays carry keys as uint32) as typed keys."""
@@ -215,7 +355,7 @@ class Task:
         src = jnp.argmax(jnp.all(ident[:, None, :] == ident[None, :, :], axis=-1), axis=1)
 
         def sets(key, k, noise):
-            return make_data(key, self.n, k, 1, noise, self.M, self.n_test).replace(
+            return self.make_data(key, k, 1, noise, self.M, self.n_test).replace(
                 m=None, order_key=None)
 
         def group(args):
@@ -242,9 +382,12 @@ class Task:
 
     def minibatch(self, stream: Data, t: jax.Array, shared=None):
         """Step t's (B, n) inputs and (B,) labels of one group's stream."""
-        if self.online:
+        if self.online and self.parity:
             return online_minibatch(stream.order_key, t, stream.secret, stream.noise,
                                     self.batch)
+        if self.online:
+            return online_target_minibatch(self, stream.order_key, t, stream.coords,
+                                           stream.signs, stream.noise, self.batch)
         idx = minibatch_indices(stream.order_key, t, stream.m, self.batch)  # (B,)
         return stream.x_train[idx], stream.y_train[idx]
 
@@ -280,8 +423,10 @@ class Task:
     # -- evaluation -----------------------------------------------------------------------
 
     def evaluate(self, loss: str, params: Params, data: Data, shared, with_loss: bool) -> dict:
-        """(G, P) test error of every trial, and its train loss if ``with_loss``."""
-        out = {"error": jax.lax.map(lambda a: _test_error(*a, chunk=self.eval_rows),
+        """(G, P) "error" of every trial -- its test error (a ±1 target) or normalized test MSE
+        (a real-valued one: ``targets.metric``) -- and its train loss if ``with_loss``."""
+        error = _test_error if targets.is_binary(self.target) else _test_nmse
+        out = {"error": jax.lax.map(lambda a: error(*a, chunk=self.eval_rows),
                                     (params, data.x_test, data.y_test))}
         if with_loss:
             out["loss"] = self.train_loss(loss, params, data)
