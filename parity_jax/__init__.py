@@ -21,10 +21,11 @@ import importlib
 # (and the command line's start, its --help and its errors) does not import JAX.
 _EXPORTS = {"DEFAULT_STUDY": "config", "Cell": "config", "ConfigError": "config",
             "Model": "config", "Study": "config", "TabularStudy": "config", "Task": "config",
-            "Train": "config", "Results": "results", "run": "runner", "StoreError": "store"}
+            "Train": "config", "Results": "results", "run": "runner", "StoreError": "store",
+            "register_target": "tasks.targets", "sample": "tasks.sample"}
 
 __all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "StoreError",
-           "TabularStudy", "Task", "Train", "run"]
+           "TabularStudy", "Task", "Train", "register_target", "run", "sample"]
 
 
 def __getattr__(name: str):

@@ -101,7 +101,8 @@ class Train:
     lr: Grid[float] = 0.1
     wd: Grid[float] = 0.01
     batch: Grid[int] = 32
-    loss: Grid[str] = "hinge"
+    # None: the target's natural loss, hinge for a ±1-valued target, square for a real-valued one
+    loss: Grid[str] | None = None
     steps: Grid[int] = 10000
     eval_every: Grid[int] = 100
     threshold: Grid[float] = 0.1
@@ -118,6 +119,21 @@ class Train:
 LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
                   "inputs": "boolean", "target": "parity", "terms": None, "coefs": None,
                   "degree": None}
+
+
+def _axis(v) -> list:
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def _binary(target) -> bool:
+    """Whether ``target`` is a registered ±1-valued target (an unknown name counts as ±1 here:
+    the cell check refuses it, naming task.target)."""
+    if target == "parity":  # the default: known without importing the targets (and JAX)
+        return True
+    from parity_jax.tasks import targets  # the targets import this module
+
+    return not isinstance(target, str) or target not in targets.registered() \
+        or targets.is_binary(target)
 
 
 def _without_later_defaults(d: dict) -> dict:
@@ -144,6 +160,15 @@ class Study:
     task: Task = field(default_factory=Task)
     model: Model = field(default_factory=Model)
     train: Train = field(default_factory=Train)
+
+    def __post_init__(self):
+        # the natural loss of ±1-valued targets is hinge, as every study said before
+        # real-valued targets existed (so their fingerprints stay); with a real-valued target
+        # among the grid's, each cell takes its target's (``_expand``)
+        task, train = self.task, self.train
+        if isinstance(train, Train) and train.loss is None and isinstance(task, Task) \
+                and all(_binary(t) for t in _axis(task.target)):
+            object.__setattr__(self, "train", dataclasses.replace(train, loss="hinge"))
 
     @classmethod
     def from_dict(cls, d: dict) -> Study:
@@ -204,6 +229,8 @@ class Study:
             if d["online"]:
                 d["m"] = None  # online cells have no training set
             _target_settings(d)
+            if d["loss"] is None:  # the target's natural loss
+                d["loss"] = "hinge" if _binary(d["target"]) else "square"
             for key in floats:
                 d[key] = float(d[key])
             cell = Cell(**d)
@@ -735,7 +762,7 @@ _RULES: dict[str, _Rule] = {
     "train.lr": _float(0.0, _INF, lo_open=True, hi_open=True, grid=True),
     "train.wd": _float(0.0, _INF, lo_open=False, hi_open=True, grid=True),
     "train.batch": _int(1, INT32_MAX, grid=True),
-    "train.loss": _choice(LOSSES, grid=True),
+    "train.loss": _Rule("choice", choices=LOSSES, grid=True, optional=True),
     "train.steps": _int(1, MAX_STEPS, grid=True),
     "train.eval_every": _int(1, MAX_STEPS, grid=True),
     "train.threshold": _float(0.0, 1.0, lo_open=False, hi_open=True, grid=True),

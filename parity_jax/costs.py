@@ -119,6 +119,16 @@ def forward_flops(width: int, n: int, depth: int = 1) -> int:
     return 2 * width * (n + 1) + 2 * width * width * (depth - 1)
 
 
+def flops_to_step(step: int, *, width: int, n: int, batch: int, depth: int, n_test: int,
+                  eval_every: int, **_) -> int:
+    """Training FLOPs of a trial's first ``step`` steps: every SGD step and every evaluation's
+    forward pass over the test set up to then (the compute axis: a trial's FLOPs to its first
+    hit; all its steps, an upper bound on its cost). Takes a cell's fields by name."""
+    evals = math.ceil(step / eval_every)
+    return (step * flops_per_trial_step(width, n, batch, depth)
+            + evals * n_test * forward_flops(width, n, depth))
+
+
 # -- the budget --------------------------------------------------------------------------------
 
 def default_memory_budget() -> int:

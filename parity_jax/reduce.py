@@ -33,10 +33,16 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
 
 
 def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
-    """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit.
+    """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
+    diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
+    normalized test MSE of a real-valued target) and ``median_compute`` (the median training
+    FLOPs to the first hit over the successful trials, ``costs.flops_to_step``).
 
     cells: store cell records (with key "cell"); trials: store trial records.
     """
+    from parity_jax import costs  # JAX: not when the command line merely starts
+    from parity_jax.tasks import targets
+
     by_cell: dict[int, list[dict]] = defaultdict(list)
     for t in trials:
         by_cell[t["cell"]].append(t)
@@ -54,6 +60,9 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
             ci_high=hi,
             median_first_hit=float(np.median(hits)) if hits else None,
             diverged=sum(bool(t["diverged"]) for t in ts),
+            metric=targets.metric(rec["target"]),
+            median_compute=float(np.median([costs.flops_to_step(h, **c) for h in hits]))
+            if hits else None,
         )
         records.append(rec)
     return records
@@ -114,6 +123,14 @@ def steps_to_target(first_hits: list, trials: int, target: float = 0.5) -> int |
     if trials == 0 or need > len(hits):
         return None
     return int(hits[max(need, 1) - 1])
+
+
+def compute_frontier(records: list[dict], target: float = 0.5) -> list[dict]:
+    """The data-compute frontier: among cells whose p reaches ``target``, those not dominated
+    in (m, median_compute) -- less data needs more compute, or not (offline cells only)."""
+    reached = [r for r in records if r["p"] is not None and r["p"] >= target
+               and r["m"] is not None and r.get("median_compute") is not None]
+    return sorted(pareto(reached, ("m", "median_compute")), key=lambda r: r["m"])
 
 
 def pareto(points: list[dict], axes: tuple[str, ...] = ("m", "width", "steps")) -> list[dict]:

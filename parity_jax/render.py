@@ -132,10 +132,14 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     frontier: per setting of the other varying fields, the smallest m with p >= ``target``."""
     varying = [f for f in reduce.CELL_FIELDS if len({r[f] for r in records}) > 1]
     keys = varying or ["width", "m", "init"]
-    cols = keys + ["trials", "successes", "p", "95% CI", "median_first_hit"]
-    rows = [[*(r[k] for k in keys), str(r["trials"]), str(r["successes"]),
+    # what success measured, where a real-valued target's normalized MSE is among it
+    metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
+    cols = keys + metric + ["trials", "successes", "p", "95% CI", "median_first_hit",
+                            "TFLOP to hit"]
+    rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
              "-" if r["p"] is None else f"{r['p']:.2f}",
-             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"]]
+             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"],
+             _tflop(r.get("median_compute"))]
             for r in records]
     lines = text_table(rows, cols)
     fkeys = [k for k in keys if k != "m"]
@@ -144,4 +148,17 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
         for f in reduce.frontier(list(records), target):
             label = "  ".join(f"{k}={format_value(f[k])}" for k in fkeys)
             lines.append(f"  {label}:  m = {format_value(f['m'])}")
+    front = reduce.compute_frontier(list(records), target) if "m" in keys else []
+    if front:
+        lines += ["", f"data-compute frontier (p >= {target:g}): no other cell has less m and "
+                      "fewer TFLOP to hit"]
+        for r in front:
+            label = "  ".join(f"{k}={format_value(r[k])}" for k in keys if k != "m")
+            lines.append(f"  m = {format_value(r['m'])}:  {_tflop(r['median_compute'])} TFLOP"
+                         f"  ({label})")
     return "\n".join(lines)
+
+
+def _tflop(flops: float | None) -> str:
+    """FLOPs as TFLOP, three significant digits ("-": none)."""
+    return "-" if flops is None else f"{flops / 1e12:.3g}"

@@ -6,6 +6,7 @@ groups sharing one data stream, trained by the core, stored one row per trial (d
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from parity_jax.config import LATER_DEFAULTS, Cell, ConfigError, Study
 from parity_jax.core import Batch, Shape
 from parity_jax.kinds import Decoded
 from parity_jax.tasks import parity as tasks_parity
+from parity_jax.tasks import targets
 
 # Neurons (trials x width) per device computed together in a batch on a CPU (its batches wait
 # for their slowest trial; accelerators fill their memory budget instead).
@@ -57,9 +59,14 @@ def stream_id(cell: Cell, seed: int) -> tuple:
 def trial_flops(cell: Cell) -> int:
     """Upper bound on a trial's FLOPs: all ``steps`` SGD steps plus every evaluation's forward
     pass over the test set (a trial that stops on success does less)."""
-    evals = math.ceil(cell.steps / cell.eval_every)
-    return (cell.steps * costs.flops_per_trial_step(cell.width, cell.n, cell.batch, cell.depth)
-            + evals * cell.n_test * costs.forward_flops(cell.width, cell.n, cell.depth))
+    return costs.flops_to_step(cell.steps, **cell.to_dict())
+
+
+class _Fields:
+    """A record's target settings as attributes (``target_fields`` reads a cell's)."""
+
+    def __init__(self, record: dict):
+        self.__dict__.update(record)
 
 
 def _cost(cells: list[Cell]):
@@ -95,12 +102,17 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
     wb = plan.width_buckets([c.width for c in cells])
 
     def static_key(c: Cell) -> tuple:
+        # the target's static fields last, as text (sortable); parity's are one value, so a
+        # parity study's programs come in the order they always did
+        target = json.dumps(tasks_parity.target_fields(c), sort_keys=True)
         return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss, c.online,
-                c.record_curves, c.precision, m_bucket(c.m))
+                c.record_curves, c.precision, m_bucket(c.m), target)
 
     max_m: dict[tuple, int] = defaultdict(lambda: 1)  # online buckets hold no training set
     max_steps: dict[tuple, int] = defaultdict(int)
-    for c in cells:
+    first: dict[tuple, int] = {}  # a cell of each bucket (its target's static fields)
+    for ci, c in enumerate(cells):
+        first.setdefault(static_key(c), ci)
         max_m[static_key(c)] = max(max_m[static_key(c)], c.m or 1)
         max_steps[static_key(c)] = max(max_steps[static_key(c)], c.steps)
 
@@ -111,7 +123,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
 
     batches: list[plan.PlannedBatch] = []
     for key in sorted(buckets):
-        n, depth, W, batch, n_test, eval_every, loss, online, curves, precision, _ = key
+        n, depth, W, batch, n_test, eval_every, loss, online, curves, precision, _, _ = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, group_neurons // W))
@@ -131,7 +143,8 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         step = "fused" if depth == 1 else "sgd"
         shape = Shape(
             task=tasks_parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
-                             eval_rows=EVAL_ROWS),
+                                   eval_rows=EVAL_ROWS,
+                                   **tasks_parity.target_fields(cells[first[key]])),
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
@@ -275,7 +288,11 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[s
         wrong = [f"{name} {store.show(v)} {rule}" for name, v, ok, rule in (
             ("first_hit", first_hit, first_hit is None or store.is_int(first_hit),
              "is not an integer"),
-            ("test_error", test_error, store.is_fraction(test_error), "outside [0, 1]"),
+            (("test_error", test_error, store.is_fraction(test_error), "outside [0, 1]")
+             if targets.metric(grid[raw[0]].target) == "error" else
+             ("test_error", test_error, test_error is None or (store.is_real(test_error)
+                                                               and test_error >= 0),
+              "is not a normalized MSE >= 0")),
             ("train_loss", train_loss, train_loss is None or store.is_real(train_loss),
              "is not a number"),
             ("steps_run", steps_run, store.is_int(steps_run), "is not an integer")) if not ok]
@@ -399,7 +416,11 @@ class ParityKind:
                          platform=settings.get("platform")).trial_ids()
 
     def cell_record(self, stored: dict) -> dict:
-        return {**LATER_DEFAULTS, **stored}
+        record = {**LATER_DEFAULTS, **stored}
+        for f in ("terms", "coefs"):  # JSON lists: as the cell holds them (hashable)
+            if record[f] is not None:
+                record[f] = tasks_parity.target_fields(_Fields(record))[f]
+        return record
 
     def read_row(self, raw, grid, seeds):
         return read_row(raw, grid, seeds)
@@ -411,7 +432,9 @@ class ParityKind:
         return reduce.summarize(cells, trials)
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
-        return [{**cells[t["cell"]], **t} for t in trials]
+        # each successful trial's compute: its training FLOPs to its first hit
+        return [{**cells[t["cell"]], **t, "compute": None if t["first_hit"] is None else
+                 costs.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
 
     def frontier(self, results, target: float, over: str) -> list[dict]:
         if isinstance(target, bool) or not isinstance(target, int | float) \
