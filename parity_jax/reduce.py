@@ -82,7 +82,7 @@ def frontier(records: list[dict], target: float = 0.5, over: str = "m") -> list[
     for key, rs in groups.items():
         reached = [r[over] for r in rs if r["p"] is not None and r["p"] >= target]
         out.append({**dict(zip(keep, key, strict=True)), over: min(reached) if reached else None,
-                    "target": target})
+                    "p_target": target})
     return out
 
 
