@@ -520,18 +520,8 @@ class Store:
         return self.contents().curves
 
     def trials(self) -> list[dict]:
-        """Every stored trial as a dict (flags as bools; a tabular trial's ``extra`` merged
-        in)."""
-        out = []
-        for row in self.rows():
-            d = row._asdict()
-            d["diverged"] = bool(d["diverged"])
-            if "success" in d:
-                d["success"] = bool(d["success"])
-            if "extra" in d:
-                d.update(json.loads(d.pop("extra")))
-            out.append(d)
-        return out
+        """Every stored trial as a record (its kind's ``record``: flags as bools, ...)."""
+        return [self.study_kind.record(row) for row in self.rows()]
 
     # -- writing ---------------------------------------------------------------------------------
 

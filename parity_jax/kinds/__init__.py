@@ -78,6 +78,9 @@ class StudyKind(Protocol):
     def read_row(self, raw: tuple, grid: list, seeds: int) -> tuple[Any, list[str]]:
         """A stored trial row, checked: (row, []) or (None, problems)."""
 
+    def record(self, row) -> dict:
+        """A stored row as a trial record (flags as bools, ...)."""
+
     def read_curve(self, raw: tuple, grid: list, seeds: int,
                    rows: dict) -> tuple[Any, list[str]]:
         """A stored curve row, checked against its trial (``rows``: the sound ones)."""

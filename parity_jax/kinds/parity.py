@@ -428,6 +428,9 @@ class ParityKind:
     def read_curve(self, raw, grid, seeds, rows):
         return read_curve(raw, grid, seeds, rows)
 
+    def record(self, row: Outcome) -> dict:
+        return {**row._asdict(), "success": bool(row.success), "diverged": bool(row.diverged)}
+
     def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
         return reduce.summarize(cells, trials)
 

@@ -356,6 +356,12 @@ class TabularKind:
         where, bad = store.where(raw, "curves", len(grid), seeds)
         return None, [f"{where}: {b}" for b in bad or ["no such trial"]]
 
+    def record(self, row: Outcome) -> dict:
+        """The stored row, its ``extra`` (a forest's chosen configuration) merged in."""
+        d = {**row._asdict(), "diverged": bool(row.diverged)}
+        d.update(json.loads(d.pop("extra")))
+        return d
+
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
         return [_record(cells[t["cell"]], t) for t in trials]
 
