@@ -235,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    (out / "info.json").write_text(json.dumps(
-        {"checkout": str(checkout), **_git(checkout), "python": args.python,
-         "studies": names, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}, indent=1) + "\n")
+    info_path = out / "info.json"  # one entry per invocation into this directory
+    info = json.loads(info_path.read_text()) if info_path.exists() else []
+    info = [info] if isinstance(info, dict) else info  # written by an earlier version
+    info.append({"checkout": str(checkout), **_git(checkout), "python": args.python,
+                 "studies": names, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    info_path.write_text(json.dumps(info, indent=1) + "\n")
     walls_path = out / "walls.json"
     walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
     failed = []
