@@ -8,11 +8,13 @@ code on one machine, compared row by row.
 Run mode: each study goes through the checkout's CLI (``run``, and ``merge`` for the sharded
 one) in its own process with ``PYTHONPATH=CHECKOUT``, ``PARITY_JAX_CACHE=off``, every other
 ``PARITY_JAX_*`` variable unset and a fixed ``--memory-budget``; then every row of every table
-of its results.sqlite but ``meta`` (which holds versions and times) is dumped, ordered by the
-primary key, blobs as hex, to ``OUT/<study>.json``. Only the CLI and the store's file format are
-used, never the package's Python API, so a checkout whose modules were renamed runs the same.
+of its results.sqlite but ``meta`` is dumped, ordered by the primary key, blobs as hex, to
+``OUT/<study>.json``, with meta's entries but ``plan`` (which names paths and the budget): the
+study, its fingerprint, the data's hashes. Only the CLI and the store's file format are used,
+never the package's Python API, so a checkout whose modules were renamed runs the same.
 Compare mode prints, per study and table, the rows compared and the rows that differ (with the
-first difference); exit 1 if any differs or is missing.
+first difference), and the meta entries that differ; exit 1 if any differs or is missing.
+``--redump DIR`` rewrites an out dir's dumps from its stores (e.g. after this script changed).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def run_study(name: str, python: str, checkout: Path, out: Path) -> dict:
     if shards == 1:
         walls["run"] = _cli(python, checkout, ["run", *cfg, "--out", str(d / "run"),
                                                "--memory-budget", budget], d / "run.log")
-        store = d / "run"
+        store = _store_of(name, out)
     else:
         parts = []
         for i in range(shards):
@@ -81,12 +83,22 @@ def run_study(name: str, python: str, checkout: Path, out: Path) -> dict:
                 python, checkout, ["run", *cfg, "--out", str(part), "--memory-budget", budget,
                                    "--shard", f"{i}/{shards}"], d / f"shard{i}.log")
             parts.append(str(part))
-        store = d / "merged"
+        store = _store_of(name, out)
         walls["merge"] = _cli(python, checkout, ["merge", "--out", str(store), *parts],
                               d / "merge.log")
+    write_dump(name, store, out)
+    return walls
+
+
+def _store_of(name: str, out: Path) -> Path:
+    """The directory of study ``name``'s (merged) store under ``out``."""
+    return out / name / ("merged" if STUDIES[name][2] > 1 else "run")
+
+
+def write_dump(name: str, store: Path, out: Path) -> None:
+    """Dumps ``store``'s results.sqlite to ``out/name.json``."""
     dump = dump_store(store / "results.sqlite")
     (out / f"{name}.json").write_text(json.dumps(dump, indent=0) + "\n")
-    return walls
 
 
 def _value(v):
@@ -110,9 +122,11 @@ def dump_store(path: Path) -> dict:
             rows = [[_value(v) for v in r]
                     for r in con.execute(f'SELECT * FROM "{t}" ORDER BY {order}')]
             tables[t] = {"columns": columns, "key": key, "rows": rows}
+        # meta but "plan" (which names paths and the budget): the study, its fingerprint, ...
+        meta = dict(con.execute("SELECT key, value FROM meta WHERE key != 'plan' ORDER BY key"))
     finally:
         con.close()
-    return {"store": str(path), "tables": tables}
+    return {"store": str(path), "meta": meta, "tables": tables}
 
 
 def _canon(v) -> str:
@@ -134,6 +148,14 @@ def compare_study(a: dict, b: dict) -> tuple[int, int, list[str]]:
     """(rows compared, rows differing, lines) for one study's two dumps."""
     compared = differing = 0
     lines = []
+    if "meta" in a and "meta" in b:
+        keys = sorted(set(a["meta"]) | set(b["meta"]))
+        diff = [k for k in keys if a["meta"].get(k) != b["meta"].get(k)]
+        compared, differing = compared + len(keys), differing + len(diff)
+        lines.append(f"  meta (but plan): {len(keys)} keys compared, {len(diff)} differ"
+                     + (f": {', '.join(diff)}" if diff else ""))
+    else:
+        lines.append("  meta: not in both dumps (written before meta was dumped; --redump)")
     for t in sorted(set(a["tables"]) | set(b["tables"])):
         ta, tb = a["tables"].get(t), b["tables"].get(t)
         if ta is None or tb is None:
@@ -212,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    "or to compare)")
     p.add_argument("--python", default=sys.executable, help="interpreter (default: this one)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two out dirs")
+    p.add_argument("--redump", metavar="DIR",
+                   help="rewrite the JSON dumps of an out dir from its stores (no runs)")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(STUDIES)
     unknown = [n for n in names if n not in STUDIES]
@@ -219,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --only {','.join(unknown)}: must be among {', '.join(STUDIES)}",
               file=sys.stderr)
         return 2
+    if args.redump:
+        out = Path(args.redump)
+        done = [n for n in names if (_store_of(n, out) / "results.sqlite").is_file()]
+        for n in done:
+            write_dump(n, _store_of(n, out), out)
+        print(f"redumped {', '.join(done) or 'nothing'} in {out}")
+        return 0 if done else 1
     if args.compare:
         return compare(Path(args.compare[0]), Path(args.compare[1]),
                        names if args.only else None)
