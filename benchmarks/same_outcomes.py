@@ -151,7 +151,7 @@ def compare_study(a: dict, b: dict) -> tuple[int, int, list[str]]:
     if "meta" in a and "meta" in b:
         keys = sorted(set(a["meta"]) | set(b["meta"]))
         diff = [k for k in keys if a["meta"].get(k) != b["meta"].get(k)]
-        compared, differing = compared + len(keys), differing + len(diff)
+        differing += len(diff)  # counted as differences, not as rows compared
         lines.append(f"  meta (but plan): {len(keys)} keys compared, {len(diff)} differ"
                      + (f": {', '.join(diff)}" if diff else ""))
     else:
