@@ -1,10 +1,12 @@
-# The two commands of the README: `make run` (default study) and `make test`.
+# The two commands of the README: `make run` (default study) and `make test` (every test, as CI
+# runs it). `make test-fast` leaves out the tests marked slow; `make lint` runs ruff.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/fig1-cpu
+LINTED := parity_jax tests benchmarks experiments
 
-.PHONY: run test install clean
+.PHONY: run test test-fast lint install clean
 
 $(BIN)/parity-jax: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +21,12 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check $(LINTED)
 
 clean:
 	rm -rf $(VENV) runs
