@@ -30,6 +30,7 @@ def test_bench_reports_rates_flops_and_baselines():
     assert table.count("\n| init | 10 |") == 2 and "GFLOP/s" in table
 
 
+@pytest.mark.slow
 def test_the_kernel_column_times_the_kernel(monkeypatch):
     # on a GPU the column is the Pallas kernel; here its interpret mode fills it
     monkeypatch.setenv("PARITY_JAX_KERNEL", "interpret")

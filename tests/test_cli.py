@@ -248,6 +248,7 @@ n_estimators_max = 20
 """
 
 
+@pytest.mark.slow
 def test_a_tabular_config_runs_checks_reports_and_resumes_through_the_one_driver(tmp_path,
                                                                                  capsys):
     config = tmp_path / "tab.toml"

@@ -247,6 +247,7 @@ def _apply(out: Path, kind: str, changes: list) -> None:
             conn.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(damage())

@@ -16,6 +16,7 @@ import pytest
 from parity_jax import cli, doctor, kernel, reduce
 
 
+@pytest.mark.slow
 def test_doctor_on_the_cpu_passes_every_check_and_writes_its_json(tmp_path, capsys):
     out = tmp_path / "doctor.json"
     assert cli.main(["doctor", "--json", str(out)]) == 0
@@ -79,6 +80,7 @@ def test_a_failing_check_is_one_line_in_its_row_and_exit_1(tmp_path, capsys, mon
     assert "RuntimeError: Triton lowering failed" in captured.out
 
 
+@pytest.mark.slow
 def test_a_kernel_that_disagrees_fails_its_row(tmp_path, monkeypatch, two_checks):
     # fault injection: the self-check's verdict on the tile geometry is a mismatch
     check = kernel.self_check
@@ -190,6 +192,7 @@ def test_compare_runs_reports_each_field_that_differs_per_cell():
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not all(shutil.which(c) for c in ("bash", "tar", "timeout")),
                     reason="needs bash, tar and timeout")
 def test_gpu_check_quick_dry_run_leaves_one_archive(tmp_path):

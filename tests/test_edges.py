@@ -265,6 +265,7 @@ def _cli_env(**extra) -> dict:
     return {**os.environ, "PYTHONPATH": root, "PARITY_JAX_CACHE": "off", **extra}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("platforms", ["nosuchplatform", "cuda,nosuch"])
 def test_jax_platforms_naming_a_platform_jax_cannot_start_is_one_line(tmp_path, platforms):
     config = tmp_path / "s.toml"
@@ -292,6 +293,7 @@ def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkey
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
 def test_ctrl_c_while_the_command_line_starts_is_a_clean_exit(tmp_path, delay):
     config = tmp_path / "s.toml"
@@ -594,6 +596,7 @@ def test_an_output_file_is_replaced_whole_and_never_written_through_a_link(tmp_p
 CONCURRENT = SMALL.replace("steps = 200", "steps = 400\nstop_on_success = false")
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_new_out_one_writes_the_other_is_refused_at_once(tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(CONCURRENT)

@@ -19,6 +19,7 @@ def test_fig1_config_is_the_built_in_default_study():
         DEFAULT_STUDY.fingerprint()
 
 
+@pytest.mark.slow
 def test_fig1_script_on_a_tiny_config(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text((EXPERIMENTS / "fig1_cpu.toml").read_text()
@@ -79,6 +80,7 @@ def _check_outputs(result, out, pngs, words):
         assert f"]({p})" in text
 
 
+@pytest.mark.slow
 def test_fig2_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
     result = fig2.main(_tiny(tmp_path), out, progress=None)
@@ -88,6 +90,7 @@ def test_fig2_on_a_tiny_config(tmp_path):
                    ["Width helps monotonically", "Non-monotone in m", "Sparse (s=2) vs dense"])
 
 
+@pytest.mark.slow
 def test_luck_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
     result = luck.main(_tiny(tmp_path, width=[2, 4, 16], extra='vary = "init"'), out,
@@ -98,6 +101,7 @@ def test_luck_on_a_tiny_config(tmp_path):
     _check_outputs(result, out, ["p_vs_width.png"], ["Per-neuron success probability q"])
 
 
+@pytest.mark.slow
 def test_sparsity_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
     result = sparsity.main(_tiny(tmp_path, m=80, width=16), out, progress=None)
@@ -105,6 +109,7 @@ def test_sparsity_on_a_tiny_config(tmp_path):
     _check_outputs(result, out, ["p_vs_s.png", "steps_vs_s.png"], ["Which s works best"])
 
 
+@pytest.mark.slow
 def test_pareto_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
     result = pareto.main(_tiny(tmp_path), out, progress=None)
@@ -120,6 +125,7 @@ sparsity = load_experiment("sparsity")
 pareto = load_experiment("pareto")
 
 
+@pytest.mark.slow
 def test_lottery_on_a_tiny_config(tmp_path, capsys):
     config = tmp_path / "lottery.toml"
     config.write_text(TINY.format(name="lot", m=1, width=16, init='"sparse"',

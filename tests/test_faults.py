@@ -12,6 +12,7 @@ import parity_jax
 from parity_jax import Model, Study, Task, Train, cli, kinds, store
 
 
+@pytest.mark.slow
 def test_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run(tmp_path):
     config = tmp_path / "faults.toml"
     config.write_text(faults.SMALL)
@@ -24,6 +25,7 @@ def test_killed_at_random_moments_then_resumed_equals_an_uninterrupted_run(tmp_p
     assert any(w.startswith("killed") and 0 < n < total for w, n in result["runs"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_the_batch_in_flight_and_the_same_command_resumes(tmp_path):
     config = tmp_path / "faults.toml"
     config.write_text(faults.SMALL)
@@ -74,6 +76,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_stored_trials(tmp_path):
         s.close()
 
 
+@pytest.mark.slow
 def test_a_read_only_store_gives_exit_2_and_is_not_touched(tmp_path, monkeypatch, capsys):
     config = tmp_path / "s.toml"
     config.write_text(faults.SMALL.replace("seeds = 3", "seeds = 1"))
@@ -118,6 +121,7 @@ def test_a_corrupt_or_foreign_sqlite_file_gives_exit_2_and_is_not_touched(tmp_pa
     assert path.read_bytes() == data
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_frozen_and_marked_and_its_batchmates_are_unaffected(tmp_path):
     # 2 cells x 5 seeds of one stream: 8 groups of 2, one of them [lr 0.1, lr 1e3]
     base = dict(name="diverge", seeds=5, task=Task(n=10, k=2, m=[80], n_test=200),

@@ -24,6 +24,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -248,6 +249,7 @@ def test_base_configs_plan(tmp_path):
         assert code == 0 and err == [], err
 
 
+@pytest.mark.slow
 def test_plan_answers_every_config_with_exit_0_or_one_error_line(capsys):
     stats = {"examples": 0, "exit_0": 0, "exit_2": 0, "longest_s": 0.0, "longest": None}
 

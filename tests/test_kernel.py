@@ -44,7 +44,8 @@ def _assert_close(xla, pallas, rtol=1e-4, atol=1e-5):
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("loss", ["hinge", "logistic", "square"])
+@pytest.mark.parametrize("loss", ["hinge", pytest.param("logistic", marks=pytest.mark.slow),
+                                  pytest.param("square", marks=pytest.mark.slow)])
 def test_the_kernel_equals_the_xla_step(shape_factory, loss):
     # registers geometry: a trial's padded w1 (16 x 16) is one loop carry
     shape = shape_factory(G=2, P=3, W=16, loss=loss, layout="vmapped")
@@ -56,6 +57,7 @@ def test_the_kernel_equals_the_xla_step(shape_factory, loss):
     assert np.all(w1[0, 1, 5:] == 0) and np.all(w1[1, 1, 7:] == 0)
 
 
+@pytest.mark.slow
 def test_wide_trials_walk_their_weights_in_tiles(shape_factory):
     # W = 600 at n = 12: 1024 x 16 floats exceed REG_FLOATS, so w1 stays in the output buffer
     # and each step walks it in tiles of TILE neurons (forward, then backward and update)
@@ -69,11 +71,13 @@ def test_wide_trials_walk_their_weights_in_tiles(shape_factory):
     _assert_close(xla, pallas)
 
 
+@pytest.mark.slow
 def test_online_minibatches_are_the_xla_steps(shape_factory):
     shape = shape_factory(G=2, P=3, W=24, loss="square", online=True, M=1, layout="vmapped")
     _assert_close(*_both(shape, GROUPS))
 
 
+@pytest.mark.slow
 def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_factory):
     shape = shape_factory(G=1, P=3, W=16, loss="square", layout="vmapped", eval_every=50)
     calm = [{"init": 0, "width": 16}, {"init": 2, "width": 12, "sparse": True}]
@@ -94,6 +98,7 @@ def test_stopped_and_diverged_trials_leave_their_batchmates_unchanged(shape_fact
         np.testing.assert_array_equal(np.asarray(a)[0, [0, 2]], np.asarray(b)[0, [0, 2]])
 
 
+@pytest.mark.slow
 def test_a_small_study_has_the_xla_paths_outcomes(tmp_path, monkeypatch, capsys):
     study = Study.from_toml(_write(tmp_path / "tiny.toml", TINY_TOML))
     records = {}
@@ -150,6 +155,7 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
         kernel.select("gpu", 1, "fused")
 
 
+@pytest.mark.slow
 def test_long_intervals_run_as_several_calls(shape_factory, monkeypatch):
     # an interval of 90 steps in calls of 40, 40 and 10: the same numbers, bounded memory
     monkeypatch.setattr(kernel, "CALL_STEPS", 40)

@@ -100,6 +100,7 @@ def test_a_kernel_that_fails_to_lower_runs_the_xla_step(study, xla_trials, tmp_p
     assert "second line" not in warnings[0]
 
 
+@pytest.mark.slow
 def test_a_kernel_with_wrong_numbers_fails_its_self_check(study, xla_trials, tmp_path,
                                                          monkeypatch, capsys):
     # every parameter off by 1e-4 of itself: small, but thousands of times float32 rounding
@@ -112,6 +113,7 @@ def test_a_kernel_with_wrong_numbers_fails_its_self_check(study, xla_trials, tmp
     _assert_one_warning(warnings, "disagrees with the XLA step")
 
 
+@pytest.mark.slow
 def test_a_program_that_fails_to_compile_after_its_check_runs_the_xla_step(
         study, xla_trials, tmp_path, monkeypatch, capsys):
     # the self-check's kernel (CHECK_STEPS per call) passes; the program's own does not lower
@@ -130,6 +132,7 @@ def test_a_program_that_fails_to_compile_after_its_check_runs_the_xla_step(
     assert len(checked) == 1 and trials == xla_trials and len(warnings) == 1
 
 
+@pytest.mark.slow
 def test_a_kernel_that_fails_while_running_runs_the_xla_step(study, xla_trials, tmp_path,
                                                             monkeypatch, capsys):
     def fail(_):
@@ -163,6 +166,7 @@ def test_on_skips_the_failsafe_and_errors_surface(shape_factory, monkeypatch):
     assert not warned
 
 
+@pytest.mark.slow
 def test_a_second_run_repeats_no_self_check(study, xla_trials, tmp_path, monkeypatch, capsys):
     where = tmp_path / "cache" / kernel.VERDICTS_FILE
     monkeypatch.setattr(devices, "verdicts_file", lambda: str(where))
@@ -200,6 +204,7 @@ def test_verdicts_live_beside_the_compile_cache(tmp_path, monkeypatch):
         jax.config.update("jax_compilation_cache_dir", previous)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("W,loss", [(100, "hinge"), (256, "logistic")])
 def test_the_real_kernel_passes_its_self_check_at_the_default_geometries(W, loss):
     # the default study's class: n = 50 (padded to 64), batch 32; W = 100 (padded to 128)

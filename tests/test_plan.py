@@ -120,6 +120,7 @@ def test_accelerator_batches_fill_the_memory_budget_cpus_keep_their_neuron_cap()
     assert costs.packed_batch_bytes(gpu.batches[0].shape) <= 8 << 30
 
 
+@pytest.mark.slow
 def test_a_warm_start_compiles_nothing(tmp_path):
     """The persistent compilation cache: the second run of a study loads every program."""
     config = tmp_path / "s.toml"

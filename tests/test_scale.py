@@ -21,6 +21,7 @@ def _rows(out):
         return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_outcomes_as_one_trial_by_trial(tmp_path):
     one = parity_jax.run(STUDY, tmp_path / "one", devices=1, progress=None)
     parity_jax.run(STUDY, tmp_path / "four", devices=4, progress=None)
@@ -32,6 +33,7 @@ def test_four_devices_give_the_same_outcomes_as_one_trial_by_trial(tmp_path):
     assert any(b.shape.G >= 4 for b in p.batches)
 
 
+@pytest.mark.slow
 def test_shards_partition_the_trials_and_merge_equals_a_single_run(tmp_path, capsys):
     single = tmp_path / "single"
     parity_jax.run(STUDY, single, progress=None)
@@ -57,6 +59,7 @@ def test_shards_partition_the_trials_and_merge_equals_a_single_run(tmp_path, cap
         parity_jax.run(STUDY, outs[0], shard="1/3", progress=None)
 
 
+@pytest.mark.slow
 def test_merge_refuses_other_studies_and_differing_overlaps_writing_nothing(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     parity_jax.run(STUDY, a, shard="0/2", progress=None)
@@ -78,6 +81,7 @@ def test_merge_refuses_other_studies_and_differing_overlaps_writing_nothing(tmp_
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_check_finds_inconsistent_trials(tmp_path, capsys):
     out = tmp_path / "o"
     parity_jax.run(STUDY, out, progress=None)
@@ -125,6 +129,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_results_as_one(tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(faults.SMALL.replace("steps = 3000", "steps = 400"))

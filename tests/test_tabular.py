@@ -267,6 +267,7 @@ def test_new_learning_rates_compile_nothing_new_and_a_diverging_trial_is_isolate
         assert float(getattr(both, f)[0]) == float(getattr(alone, f)[0])
 
 
+@pytest.mark.slow
 def test_sparse_init_beats_dense_on_a_planted_parity_at_a_small_fraction():
     """The paper's mechanism on tabular data: y = the XOR of the signs of 2 of 20 Gaussian
     features; with 300 training rows a sparse (s = 2) init learns it, a dense one mostly not.
@@ -310,6 +311,7 @@ def test_forest_search_space_and_tuning_on_a_tiny_grid():
     assert again == best  # seeded
 
 
+@pytest.mark.slow
 def test_a_forest_search_gives_the_same_bits_in_every_call():
     """scikit-learn sums a forest's tree probabilities in thread order (values 1 ulp apart
     from one call to the next); the search's own sum runs in the trees' order."""
@@ -352,6 +354,7 @@ n_estimators_max = 300
 """
 
 
+@pytest.mark.slow
 def test_two_fresh_runs_of_a_tabular_study_store_the_same_rows_and_merge(tmp_path):
     import parity_jax
     from parity_jax import store
@@ -413,6 +416,7 @@ def test_tabular_config_errors_name_the_field():
     assert set(full.axis("datasets")) == set(datasets.BY_NAME)
 
 
+@pytest.mark.slow
 def test_tabular_script_on_a_tiny_config_writes_outputs_and_resumes(tmp_path, monkeypatch):
     config = tmp_path / "tiny.toml"
     config.write_text("""
