@@ -8,6 +8,7 @@ import pytest
 from parity_jax import bench, cli
 
 
+@pytest.mark.slow
 def test_bench_reports_rates_flops_and_baselines():
     result = bench.run_bench(widths=[10], trials=[1, 4], varies=["init", "both"], repeats=1,
                              steps=8, progress=None)
@@ -131,6 +132,7 @@ def test_bench_bad_arguments_exit_2(capsys, argv, field):
     assert err.startswith(f"error: {field}") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_each_row_sizes_its_own_steps(monkeypatch):
     """S comes from each row's own width and trials (a row once reused the first row's S)."""
     monkeypatch.setattr(bench, "_steps_for", lambda width, trials, peak: 8 * trials)

@@ -26,6 +26,7 @@ def _assert_params_close(a, b, rtol=2e-4, atol=2e-5):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth,loss", [(1, "logistic"), (2, "square")])
 def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
@@ -43,8 +44,9 @@ def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
             assert np.all(np.asarray(params.w1[g, p, trial["width"]:]) == 0)
 
 
-@pytest.mark.parametrize("depth,loss", [(1, "hinge"), (1, "logistic"), (1, "square"),
-                                        (2, "hinge")])
+@pytest.mark.parametrize("depth,loss", [(1, "hinge"), *(pytest.param(*p, marks=pytest.mark.slow)
+                                                        for p in [(1, "logistic"), (1, "square"),
+                                                                  (2, "hinge")])])
 def test_core_equals_the_plain_optax_reference(shape_factory, depth, loss):
     # depth 1 runs the fused hand-written step, depth 2 jax.grad; both against optax
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
@@ -57,6 +59,7 @@ def test_core_equals_the_plain_optax_reference(shape_factory, depth, loss):
             _assert_params_close(_trial_params(params, g, p, t["width"]), ref)
 
 
+@pytest.mark.slow
 def test_the_steps_outermost_layout_equals_the_reference(shape_factory):
     # the layout accelerators run (fused step vmapped over groups, steps outermost)
     def vmapped(**kw):
@@ -65,6 +68,7 @@ def test_the_steps_outermost_layout_equals_the_reference(shape_factory):
     test_core_equals_the_plain_optax_reference(vmapped, 1, "logistic")
 
 
+@pytest.mark.slow
 def test_the_autodiff_step_runs_in_either_layout(shape_factory):
     # the optax step (depth 2) cache-blocked too, and the optax step at depth 1
     def blocked(**kw):
@@ -138,6 +142,7 @@ def test_stop_on_success_and_first_hit_semantics(shape_factory):
     assert not out.diverged.any()
 
 
+@pytest.mark.slow
 def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
     shape = shape_factory(G=1, P=2, eval_every=100)
     trials = [{"init": 0, "width": 16, "steps": 250, "threshold": 0.0},
@@ -177,6 +182,7 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
     del shape
 
 
+@pytest.mark.slow
 def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_factory):
     # groups 0, 2, 3 share a data key; 3 differs in k, 2 only in m (the same sets)
     groups = [{"data": 0, "m": 100, "trials": [{}]}, {"data": 1, "m": 64, "trials": [{}]},
@@ -195,6 +201,7 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
     assert not np.array_equal(got.secret[3], got.secret[0])
 
 
+@pytest.mark.slow
 def test_the_cpu_step_updates_w1_in_place(shape_factory):
     """No copy of a (.., W, n) first-layer weight array in the compiled program: XLA:CPU once
     copied the updated w1 into the loop carry every step (a unit axis put bitcasts between w1
@@ -215,6 +222,7 @@ def test_the_cpu_step_updates_w1_in_place(shape_factory):
     assert not any(copies), copies
 
 
+@pytest.mark.slow
 def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_factory):
     trials = [{"init": 0, "width": 16}, {"init": 1, "width": 9, "sparse": True, "s": 2}]
     groups = [{"data": 0, "m": 1, "noise": 0.1, "trials": trials}]
@@ -260,6 +268,7 @@ def test_recorded_curves_match_the_outcomes(shape_factory):
 KERNEL = "pallas" if jax.default_backend() == "gpu" else "interpret"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout,step,kernel,chunk", [
     ("blocked", "fused", "off", 1), ("vmapped", "fused", "off", 1), ("vmapped", "sgd", "off", 1),
     ("vmapped", "fused", "off", 2), ("vmapped", "sgd", "off", 2),

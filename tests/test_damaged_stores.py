@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from parity_jax import ConfigError, Results, StoreError, cli
 
+# every test reads the module's two stores, a parity and a tabular study run first
+pytestmark = pytest.mark.slow
+
 PARITY = TINY_TOML.replace('name = "tiny"', 'name = "damaged"').replace(
     "batch = 8", "batch = 8\nrecord_curves = true").replace("m = [40, 80]", "m = [40]")
 TABULAR = """
@@ -247,7 +250,6 @@ def _apply(out: Path, kind: str, changes: list) -> None:
             conn.close()
 
 
-@pytest.mark.slow
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(damage())

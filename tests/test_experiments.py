@@ -148,6 +148,7 @@ def test_lottery_on_a_tiny_config(tmp_path, capsys):
         lottery.main(config, out, progress=None)
 
 
+@pytest.mark.slow
 def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory):
     from conftest import make_batch
 

@@ -57,6 +57,7 @@ def _stored(out):
         return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
 
 
+@pytest.mark.slow
 def test_a_full_disk_gives_a_clear_error_and_keeps_the_stored_trials(tmp_path):
     study = _small_study()
     out = tmp_path / "o"

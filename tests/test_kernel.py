@@ -44,8 +44,8 @@ def _assert_close(xla, pallas, rtol=1e-4, atol=1e-5):
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("loss", ["hinge", pytest.param("logistic", marks=pytest.mark.slow),
-                                  pytest.param("square", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["hinge", "logistic", "square"])
 def test_the_kernel_equals_the_xla_step(shape_factory, loss):
     # registers geometry: a trial's padded w1 (16 x 16) is one loop carry
     shape = shape_factory(G=2, P=3, W=16, loss=loss, layout="vmapped")

@@ -90,6 +90,7 @@ def _raise_lowering_error(out):
                               "(a second line the warning leaves out)")
 
 
+@pytest.mark.slow
 def test_a_kernel_that_fails_to_lower_runs_the_xla_step(study, xla_trials, tmp_path,
                                                         monkeypatch, capsys):
     monkeypatch.setattr(kernel, "_call", _broken_when(lambda n: _raise_lowering_error))

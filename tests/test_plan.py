@@ -42,6 +42,7 @@ def test_every_dot_carries_the_requested_precision(precision, hlo):
         assert dots and all(f"precision = [{hlo}, {hlo}]" in d for d in dots), dots[:2]
 
 
+@pytest.mark.slow
 def test_chunked_evaluation_equals_evaluating_every_row_at_once():
     whole = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50)
     chunked = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50, eval_rows=64)
@@ -54,11 +55,13 @@ def test_chunked_evaluation_equals_evaluating_every_row_at_once():
 
 @pytest.mark.parametrize("kw", [
     dict(n=50, M=5000, n_test=2000, W=1000, G=2, P=1),
-    dict(n=50, M=20000, n_test=10000, W=4096, G=1, P=1, eval_rows=8192),
-    dict(n=50, M=20000, n_test=10000, W=2048, G=4, P=2, layout="vmapped", eval_rows=8192),
-    dict(n=50, M=5000, n_test=2000, W=512, G=4, P=2, depth=2, step="sgd", layout="vmapped"),
-    dict(n=50, M=5000, n_test=2000, W=256, G=16, P=2, depth=2, step="sgd", layout="vmapped",
-         chunk=4),
+    *(pytest.param(kw, marks=pytest.mark.slow) for kw in [
+        dict(n=50, M=20000, n_test=10000, W=4096, G=1, P=1, eval_rows=8192),
+        dict(n=50, M=20000, n_test=10000, W=2048, G=4, P=2, layout="vmapped", eval_rows=8192),
+        dict(n=50, M=5000, n_test=2000, W=512, G=4, P=2, depth=2, step="sgd",
+             layout="vmapped"),
+        dict(n=50, M=5000, n_test=2000, W=256, G=16, P=2, depth=2, step="sgd",
+             layout="vmapped", chunk=4)]),
 ])
 def test_the_plans_byte_estimate_is_within_25_percent_of_xlas(kw):
     shape = _shape(**kw)

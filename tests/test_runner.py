@@ -27,6 +27,7 @@ def test_python_api_returns_cell_and_trial_records(tmp_path):
     assert again.cells() == cells and again.study.fingerprint() == study.fingerprint()
 
 
+@pytest.mark.slow
 def test_curves_are_stored_for_record_curves_cells_and_online_trials_learn(tmp_path):
     study = Study(name="curves", seeds=2, task=Task(n=8, k=2, m=200, n_test=200,
                                                     online=[False, True]),

@@ -221,6 +221,7 @@ def _train(shape, data, b):
     return devices.train(shape, b.replace(shared=data))[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,depth", [("sgd", 1), ("adam", 1), ("adam", 2)])
 def test_train_xy_equals_the_plain_optax_reference_trial_by_trial(optimizer, depth):
     splits = datasets.split(datasets.load("sklearn:wine"), seed=0)
