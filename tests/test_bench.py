@@ -149,6 +149,7 @@ def test_interleaved_times_every_timer_in_each_round():
     assert all(v >= 0 for v in medians.values())
 
 
+@pytest.mark.slow
 def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkeypatch):
     # fault injection: the kernel fails to build, the naive program fails when timed, and
     # PyTorch is missing; the engine and the per-trial jit loop are still timed

@@ -53,15 +53,14 @@ def test_chunked_evaluation_equals_evaluating_every_row_at_once():
     np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", [
     dict(n=50, M=5000, n_test=2000, W=1000, G=2, P=1),
-    *(pytest.param(kw, marks=pytest.mark.slow) for kw in [
-        dict(n=50, M=20000, n_test=10000, W=4096, G=1, P=1, eval_rows=8192),
-        dict(n=50, M=20000, n_test=10000, W=2048, G=4, P=2, layout="vmapped", eval_rows=8192),
-        dict(n=50, M=5000, n_test=2000, W=512, G=4, P=2, depth=2, step="sgd",
-             layout="vmapped"),
-        dict(n=50, M=5000, n_test=2000, W=256, G=16, P=2, depth=2, step="sgd",
-             layout="vmapped", chunk=4)]),
+    dict(n=50, M=20000, n_test=10000, W=4096, G=1, P=1, eval_rows=8192),
+    dict(n=50, M=20000, n_test=10000, W=2048, G=4, P=2, layout="vmapped", eval_rows=8192),
+    dict(n=50, M=5000, n_test=2000, W=512, G=4, P=2, depth=2, step="sgd", layout="vmapped"),
+    dict(n=50, M=5000, n_test=2000, W=256, G=16, P=2, depth=2, step="sgd", layout="vmapped",
+         chunk=4),
 ])
 def test_the_plans_byte_estimate_is_within_25_percent_of_xlas(kw):
     shape = _shape(**kw)

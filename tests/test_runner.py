@@ -8,6 +8,7 @@ import parity_jax.cli
 from parity_jax import Model, Study, Task, Train
 
 
+@pytest.mark.slow
 def test_python_api_returns_cell_and_trial_records(tmp_path):
     study = Study(name="api", seeds=2, task=Task(n=10, k=2, m=[60], n_test=100),
                   model=Model(width=[8, 16], init="sparse"),
