@@ -105,6 +105,7 @@ def test_the_torch_baselines_load_from_the_checkouts_benchmarks_folder(monkeypat
     assert baselines.torch_func_timer(10, 2, "init") is None
 
 
+@pytest.mark.slow
 def test_without_the_baselines_file_their_cells_say_so(monkeypatch, tmp_path):
     # an installed wheel has no benchmarks/ folder: the PyTorch columns are errors, the rest
     # of the row is timed

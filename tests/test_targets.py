@@ -220,6 +220,7 @@ GROUPS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["hermite", "majority"])
 def test_a_group_computes_the_same_bits_alone_and_in_a_bigger_batch(target):
     big = _shape(target, G=3)
@@ -295,6 +296,7 @@ def test_first_hit_is_the_first_evaluation_with_nmse_at_most_the_threshold():
 KERNEL = "pallas" if jax.default_backend() == "gpu" else "interpret"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target,online", [("hermite", False), ("polynomial", True)])
 def test_the_kernel_equals_the_xla_step_on_other_targets(target, online):
     shape = _shape(target, G=2, online=online, M=1 if online else 128)
