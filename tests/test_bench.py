@@ -48,6 +48,7 @@ def test_the_kernel_column_times_the_kernel(monkeypatch):
     assert "kernel" not in result["rows"][0]
 
 
+@pytest.mark.slow
 def test_bench_skips_what_does_not_fit():
     result = bench.run_bench(widths=[10], trials=[1, 4], varies=["both"], repeats=1,
                              steps=8, baselines=False, progress=None, max_neurons=30)

@@ -125,6 +125,7 @@ def test_new_hyperparameter_values_compile_nothing_new(shape_factory):
     assert devices.program(shape)._cache_size() == before
 
 
+@pytest.mark.slow
 def test_stop_on_success_and_first_hit_semantics(shape_factory):
     # an easy (12, 2)-parity: wide nets learn it within a few hundred steps
     shape = shape_factory(G=1, P=4, W=64, M=512, eval_every=50)
@@ -157,6 +158,7 @@ def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
     _assert_params_close(_trial_params(params, 0, 1, 16), ref)
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
     shape = shape_factory(G=1, P=3, W=16, eval_every=50)
     calm = [{"init": 0, "width": 16, "steps": 400, "stop": True},

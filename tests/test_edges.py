@@ -241,6 +241,7 @@ def test_python_api_errors_are_config_errors(call, message):
     assert str(e.value).startswith(message), str(e.value)
 
 
+@pytest.mark.slow
 def test_frontier_target_is_checked_like_the_cli(tmp_path, capsys):
     config = tmp_path / "s.toml"
     config.write_text(SMALL.replace("m = [40, 80]", "m = 40").replace("width = [4, 8]",

@@ -278,6 +278,7 @@ def test_the_error_of_a_real_valued_target_is_its_normalized_test_mse():
     assert targets.metric("test_first_sign") == "error"
 
 
+@pytest.mark.slow
 def test_first_hit_is_the_first_evaluation_with_nmse_at_most_the_threshold():
     # a trial that learns staircase k = 3 (a linear-ish target) reaches NMSE <= 0.9 and stops
     shape = _shape("staircase", G=1, eval_every=50)
