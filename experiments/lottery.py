@@ -122,7 +122,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
         # rewinding reuses each trial's init key on purpose
         with jax.debug_key_reuse(False):
             init = jax.device_get(core.initial_params(shape, b))
-            out, final = devices.train(shape, b)
+            out, final = devices.train_on_devices(shape, b)
             final = jax.device_get(final)
             valid = np.asarray(b.valid)
             result["phase1"] += _outcomes(out, valid)
@@ -143,7 +143,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
                                    (ARMS[2], top, fresh)):
                 b2 = b.replace(task=LotteryInputs.of(b.task, jnp.asarray(mask), salt),
                                init_key=key, valid=jnp.asarray(won))
-                out2, _ = devices.train(pruned, b2)
+                out2, _ = devices.train_on_devices(pruned, b2)
                 result[arm] += _outcomes(out2, won)
                 if arm in result["cover"]:
                     for g in np.nonzero(won[:, 0])[0]:

@@ -159,7 +159,7 @@ def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory
     with jax.debug_key_reuse(False):
         full = core.initial_params(shape, b)
         sub = core.initial_params(pruned, sub_batch)
-        _, trained = devices.train(pruned, sub_batch)
+        _, trained = devices.train_on_devices(pruned, sub_batch)
     np.testing.assert_array_equal(sub.w1[0, 0, :4], full.w1[0, 0, :4])
     assert not np.any(sub.w1[0, 0, 4:]) and not np.any(sub.a[0, 0, 4:])
     # pruned neurons stay pruned through training
