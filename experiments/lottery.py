@@ -69,7 +69,7 @@ class LotteryTask(parity.Task):
 
     @classmethod
     def of(cls, task: parity.Task) -> LotteryTask:
-        return cls(**dataclasses.asdict(task))
+        return cls(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)})
 
     def prepare(self, inputs: LotteryInputs, shared: None) -> tuple[parity.Data, None]:
         data, shared = super().prepare(inputs, shared)
