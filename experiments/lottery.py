@@ -13,6 +13,7 @@ Everything happens in memory (no results store): a run that is cut off starts ag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from flax import struct
 
 from parity_jax import (
     ConfigError,
@@ -33,6 +35,7 @@ from parity_jax import (
     render,
 )
 from parity_jax.config import read_toml
+from parity_jax.models import Params
 from parity_jax.tasks import parity
 
 matplotlib.use("Agg")
@@ -42,6 +45,41 @@ from parity_jax import kinds
 
 HERE = Path(__file__).resolve().parent
 ARMS = ("top-K rewound", "random-K rewound", "top-K re-initialised")
+
+
+@struct.dataclass
+class LotteryInputs(parity.Inputs):
+    """A parity batch's inputs, plus which neurons a subnetwork keeps and its minibatch
+    order's salt."""
+
+    keep: jax.Array  # (G, P, W) bool: the first-layer neurons kept from the init
+    order_salt: jax.Array  # (G,) int32: folded into each group's order key
+
+    @classmethod
+    def of(cls, inputs: parity.Inputs, keep: jax.Array, order_salt: jax.Array) -> LotteryInputs:
+        fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(parity.Inputs)}
+        return cls(**fields, keep=keep, order_salt=order_salt)
+
+
+@dataclasses.dataclass(frozen=True)
+class LotteryTask(parity.Task):
+    """The parity task retraining a subnetwork: it starts from only the ``keep`` first-layer
+    neurons of the init (the others are zero, so they stay zero) and draws another minibatch
+    order over the same data (each group's order key folded with ``order_salt``)."""
+
+    @classmethod
+    def of(cls, task: parity.Task) -> LotteryTask:
+        return cls(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)})
+
+    def prepare(self, inputs: LotteryInputs, shared: None) -> tuple[parity.Data, None]:
+        data, shared = super().prepare(inputs, shared)
+        order = jax.vmap(jax.random.fold_in)(data.order_key, inputs.order_salt)
+        return data.replace(order_key=order), shared
+
+    def initial(self, params: Params, inputs: LotteryInputs) -> Params:
+        params = super().initial(params, inputs)
+        k = inputs.keep.astype(jnp.float32)
+        return params.replace(w1=params.w1 * k[..., None], b1=params.b1 * k, a=params.a * k)
 
 
 def load(config: str | Path) -> tuple[Study, int]:
@@ -79,11 +117,12 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
     for pb in kinds.parity.make_plan(study).batches:
         shape = pb.shape
         assert shape.P == 1  # online, vary = "both": every trial its own stream
+        pruned = dataclasses.replace(shape, task=LotteryTask.of(shape.task))
         b = kinds.parity.batch_inputs(study, cells, pb)
         # rewinding reuses each trial's init key on purpose
         with jax.debug_key_reuse(False):
             init = jax.device_get(core.initial_params(shape, b))
-            out, final = devices.train(shape, b)
+            out, final = devices.train_on_devices(shape, b)
             final = jax.device_get(final)
             valid = np.asarray(b.valid)
             result["phase1"] += _outcomes(out, valid)
@@ -102,10 +141,9 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
                 b.task.data_key))
             for arm, mask, key in ((ARMS[0], top, b.init_key), (ARMS[1], rand, b.init_key),
                                    (ARMS[2], top, fresh)):
-                lottery = parity.Lottery(keep=jnp.asarray(mask), order_salt=salt)
-                b2 = b.replace(task=b.task.replace(lottery=lottery), init_key=key,
-                               valid=jnp.asarray(won))
-                out2, _ = devices.train(shape, b2)
+                b2 = b.replace(task=LotteryInputs.of(b.task, jnp.asarray(mask), salt),
+                               init_key=key, valid=jnp.asarray(won))
+                out2, _ = devices.train_on_devices(pruned, b2)
                 result[arm] += _outcomes(out2, won)
                 if arm in result["cover"]:
                     for g in np.nonzero(won[:, 0])[0]:

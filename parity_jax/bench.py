@@ -63,9 +63,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from parity_jax import costs, kinds, oracles, render
-from parity_jax import devices as devices_
-from parity_jax import kernel as kernel_
+from parity_jax import costs, devices, kernel, kinds, oracles, render
 from parity_jax.config import Model, Study, Task, Train
 
 N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
@@ -182,7 +180,7 @@ def engine_timers(width: int, trials: int, vary: str, steps: int,
             shape = pb.shape
             if shape not in programs:
                 start = time.perf_counter()
-                programs[shape] = devices_.program(shape).lower(inputs).compile()
+                programs[shape] = devices.program(shape).lower(inputs).compile()
                 compile_s.append(time.perf_counter() - start)
                 mem = programs[shape].memory_analysis()
                 if mem is not None:
@@ -288,7 +286,7 @@ def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
     the w1 update: G groups of P*width neurons split over the devices as the engine splits
     them, each group running ``steps`` steps of ``zT = w1 x^T; w1 -= 1e-6 * zT x`` on a fixed
     (B, n) minibatch. Returns a warmed timer for S = ``steps`` and for 2S steps."""
-    devices = math.gcd(G, jax.device_count())
+    shards = math.gcd(G, jax.device_count())
     x = jax.random.normal(jax.random.key(3), (BATCH, N), jnp.float32)
 
     def group(w1, n_steps):
@@ -298,10 +296,10 @@ def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
 
     def make(n_steps):
         local = functools.partial(jax.lax.map, functools.partial(group, n_steps=n_steps))
-        if devices == 1:
+        if shards == 1:
             return jax.jit(local)
         spec = jax.sharding.PartitionSpec("g")
-        return jax.jit(jax.shard_map(local, mesh=devices_.mesh(devices), in_specs=spec,
+        return jax.jit(jax.shard_map(local, mesh=devices.mesh(shards), in_specs=spec,
                                      out_specs=spec))
 
     w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
@@ -386,11 +384,11 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     info = eng[0] if eng else {"steps": steps}
     add("engine", eng and eng[1])
     # the kernel on GPUs (whatever its width and trials), or its interpret mode if asked
-    kernel = kernel_.select(jax.default_backend(), 1, "fused", W=0, trials=kernel_.MIN_TRIALS)
+    mode = kernel.select(jax.default_backend(), 1, "fused", W=0, trials=kernel.MIN_TRIALS)
     kinfo = None
-    if kernel != "off":
+    if mode != "off":
         k = guarded(errors, "kernel", lambda: engine_timers(width, T, vary, steps,
-                                                            kernel=kernel))
+                                                            kernel=mode))
         kinfo = k and k[0]
         add("kernel", k and k[1])
     # The bound runs one batch's layout: as many steps as the engine's batches run together,
@@ -442,8 +440,8 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
         row["gemm_bound"] = rate("bound", T / info["batches"], bound_steps)
         if row["gemm_bound"]:
             row["x_gemm_bound"] = row["rate"] / row["gemm_bound"]
-    if kernel != "off":
-        row["kernel"], row["kernel_mode"] = rate("kernel"), kernel
+    if mode != "off":
+        row["kernel"], row["kernel_mode"] = rate("kernel"), mode
         if kinfo:
             row["kernel_compile_s"] = kinfo["compile_s"]
         if row["kernel"] and row["rate"]:
@@ -479,7 +477,7 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     its GEMM bound and the torch.func ensemble are timed in turn in each of ``repeats`` rounds
     (``interleaved``).
     """
-    devices_.split_cpu()  # an entry point; no compile cache: compile seconds are measured
+    devices.split_cpu()  # an entry point; no compile cache: compile seconds are measured
     peak = gemm_peak()
     bandwidth = memory_bandwidth()
     rows = []

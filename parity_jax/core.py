@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,19 +20,20 @@ from flax import struct
 from parity_jax import models, steps, trackers
 from parity_jax.models import Params
 from parity_jax.steps import bcast
-from parity_jax.tasks import typed_key
+from parity_jax.tasks import PyTree, SharedInputs, Task, TaskInputs, typed_key
 
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
     """Static structure of a compiled program (hashable: one compile per distinct Shape).
 
-    ``task``: the task's static structure (``tasks.parity.Task`` or ``tasks.xy.Task``). A batch
-    has G groups; a packed task's groups hold P trials sharing their minibatches (per-trial
-    arrays are (G, P)), otherwise every group is one trial (per-trial arrays are (G,), P = 1).
+    ``task``: the task's static structure (the ``tasks.Task`` protocol: ``tasks.parity.Task``
+    or ``tasks.xy.Task``). A batch has G groups; a packed task's groups hold P trials sharing
+    their minibatches (per-trial arrays are (G, P)), otherwise every group is one trial
+    (per-trial arrays are (G,), P = 1).
     """
 
-    task: Any
+    task: Task
     depth: int
     W: int  # padded width
     G: int  # groups per batch
@@ -59,7 +59,7 @@ class Batch:
     """The inputs of one compiled call: per-group/per-trial leaves (leading axes
     ``shape.lead``) and the ``shared`` arrays every group reads (replicated over devices)."""
 
-    task: Any  # the task's per-group inputs (tasks.parity.Inputs / tasks.xy.Inputs)
+    task: TaskInputs  # the task's per-group inputs (tasks.parity.Inputs / tasks.xy.Inputs)
     init_key: jax.Array  # typed keys (or raw key data)
     width: jax.Array  # int32
     sparse: jax.Array  # bool
@@ -68,18 +68,18 @@ class Batch:
     wd: jax.Array  # float32
     steps: jax.Array  # int32
     valid: jax.Array  # bool: False for padding trials
-    track: Any = None  # the tracker's per-trial inputs (trackers.FirstHitInputs) or None
-    shared: Any = None  # the task's shared inputs (tasks.xy.Shared) or None
+    track: trackers.TrackerInputs = None  # the tracker's per-trial inputs (FirstHitInputs)
+    shared: SharedInputs = None  # the task's shared inputs (tasks.xy.Shared) or None
 
 
 @struct.dataclass
 class _State:
     params: Params
-    opt: Any  # the step's optimizer state
+    opt: PyTree  # the step's optimizer state
     t: jax.Array  # global step counter (multiple of eval_every between intervals)
     steps_run: jax.Array
     diverged: jax.Array
-    track: Any
+    track: trackers.TrackerState
     curves: dict
 
 
@@ -89,8 +89,8 @@ def typed(shape: Shape, b: Batch) -> Batch:
 
 
 def init_params(shape: Shape, b: Batch) -> Params:
-    """The parameters a batch's trials start from (padded to W; a lottery's unkept neurons
-    zeroed)."""
+    """The parameters a batch's trials start from: the model's init padded to W, then the
+    task's ``initial``."""
     init = functools.partial(models.init_params, n=shape.task.features, W=shape.W,
                              depth=shape.depth)
     fn = steps.over_groups(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s),
@@ -112,7 +112,7 @@ def initial_params(shape: Shape, b: Batch) -> Params:
 MATMUL_PRECISION = {"float32": "float32", "tf32": "tensorfloat32", "bfloat16": "bfloat16"}
 
 
-def train(shape: Shape, b: Batch):
+def train(shape: Shape, b: Batch) -> tuple[PyTree, Params]:
     """Trains a batch to completion; returns the tracker's outcomes and the final parameters.
 
     Every matmul traced here carries the shape's precision explicitly (docs/DESIGN.md §1.7).
@@ -143,9 +143,11 @@ def train(shape: Shape, b: Batch):
         return jax.tree.map(lambda x: x.reshape((shape.G,) + x.shape[2:]), out)
 
 
-def _train(shape: Shape, b: Batch):
+def _train(shape: Shape, b: Batch) -> tuple[PyTree, Params]:
     b = typed(shape, b)
-    task, step, tracker = shape.task, steps.make(shape), trackers.make(shape.tracker)
+    task: Task = shape.task
+    step = steps.make(shape)
+    tracker: trackers.Tracker = trackers.make(shape.tracker)
     streams, shared = task.prepare(b.task, b.shared)
     params = init_params(shape, b)
     lead = shape.lead

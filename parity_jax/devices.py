@@ -165,14 +165,15 @@ def program(shape: core.Shape, devices: int | None = None):
     return _program(shape, used(shape, devices))
 
 
-def train(shape: core.Shape, b: core.Batch, devices: int | None = None):
-    """Trains a batch to completion: (outcome, final parameters)."""
+def train_on_devices(shape: core.Shape, b: core.Batch, devices: int | None = None):
+    """Trains a batch to completion on the first ``devices`` devices (``core.train`` sharded
+    over its groups, ``program``): (outcome, final parameters)."""
     return program(shape, devices)(b)
 
 
 class FailSafe:
-    """``train`` with the fused kernel's fail-safe, for one run (in ``kernel.failsafe()``
-    modes; otherwise plain ``train``).
+    """``train_on_devices`` with the fused kernel's fail-safe, for one run (in
+    ``kernel.failsafe()`` modes; otherwise plain ``train_on_devices``).
 
     Before a program first runs the kernel, its geometry's verdict (``kernel.verdict``: cached,
     or a self-check now) and its own lowering and compiling decide whether it may; a program
@@ -187,17 +188,17 @@ class FailSafe:
         self._runs: dict[tuple[core.Shape, int], core.Shape] = {}  # -> the shape it runs
 
     def train(self, shape: core.Shape, b: core.Batch, devices: int | None = None):
-        """``devices.train``, on the XLA step where the kernel is not safe."""
+        """``train_on_devices``, on the XLA step where the kernel is not safe."""
         if shape.kernel == "off" or not kernel.failsafe():
-            return train(shape, b, devices)
+            return train_on_devices(shape, b, devices)
         key = (shape, used(shape, devices))
         if key not in self._runs:
             self._runs[key] = self._first_use(shape, b, devices)
         runs = self._runs[key]
         if runs.kernel == "off":
-            return train(runs, b, devices)
+            return train_on_devices(runs, b, devices)
         try:  # errors while running surface here, not at the fetch
-            return jax.block_until_ready(train(runs, b, devices))
+            return jax.block_until_ready(train_on_devices(runs, b, devices))
         except Exception as e:
             # out of memory is the budget's (the runner's memory error); in a multi-host job
             # one process alone cannot change its program
@@ -205,7 +206,7 @@ class FailSafe:
                 raise
             self.warn(kernel.warning(shape, kernel.failure(e)))
             self._runs[key] = dataclasses.replace(shape, kernel="off")
-            return train(self._runs[key], b, devices)
+            return train_on_devices(self._runs[key], b, devices)
 
     def _first_use(self, shape: core.Shape, b: core.Batch, devices: int | None) -> core.Shape:
         """The shape a program's batches run: its own, or on the XLA step (warned)."""

@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import bench, core, devices, files, kinds, plan, render
-from parity_jax import kernel as kernel_
+from parity_jax import bench, core, devices, files, kernel, kinds, plan, render
 from parity_jax.config import Model, Study, Task, Train
 
 STATUSES = ("ok", "fail", "timeout", "skipped")
@@ -216,8 +215,8 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
     row.update(groups=shape.G, chunk=shape.chunk, trials_per_group=shape.P,
                layout=shape.layout, width=sizes.invariance_width)
     inputs = kinds.parity.batch_inputs
-    many = devices.fetch(devices.train(shape, inputs(study, p.cells, pb), 1))
-    single = devices.fetch(devices.train(alone.shape, inputs(study, p.cells, alone), 1))
+    many = devices.fetch(devices.train_on_devices(shape, inputs(study, p.cells, pb), 1))
+    single = devices.fetch(devices.train_on_devices(alone.shape, inputs(study, p.cells, alone), 1))
     leaves = [(np.asarray(a)[target], np.asarray(b)[0]) for a, b in
               zip(jax.tree.leaves(many), jax.tree.leaves(single), strict=True)]
     same = all(a.tobytes() == b.tobytes() for a, b in leaves)
@@ -234,12 +233,12 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
 
 def _kernel_mode() -> tuple[str | None, str]:
     """The kernel this platform runs (None: none) and why."""
-    want = kernel_.requested()
+    want = kernel.requested()
     if want == "off":
-        return None, f"{kernel_.ENV}=off"
+        return None, f"{kernel.ENV}=off"
     if jax.default_backend() == "cpu" or want == "interpret":
         return "interpret", "Pallas interpret mode"
-    mode = kernel_.select(jax.default_backend(), 1, "fused", W=0, trials=kernel_.MIN_TRIALS)
+    mode = kernel.select(jax.default_backend(), 1, "fused", W=0, trials=kernel.MIN_TRIALS)
     if mode == "off":
         return None, f"no kernel on {jax.default_backend()}"
     return mode, "compiled"
@@ -255,19 +254,19 @@ def check_kernel(row: dict, sizes: Sizes) -> None:
     if mode is None:
         row.update(status="skipped", summary=why)
         return
-    ok, reason = kernel_.available(interpret=mode == "interpret")
+    ok, reason = kernel.available(interpret=mode == "interpret")
     if not ok:  # runs take the XLA step: correct, not fast
         row.update(status="skipped", summary=f"no kernel: {reason}")
         return
     row["geometries"] = []
     for width in sizes.kernel_widths:
-        study = bench.study_for(width, sizes.kernel_trials, "init", kernel_.CHECK_STEPS)
+        study = bench.study_for(width, sizes.kernel_trials, "init", kernel.CHECK_STEPS)
         shape = kinds.parity.make_plan(study, devices=1, kernel=mode).batches[0].shape
-        wp, _, _, tw = kernel_.geometry(shape.W, shape.task.n, shape.task.batch)
+        wp, _, _, tw = kernel.geometry(shape.W, shape.task.n, shape.task.batch)
         g = {"width": width, "W": shape.W, "geometry": "registers" if tw == wp else "tiles",
-             "program": kernel_.describe(shape)}
+             "program": kernel.describe(shape)}
         row["geometries"].append(g)
-        g["ok"], g["max_rel_err"], g["detail"] = kernel_.self_check(shape)
+        g["ok"], g["max_rel_err"], g["detail"] = kernel.self_check(shape)
     ok = all(g["ok"] for g in row["geometries"])
     row["status"] = "ok" if ok else "fail"
     row["summary"] = f"{mode}: " + "; ".join(

@@ -59,6 +59,7 @@ import numpy as np
 
 from parity_jax import files, models, render, settings
 from parity_jax.models import Params
+from parity_jax.tasks import KernelTask
 
 _NO_PALLAS = ""  # why Pallas did not import
 try:
@@ -195,7 +196,7 @@ def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) ->
 
 def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
     """One kernel call: ``n_steps`` steps from global step ``t0``."""
-    task = shape.task
+    task: KernelTask = shape.task
     lr, wd, steps = hyper
     G, P, W, n = params.w1.shape
     N = G * P

@@ -5,18 +5,53 @@
 - ``BestValidation`` (tabular model selection): the evaluation with the lowest validation loss,
   with its validation and test error.
 
-Each is ``init(lead) -> state``, ``update(state, metrics, evaluated, diverged, steps_run,
-inputs) -> state``, ``stopped(state, inputs)`` and ``outcome(...)``, all per trial (arrays of
-the batch's leading trial axes).
+Each keeps the ``Tracker`` protocol below: ``init(lead) -> state``, ``update(state, metrics,
+evaluated, diverged, steps_run, inputs) -> state``, ``stopped(state)`` and ``outcome(state,
+steps_run, diverged, curves, final)``, all per trial (arrays of the batch's leading trial axes).
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from parity_jax.tasks import PyTree
+
 TRACKERS = ("first_hit", "best_validation")
+TrackerInputs = PyTree  # per-trial settings of a batch (FirstHitInputs) or None: Batch.track
+TrackerState = PyTree  # per-trial state between evaluations (FirstHitState, BestState)
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What the core (``parity_jax.core``) asks of a tracker: an init/update pair over the
+    evaluations, when a trial may stop, and its outcome."""
+
+    curves: tuple[str, ...]  # the metrics a recorded curve holds
+
+    def init(self, lead: tuple[int, ...]) -> TrackerState:
+        """The state before any evaluation, for trial axes ``lead``."""
+        ...
+
+    def update(self, st: TrackerState, metrics: dict, evaluated: jax.Array,
+               diverged: jax.Array, steps_run: jax.Array,
+               inputs: TrackerInputs) -> TrackerState:
+        """The state after one evaluation (``metrics``: the task's ``evaluate``; ``inputs``:
+        the batch's ``track``); only trials where ``evaluated`` measured anything."""
+        ...
+
+    def stopped(self, st: TrackerState) -> jax.Array:
+        """Per trial: whether the tracker has seen enough (the trial stops training)."""
+        ...
+
+    def outcome(self, st: TrackerState, steps_run: jax.Array, diverged: jax.Array,
+                curves: dict, final: dict) -> PyTree:
+        """Per-trial results (``Outcome``, ``XYOutcome``; ``final``: the task's ``final``
+        metrics)."""
+        ...
 
 
 @struct.dataclass
@@ -144,5 +179,6 @@ class BestValidation:
             curve_test_error=curves["test_error"])
 
 
-def make(name: str):
+def make(name: str) -> Tracker:
+    """The tracker a program's shape names (``Shape.tracker``)."""
     return {"first_hit": FirstHit, "best_validation": BestValidation}[name]

@@ -30,14 +30,14 @@ def _assert_params_close(a, b, rtol=2e-4, atol=2e-5):
 @pytest.mark.parametrize("depth,loss", [(1, "logistic"), (2, "square")])
 def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
-    _, params = devices.train(shape, make_batch(GROUPS, P=3))
+    _, params = devices.train_on_devices(shape, make_batch(GROUPS, P=3))
     for g, group in enumerate(GROUPS):
         for p, trial in enumerate(group["trials"]):
             # alone: its own unpadded program (W = width, M = m, G = P = 1)
             alone_shape = shape_factory(G=1, P=1, W=trial["width"], M=group["m"], depth=depth,
                                         loss=loss)
             single = {**group, "trials": [trial]}
-            _, alone = devices.train(alone_shape, make_batch([single], P=1))
+            _, alone = devices.train_on_devices(alone_shape, make_batch([single], P=1))
             _assert_params_close(_trial_params(params, g, p, trial["width"]),
                                  _trial_params(alone, 0, 0, trial["width"]))
             # padded neurons stayed exactly zero
@@ -50,7 +50,7 @@ def test_batch_equals_trials_run_one_at_a_time(shape_factory, depth, loss):
 def test_core_equals_the_plain_optax_reference(shape_factory, depth, loss):
     # depth 1 runs the fused hand-written step, depth 2 jax.grad; both against optax
     shape = shape_factory(G=2, P=3, depth=depth, loss=loss)
-    _, params = devices.train(shape, make_batch(GROUPS, P=3))
+    _, params = devices.train_on_devices(shape, make_batch(GROUPS, P=3))
     batch = make_batch(GROUPS, P=3)  # the same keys again, unconsumed
     for g, group in enumerate(GROUPS):
         for p, t in enumerate(group["trials"]):
@@ -114,13 +114,13 @@ def test_fused_update_equals_optax():
 
 def test_new_hyperparameter_values_compile_nothing_new(shape_factory):
     shape = shape_factory(G=2, P=3)
-    devices.train(shape, make_batch(GROUPS, P=3))
+    devices.train_on_devices(shape, make_batch(GROUPS, P=3))
     before = devices.program(shape)._cache_size()
     changed = [{**g, "m": g["m"] // 2, "trials": [
         {**t, "lr": 0.03, "wd": 0.2, "s": 4, "sparse": not t.get("sparse", False),
          "width": t["width"] - 1, "steps": 200, "threshold": 0.3, "stop": True}
         for t in g["trials"]]} for g in GROUPS]
-    out, _ = devices.train(shape, make_batch(changed, P=3))
+    out, _ = devices.train_on_devices(shape, make_batch(changed, P=3))
     jax.block_until_ready(out)
     assert devices.program(shape)._cache_size() == before
 
@@ -131,7 +131,7 @@ def test_stop_on_success_and_first_hit_semantics(shape_factory):
     shape = shape_factory(G=1, P=4, W=64, M=512, eval_every=50)
     trials = [{"init": i, "width": 64, "sparse": True, "steps": 3000, "stop": stop}
               for i, stop in enumerate([True, True, False, False])]
-    out, _ = devices.train(shape, make_batch([{"data": 0, "m": 512, "k": 2,
+    out, _ = devices.train_on_devices(shape, make_batch([{"data": 0, "m": 512, "k": 2,
                                                     "trials": trials}], P=4))
     out = jax.tree.map(lambda x: np.asarray(x)[0], out)  # the one group's 4 trials
     assert out.success.all()
@@ -149,7 +149,7 @@ def test_steps_not_a_multiple_of_eval_every_are_respected(shape_factory):
     trials = [{"init": 0, "width": 16, "steps": 250, "threshold": 0.0},
               {"init": 1, "width": 16, "steps": 130, "threshold": 0.0}]
     groups = [{"data": 0, "m": 100, "trials": trials}]
-    out, params = devices.train(shape, make_batch(groups, P=2))
+    out, params = devices.train_on_devices(shape, make_batch(groups, P=2))
     batch = make_batch(groups, P=2)  # fresh keys for the reference (key-reuse checks)
     np.testing.assert_array_equal(out.steps_run[0], [250, 130])
     ref = oracles.reference_params(batch.task.data_key[0], batch.init_key[0, 1], n=12, k=3, m=100,
@@ -165,7 +165,7 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
             {"init": 2, "width": 16, "steps": 400, "sparse": True}]
     wild = {"init": 1, "width": 16, "steps": 400, "lr": 1e30, "wd": 0.0, "loss": "square"}
     with_wild = make_batch([{"data": 0, "m": 100, "trials": [calm[0], wild, calm[1]]}], P=3)
-    out, params = devices.train(shape_factory(G=1, P=3, W=16, eval_every=50,
+    out, params = devices.train_on_devices(shape_factory(G=1, P=3, W=16, eval_every=50,
                                                    loss="square"), with_wild)
     out = jax.device_get(out)
     assert out.diverged.tolist() == [[False, True, False]]
@@ -175,7 +175,7 @@ def test_a_diverging_trial_is_frozen_marked_and_isolated(shape_factory):
     # batchmates equal a run without the wild trial (its slot padding instead)
     without = make_batch([{"data": 0, "m": 100, "trials": [calm[0], {"init": 1, "width": 16,
                           "steps": 0}, calm[1]]}], P=3)
-    out2, params2 = devices.train(shape_factory(G=1, P=3, W=16, eval_every=50,
+    out2, params2 = devices.train_on_devices(shape_factory(G=1, P=3, W=16, eval_every=50,
                                                      loss="square"), without)
     for p in (0, 2):
         _assert_params_close(_trial_params(params, 0, p, 16), _trial_params(params2, 0, p, 16),
@@ -229,7 +229,7 @@ def test_online_trials_equal_the_optax_reference_with_fresh_minibatches(shape_fa
     trials = [{"init": 0, "width": 16}, {"init": 1, "width": 9, "sparse": True, "s": 2}]
     groups = [{"data": 0, "m": 1, "noise": 0.1, "trials": trials}]
     shape = shape_factory(G=1, P=2, M=1, online=True)
-    _, params = devices.train(shape, make_batch(groups, P=2))
+    _, params = devices.train_on_devices(shape, make_batch(groups, P=2))
     batch = make_batch(groups, P=2)
     for p, t in enumerate(trials):
         with jax.debug_key_reuse(False):
@@ -246,7 +246,7 @@ def test_recorded_curves_match_the_outcomes(shape_factory):
               {"init": 2, "width": 16, "steps": 300, "lr": 1e30, "wd": 0.0}]
     shape = shape_factory(G=1, P=3, eval_every=100, curves=10, n=8, M=256)
     groups = [{"data": 0, "m": 256, "k": 2, "trials": trials}]
-    out = jax.device_get(devices.train(shape, make_batch(groups, P=3))[0])
+    out = jax.device_get(devices.train_on_devices(shape, make_batch(groups, P=3))[0])
     assert out.curve_error.shape == (1, 3, 10)
     for p in range(3):
         evals = -(-int(out.steps_run[0, p]) // 100)
@@ -286,8 +286,8 @@ def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, la
     big = shape_factory(G=len(big_groups), P=3, layout=layout, step=step, kernel=kernel,
                         chunk=chunk)
     small = shape_factory(G=chunk, P=3, layout=layout, step=step, kernel=kernel, chunk=chunk)
-    out_big, p_big = devices.train(big, make_batch(big_groups, P=3), devices=1)
-    out_small, p_small = devices.train(small, make_batch(small_groups, P=3), devices=1)
+    out_big, p_big = devices.train_on_devices(big, make_batch(big_groups, P=3), devices=1)
+    out_small, p_small = devices.train_on_devices(small, make_batch(small_groups, P=3), devices=1)
     # the small batch's first group is the big one's third; its second (chunk 2) the first
     pairs = [(2, 0)] + ([(0, 1)] if chunk > 1 else [])
     for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_small, p_small)),
@@ -298,5 +298,5 @@ def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, la
 
 def test_a_batch_that_is_not_whole_chunks_is_refused(shape_factory):
     with pytest.raises(ValueError, match="multiple of chunk"):
-        devices.train(shape_factory(G=3, P=3, layout="vmapped", chunk=2),
+        devices.train_on_devices(shape_factory(G=3, P=3, layout="vmapped", chunk=2),
                       make_batch(GROUPS + GROUPS[:1], P=3), devices=1)

@@ -452,7 +452,7 @@ def test_an_unwritable_out_is_refused_before_anything_is_computed(tmp_path, monk
     def no_training(*a, **kw):
         raise AssertionError("computed before refusing")
 
-    monkeypatch.setattr(devices, "train", no_training)
+    monkeypatch.setattr(devices, "train_on_devices", no_training)
     monkeypatch.setattr(store.os, "open", read_only)
     assert cli.main(["run", str(config), "--out", str(out)]) == 2
     assert _one_error(capsys) == f"error: out: cannot write to {out}: Read-only file system"
@@ -475,7 +475,7 @@ def test_a_read_only_store_is_refused_before_a_resume_computes(tmp_path, monkeyp
         raise AssertionError("computed before refusing")
 
     real_connect = sqlite3.connect
-    monkeypatch.setattr(devices, "train", no_training)
+    monkeypatch.setattr(devices, "train_on_devices", no_training)
     monkeypatch.setattr(store.sqlite3, "connect", lambda path, **kw: real_connect(
         f"file:{path}?mode=ro", uri=True, **kw))
     capsys.readouterr()

@@ -150,21 +150,23 @@ def test_lottery_on_a_tiny_config(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory):
+    import dataclasses
+
     from conftest import make_batch
 
     from parity_jax import core, devices
-    from parity_jax.tasks import parity
 
     shape = shape_factory(G=1, P=1, W=16)
+    pruned = dataclasses.replace(shape, task=lottery.LotteryTask.of(shape.task))
     b = make_batch([{"data": 0, "m": 100, "trials": [{"init": 0, "width": 16,
                                                        "sparse": True, "s": 2}]}], P=1)
     keep = jnp.zeros((1, 1, 16), bool).at[0, 0, :4].set(True)
-    lottery = b.replace(task=b.task.replace(lottery=parity.Lottery(
-        keep=keep, order_salt=jnp.zeros((1,), jnp.int32))))
+    sub_batch = b.replace(task=lottery.LotteryInputs.of(b.task, keep,
+                                                        jnp.zeros((1,), jnp.int32)))
     with jax.debug_key_reuse(False):
         full = core.initial_params(shape, b)
-        sub = core.initial_params(shape, lottery)
-        _, trained = devices.train(shape, lottery)
+        sub = core.initial_params(pruned, sub_batch)
+        _, trained = devices.train_on_devices(pruned, sub_batch)
     np.testing.assert_array_equal(sub.w1[0, 0, :4], full.w1[0, 0, :4])
     assert not np.any(sub.w1[0, 0, 4:]) and not np.any(sub.a[0, 0, 4:])
     # pruned neurons stay pruned through training

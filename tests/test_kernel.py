@@ -28,8 +28,9 @@ MODE = "pallas" if GPU else "interpret"
 
 def _both(shape, groups, P=3, mode=MODE):
     """(outcomes, params) of the XLA step and of the kernel on one batch."""
-    xla = devices.train(shape, make_batch(groups, P=P))
-    pallas = devices.train(dataclasses.replace(shape, kernel=mode), make_batch(groups, P=P))
+    xla = devices.train_on_devices(shape, make_batch(groups, P=P))
+    pallas = devices.train_on_devices(dataclasses.replace(shape, kernel=mode),
+                                      make_batch(groups, P=P))
     return xla, pallas
 
 

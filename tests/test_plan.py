@@ -46,8 +46,8 @@ def test_every_dot_carries_the_requested_precision(precision, hlo):
 def test_chunked_evaluation_equals_evaluating_every_row_at_once():
     whole = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50)
     chunked = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50, eval_rows=64)
-    a = jax.device_get(devices.train(whole, _batch(whole))[0])
-    b = jax.device_get(devices.train(chunked, _batch(chunked))[0])
+    a = jax.device_get(devices.train_on_devices(whole, _batch(whole))[0])
+    b = jax.device_get(devices.train_on_devices(chunked, _batch(chunked))[0])
     np.testing.assert_array_equal(a.test_error, b.test_error)  # error counts are exact
     np.testing.assert_array_equal(a.first_hit, b.first_hit)
     np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-5)

@@ -218,7 +218,7 @@ def _batch(trials, n_train, steps, seed=0):
 
 def _train(shape, data, b):
     """The core's tabular outcome of a batch."""
-    return devices.train(shape, b.replace(shared=data))[0]
+    return devices.train_on_devices(shape, b.replace(shared=data))[0]
 
 
 @pytest.mark.slow
@@ -454,8 +454,8 @@ n_estimators_max = 20
     def fail(*a, **k):
         raise AssertionError("trained again")
 
-    real_train, real_tune = devices.train, forest.tune
-    monkeypatch.setattr(devices, "train", fail)
+    real_train, real_tune = devices.train_on_devices, forest.tune
+    monkeypatch.setattr(devices, "train_on_devices", fail)
     monkeypatch.setattr(forest, "tune", fail)
     again = script.main(config, tmp_path / "out", progress=None)
     assert again["trials"] == out["trials"]
@@ -470,7 +470,7 @@ n_estimators_max = 20
         conn.execute("DELETE FROM tabular_trials WHERE (cell = ? AND seed = 1) OR "
                      "(cell = ? AND seed = 0)", (mlp[-1], rf[0]))
     calls = []
-    monkeypatch.setattr(devices, "train",
+    monkeypatch.setattr(devices, "train_on_devices",
                         lambda *a: calls.append("mlp") or real_train(*a))
     monkeypatch.setattr(forest, "tune", lambda *a, **k: calls.append("rf") or real_tune(*a, **k))
     resumed = script.main(config, tmp_path / "out", progress=None)

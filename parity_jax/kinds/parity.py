@@ -367,7 +367,8 @@ class ParityWork:
     def compute(self, pb: plan.PlannedBatch, skip: set, n_devices: int, lead: bool,
                 train) -> Decoded:
         """Trains one planned batch (its not-yet-stored trials) with ``train`` (a
-        ``devices.FailSafe``'s, or ``devices.train``): its rows, curves and trial-steps."""
+        ``devices.FailSafe``'s, or ``devices.train_on_devices``): its rows, curves and
+        trial-steps."""
         inputs = batch_inputs(self.study, self.cells, pb, skip)
         if jax.process_count() > 1:
             inputs = devices.global_batch(pb.shape, inputs, n_devices)

@@ -219,16 +219,6 @@ def target_fields(task) -> dict:
 
 
 @struct.dataclass
-class Lottery:
-    """Optional inputs of lottery-ticket studies: start from only the ``keep`` first-layer
-    neurons of the init (the others are zero, so they stay zero), and shift each group's
-    minibatch order by folding its order key with ``order_salt``."""
-
-    keep: jax.Array  # (G, P, W) bool
-    order_salt: jax.Array  # (G,) int32
-
-
-@struct.dataclass
 class Inputs:
     """Per-group (G,) inputs of a parity batch."""
 
@@ -236,7 +226,6 @@ class Inputs:
     k: jax.Array  # (G,) int32
     m: jax.Array  # (G,) int32
     noise: jax.Array  # (G,) float32
-    lottery: Lottery | None = None
 
 
 def _group_loss(loss: str, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -367,16 +356,11 @@ class Task:
         data = jax.lax.map(group, (jnp.arange(G), b.data_key, b.k, b.noise))
         data = jax.tree.map(lambda v: v[src], data)
         order = jax.vmap(order_key)(b.data_key)
-        if b.lottery is not None:  # another minibatch order over the same data
-            order = jax.vmap(jax.random.fold_in)(order, b.lottery.order_salt)
         return data.replace(m=b.m, order_key=order, noise=b.noise), None
 
     def initial(self, params: Params, inputs: Inputs) -> Params:
-        """The initial parameters, with a lottery's unkept neurons zeroed."""
-        if inputs.lottery is None:
-            return params
-        k = inputs.lottery.keep.astype(jnp.float32)
-        return params.replace(w1=params.w1 * k[..., None], b1=params.b1 * k, a=params.a * k)
+        """The initial parameters: the model's init as it is."""
+        return params
 
     # -- minibatches (per group) ----------------------------------------------------------
 
