@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from parity_jax import core, kernel, trackers  # noqa: E402
 from parity_jax.core import Shape  # noqa: E402
-from parity_jax.tasks import parity  # noqa: E402
+from parity_jax.tasks import sparse  # noqa: E402
 
 
 def triton_modules(shape: Shape) -> list[str]:
@@ -61,7 +61,7 @@ def _batch(shape: Shape) -> core.Batch:
     lead = shape.lead
     key = jax.random.key(0)
     return core.Batch(
-        task=parity.Inputs(data_key=jax.random.split(key, shape.G),
+        task=sparse.Inputs(data_key=jax.random.split(key, shape.G),
                            k=jnp.full((shape.G,), 3, jnp.int32),
                            m=jnp.full((shape.G,), shape.task.M, jnp.int32),
                            noise=jnp.zeros((shape.G,), jnp.float32)),
@@ -100,7 +100,7 @@ def main(widths: list[int], warps: list[int] | None = None, n: int = 50,
     """One line per width and num_warps (default: the kernel's own choice)."""
     print(f"jax {jax.__version__}; n={n}, batch={batch}, float32 (IEEE FMA dots)")
     for W in widths:
-        shape = Shape(task=parity.Task(n=n, M=1000, batch=batch, n_test=256), depth=1, W=W,
+        shape = Shape(task=sparse.SparseTask(n=n, M=1000, batch=batch, n_test=256), depth=1, W=W,
                       G=1, P=2, eval_every=100, loss="hinge", layout="vmapped",
                       kernel="pallas")
         wp, np_, bp, tw = kernel.geometry(W, n, batch)

@@ -36,7 +36,7 @@ from parity_jax import (
 )
 from parity_jax.config import read_toml
 from parity_jax.models import Params
-from parity_jax.tasks import parity
+from parity_jax.tasks import sparse
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -48,7 +48,7 @@ ARMS = ("top-K rewound", "random-K rewound", "top-K re-initialised")
 
 
 @struct.dataclass
-class LotteryInputs(parity.Inputs):
+class LotteryInputs(sparse.Inputs):
     """A parity batch's inputs, plus which neurons a subnetwork keeps and its minibatch
     order's salt."""
 
@@ -56,22 +56,22 @@ class LotteryInputs(parity.Inputs):
     order_salt: jax.Array  # (G,) int32: folded into each group's order key
 
     @classmethod
-    def of(cls, inputs: parity.Inputs, keep: jax.Array, order_salt: jax.Array) -> LotteryInputs:
-        fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(parity.Inputs)}
+    def of(cls, inputs: sparse.Inputs, keep: jax.Array, order_salt: jax.Array) -> LotteryInputs:
+        fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(sparse.Inputs)}
         return cls(**fields, keep=keep, order_salt=order_salt)
 
 
 @dataclasses.dataclass(frozen=True)
-class LotteryTask(parity.Task):
+class LotteryTask(sparse.SparseTask):
     """The parity task retraining a subnetwork: it starts from only the ``keep`` first-layer
     neurons of the init (the others are zero, so they stay zero) and draws another minibatch
     order over the same data (each group's order key folded with ``order_salt``)."""
 
     @classmethod
-    def of(cls, task: parity.Task) -> LotteryTask:
+    def of(cls, task: sparse.SparseTask) -> LotteryTask:
         return cls(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)})
 
-    def prepare(self, inputs: LotteryInputs, shared: None) -> tuple[parity.Data, None]:
+    def prepare(self, inputs: LotteryInputs, shared: None) -> tuple[sparse.Data, None]:
         data, shared = super().prepare(inputs, shared)
         order = jax.vmap(jax.random.fold_in)(data.order_key, inputs.order_salt)
         return data.replace(order_key=order), shared
@@ -137,7 +137,7 @@ def lottery(study: Study, keep: int, seed: int = 0) -> dict:
                 rand[g, 0, rng.choice(cell.width, keep, replace=False)] = True
             salt = jnp.ones((shape.G,), jnp.int32)
             fresh = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 1)))(b.init_key)
-            secrets = np.asarray(jax.vmap(lambda k: parity.secret_of(k, cell.n, cell.k))(
+            secrets = np.asarray(jax.vmap(lambda k: sparse.secret_of(k, cell.n, cell.k))(
                 b.task.data_key))
             for arm, mask, key in ((ARMS[0], top, b.init_key), (ARMS[1], rand, b.init_key),
                                    (ARMS[2], top, fresh)):

@@ -289,8 +289,7 @@ def _cmd_bench(args) -> int:
                (("--json", args.json), ("--markdown", args.markdown)) if path]
     if len(set(outputs)) < len(outputs):
         raise ConfigError(f"--markdown = {args.markdown!r}: the same file as --json")
-    from parity_jax import bench
-    from parity_jax import devices as devices_
+    from parity_jax import bench, devices
 
     # each workload is a study: its sizes within the engine's limits, checked before any timing
     for flag, text, values, study_for in (
@@ -302,8 +301,8 @@ def _cmd_bench(args) -> int:
             except ConfigError as e:
                 raise ConfigError(f"{flag} = {text!r}: {v} is past the engine's limits for the "
                                   f"benchmark's workload ({e})") from None
-    devices_.split_cpu()
-    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
+    devices.split_cpu()
+    devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
     result = bench.run_bench(widths, trials, varies, args.repeats,
                              baselines=not args.no_baselines,
                              max_neurons=args.max_neurons or bench.MAX_NEURONS)
@@ -323,11 +322,10 @@ def _cmd_doctor(args) -> int:
         raise ConfigError(f"--budget = {args.budget}: must be a number of seconds > 0")
     if args.json:
         _writable_file("--json", args.json)
-    from parity_jax import devices as devices_
-    from parity_jax import doctor
+    from parity_jax import devices, doctor
 
-    devices_.split_cpu()
-    devices_.start()  # a JAX_PLATFORMS that cannot start: one error line, before any check
+    devices.split_cpu()
+    devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any check
     # the JSON is rewritten after every check: replaced whole, never through a link
     result = doctor.run_doctor(args.budget, json_path=args.json)
     print(doctor.table(result))

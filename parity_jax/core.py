@@ -27,8 +27,8 @@ from parity_jax.tasks import PyTree, SharedInputs, Task, TaskInputs, typed_key
 class Shape:
     """Static structure of a compiled program (hashable: one compile per distinct Shape).
 
-    ``task``: the task's static structure (the ``tasks.Task`` protocol: ``tasks.parity.Task``
-    or ``tasks.xy.Task``). A batch has G groups; a packed task's groups hold P trials sharing
+    ``task``: the task's static structure (the ``tasks.Task`` protocol: ``tasks.sparse.SparseTask``
+    or ``tasks.xy.XYTask``). A batch has G groups; a packed task's groups hold P trials sharing
     their minibatches (per-trial arrays are (G, P)), otherwise every group is one trial
     (per-trial arrays are (G,), P = 1).
     """
@@ -59,7 +59,7 @@ class Batch:
     """The inputs of one compiled call: per-group/per-trial leaves (leading axes
     ``shape.lead``) and the ``shared`` arrays every group reads (replicated over devices)."""
 
-    task: TaskInputs  # the task's per-group inputs (tasks.parity.Inputs / tasks.xy.Inputs)
+    task: TaskInputs  # the task's per-group inputs (tasks.sparse.Inputs / tasks.xy.Inputs)
     init_key: jax.Array  # typed keys (or raw key data)
     width: jax.Array  # int32
     sparse: jax.Array  # bool

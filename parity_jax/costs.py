@@ -37,7 +37,7 @@ def batch_bytes(g: GroupBytes, shape: Shape, devices: int = 1) -> int:
 # -- packed groups (parity) ------------------------------------------------------------------
 
 def packed_bytes(shape: Shape) -> GroupBytes:
-    """The memory model of a packed task's program (``tasks.parity``)."""
+    """The memory model of a packed task's program (``tasks.sparse``)."""
     return GroupBytes(_packed_per_group(shape), _packed_resident(shape), _packed_shared(shape))
 
 

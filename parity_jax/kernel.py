@@ -459,14 +459,14 @@ def _check_batch(shape, draw: int):
     """The self-check's batch: G groups (each its own data) of P trials, of widths W down to
     5/8 W (padded neurons), dense and sparse (s = 2) inits, the default lr and wd."""
     from parity_jax import core, trackers
-    from parity_jax.tasks import parity
+    from parity_jax.tasks import sparse
 
     G, P, W, n = shape.G, shape.P, shape.W, shape.task.n
     root = jax.random.key(draw)
     trial = np.arange(G * P).reshape(G, P)
     full = functools.partial(np.full, (G, P))
     return core.Batch(
-        task=parity.Inputs(data_key=jax.vmap(lambda g: jax.random.fold_in(root, g))(
+        task=sparse.Inputs(data_key=jax.vmap(lambda g: jax.random.fold_in(root, g))(
                                jnp.arange(G)),
                            k=np.full(G, min(3, n), np.int32), m=np.full(G, shape.task.M, np.int32),
                            noise=np.zeros(G, np.float32)),

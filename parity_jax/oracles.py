@@ -11,7 +11,7 @@ import optax
 from parity_jax import models
 from parity_jax.models import Params
 from parity_jax.tasks import minibatch_indices
-from parity_jax.tasks import parity as parity_task
+from parity_jax.tasks.sparse import make_data, online_minibatch
 from parity_jax.tasks.xy import Shared
 
 
@@ -23,7 +23,7 @@ def reference_params(
     stopping): docs/DESIGN.md §1 with the unpadded width and ``optax``. ``m``, ``width``,
     ``steps`` are Python ints; ``online``: each step's minibatch is fresh, ``m`` is unused.
     """
-    data = parity_task.make_data(data_key, n, k, m, noise, m, 1)
+    data = make_data(data_key, n, k, m, noise, m, 1)
     params = models.init_params(init_key, n, width, depth, width, sparse, s)
     opt = optax.inject_hyperparams(
         lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
@@ -32,7 +32,7 @@ def reference_params(
     def step(carry, t):
         p, opt_state = carry
         if online:
-            xb, yb = parity_task.online_minibatch(data.order_key, t, data.secret, noise, batch)
+            xb, yb = online_minibatch(data.order_key, t, data.secret, noise, batch)
         else:
             idx = minibatch_indices(data.order_key, t, data.m, batch)
             xb, yb = data.x_train[idx], data.y_train[idx]

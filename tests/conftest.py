@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from parity_jax import devices, trackers  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
-from parity_jax.tasks import parity  # noqa: E402
+from parity_jax.tasks import sparse  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -91,7 +91,7 @@ def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
 
     init_ids = per_trial("init", 0, jnp.int32)
     return Batch(
-        task=parity.Inputs(
+        task=sparse.Inputs(
             data_key=jax.vmap(lambda i: jax.random.fold_in(root, i))(
                 jnp.array([g["data"] for g in groups])),
             k=jnp.array([g.get("k", 3) for g in groups], jnp.int32),
@@ -120,7 +120,7 @@ def shape_factory():
         base.update(kw)
         base.setdefault("step", "fused" if base["depth"] == 1 else "sgd")
         base.setdefault("layout", "blocked" if base["depth"] == 1 else "vmapped")
-        return Shape(task=parity.Task(n=n, M=M, batch=batch, n_test=n_test, online=online),
+        return Shape(task=sparse.SparseTask(n=n, M=M, batch=batch, n_test=n_test, online=online),
                      **base)
 
     return make

@@ -8,7 +8,7 @@ import pytest
 from conftest import GROUPS, make_batch
 
 from parity_jax import core, devices, models, oracles, steps
-from parity_jax.tasks import parity
+from parity_jax.tasks import sparse
 
 STEPS = 300
 
@@ -194,7 +194,7 @@ def test_batch_data_generates_each_stream_once_and_equals_per_group_data(shape_f
     with jax.debug_key_reuse(False):
         got, _ = jax.jit(shape.task.prepare)(b.task, None)
         for g, group in enumerate(groups):
-            want = parity.make_data(b.task.data_key[g], shape.task.n, group.get("k", 3),
+            want = sparse.make_data(b.task.data_key[g], shape.task.n, group.get("k", 3),
                                     group["m"], 0.0, shape.task.M, shape.task.n_test)
             for name in ("secret", "x_train", "y_train", "x_test", "y_test", "m"):
                 np.testing.assert_array_equal(getattr(got, name)[g], getattr(want, name))

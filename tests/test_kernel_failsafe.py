@@ -17,7 +17,7 @@ from conftest import TINY_TOML
 from parity_jax import core, devices, kernel, kinds
 from parity_jax.config import ConfigError, Study
 from parity_jax.runner import run
-from parity_jax.tasks import parity
+from parity_jax.tasks import sparse
 
 # TINY_TOML with one width: one program (n=10, W=8, batch 8, hinge), 8 trials
 ONE_PROGRAM = TINY_TOML.replace("width = [4, 8]", "width = [8]")
@@ -212,7 +212,7 @@ def test_the_real_kernel_passes_its_self_check_at_the_default_geometries(W, loss
     # keeps a trial's w1 in registers, W = 256 walks it in tiles
     wp, np_, bp, tw = kernel.geometry(W, 50, 32)
     assert (np_, bp) == (64, 32) and (tw == wp) == (W == 100)
-    shape = core.Shape(task=parity.Task(n=50, M=2000, batch=32, n_test=2000), depth=1, W=W,
+    shape = core.Shape(task=sparse.SparseTask(n=50, M=2000, batch=32, n_test=2000), depth=1, W=W,
                        G=4, P=16, eval_every=100, loss=loss, kernel="interpret")
     ok, rel, detail = kernel.self_check(shape)
     assert ok and rel < 1e-4 and detail.startswith("agrees with the XLA step"), detail

@@ -14,7 +14,7 @@ from conftest import make_batch
 from parity_jax import core, costs, devices, kinds, plan
 from parity_jax.config import ConfigError, Model, Study, Task, Train
 from parity_jax.core import Shape
-from parity_jax.tasks import parity
+from parity_jax.tasks import sparse
 
 
 def _shape(**kw):
@@ -23,7 +23,7 @@ def _shape(**kw):
     base = dict(depth=1, W=8, G=1, P=2, eval_every=10, loss="hinge", step="fused",
                 layout="blocked")
     base.update(kw)
-    return Shape(task=parity.Task(batch=8, **task), **base)
+    return Shape(task=sparse.SparseTask(batch=8, **task), **base)
 
 
 def _batch(shape):

@@ -11,10 +11,10 @@ import pytest
 from conftest import GROUPS, make_batch
 
 from parity_jax import core, trackers
-from parity_jax.tasks import KernelTask, Task, parity, xy
+from parity_jax.tasks import KernelTask, Task, sparse, xy
 
-PARITY = parity.Task(n=12, M=128, batch=8, n_test=256)
-XY = xy.Task(d=5, n_train=100, batch=16)
+PARITY = sparse.SparseTask(n=12, M=128, batch=8, n_test=256)
+XY = xy.XYTask(d=5, n_train=100, batch=16)
 
 
 def _members(protocol) -> set[str]:
@@ -42,7 +42,7 @@ def test_both_tasks_keep_the_task_protocol():
 @pytest.mark.parametrize("name", sorted(_members(Task)))
 def test_a_task_missing_a_member_does_not_keep_it(name):
     fields = {f.name: getattr(PARITY, f.name) for f in dataclasses.fields(PARITY)}
-    partial = _without(parity.Task, name)
+    partial = _without(sparse.SparseTask, name)
     obj = partial.__new__(partial)
     obj.__dict__.update(fields)
     if name in fields:  # a dataclass field lives on the instance
@@ -66,7 +66,7 @@ def test_a_tracker_missing_a_member_does_not_keep_it(name):
 class _ProtocolOnly:
     """A task that lets the core see only the ``Task`` protocol's members of ``task``."""
 
-    task: parity.Task
+    task: sparse.SparseTask
 
     def __getattr__(self, name):
         if name not in _members(Task):

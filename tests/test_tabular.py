@@ -191,7 +191,7 @@ def _data(splits):
 
 def _shape(splits, *, depth, W, T, batch, steps, eval_every, optimizer):
     """A tabular program: T trials (one per group) of padded width W."""
-    return core.Shape(task=xy.Task(d=splits.d, n_train=len(splits.y_train), batch=batch),
+    return core.Shape(task=xy.XYTask(d=splits.d, n_train=len(splits.y_train), batch=batch),
                       depth=depth, W=W, G=T, P=1, eval_every=eval_every, loss="logistic",
                       step=optimizer, layout="vmapped", tracker="best_validation",
                       curves=steps // eval_every)

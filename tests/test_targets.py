@@ -16,7 +16,7 @@ from numpy.polynomial import hermite_e
 from parity_jax import devices, keys, models
 from parity_jax.config import DEFAULT_STUDY, ConfigError, Model, Study, Task, Train
 from parity_jax.core import Shape
-from parity_jax.tasks import parity, targets
+from parity_jax.tasks import sparse, targets
 from parity_jax.tasks.sample import sample
 
 
@@ -88,7 +88,7 @@ def test_sample_labels_are_the_numpy_target_of_the_secret_coordinates(task):
         assert abs(x.mean()) < 5 / math.sqrt(x.size)
         assert abs(x.var() - 1) < 5 * math.sqrt(2 / x.size)
     key = _data_key(task, 5, 2)
-    signs = (np.asarray(parity.hermite_signs(key, task.k)) if task.target == "hermite"
+    signs = (np.asarray(sparse.hermite_signs(key, task.k)) if task.target == "hermite"
              else None)
     ref = _numpy_target(task, x[:, S], signs)
     if task.noise:  # a ±1 target's labels flipped at about the noise rate, never elsewhere
@@ -99,7 +99,7 @@ def test_sample_labels_are_the_numpy_target_of_the_secret_coordinates(task):
     else:
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
     # S is the secret set of the parity stream with the same key, in its draw's order
-    np.testing.assert_array_equal(np.sort(S), np.flatnonzero(parity.secret_of(key, 12, task.k)))
+    np.testing.assert_array_equal(np.sort(S), np.flatnonzero(sparse.secret_of(key, 12, task.k)))
 
 
 def test_the_seed_and_the_index_pick_the_stream():
@@ -131,13 +131,13 @@ def _digest(*arrays) -> str:
 
 
 def test_parity_data_through_the_task_is_bit_identical_to_before():
-    task = parity.Task(n=12, M=64, batch=16, n_test=32, online=True)
+    task = sparse.SparseTask(n=12, M=64, batch=16, n_test=32, online=True)
     d = task.make_data(jax.random.key(7), jnp.int32(3), jnp.int32(50), jnp.float32(0.1), 64, 32)
     assert _digest(d.secret, d.x_train, d.y_train, d.x_test, d.y_test) == OLD_DATA
     xb, yb = task.minibatch(d.replace(noise=jnp.float32(0.1)), jnp.int32(5))
     assert _digest(xb, yb) == OLD_ONLINE
     # the training program's streams (Task.prepare) are the same arrays
-    inputs = parity.Inputs(data_key=jax.random.key(7)[None], k=jnp.array([3], jnp.int32),
+    inputs = sparse.Inputs(data_key=jax.random.key(7)[None], k=jnp.array([3], jnp.int32),
                            m=jnp.array([50], jnp.int32), noise=jnp.array([0.1], jnp.float32))
     streams, _ = dataclasses.replace(task, online=False).prepare(inputs, None)
     assert _digest(streams.secret[0], streams.x_train[0], streams.y_train[0],
@@ -145,7 +145,7 @@ def test_parity_data_through_the_task_is_bit_identical_to_before():
     # and sample() gives the first rows of that training set
     cfg = Task(n=12, k=3, noise=0.1)
     x, y, S = sample(cfg, seed=3, rows=20, index=1)
-    ref = parity.make_data(_data_key(cfg, 3, 1), 12, jnp.int32(3), 20, jnp.float32(0.1), 20, 1)
+    ref = sparse.make_data(_data_key(cfg, 3, 1), 12, jnp.int32(3), 20, jnp.float32(0.1), 20, 1)
     np.testing.assert_array_equal(x, ref.x_train)
     np.testing.assert_array_equal(y, ref.y_train)
     np.testing.assert_array_equal(np.sort(S), np.flatnonzero(ref.secret))
@@ -200,7 +200,7 @@ def _shape(target: str, **kw) -> Shape:
               "staircase": dict(inputs="boolean", target="staircase", k=3),
               "polynomial": dict(inputs="gaussian", target="polynomial", k=3,
                                  terms=((1,), (1, 2, 3)), coefs=(1.0, 1.0))}[target]
-    task = parity.Task(n=12, M=kw.pop("M", 128), batch=8, n_test=256,
+    task = sparse.SparseTask(n=12, M=kw.pop("M", 128), batch=8, n_test=256,
                        online=kw.pop("online", False), **fields)
     base = dict(depth=1, W=16, eval_every=100, loss="square", G=1, P=3, step="fused",
                 layout="vmapped")
@@ -258,11 +258,11 @@ def test_the_error_of_a_real_valued_target_is_its_normalized_test_mse():
     params = _params(3, 2, w1, a=np.array([[0.0], [0.0], [1.0]]), c=np.array([0.5, 2.5, 0.0]))
     want = [4.2, 1.0, 2.0]
     for chunk in (0, 3):
-        np.testing.assert_allclose(parity._test_nmse(params, x, y, chunk=chunk), want,
+        np.testing.assert_allclose(sparse._test_nmse(params, x, y, chunk=chunk), want,
                                    rtol=1e-6)
     # Task.evaluate reports it as the tracker's "error" for a real-valued target, the test
     # error (sign mismatch) for a ±1 one
-    data = parity.Data(secret=None, x_train=x[None], y_train=y[None], x_test=x[None],
+    data = sparse.Data(secret=None, x_train=x[None], y_train=y[None], x_test=x[None],
                        y_test=y[None], m=jnp.array([4]), order_key=None)
     G1 = jax.tree.map(lambda v: v[None], params)
     real = _shape("staircase").task

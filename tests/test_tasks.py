@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax.tasks import parity as tasks
+from parity_jax.tasks import sparse
 
 
 def _data(key=0, n=16, k=3, m=64, noise=0.0, M=128, n_test=200):
-    return tasks.make_data(jax.random.key(key), n, jnp.int32(k), jnp.int32(m),
+    return sparse.make_data(jax.random.key(key), n, jnp.int32(k), jnp.int32(m),
                            jnp.float32(noise), M, n_test)
 
 
@@ -57,14 +57,14 @@ def test_padding_does_not_change_the_trial_data():
 
 def test_minibatches_draw_from_the_first_m_rows_with_replacement():
     key = jax.random.key(3)
-    idx = np.concatenate([np.asarray(tasks.minibatch_indices(key, jnp.int32(t), jnp.int32(10), 32))
+    idx = np.concatenate([np.asarray(sparse.minibatch_indices(key, jnp.int32(t), jnp.int32(10), 32))
                           for t in range(50)])
     assert idx.min() == 0 and idx.max() == 9
     counts = np.bincount(idx, minlength=10)
     assert np.all(np.abs(counts - 160) < 5 * np.sqrt(160))
     # with replacement: repeats inside one minibatch of 32 from 10 rows
-    assert len(set(np.asarray(tasks.minibatch_indices(key, jnp.int32(0), jnp.int32(10), 32)))) < 32
+    assert len(set(np.asarray(sparse.minibatch_indices(key, jnp.int32(0), jnp.int32(10), 32)))) < 32
     # the stream depends on the step
-    a = tasks.minibatch_indices(key, jnp.int32(0), jnp.int32(1000), 32)
-    b = tasks.minibatch_indices(key, jnp.int32(1), jnp.int32(1000), 32)
+    a = sparse.minibatch_indices(key, jnp.int32(0), jnp.int32(1000), 32)
+    b = sparse.minibatch_indices(key, jnp.int32(1), jnp.int32(1000), 32)
     assert not np.array_equal(a, b)

@@ -21,8 +21,7 @@ from parity_jax import costs, devices, keys, plan, reduce, render, store, tracke
 from parity_jax.config import LATER_DEFAULTS, Cell, ConfigError, Study
 from parity_jax.core import Batch, Shape
 from parity_jax.kinds import Decoded
-from parity_jax.tasks import parity as tasks_parity
-from parity_jax.tasks import targets
+from parity_jax.tasks import sparse, targets
 
 # Neurons (trials x width) per device computed together in a batch on a CPU (its batches wait
 # for their slowest trial; accelerators fill their memory budget instead).
@@ -104,7 +103,7 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
     def static_key(c: Cell) -> tuple:
         # the target's static fields last, as text (sortable); parity's are one value, so a
         # parity study's programs come in the order they always did
-        target = json.dumps(tasks_parity.target_fields(c), sort_keys=True)
+        target = json.dumps(sparse.target_fields(c), sort_keys=True)
         return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss, c.online,
                 c.record_curves, c.precision, m_bucket(c.m), target)
 
@@ -142,9 +141,9 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
             continue
         step = "fused" if depth == 1 else "sgd"
         shape = Shape(
-            task=tasks_parity.Task(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
+            task=sparse.SparseTask(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
                                    eval_rows=EVAL_ROWS,
-                                   **tasks_parity.target_fields(cells[first[key]])),
+                                   **sparse.target_fields(cells[first[key]])),
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
@@ -225,7 +224,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: plan.PlannedBatch,
     data_key = keys.parity_data_keys(study.seed, g_int["data_id"], g_int["data_i"])
     init_key = keys.parity_init_keys(study.seed, ints["init_id"], ints["init_i"])
     return Batch(
-        task=tasks_parity.Inputs(data_key=data_key, k=jnp.asarray(g_int["k"]),
+        task=sparse.Inputs(data_key=data_key, k=jnp.asarray(g_int["k"]),
                            m=jnp.asarray(g_int["m"]), noise=jnp.asarray(noise)),
         init_key=init_key,
         width=jnp.asarray(ints["width"]), sparse=jnp.asarray(bools["sparse"]),
@@ -420,7 +419,7 @@ class ParityKind:
         record = {**LATER_DEFAULTS, **stored}
         for f in ("terms", "coefs"):  # JSON lists: as the cell holds them (hashable)
             if record[f] is not None:
-                record[f] = tasks_parity.target_fields(_Fields(record))[f]
+                record[f] = sparse.target_fields(_Fields(record))[f]
         return record
 
     def read_row(self, raw, grid, seeds):

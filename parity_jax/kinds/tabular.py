@@ -87,7 +87,7 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
                                  study_groups=len(trials), max_groups=cap)
             # whole: a multi-host job gives every device a share (see TabularWork.compute)
             T = plan.round_groups(T, chunk, devices if whole else 1, whole)
-            shape = Shape(task=xy.Task(d=d, n_train=n_train, batch=c.batch), depth=depth,
+            shape = Shape(task=xy.XYTask(d=d, n_train=n_train, batch=c.batch), depth=depth,
                           W=width, G=T, P=1, eval_every=c.eval_every, loss="logistic",
                           step=opt, layout="vmapped", tracker="best_validation",
                           curves=c.steps // c.eval_every, chunk=chunk)

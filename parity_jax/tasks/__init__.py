@@ -23,9 +23,9 @@ from parity_jax.models import Params
 
 # What the core passes through without reading (optax's style: names for the roles of pytrees).
 PyTree = Any  # arrays in a JAX pytree: a flax struct dataclass, tuple, dict or None
-TaskInputs = PyTree  # a batch's per-group task inputs (parity.Inputs, xy.Inputs): Batch.task
+TaskInputs = PyTree  # a batch's per-group task inputs (sparse.Inputs, xy.Inputs): Batch.task
 SharedInputs = PyTree  # the arrays every group of a batch reads (xy.Shared) or None
-Streams = PyTree  # per-group data streams, made by ``Task.prepare`` (parity.Data, xy.Inputs)
+Streams = PyTree  # per-group data streams, made by ``Task.prepare`` (sparse.Data, xy.Inputs)
 
 
 @runtime_checkable

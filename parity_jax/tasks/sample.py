@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import config, keys
-from parity_jax.tasks import parity
+from parity_jax.tasks import sparse
 
 
 class Sample(NamedTuple):
@@ -46,16 +46,16 @@ def sample(task: config.Task, seed: int, rows: int, index: int = 0) -> Sample:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise config.ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
     n, k = d["n"], d["k"]
-    static = parity.Task(n=n, M=rows, batch=1, n_test=1,
-                         **parity.target_fields(SimpleNamespace(**d)))
+    static = sparse.SparseTask(n=n, M=rows, batch=1, n_test=1,
+                         **sparse.target_fields(SimpleNamespace(**d)))
     key = keys.parity_data_keys(seed, np.array([keys.data_id(n, k)]), np.array([index]))[0]
     x, y, S = _draw(static, k, key, np.float32(d["noise"]))
     return Sample(np.asarray(x), np.asarray(y), np.asarray(S))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _draw(static: parity.Task, k: int, key: jax.Array, noise: jax.Array):
+def _draw(static: sparse.SparseTask, k: int, key: jax.Array, noise: jax.Array):
     """(x_train, y_train, S) of the stream with this data key, as the program draws them (a
     parity program's k is an int32 input)."""
     data = static.make_data(key, jnp.int32(k), static.M, noise, static.M, static.n_test)
-    return data.x_train, data.y_train, parity.ordered_secret(key, static.n, k)[1]
+    return data.x_train, data.y_train, sparse.ordered_secret(key, static.n, k)[1]

@@ -64,7 +64,7 @@ def _eval_sets(x: jax.Array, y: jax.Array):
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
+class XYTask:
     """Static structure of a tabular task in a program (hashable: part of its shape)."""
 
     d: int  # input features

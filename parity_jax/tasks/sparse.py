@@ -1,7 +1,7 @@
 """The (n, k) sparse task: secret set, training set, test set, minibatch order.
 
 Parity (y = prod_{i in S} x_i on Boolean inputs, the default) keeps its own code, bit for bit;
-any other target of ``tasks.targets`` draws x from ``Task.inputs`` (uniform ±1 or N(0, I_n))
+any other target of ``tasks.targets`` draws x from ``SparseTask.inputs`` (uniform ±1 or N(0, I_n))
 with the same indexed streams and labels it y = target(x_S), S an ordered draw of k coordinates.
 
 Every random draw is indexed (row i from ``fold_in(key, i)``, step t from ``fold_in(key, t)``)
@@ -146,21 +146,22 @@ def hermite_signs(data_key: jax.Array, k: int) -> jax.Array:
     return jax.random.rademacher(jax.random.fold_in(data_key, _SIGNS), (k,), dtype=jnp.float32)
 
 
-def _labels(task: Task, x: jax.Array, coords: jax.Array, signs: jax.Array | None) -> jax.Array:
+def _labels(task: SparseTask, x: jax.Array, coords: jax.Array,
+            signs: jax.Array | None) -> jax.Array:
     """y = target(x_S) of (rows, n) inputs, float32 (rows,)."""
     args = targets.Args(k=task.k, terms=task.terms, coefs=task.coefs, degree=task.degree or None,
                         signs=signs)
     return targets.values(task.target, x[:, coords], args)
 
 
-def _flip(task: Task, y: jax.Array, u: jax.Array, noise: jax.Array) -> jax.Array:
+def _flip(task: SparseTask, y: jax.Array, u: jax.Array, noise: jax.Array) -> jax.Array:
     """A ±1 target's labels flipped where ``u < noise``; a real-valued target has no noise."""
     if not targets.is_binary(task.target):
         return y
     return jnp.where(u < noise, -1.0, 1.0) * y
 
 
-def make_target_data(task: Task, key: jax.Array, m: jax.Array, noise: jax.Array, M: int,
+def make_target_data(task: SparseTask, key: jax.Array, m: jax.Array, noise: jax.Array, M: int,
                      n_test: int) -> Data:
     """``make_data`` of a target other than parity (static k: z = x_S is (rows, k))."""
     n, k = task.n, task.k
@@ -183,7 +184,7 @@ def make_target_data(task: Task, key: jax.Array, m: jax.Array, noise: jax.Array,
     )
 
 
-def online_target_minibatch(task: Task, order_key: jax.Array, t: jax.Array, coords: jax.Array,
+def online_target_minibatch(task: SparseTask, order_key: jax.Array, t: jax.Array, coords: jax.Array,
                             signs: jax.Array | None, noise: jax.Array, batch: int):
     """``online_minibatch`` of a target other than parity: the same streams (row i from
     ``fold_in(fold_in(order_key, t), i)``), x from ``task.inputs``, y = target(x_S)."""
@@ -205,7 +206,7 @@ def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> ja
 
 
 def target_fields(task) -> dict:
-    """The static ``Task`` fields of a cell's (or a task's of single values)
+    """The static ``SparseTask`` fields of a cell's (or a task's of single values)
     target: inputs, target, and for targets other than parity the static k, terms, coefs, degree."""
     if task.target == "parity":
         return {"inputs": task.inputs, "target": "parity"}
@@ -222,7 +223,7 @@ def target_fields(task) -> dict:
 class Inputs:
     """Per-group (G,) inputs of a parity batch."""
 
-    data_key: jax.Array  # (G,) typed keys (or raw key data, see ``Task.typed``)
+    data_key: jax.Array  # (G,) typed keys (or raw key data, see ``SparseTask.typed``)
     k: jax.Array  # (G,) int32
     m: jax.Array  # (G,) int32
     noise: jax.Array  # (G,) float32
@@ -277,7 +278,7 @@ def _chunked(per_row, params: Params, x, y, rows, chunk: int) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
+class SparseTask:
     """Static structure of the sparse task in a program (hashable: part of its shape).
 
     ``target`` other than "parity" makes k static (``k``: z = x_S has the static shape
