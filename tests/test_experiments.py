@@ -174,3 +174,61 @@ def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory
 
 
 lottery = load_experiment("lottery")
+
+
+TASKS_TINY = """
+name = "tiny"
+seeds = 3
+[task]
+n = 10
+n_test = 200
+m = [40, 80]
+[model]
+width = [4, 16]
+init = ["dense", "sparse"]
+s = 2
+[train]
+steps = 300
+batch = 8
+[families.parity]
+task = { target = "parity", k = 2 }
+[families.leap]
+task = { target = "polynomial", k = 3, terms = [[1], [1, 2, 3]], coefs = [1.0, 1.0] }
+train = { threshold = 0.5 }
+"""
+
+
+def test_tasks_on_a_tiny_config(tmp_path):
+    config = tmp_path / "tasks.toml"
+    config.write_text(TASKS_TINY)
+    out = tmp_path / "out"
+    result = tasks.main(config, out, progress=None)
+    assert [f for f, _ in result["studies"]] == ["parity", "leap"]
+    assert len(result["cells"]) == 16 and all(c["trials"] == 3 for c in result["cells"])
+    by = {c["family"]: c for c in result["cells"]}
+    assert (by["parity"]["loss"], by["parity"]["metric"]) == ("hinge", "error")
+    assert (by["leap"]["loss"], by["leap"]["metric"], by["leap"]["threshold"]) == \
+        ("square", "nmse", 0.5)
+    assert all((out / f / "results.sqlite").exists() for f in ("parity", "leap"))
+    _check_outputs(result, out, ["tasks.png"], ["**parity**: width", "**leap**: width",
+                                                "Data-compute frontier"])
+    # a family's bad setting names the family and the field
+    config.write_text(TASKS_TINY.replace('k = 2 }', 'k = 2, target2 = 1 }'))
+    with pytest.raises(parity_jax.ConfigError, match="families.parity: .*target2"):
+        tasks.main(config, out, progress=None)
+    config.write_text(TASKS_TINY.split("[families.parity]")[0])
+    with pytest.raises(parity_jax.ConfigError, match="families: must be"):
+        tasks.main(config, out, progress=None)
+
+
+@pytest.mark.parametrize("name", ["tasks.toml", "tasks_full.toml"])
+def test_tasks_configs_hold_the_five_families(name):
+    studies = tasks.load(EXPERIMENTS / name)
+    targets = {f: s.cells()[0] for f, s in studies}
+    assert [targets[f].target for f in targets] == ["parity", "majority", "staircase",
+                                                    "polynomial", "hermite"]
+    assert targets["hermite"].inputs == "gaussian" and targets["hermite"].degree == 3
+    assert targets["leap2"].terms == ((1,), (1, 2, 3))
+
+
+tasks = load_experiment("tasks")
