@@ -198,6 +198,7 @@ train = { threshold = 0.5 }
 """
 
 
+@pytest.mark.slow
 def test_tasks_on_a_tiny_config(tmp_path):
     config = tmp_path / "tasks.toml"
     config.write_text(TASKS_TINY)
