@@ -4,8 +4,10 @@
 
 Per (init, m, width) cell: the steps by which half (``target``) of the trials had
 succeeded (from the first-hit steps; a cell that never reaches the target is off the frontier).
-The frontier is the set of (m, width, steps) points no other point beats on all three.
-Writes pareto.png (each frontier point at (m, width), labelled with its steps) and report.md.
+The frontier is the set of (m, width, steps) points no other point beats on all three; beside
+it, the data-compute frontier: (m, training FLOPs to reach the target, ``costs.flops_to_step``
+of those steps), the paper's "data vs compute". Writes pareto.png (each frontier point at
+(m, width), labelled with its steps) and report.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from parity_jax import Study, experiment, files, reduce, render, run  # noqa: E402
+from parity_jax import Study, costs, experiment, files, reduce, render, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,10 +30,14 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
     out = Path(out)
     study = Study.from_toml(config)
     cells = experiment.with_time(run(study, out, progress=progress), target)
-    points = [{**c, "steps": c["steps_to_target"]} for c in cells]
+    points = [{**c, "steps": c["steps_to_target"],
+               "tflop": None if c["steps_to_target"] is None else
+               costs.flops_to_step(c["steps_to_target"], **c) / 1e12} for c in cells]
     inits = sorted({render.init_label(c) for c in cells})
     fronts = {i: reduce.pareto([p for p in points if render.init_label(p) == i])
               for i in inits}
+    compute = {i: sorted(reduce.pareto([p for p in points if render.init_label(p) == i],
+                                       ("m", "tflop")), key=lambda p: p["m"]) for i in inits}
     fig, axes = plt.subplots(1, len(inits), figsize=(4.6 * len(inits), 3.8), squeeze=False,
                              sharey=True)
     for ax, init in zip(axes[0], inits, strict=True):
@@ -67,6 +73,10 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
         sections.append((f"Frontier, {init}", render.markdown_table(
             sorted(fronts[init], key=lambda p: (p["m"], p["width"])),
             ["m", "width", "steps", "p"])))
+    for init in inits:
+        sections.append((f"Data-compute frontier, {init} (TFLOP to reach p >= {target:g})",
+                         render.markdown_table(compute[init], ["m", "tflop", "width", "steps",
+                                                               "p"])))
     lines = ["The paper's claim: data, width and time trade off -- more width buys less data "
              "or less time -- and sparse init moves the frontier inward."]
     if {"dense", "sparse s=2"} <= set(inits):
@@ -83,7 +93,8 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
     report = experiment.write_report(out, f"pareto — data x width x time ({study.name})",
                                      sections, [png])
     print(report.read_text())
-    return {"cells": cells, "fronts": fronts, "pngs": [png], "report": report}
+    return {"cells": cells, "fronts": fronts, "compute": compute, "pngs": [png],
+            "report": report}
 
 
 if __name__ == "__main__":

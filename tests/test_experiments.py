@@ -115,7 +115,11 @@ def test_pareto_on_a_tiny_config(tmp_path):
     result = pareto.main(_tiny(tmp_path), out, progress=None)
     for front in result["fronts"].values():
         assert all(p["steps"] is not None for p in front)
-    _check_outputs(result, out, ["pareto.png"], ["Frontier, dense", "Measured against"])
+    for front in result["compute"].values():  # less data costs more compute along it
+        assert [p["m"] for p in front] == sorted({p["m"] for p in front})
+        assert all(a["tflop"] > b["tflop"] for a, b in zip(front, front[1:], strict=False))
+    _check_outputs(result, out, ["pareto.png"], ["Frontier, dense", "Data-compute frontier",
+                                                 "Measured against"])
 
 
 fig1 = load_experiment("fig1_cpu")
