@@ -182,18 +182,17 @@ def _cmd_plan(args) -> int:
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {render.size(budget)}, "
           f"{n_devices} device(s)")
-    cols = ["program", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel", "precision",
-            "batches",
-            "trials", "peak memory", "TFLOP (max)"]
-    rows = [[str(i), str(r["shape"].task.features), str(r["shape"].depth), str(r["shape"].W),
-             str(getattr(r["shape"].task, "M", getattr(r["shape"].task, "n_train", "-"))),
-             f"{r['shape'].G} x {r['shape'].P}", str(r["shape"].chunk),
-             r["shape"].step + (f" ({r['shape'].layout})" if r["shape"].kernel == "off"
-                                else ""), r["shape"].kernel,
-             r["shape"].precision,
-             str(r["batches"]),
-             str(r["trials"]), render.size(r["peak_bytes"]), f"{r['flops'] / 1e12:.3g}"]
-            for i, r in enumerate(progs)]
+    cols = ["program", "task", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel",
+            "precision", "batches", "trials", "peak memory", "TFLOP (max)"]
+    rows = []
+    for i, r in enumerate(progs):
+        shape = r["shape"]
+        step = shape.step + (f" ({shape.layout})" if shape.kernel == "off" else "")
+        rows.append([str(i), shape.task.label, str(shape.task.features), str(shape.depth),
+                     str(shape.W), str(shape.task.train_rows), f"{shape.G} x {shape.P}",
+                     str(shape.chunk), step, shape.kernel, shape.precision, str(r["batches"]),
+                     str(r["trials"]), render.size(r["peak_bytes"]),
+                     f"{r['flops'] / 1e12:.3g}"])
     print("\n".join(render.text_table(rows, cols)))
     peak = max((r["peak_bytes"] for r in progs), default=0)
     print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "

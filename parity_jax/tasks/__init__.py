@@ -43,6 +43,16 @@ class Task(Protocol):
         """Input features of the model (n, or d)."""
         ...
 
+    @property
+    def train_rows(self) -> int:
+        """Rows of the (padded) training data a program holds."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """What the program learns, for ``plan``'s table (a target's name, ...)."""
+        ...
+
     def typed(self, inputs: TaskInputs) -> TaskInputs:
         """``inputs`` with raw key data (multi-host global arrays) wrapped as typed keys."""
         ...

@@ -312,6 +312,14 @@ class SparseTask:
         return self.n
 
     @property
+    def train_rows(self) -> int:
+        return self.M
+
+    @property
+    def label(self) -> str:
+        return self.target if self.inputs == "boolean" else f"{self.target} ({self.inputs})"
+
+    @property
     def parity(self) -> bool:
         """Whether this is the parity task (its own code: every number as before targets)."""
         return self.target == "parity"

@@ -77,6 +77,14 @@ class XYTask:
     def features(self) -> int:
         return self.d
 
+    @property
+    def train_rows(self) -> int:
+        return self.n_train
+
+    @property
+    def label(self) -> str:
+        return "tabular (X, y)"
+
     def typed(self, inputs: Inputs) -> Inputs:
         return inputs.replace(order_key=typed_key(inputs.order_key))
 
