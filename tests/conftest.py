@@ -3,6 +3,7 @@
 import gc
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("PARITY_JAX_CACHE", "off")  # tests compile afresh (test_cli tests the cache)
@@ -61,6 +62,30 @@ init = ["dense", "sparse"]
 steps = 200
 batch = 8
 """
+
+def one_error(capsys) -> str:
+    """The one `error: ...` line a refused command wrote to stderr, checked to be all it wrote."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+# A script holding the one-writer lock on argv[1] for a minute: another process using out.
+HOLD_LOCK = """
+import sys, time
+from parity_jax import lock
+with lock.lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def make_victim(tmp_path) -> tuple[Path, bytes]:
+    """A file a link may point at, and its bytes: to show nothing is written through the link."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n" * 3)
+    return victim, victim.read_bytes()
+
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "experiments")

@@ -6,7 +6,7 @@ Runs CONFIG once uninterrupted (the reference), then into a second directory: st
 after a random delay, restart, ... ``--kills`` times, then once to completion. Passes when the
 second store holds every trial exactly once, with outcomes equal to the reference row by row,
 and ``parity-jax check`` finds no problem. The test suite runs a short version
-(tests/test_faults.py).
+(tests/test_runner.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The benchmark harness on a tiny workload: every column filled, the arithmetic consistent."""
+"""The benchmark harness on a tiny workload: every column filled, the arithmetic consistent;
+sizes and output files checked before anything is timed."""
 
 import json
+import os
 import sys
 
 import pytest
+from conftest import make_victim, one_error
 
 from parity_jax import bench, cli
 
@@ -197,3 +200,60 @@ def test_a_marginal_rate_inside_timing_noise_is_an_error_where_asked():
     assert "timing noise" in errors["xla"]
     assert bench.marginal(10, 4, {4: 1.0}, errors, "kernel") is None and "kernel" not in errors
     assert bench.marginal(10, 4, {4: 1.0, 8: 0.99}) == pytest.approx(40 / 1e-9)  # bench's rows
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--trials", "2000000000"], "--trials = '2000000000': 2000000000 is past the engine's "
+                                 "limits for the benchmark's workload (seeds = 2000000000"),
+    (["--widths", "3000000000"], "--widths = '3000000000': 3000000000 is past the engine's "
+                                 "limits for the benchmark's workload (model.width = "),
+    (["--widths", "10,50000000", "--trials", "1"], "--widths = '10,50000000': 50000000 is past"),
+])
+def test_bench_sizes_past_the_engine_name_the_flag_before_anything_is_timed(monkeypatch, capsys,
+                                                                          argv, says):
+    from parity_jax import bench
+
+    def timed(*a, **kw):
+        raise AssertionError("timed before refusing")
+
+    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(bench, "run_bench", timed)
+    assert cli.main(["bench", *argv]) == 2
+    assert one_error(capsys).startswith(f"error: {says}")
+
+
+def test_bench_refuses_links_and_devices_as_outputs_before_benchmarking(tmp_path, monkeypatch,
+                                                                        capsys):
+    from parity_jax import bench
+
+    def no_bench(*a, **kw):
+        raise AssertionError("benchmarked before refusing")
+
+    monkeypatch.setattr(bench, "run_bench", no_bench)
+    victim, data = make_victim(tmp_path)
+    (tmp_path / "link.json").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.json")
+    for path, says in [(tmp_path / "link.json", "is a symbolic link"),
+                       ("/dev/full", "is not a regular file"),
+                       (tmp_path / "fifo.json", "is not a regular file")]:
+        assert cli.main(["bench", "--json", str(path)]) == 2
+        assert f"--json = '{path}': {says}" in one_error(capsys)
+    assert victim.read_bytes() == data
+
+
+def test_bench_checks_its_output_files_before_benchmarking(tmp_path, monkeypatch, capsys):
+    from parity_jax import bench
+
+    def no_bench(*a, **kw):
+        raise AssertionError("benchmarked before refusing")
+
+    monkeypatch.setattr(bench, "run_bench", no_bench)
+    for flag, path, says in [
+        ("--json", "/nonexistent/dir/x.json", "--json = '/nonexistent/dir/x.json': no such "
+                                              "directory '/nonexistent/dir'"),
+        ("--markdown", str(tmp_path), "is a directory"),
+        ("--json", str(tmp_path / "f.txt" / "x.json"), "no such directory"),
+    ]:
+        (tmp_path / "f.txt").write_text("x")
+        assert cli.main(["bench", flag, path]) == 2
+        assert says in one_error(capsys)

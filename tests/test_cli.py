@@ -1,14 +1,22 @@
-"""CLI: run / report / plot, and every bad input: exit 2, one line, nothing stored touched."""
+"""CLI: run / report / plot, and every bad input: exit 2, one line, nothing stored touched; the
+study name as a directory, JAX_PLATFORMS and Ctrl-C at start-up, help importing no JAX."""
 
 import hashlib
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
-from conftest import TINY_TOML
+from conftest import TINY_TOML, one_error
 
-from parity_jax import cli
+from parity_jax import ConfigError, StoreError, cli, lock
+
+SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 TINY = TINY_TOML
 
@@ -90,7 +98,6 @@ def test_plot_replaces_figures_whole_and_never_writes_through_a_link(tiny_run, t
 def test_report_says_when_it_waits_for_a_store_another_program_holds(tiny_run, tmp_path,
                                                                      capsys):
     import shutil
-    import sqlite3
     import threading
 
     out = tmp_path / "out"
@@ -308,10 +315,94 @@ def test_importing_the_package_changes_no_jax_setting():
 
 
 def test_a_store_error_is_not_a_config_error_yet_exits_2_with_one_line(tmp_path, capsys):
-    from parity_jax import ConfigError, StoreError
+    from parity_jax import StoreError
 
     assert not issubclass(StoreError, ConfigError)
     capsys.readouterr()
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out: no results store")
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "TMP/abs/dir", "..", ".", "a/b"])
+def test_a_study_name_is_one_directory_under_runs_or_refused(tmp_path, monkeypatch, capsys,
+                                                              name):
+    name = name.replace("TMP", str(tmp_path))  # an absolute path (within the test's own)
+    work = tmp_path / "deep" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    config = work / "s.toml"
+    config.write_text(SMALL.replace('name = "edges"', f"name = {name!r}".replace("'", '"')))
+    assert cli.main(["run", str(config)]) == 2
+    assert one_error(capsys).startswith(f"error: name = {name!r}: cannot name a directory "
+                                         "under runs/")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "s.toml", "work"]
+    assert cli.main(["plan", str(config)]) == 0  # a name is a label: only a path when used so
+    out = tmp_path / "o"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    assert (out / "results.sqlite").is_file()
+
+
+def test_a_loop_of_symbolic_links_as_out_is_one_error_line(tmp_path, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    for out in ("loop", "loop/sub", "a"):
+        assert cli.main(["run", str(config), "--out", str(tmp_path / out)]) == 2
+        assert "a loop of symbolic links" in one_error(capsys)
+        with pytest.raises(StoreError, match="a loop of symbolic links"):
+            with lock.lock(tmp_path / out):
+                pass
+
+
+_CLI = [sys.executable, "-c", "import sys; print('up', flush=True); "
+        "from parity_jax.__main__ import main; sys.exit(main(sys.argv[1:]))"]  # the console script
+
+
+def _cli_env(**extra) -> dict:
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": root, "PARITY_JAX_CACHE": "off", **extra}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platforms", ["nosuchplatform", "cuda,nosuch"])
+def test_jax_platforms_naming_a_platform_jax_cannot_start_is_one_line(tmp_path, platforms):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        p = subprocess.run([*_CLI, *argv], capture_output=True, text=True, timeout=300,
+                           env=_cli_env(JAX_PLATFORMS=platforms))
+        err = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(err) == 1, p.stderr
+        assert err[0].startswith(f"error: JAX_PLATFORMS = {platforms!r}: JAX cannot start it")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_ctrl_c_while_the_command_line_starts_is_a_clean_exit(tmp_path, delay):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    p = subprocess.Popen([*_CLI, "run", str(config), "--out", str(tmp_path / "o")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_cli_env())
+    assert p.stdout.readline().strip() == "up"  # past the interpreter's own start-up
+    time.sleep(delay)  # within the imports of parity_jax and JAX (about a second or more)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "interrupted" in err
+
+
+def test_importing_the_package_and_help_import_no_jax():
+    code = ("import sys, contextlib, io, parity_jax\n"
+            "from parity_jax.__main__ import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "print(parity_jax.Study.__name__, 'jax' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=_cli_env())
+    assert p.stdout.split() == ["Study", "False"], p.stderr

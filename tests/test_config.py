@@ -1,15 +1,34 @@
-"""Study config: grid expansion, defaults, validation."""
+"""Study config: grid expansion, defaults, validation; files that are no small regular UTF-8
+file, sizes past the engine, the shipped configs within the bounds, the tabular fields."""
 
 import dataclasses
 import datetime
 import hashlib
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
+from conftest import TINY_TOML, one_error
 
-from parity_jax import DEFAULT_STUDY, ConfigError, Model, Study, Task, Train
+import parity_jax
+from parity_jax import (
+    DEFAULT_STUDY,
+    ConfigError,
+    Model,
+    Study,
+    TabularStudy,
+    Task,
+    Train,
+    cli,
+    datasets,
+)
 from parity_jax import config as cfg
-from parity_jax.config import MLP, Forest, Split, TabularStudy
+from parity_jax.config import MLP, Forest, Split
+
+SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 
 def test_lists_become_a_cartesian_grid_and_dense_ignores_s():
@@ -254,3 +273,161 @@ def test_tabular_defaults_and_round_trip():
     assert study.axis("mlp.init") == ["dense", "sparse"] and study.axis("mlp.depth") == [1]
     again = TabularStudy.from_dict(study.to_dict())
     assert again.fingerprint() == study.fingerprint()
+
+
+@pytest.mark.parametrize("data,says", [
+    ('name = "caf\xe9"\n'.encode("latin-1"), "is not UTF-8 text (byte 0xe9 on line 1)"),
+    (bytes(range(128, 256)), "is not UTF-8 text (byte 0x80 on line 1)"),
+    (b"seeds = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b"seed = " + b"9" * 5000, "cannot parse"),
+])
+def test_an_unreadable_config_is_one_error_line(tmp_path, capsys, data, says):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(data)
+    for command in ("plan", "run"):
+        assert cli.main([command, str(path), *(["--out", str(tmp_path / "o")]
+                                               if command == "run" else [])]) == 2
+        assert says in one_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory", "huge"])
+def test_a_config_that_is_no_small_regular_file_is_refused_at_once(tmp_path, capsys, kind):
+    path = {"dev-zero": Path("/dev/zero"), "fifo": tmp_path / "fifo.toml",
+            "directory": tmp_path, "huge": tmp_path / "huge.toml"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it would wait for ever
+    if kind == "huge":
+        path.write_bytes(SMALL.encode() + b"# padding\n" * 200_000)  # 2 MB, valid TOML
+    says = {"dev-zero": "is not a regular file", "fifo": "is not a regular file",
+            "directory": "is a directory", "huge": "is larger than 1 MiB"}[kind]
+
+    def too_slow(*_):
+        raise TimeoutError("the config was waited on (or read whole)")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        for command in ("plan", "run"):
+            assert cli.main([command, str(path), *(["--out", str(tmp_path / "o")]
+                                                   if command == "run" else [])]) == 2
+            assert f"config: {path} {says}" in one_error(capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_utf8_config_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
+    assert cfg.load_study(path).name == "edges"
+
+
+BOUNDS = [
+    ("[model]\nwidth = 3000000000", "model.width = 3000000000: must be an integer in "
+     "1..2147483647"),
+    ("[task]\nm = 3000000000", "task.m = 3000000000: must be an integer in 1..2147483647"),
+    ("[train]\nsteps = 3000000000", "train.steps = 3000000000: must be an integer in "
+     "1..1000000000"),
+    ("[train]\nbatch = 1000000000000", "train.batch = 1000000000000: must be an integer in "
+     "1..2147483647"),
+    ("[train]\neval_every = 1000000000000", "train.eval_every = 1000000000000: must be an "
+     "integer in 1..1000000000"),
+    ("seed = 18446744073709551615", "seed = 18446744073709551615: must be an integer in "
+     "0..4294967295"),
+    ("[task]\nn_test = 1000000000000", "task.n_test = 1000000000000: must be an integer in "
+     "1..2147483647"),
+    ("[train]\ndata_seed = 2147483648", "train.data_seed = 2147483648: must be an integer in "
+     "0..2147483647"),
+    ("seeds = 1000000000", "seeds = 1000000000: must be an integer in 1..1000000"),
+    ("seeds = 1000000\n[model]\nwidth = [1, 2]", "seeds = 1000000: 2 cells x 1000000 seeds = "
+     "2000000 trials; a study may hold at most 1000000"),
+    ("[task]\nn = 1000000000", "model.width = 100: must be at most 2 for n = 1000000000 "
+     "(n x width <= 2147483647"),
+    ("[task]\nn = 1000\nn_test = 3000000", "task.n_test = 3000000: must be at most 2147483 "
+     "for n = 1000"),
+    ("[task]\nn = 1000\nm = 3000000", "task.m = 3000000: must be at most 2147483 for n = 1000"),
+    ("[model]\nwidth = 50000\ndepth = 2", "model.width = 50000: must be at most 46340 for "
+     "depth = 2"),
+    ("[model]\ndepth = 17", "model.depth = 17: must be an integer in 1..16"),
+    ("[model]\nwidth = 40000000\n[train]\nbatch = 100", "train.batch = 100: must be at most "
+     "53 for n = 50, width = 40000000"),
+    ("[train]\nrecord_curves = true\nsteps = 1000000000\neval_every = 1",
+     "train.eval_every = 1: must be at least 1000 for steps = 1000000000 with record_curves"),
+    ("[train]\nlr = 1e400", "train.lr = inf: must be a number > 0.0"),
+    ('name = "a\\u0000b"', r"name = 'a\x00b': must be a string without control characters"),
+    ('name = ""', "name = '': must be a non-empty string"),
+    ('"a\\nb" = 1', r"'a\nb': unknown key"),
+    (f"seed = 0x{'f' * 5000}", "seed = <a 20000-bit integer>: must be an integer in "
+     "0..4294967295"),
+]
+
+
+@pytest.mark.parametrize("text,message", BOUNDS, ids=[m.split(" ")[0] for _, m in BOUNDS])
+def test_sizes_past_the_engine_are_refused_by_plan_and_run_at_once(tmp_path, capsys, text,
+                                                                     message):
+    path = tmp_path / "big.toml"
+    path.write_text(text + "\n")
+    start = time.perf_counter()
+    assert cli.main(["plan", str(path)]) == 2
+    assert one_error(capsys).startswith(f"error: {message}")
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert one_error(capsys).startswith(f"error: {message}")
+    assert time.perf_counter() - start < 10  # no grid of 10^9 cells or trials is built first
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_grid_of_too_many_cells_is_refused_before_it_is_built():
+    big = list(range(1, 1001))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"^grid = 1000000000 cells: a study may have at most "
+                                          r"100000"):
+        Study(seeds=1, task=Task(n=10, m=big, n_test=big), model=Model(width=big)).validate()
+    assert time.perf_counter() - start < 5
+
+
+def test_every_shipped_config_is_within_the_bounds():
+    here = Path(__file__).resolve().parent.parent
+    paths = sorted((here / "experiments").glob("*.toml")) + sorted(
+        (here / "benchmarks" / "scale").glob("*.toml"))
+    assert len(paths) > 10
+    for path in paths:
+        d = cfg.read_toml(path)
+        d.pop("lottery", None)
+        (TabularStudy if "datasets" in d else Study).from_dict(d).validate()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: Study(task={"n": 3}).validate(), "task: must be a Task"),
+    (lambda: Study(task=Task(n="8")).validate(), "task.n = '8': must be an integer"),
+    (lambda: Study(model=Model(width=[4, 2**40])).validate(), "model.width = 1099511627776"),
+    (lambda: Study(train=Train(lr=float("nan"))).validate(), "train.lr = nan"),
+    (lambda: parity_jax.run("x", out="o"), "study = 'x': must be a parity_jax.Study"),
+    (lambda: parity_jax.run(Study(), out=123), "out = 123: must be a directory path"),
+    (lambda: parity_jax.Results(None), "out = None: must be a directory path"),
+    (lambda: Study.from_toml(123), "config = 123: must be a file path"),
+    (lambda: Study.from_toml("a\x00b.toml"), "config = 'a\\x00b.toml': cannot read it"),
+    (lambda: TabularStudy(fractions=[0.5, 2]).validate(), "fractions = 2"),
+])
+def test_python_api_errors_are_config_errors(call, message):
+    with pytest.raises(ConfigError) as e:
+        call()
+    assert str(e.value).startswith(message), str(e.value)
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_tabular_config_errors_name_the_field():
+    for d, field in [({"mlp": {"optimizer": "rmsprop"}}, "mlp.optimizer"),
+                     ({"mlp": {"depth": 4}}, "mlp.depth"),
+                     ({"fractions": [0.0]}, "fractions"),
+                     ({"mlp": {"steps": 150, "eval_every": 100}}, "mlp.steps"),
+                     ({"forest": {"trees": 3}}, "forest.trees"),
+                     ({"mlp": {"width": [10, 10]}}, "mlp.width")]:
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            TabularStudy.from_dict(d)
+    TabularStudy.from_toml(EXPERIMENTS / "tabular.toml")
+    full = TabularStudy.from_toml(EXPERIMENTS / "tabular_full.toml")
+    assert set(full.axis("datasets")) == set(datasets.BY_NAME)

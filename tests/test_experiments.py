@@ -1,15 +1,19 @@
-"""Each experiment runs once on a tiny config; its config matches the built-in default."""
+"""Each experiment runs once on a tiny config; its config matches the built-in default; out is
+checked before its work; the tabular script writes its outputs and resumes."""
 
+import json
+import sqlite3
+import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, one_error
 
 import parity_jax
-from parity_jax import DEFAULT_STUDY, Study
+from parity_jax import DEFAULT_STUDY, Study, core, devices, experiment, forest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -158,7 +162,7 @@ def test_a_subnetwork_of_kept_neurons_starts_from_the_rewound_init(shape_factory
 
     from conftest import make_batch
 
-    from parity_jax import core, devices
+    from parity_jax import devices
 
     shape = shape_factory(G=1, P=1, W=16)
     pruned = dataclasses.replace(shape, task=lottery.LotteryTask.of(shape.task))
@@ -237,3 +241,89 @@ def test_tasks_configs_hold_the_five_families(name):
 
 
 tasks = load_experiment("tasks")
+
+
+def test_an_experiment_checks_out_before_its_work(tmp_path, monkeypatch, capsys):
+    called = []
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, says in [(blocker, "exists and is not a directory"),
+                      (blocker / "sub", "is not a directory")]:
+        monkeypatch.setattr(sys, "argv", ["fig2.py", "--out", str(out)])
+        assert experiment.main("doc", tmp_path, "fig2", lambda c, o: called.append(o)) == 2
+        assert says in one_error(capsys)
+    assert called == []
+
+
+@pytest.mark.slow
+def test_tabular_script_on_a_tiny_config_writes_outputs_and_resumes(tmp_path, monkeypatch):
+    config = tmp_path / "tiny.toml"
+    config.write_text("""
+name = "tiny"
+seeds = 2
+datasets = ["sklearn:wine", "parity:rows=400,features=6,k=2"]
+fractions = [1.0, 0.3]
+[mlp]
+width = [8, 16]
+init = ["dense", "sparse"]
+s = [2]
+optimizer = ["sgd", "adam"]
+lr = [0.05]
+batch = 16
+steps = 100
+eval_every = 50
+[forest]
+iterations = 2
+n_estimators_max = 20
+""")
+    script = load_experiment("tabular")
+    out = script.main(config, tmp_path / "out", progress=None)
+    # 2 datasets x 2 fractions x 2 inits x 2 optimizers x 2 widths x 2 seeds MLPs; 2x2x2 forests
+    assert sum(r["model"] == "mlp" for r in out["trials"]) == 64
+    assert sum(r["model"] == "forest" for r in out["trials"]) == 8
+    assert len(out["best"]) == 2 * 2 * 3 and len(out["rows"]) == 4
+    assert all(p.stat().st_size > 5000 for p in out["pngs"])
+    text = out["report"].read_text()
+    for heading in ("## Setup", "## Summary", "## Best of each family"):
+        assert heading in text
+    assert (tmp_path / "out" / "table.csv").read_text().startswith("dataset,fraction,m,")
+
+    # Resume: everything is stored, so nothing is trained again and the results are equal.
+    def fail(*a, **k):
+        raise AssertionError("trained again")
+
+    real_train, real_tune = devices.train_on_devices, forest.tune
+    monkeypatch.setattr(devices, "train_on_devices", fail)
+    monkeypatch.setattr(forest, "tune", fail)
+    again = script.main(config, tmp_path / "out", progress=None)
+    assert again["trials"] == out["trials"]
+
+    # A crash mid-run (trials missing from the store): only those are trained again.
+
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as conn:
+        settings = dict(conn.execute("SELECT cell, settings FROM cells").fetchall())
+        mlp = [c for c, v in settings.items() if json.loads(v)["model"] == "mlp"]
+        rf = [c for c, v in settings.items() if json.loads(v)["model"] == "forest"]
+        conn.execute("DELETE FROM tabular_trials WHERE (cell = ? AND seed = 1) OR "
+                     "(cell = ? AND seed = 0)", (mlp[-1], rf[0]))
+    calls = []
+    monkeypatch.setattr(devices, "train_on_devices",
+                        lambda *a: calls.append("mlp") or real_train(*a))
+    monkeypatch.setattr(forest, "tune", lambda *a, **k: calls.append("rf") or real_tune(*a, **k))
+    resumed = script.main(config, tmp_path / "out", progress=None)
+    assert sorted(calls) == ["mlp", "rf"]
+
+    def key(r):
+        return json.dumps({k: v for k, v in r.items() if k != "params"}, sort_keys=True)
+
+    assert sorted(map(key, resumed["trials"])) == sorted(map(key, out["trials"]))
+
+    # Another study in the same directory is refused without touching it.
+    store = tmp_path / "out" / "results.sqlite"
+    before = store.read_bytes()
+    config.write_text(config.read_text().replace("seeds = 2", "seeds = 3"))
+    from parity_jax.store import StoreError
+
+    with pytest.raises(StoreError, match="another study"):
+        script.main(config, tmp_path / "out", progress=None)
+    assert store.read_bytes() == before

@@ -1,5 +1,6 @@
 """render: the tables, CSV, number formats and init labels every report shares, byte for byte."""
 
+
 import pytest
 
 from parity_jax import reduce, render
@@ -133,3 +134,10 @@ def test_init_label():
 def test_one_line_escapes_line_breaks_and_control_characters():
     assert render.one_line("bad\nname\t\x1b[31m.toml") == "bad\\nname\\t\\x1b[31m.toml"
     assert render.one_line("données é ü 2.5 GiB") == "données é ü 2.5 GiB"
+
+
+def test_sizes_print_in_units_that_show_them():
+    from parity_jax import render
+
+    assert [render.size(n) for n in (0, 1000, 1536, 3 << 20, 2**28, 10 * 2**30)] == [
+        "0 B", "1000 B", "1.5 KiB", "3.0 MiB", "0.25 GiB", "10.00 GiB"]

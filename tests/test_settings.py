@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+from conftest import TINY_TOML, one_error
 
-from parity_jax import settings
-from parity_jax.config import ConfigError
+from parity_jax import ConfigError, cli, settings
+
+SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 
 @pytest.mark.parametrize("raw, want", [("", None), ("  ", None), ("3", 3), (" 2 ", 2)])
@@ -115,3 +117,17 @@ def test_docstring_tables_every_variable():
                  settings.COORDINATOR, settings.NUM_PROCESSES, settings.PROCESS_ID, "XLA_FLAGS",
                  *(f"``{c}``" for c in settings.KERNEL_CHOICES)):
         assert name in settings.__doc__, name
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys,
+                                                                value):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", value)
+    for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
+        assert cli.main(argv) == 2
+        assert one_error(capsys) == (f"error: PARITY_JAX_CPU_DEVICES = {value!r}: must be an "
+                                      "integer >= 1 (the JAX CPU devices to split the CPU "
+                                      "into), or unset (one per core)")
+    assert not (tmp_path / "o").exists()

@@ -1,4 +1,5 @@
-"""Damaged and hand-edited stores: the store's reader checks every row where it is read, so
+"""store: read-only, linked, corrupt and foreign store files refused untouched. Damaged and
+hand-edited stores: the store's reader checks every row where it is read, so
 `check` lists each bad row as a problem (exit 1) and every other command, and the Python API,
 answers with one line (exit 2) -- never a traceback. A property test corrupts random cells
 (wrong types, NULLs, bad JSON, random bytes) of two real stores and runs every command."""
@@ -11,14 +12,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import TINY_TOML
+from conftest import TINY_TOML, make_victim, one_error
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from parity_jax import ConfigError, Results, StoreError, cli
+from parity_jax import ConfigError, Model, Results, StoreError, Study, Task, Train, cli, store
 
-# every test reads the module's two stores, a parity and a tabular study run first
-pytestmark = pytest.mark.slow
+SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 PARITY = TINY_TOML.replace('name = "tiny"', 'name = "damaged"').replace(
     "batch = 8", "batch = 8\nrecord_curves = true").replace("m = [40, 80]", "m = [40]")
@@ -147,6 +147,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow  # reads the module's two stores, a parity and a tabular study run first
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_each_listed_damage_is_a_check_problem_and_one_line_elsewhere(stores, tmp_path,
                                                                       case):
@@ -160,6 +161,7 @@ def test_each_listed_damage_is_a_check_problem_and_one_line_elsewhere(stores, tm
         assert answers[name][0] == 2 and says in answers[name][1], (name, answers[name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["zero-filled", "header overwritten", "header zeroed",
                                  "schema format"])
 def test_a_zero_filled_or_header_damaged_file_is_a_check_problem(stores, tmp_path, how):
@@ -177,6 +179,7 @@ def test_a_zero_filled_or_header_damaged_file_is_a_check_problem(stores, tmp_pat
                if rc != 1), answers
 
 
+@pytest.mark.slow
 def test_a_tabular_frontier_and_a_damaged_curve_are_clear_api_errors(stores, tmp_path):
     with pytest.raises(ConfigError, match="holds a tabular study, which has no success"):
         Results(stores["tabular"][1]).frontier()
@@ -250,6 +253,7 @@ def _apply(out: Path, kind: str, changes: list) -> None:
             conn.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(damage())
@@ -266,3 +270,65 @@ def test_random_damage_never_gives_a_traceback(stores, damaged):
                if rc == 2 and not (kind == "tabular" and name == "plot")}
     if check == 0:  # a sound store serves every command
         assert not refused, answers
+
+
+# ---- unwritable, linked, corrupt and foreign store files: refused, never touched --------------
+
+def test_a_read_only_store_is_refused_before_a_resume_computes(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "s.toml"
+    config.write_text(SMALL)
+    out = tmp_path / "o"
+    assert cli.main(["run", str(config), "--out", str(out)]) == 0
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        conn.execute("DELETE FROM trials WHERE seed = 1")
+    conn.close()
+    data = (out / "results.sqlite").read_bytes()
+    from parity_jax import devices
+
+    def no_training(*a, **kw):
+        raise AssertionError("computed before refusing")
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(devices, "train_on_devices", no_training)
+    monkeypatch.setattr(store.sqlite3, "connect", lambda path, **kw: real_connect(
+        f"file:{path}?mode=ro", uri=True, **kw))
+    capsys.readouterr()
+    assert cli.main(["run", str(config), "--out", str(out)]) == 2
+    err = one_error(capsys)
+    assert err.startswith(f"error: out: cannot write to {out}") and "readonly" in err
+    monkeypatch.undo()
+    assert (out / "results.sqlite").read_bytes() == data and not (out / ".lock").exists()
+
+
+@pytest.mark.parametrize("name", ["results.sqlite", "results.sqlite-journal"])
+def test_a_store_file_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path, name):
+    victim, data = make_victim(tmp_path)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    study = Study(name="x", seeds=1, task=Task(n=8, k=2, m=16, n_test=16), model=Model(width=4),
+                  train=Train(steps=10, batch=4, eval_every=5))
+    with pytest.raises(StoreError, match=f"{out / name} is a symbolic link"):
+        store.Store.open_for_run(out, study, study.cells(), {})
+    assert victim.read_bytes() == data
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, None])
+def test_a_corrupt_or_foreign_sqlite_file_gives_exit_2_and_is_not_touched(tmp_path, capsys,
+                                                                       content):
+    out = tmp_path / "o"
+    out.mkdir()
+    path = out / "results.sqlite"
+    if content is None:  # a valid SQLite file of someone else's
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (x)")
+            conn.execute("INSERT INTO t VALUES (1)")
+        conn.close()
+    else:
+        path.write_bytes(content)
+    data = path.read_bytes()
+    for argv in (["run", "--out", str(out)], ["report", str(out)], ["check", str(out)]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a parity_jax results store" in err[0], err
+    assert path.read_bytes() == data
