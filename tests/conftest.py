@@ -2,6 +2,7 @@
 
 import gc
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ jax.config.update("jax_debug_key_reuse", True)
 sys.path.insert(0, os.path.dirname(__file__))
 
 from parity_jax import devices, trackers  # noqa: E402
+from parity_jax.config import Model, Study, Task, Train  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
 from parity_jax.tasks import sparse  # noqa: E402
 
@@ -166,3 +168,32 @@ settings.register_profile("ci", max_examples=150, derandomize=True, database=Non
 settings.register_profile("long", max_examples=3000, deadline=datetime.timedelta(seconds=30),
                           suppress_health_check=_SLOW_OK)
 settings.load_profile("ci")  # --hypothesis-profile=NAME (loaded after this file) overrides it
+
+
+# A small study that runs in seconds, shared by the tests of devices, shards, merge and check.
+SCALE_STUDY = Study(name="scale", seeds=3, task=Task(n=10, k=2, m=[40, 80], n_test=100),
+                    model=Model(width=[8, 16, 32], init=["dense", "sparse"]),
+                    train=Train(steps=400, batch=8, eval_every=50))
+
+
+def stored_trials(out):
+    """Every stored parity trial row of ``out``'s store, by (cell, seed)."""
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
+
+
+def small_shape(**kw):
+    """A tiny parity program shape (n 12, M 64, width 8, 1 group of 2), overridable."""
+    task = {k: kw.pop(k) for k in ("n", "M", "n_test", "eval_rows") if k in kw}
+    task = {"n": 12, "M": 64, "n_test": 64, **task}
+    base = dict(depth=1, W=8, G=1, P=2, eval_every=10, loss="hinge", step="fused",
+                layout="blocked")
+    base.update(kw)
+    return Shape(task=sparse.SparseTask(batch=8, **task), **base)
+
+
+def small_batch(shape):
+    """Inputs of ``small_shape``: group g reads stream g, trial p init p."""
+    return make_batch([{"data": g, "m": shape.task.M, "trials": [
+        {"init": p, "width": shape.W} for p in range(shape.P)]} for g in range(shape.G)],
+        P=shape.P)

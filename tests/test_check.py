@@ -4,10 +4,10 @@ are found."""
 import sqlite3
 
 import pytest
-from conftest import TINY_TOML, one_error
+from conftest import SCALE_STUDY, TINY_TOML, one_error
 
 import parity_jax
-from parity_jax import Model, Study, Task, Train, cli
+from parity_jax import cli
 
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
@@ -40,15 +40,10 @@ def test_check_says_a_corrupt_store_is_a_problem_and_a_foreign_file_is_no_store(
     assert "no results store" in one_error(capsys)
 
 
-STUDY = Study(name="scale", seeds=3, task=Task(n=10, k=2, m=[40, 80], n_test=100),
-              model=Model(width=[8, 16, 32], init=["dense", "sparse"]),
-              train=Train(steps=400, batch=8, eval_every=50))
-
-
 @pytest.mark.slow
 def test_check_finds_inconsistent_trials(tmp_path, capsys):
     out = tmp_path / "o"
-    parity_jax.run(STUDY, out, progress=None)
+    parity_jax.run(SCALE_STUDY, out, progress=None)
     assert cli.main(["check", str(out)]) == 0
     assert "36 of 36 trials stored, complete; no problems" in capsys.readouterr().out
     with sqlite3.connect(out / "results.sqlite") as conn:

@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import GROUPS, make_batch
+from conftest import GROUPS, make_batch, small_batch, small_shape
 
 from parity_jax import core, devices, models, oracles, steps
-from parity_jax.core import Shape
 from parity_jax.tasks import sparse
 
 STEPS = 300
@@ -306,37 +305,22 @@ def test_a_batch_that_is_not_whole_chunks_is_refused(shape_factory):
                       make_batch(GROUPS + GROUPS[:1], P=3), devices=1)
 
 
-def _shape(**kw):
-    task = {k: kw.pop(k) for k in ("n", "M", "n_test", "eval_rows") if k in kw}
-    task = {"n": 12, "M": 64, "n_test": 64, **task}
-    base = dict(depth=1, W=8, G=1, P=2, eval_every=10, loss="hinge", step="fused",
-                layout="blocked")
-    base.update(kw)
-    return Shape(task=sparse.SparseTask(batch=8, **task), **base)
-
-
-def _batch(shape):
-    return make_batch([{"data": g, "m": shape.task.M, "trials": [
-        {"init": p, "width": shape.W} for p in range(shape.P)]} for g in range(shape.G)],
-        P=shape.P)
-
-
 @pytest.mark.parametrize("precision,hlo", [("float32", "HIGHEST"), ("tf32", "HIGH"),
                                            ("bfloat16", "DEFAULT")])
 def test_every_dot_carries_the_requested_precision(precision, hlo):
     for depth, step in ((1, "fused"), (2, "sgd")):
-        shape = _shape(depth=depth, step=step, precision=precision)
-        text = jax.jit(core.train, static_argnums=0).lower(shape, _batch(shape)).as_text()
+        shape = small_shape(depth=depth, step=step, precision=precision)
+        text = jax.jit(core.train, static_argnums=0).lower(shape, small_batch(shape)).as_text()
         dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
         assert dots and all(f"precision = [{hlo}, {hlo}]" in d for d in dots), dots[:2]
 
 
 @pytest.mark.slow
 def test_chunked_evaluation_equals_evaluating_every_row_at_once():
-    whole = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50)
-    chunked = _shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50, eval_rows=64)
-    a = jax.device_get(devices.train_on_devices(whole, _batch(whole))[0])
-    b = jax.device_get(devices.train_on_devices(chunked, _batch(chunked))[0])
+    whole = small_shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50)
+    chunked = small_shape(M=300, n_test=500, W=16, G=2, P=3, eval_every=50, eval_rows=64)
+    a = jax.device_get(devices.train_on_devices(whole, small_batch(whole))[0])
+    b = jax.device_get(devices.train_on_devices(chunked, small_batch(chunked))[0])
     np.testing.assert_array_equal(a.test_error, b.test_error)  # error counts are exact
     np.testing.assert_array_equal(a.first_hit, b.first_hit)
     np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-5)

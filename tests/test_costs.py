@@ -5,11 +5,9 @@ import os
 
 import jax
 import pytest
-from conftest import TINY_TOML, make_batch, one_error
+from conftest import TINY_TOML, one_error, small_batch, small_shape
 
 from parity_jax import ConfigError, Model, Study, Task, Train, cli, core, costs, kinds
-from parity_jax.core import Shape
-from parity_jax.tasks import sparse
 
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
@@ -53,8 +51,8 @@ def test_trial_flops_counts_steps_and_evaluations():
          chunk=4),
 ])
 def test_the_plans_byte_estimate_is_within_25_percent_of_xlas(kw):
-    shape = _shape(**kw)
-    compiled = jax.jit(core.train, static_argnums=0).lower(shape, _batch(shape)).compile()
+    shape = small_shape(**kw)
+    compiled = jax.jit(core.train, static_argnums=0).lower(shape, small_batch(shape)).compile()
     m = compiled.memory_analysis()
     xla = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
            - m.alias_size_in_bytes)
@@ -93,21 +91,6 @@ def test_accelerator_batches_fill_the_memory_budget_cpus_keep_their_neuron_cap()
     assert max(b.shape.G * b.shape.P * b.shape.W for b in cpu.batches) <= kinds.parity.NEURON_BUDGET
     assert len(gpu.batches) == 1 and gpu.batches[0].shape.layout == "vmapped"
     assert costs.packed_batch_bytes(gpu.batches[0].shape) <= 8 << 30
-
-
-def _shape(**kw):
-    task = {k: kw.pop(k) for k in ("n", "M", "n_test", "eval_rows") if k in kw}
-    task = {"n": 12, "M": 64, "n_test": 64, **task}
-    base = dict(depth=1, W=8, G=1, P=2, eval_every=10, loss="hinge", step="fused",
-                layout="blocked")
-    base.update(kw)
-    return Shape(task=sparse.SparseTask(batch=8, **task), **base)
-
-
-def _batch(shape):
-    return make_batch([{"data": g, "m": shape.task.M, "trials": [
-        {"init": p, "width": shape.W} for p in range(shape.P)]} for g in range(shape.G)],
-        P=shape.P)
 
 
 def test_flops_to_step_equals_the_flops_counted_by_hand():

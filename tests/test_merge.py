@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import HOLD_LOCK, TINY_TOML, one_error
+from conftest import HOLD_LOCK, SCALE_STUDY, TINY_TOML, one_error, stored_trials
 
 import parity_jax
 from parity_jax import Model, Study, Task, Train, cli, kinds
@@ -44,46 +44,36 @@ def test_merge_into_an_out_in_use_is_refused(tmp_path, capsys):
     assert not (busy / "results.sqlite").exists()
 
 
-STUDY = Study(name="scale", seeds=3, task=Task(n=10, k=2, m=[40, 80], n_test=100),
-              model=Model(width=[8, 16, 32], init=["dense", "sparse"]),
-              train=Train(steps=400, batch=8, eval_every=50))
-
-
-def _rows(out):
-    with sqlite3.connect(out / "results.sqlite") as conn:
-        return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
-
-
 @pytest.mark.slow
 def test_shards_partition_the_trials_and_merge_equals_a_single_run(tmp_path, capsys):
     single = tmp_path / "single"
-    parity_jax.run(STUDY, single, progress=None)
-    parts = [kinds.parity.make_plan(STUDY, shard=(i, 3)).trial_ids() for i in range(3)]
+    parity_jax.run(SCALE_STUDY, single, progress=None)
+    parts = [kinds.parity.make_plan(SCALE_STUDY, shard=(i, 3)).trial_ids() for i in range(3)]
     assert sum(map(len, parts)) == 36 and set().union(*parts) == kinds.parity.make_plan(
-        STUDY).trial_ids()
+        SCALE_STUDY).trial_ids()
     outs = []
     for i in range(3):
         outs.append(tmp_path / f"shard{i}")
-        parity_jax.run(STUDY, outs[-1], shard=f"{i}/3", progress=None)
-        assert {r[:2] for r in _rows(outs[-1])} == parts[i]
+        parity_jax.run(SCALE_STUDY, outs[-1], shard=f"{i}/3", progress=None)
+        assert {r[:2] for r in stored_trials(outs[-1])} == parts[i]
     merged = tmp_path / "merged"
     assert cli.main(["merge", *map(str, outs), "--out", str(merged)]) == 0
     assert "36 trials written" in capsys.readouterr().out
-    assert _rows(merged) == _rows(single)
+    assert stored_trials(merged) == stored_trials(single)
     assert cli.main(["check", str(merged)]) == 0
     # merging again (identical overlap) adds nothing; a shard resumed as another is refused
     assert cli.main(["merge", str(outs[0]), str(single), "--out", str(merged)]) == 0
-    assert _rows(merged) == _rows(single)
+    assert stored_trials(merged) == stored_trials(single)
     capsys.readouterr()
     assert cli.main(["run", "--out", str(outs[0])]) == 2  # another study (the default)
     with pytest.raises(parity_jax.StoreError, match="holds shard 0/3"):
-        parity_jax.run(STUDY, outs[0], shard="1/3", progress=None)
+        parity_jax.run(SCALE_STUDY, outs[0], shard="1/3", progress=None)
 
 
 @pytest.mark.slow
 def test_merge_refuses_other_studies_and_differing_overlaps_writing_nothing(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
-    parity_jax.run(STUDY, a, shard="0/2", progress=None)
+    parity_jax.run(SCALE_STUDY, a, shard="0/2", progress=None)
     other = Study(name="other", seeds=1, task=Task(n=10, k=2, m=40, n_test=100),
                   model=Model(width=8), train=Train(steps=100, batch=8))
     parity_jax.run(other, b, progress=None)
@@ -91,7 +81,7 @@ def test_merge_refuses_other_studies_and_differing_overlaps_writing_nothing(tmp_
     assert "holds another study" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
     c = tmp_path / "c"
-    parity_jax.run(STUDY, c, shard="0/2", progress=None)
+    parity_jax.run(SCALE_STUDY, c, shard="0/2", progress=None)
     with sqlite3.connect(c / "results.sqlite") as conn:
         conn.execute("UPDATE trials SET train_loss = COALESCE(train_loss, 0) + 1 "
                      "WHERE cell = 0 AND seed = 0")  # another outcome, as sound as the first

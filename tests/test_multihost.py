@@ -7,11 +7,7 @@ import subprocess
 
 import faults
 import pytest
-
-
-def _rows(out):
-    with sqlite3.connect(out / "results.sqlite") as conn:
-        return conn.execute("SELECT * FROM trials ORDER BY cell, seed").fetchall()
+from conftest import stored_trials
 
 
 def _free_port() -> int:
@@ -37,7 +33,7 @@ def test_two_processes_give_the_same_results_as_one(tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     logs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
-    assert _rows(out) == _rows(single)
+    assert stored_trials(out) == stored_trials(single)
     meta = sqlite3.connect(out / "results.sqlite").execute(
         "SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]
     assert json.loads(meta)["devices"] == 4  # 2 processes x 2 devices
