@@ -281,7 +281,7 @@ def check_kernel(row: dict, sizes: Sizes) -> None:
 # cold, then -- every in-memory cache cleared -- again, loaded from the persistent cache.
 _COMPILE_CHILD = """
 import json, sys, time
-from parity_jax import bench, devices, plan
+from parity_jax import bench, devices, kinds
 devices.setup()
 import jax
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
