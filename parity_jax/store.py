@@ -419,8 +419,9 @@ class Store:
                 if _digest(stored) != self.meta["fingerprint"]:  # not as a version wrote it
                     raise _damaged(self.path, [f"meta: its stored study is refused ({e}) and "
                                                "does not match its fingerprint"]) from None
-                raise StoreError(f"out: {self.path} holds a study this version refuses ({e})") \
-                    from None  # e.g. past a limit of this version
+                raise StoreError(f"out: {self.path} holds a study this version or process "
+                                 f"refuses ({e})") \
+                    from None  # past a limit of this version; a target registered elsewhere
             except (KeyError, ValueError, TypeError, AttributeError) as e:  # edited, damaged
                 raise _damaged(self.path, [f"meta: its stored study cannot be read: {e}"]) \
                     from None

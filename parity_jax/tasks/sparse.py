@@ -317,7 +317,8 @@ class SparseTask:
 
     @property
     def label(self) -> str:
-        return self.target if self.inputs == "boolean" else f"{self.target} ({self.inputs})"
+        name = f"{self.target} p={self.degree}" if self.degree else self.target
+        return name if self.inputs == "boolean" else f"{name} ({self.inputs})"
 
     @property
     def parity(self) -> bool:

@@ -185,7 +185,8 @@ def _q(v: Any) -> str:
 def check_name(target: Any) -> None:
     if not isinstance(target, str) or target not in _TARGETS:
         raise ConfigError(f"task.target = {_q(target)}: not a registered target; registered: "
-                          f"{', '.join(registered())}")
+                          f"{', '.join(registered())} (a target registered from Python, "
+                          "pj.register_target, exists only in the process that registered it)")
 
 
 def check_inputs(target: str, inputs: str) -> None:
