@@ -11,6 +11,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +149,11 @@ def _acquire(out: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid = _read_pid(fd)
+            for _ in range(40):  # the holder writes its id just after it locks: wait for it
+                if pid is not None:
+                    break
+                time.sleep(0.025)
+                pid = _read_pid(fd)
             os.close(fd)
             raise _in_use(out, pid) from None
         except OSError as e:
