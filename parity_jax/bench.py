@@ -93,7 +93,7 @@ def guarded(errors: dict, name: str, fn: Callable[[], object]):
     try:
         return fn()
     except Exception as e:  # noqa: BLE001 -- any failure is the column's, reported in it
-        errors[name] = render.error_line(e)
+        errors[name] = errors.error_line(e)
         return None
 
 

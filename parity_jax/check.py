@@ -6,7 +6,8 @@ import contextlib
 from pathlib import Path
 
 from parity_jax import plan
-from parity_jax.store import CorruptStore, Store, StoreError
+from parity_jax.errors import CorruptStore, StoreError
+from parity_jax.store import Store
 
 
 def check(out: str | Path, expected: set[tuple[int, int]] | None = None) -> tuple[list[str], dict]:

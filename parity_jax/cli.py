@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 from parity_jax import _start, files, render
-from parity_jax.config import DEFAULT_STUDY, ConfigError, load_study
-from parity_jax.render import one_line
-from parity_jax.store import StoreError
+from parity_jax.config import DEFAULT_STUDY, load_study
+from parity_jax.errors import ConfigError, StoreError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -213,7 +212,7 @@ def _cmd_merge(args) -> int:
 def _cmd_check(args) -> int:
     """Exit 0: a sound store; 1: problems (a store SQLite cannot read is one); 2: no store."""
     from parity_jax import check
-    from parity_jax.store import CorruptStore
+    from parity_jax.errors import CorruptStore
 
     problems = []
     try:

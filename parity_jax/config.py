@@ -16,18 +16,18 @@ fraction's rows, width x features) are ``datasets.check_study``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
 import os
-import reprlib
 import stat
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias, TypeVar
+
+from parity_jax.errors import ConfigError, digest, show
 
 LOSSES = ("hinge", "logistic", "square")
 INITS = ("dense", "sparse")
@@ -52,10 +52,6 @@ MAX_CONFIG_BYTES = 2**20  # a study config is small: more is not a config (or no
 _T = TypeVar("_T")
 Grid: TypeAlias = _T | list[_T] | tuple[_T, ...]
 """A setting that may be a list (or tuple) of values: a grid axis."""
-
-
-class ConfigError(ValueError):
-    """A bad study setting; the message names the field and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +186,7 @@ class Study:
 
     def fingerprint(self) -> str:
         """Stable identity of the study (what a results store is tied to)."""
-        return _digest(self.to_dict())
+        return digest(self.to_dict())
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""
@@ -262,7 +258,7 @@ def check_task(task: Task) -> dict:
     for f in dataclasses.fields(Task):
         key, v = f"task.{f.name}", getattr(task, f.name)
         if _RULES[key].grid and isinstance(v, list | tuple):
-            raise ConfigError(f"{key} = {_show(v)}: must be one value here (not a grid axis)")
+            raise ConfigError(f"{key} = {show(v)}: must be one value here (not a grid axis)")
         _RULES[key].check(key, v)
         d[f.name] = v
     if d["k"] > d["n"]:
@@ -440,7 +436,7 @@ class TabularStudy:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists
 
     def fingerprint(self) -> str:
-        return _digest(self.to_dict())
+        return digest(self.to_dict())
 
     def axis(self, name: str) -> list:
         """A setting as a list of values (``datasets``, ``fractions`` or ``mlp.FIELD``)."""
@@ -553,7 +549,7 @@ def read_toml(path: str | Path) -> dict:
 def _read_toml(path: str | Path) -> dict:
     """The parsed TOML file; every way it can fail is one ConfigError line."""
     if not isinstance(path, str | os.PathLike):
-        raise ConfigError(f"config = {_show(path)}: must be a file path")
+        raise ConfigError(f"config = {show(path)}: must be a file path")
     path = Path(path)
     try:  # O_NONBLOCK: a FIFO is refused below, not waited on
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -562,7 +558,7 @@ def _read_toml(path: str | Path) -> dict:
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
     except ValueError as e:  # a path with a NUL character
-        raise ConfigError(f"config = {_show(str(path))}: cannot read it ({e})") from None
+        raise ConfigError(f"config = {show(str(path))}: cannot read it ({e})") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):  # /dev/zero, a FIFO, a directory
         os.close(fd)
@@ -620,30 +616,7 @@ def _key(key: Any) -> str:
     """A TOML key as a message shows it: as written when plain, else quoted and escaped (one
     line, at most about 80 characters)."""
     key = str(key)
-    return key if key.isprintable() and 0 < len(key) <= 80 else _show(key)
-
-
-class _Repr(reprlib.Repr):
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 128:  # huge TOML ints: repr() refuses past 4300 digits
-            return f"{'-' if x < 0 else ''}<a {x.bit_length()}-bit integer>"
-        return super().repr_int(x, level)
-
-
-_REPR = _Repr()
-_REPR.maxstring = _REPR.maxother = 80
-_REPR.maxlong = 40
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
-_REPR.maxlevel = 3
-
-
-def _show(value: Any) -> str:
-    """``repr(value)``, shortened for a one-line message (long lists, strings, numbers)."""
-    return _REPR.repr(value)
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    return key if key.isprintable() and 0 < len(key) <= 80 else show(key)
 
 
 # ---- per-field rules -------------------------------------------------------------------------
@@ -676,7 +649,7 @@ class _Rule:
     def check(self, name: str, v: Any) -> None:
         """Raises ConfigError unless ``v`` is one allowed value of setting ``name``."""
         got = type(v).__name__
-        shown = _show(v)
+        shown = show(v)
         if v is None and self.optional:
             return
         if self.kind in ("terms", "coefs"):  # a polynomial's lists (tasks.targets)
@@ -827,7 +800,7 @@ def _values(study: Study | TabularStudy, key: str) -> list:
         rule.check(key, v)
     same = float if rule.kind == "float" else json.dumps  # 1 and 1.0 are one lr, as 0.1, 0.10
     if len({same(v) for v in values}) != len(values):
-        raise ConfigError(f"{key}: list has duplicate values {_show(values)}")
+        raise ConfigError(f"{key}: list has duplicate values {show(values)}")
     return values
 
 

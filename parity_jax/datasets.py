@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from parity_jax import settings
-from parity_jax.config import INT32_MAX, ConfigError
+from parity_jax.config import INT32_MAX
+from parity_jax.errors import ConfigError
 
 SKLEARN = ("breast_cancer", "wine", "digits")
 TRAIN_FRACTION, VAL_FRACTION = 0.70, 0.09

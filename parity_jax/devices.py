@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import core, kernel, settings
-from parity_jax.config import ConfigError
+from parity_jax.errors import ConfigError
 
 
 def split_cpu() -> None:

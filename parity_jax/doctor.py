@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import bench, core, devices, files, kernel, kinds, plan, render
+from parity_jax import bench, core, devices, errors, files, kernel, kinds, plan, render
 from parity_jax.config import Model, Study, Task, Train
 
 STATUSES = ("ok", "fail", "timeout", "skipped")
@@ -437,7 +437,7 @@ def _run_check(name: str, fn: Callable, row: dict, sizes: Sizes, deadline: float
         row.update(status="timeout", error=f"ran past the budget of {budget:g} s")
         row["summary"] = row.get("summary") or "ran past the budget"
     except Exception as e:  # noqa: BLE001 -- a check's failure is its row's, not a crash
-        row.update(status="fail", error=render.error_line(e))
+        row.update(status="fail", error=errors.error_line(e))
         row["summary"] = row["error"]
 
 

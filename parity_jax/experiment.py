@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parity_jax import files, lock, reduce, render
-from parity_jax.config import ConfigError
-from parity_jax.render import one_line
-from parity_jax.store import StoreError
+from parity_jax.errors import ConfigError, StoreError, one_line
 
 
 def main(doc: str, here: Path, name: str, body: Callable[..., dict]) -> int:

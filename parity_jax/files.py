@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from parity_jax.store import StoreError
+from parity_jax.errors import StoreError
 
 
 class OutputError(StoreError):

@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import files, models, render, settings
+from parity_jax import errors, files, models, settings
 from parity_jax.models import Params
 from parity_jax.tasks import KernelTask
 
@@ -116,7 +116,7 @@ def _unless_unavailable(want: str, kernel: str, interpret: bool = False) -> str:
         return kernel
     if want == "auto":
         return "off"
-    from parity_jax.config import ConfigError
+    from parity_jax.errors import ConfigError
     raise ConfigError(f"{ENV} = {want!r}: the fused kernel is unavailable ({why}); "
                       "use auto or off")
 
@@ -132,7 +132,7 @@ def available(interpret: bool = False) -> tuple[bool, str]:
         _triton()
     except (ImportError, AttributeError) as e:
         return False, (f"this jax ({jax.__version__}) has no Pallas Triton lowering: "
-                       + render.error_line(e))
+                       + errors.error_line(e))
     return True, ""
 
 
@@ -365,7 +365,7 @@ def warning(shape, detail: str) -> str:
 
 def failure(error: BaseException) -> str:
     """A kernel error as a verdict's detail: its type and first line."""
-    return f"the kernel failed: {render.error_line(error, 240)}"
+    return f"the kernel failed: {errors.error_line(error, 240)}"
 
 
 def self_check(shape) -> tuple[bool, float, str]:

@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from parity_jax.store import FILENAME, StoreError
+from parity_jax.errors import StoreError
+from parity_jax.store import FILENAME
 
 LOCKNAME = ".lock"
 

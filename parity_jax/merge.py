@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parity_jax.errors import StoreError
 from parity_jax.lock import lock
-from parity_jax.store import FILENAME, Store, StoreError
+from parity_jax.store import FILENAME, Store
 
 
 def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:

@@ -7,8 +7,7 @@ import jax
 import numpy as np
 
 from parity_jax import settings
-from parity_jax.config import ConfigError
-from parity_jax.store import StoreError
+from parity_jax.errors import ConfigError, StoreError
 
 
 def init_distributed(coordinator: str | None = None, num_processes: int | None = None,

@@ -13,8 +13,8 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-from parity_jax.config import ConfigError
 from parity_jax.core import Shape
+from parity_jax.errors import ConfigError
 
 MAX_WIDTH_BUCKETS = 6  # more distinct widths than this -> buckets padding at most 12.5%
 # Groups per chunk (``core.train``: a group's arithmetic has the shapes of one chunk whatever

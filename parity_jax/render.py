@@ -15,23 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from parity_jax import reduce
 
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: line breaks and other control characters (from a file
-    name, say) escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
-
-
-def error_line(e: BaseException, limit: int = 200) -> str:
-    """An exception as one short line (its type and the first line of its message), for a
-    table cell, a status row or a warning instead of a traceback."""
-    lines = str(e).strip().splitlines()
-    line = lines[0].strip() if lines else ""
-    if len(line) > limit:
-        line = line[:limit - 3] + "..."
-    return f"{type(e).__name__}: {line}" if line else type(e).__name__
-
 Row = Mapping | Sequence
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity_jax.config import ConfigError
+from parity_jax.errors import ConfigError
 from parity_jax.store import Store
 
 

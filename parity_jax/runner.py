@@ -21,11 +21,11 @@ import jax
 
 import parity_jax.devices
 from parity_jax import costs, devices, kinds, multihost, plan, render
-from parity_jax.config import ConfigError
+from parity_jax.errors import ConfigError, StoreError
 from parity_jax.lock import lock
 from parity_jax.progress import Progress
 from parity_jax.results import Results
-from parity_jax.store import Store, StoreError
+from parity_jax.store import Store
 
 
 class Interrupted(KeyboardInterrupt):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from parity_jax.config import ConfigError
+from parity_jax.errors import ConfigError
 
 CPU_DEVICES = "PARITY_JAX_CPU_DEVICES"
 CACHE = "PARITY_JAX_CACHE"

@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from parity_jax import kinds
-from parity_jax.config import ConfigError, _digest
+from parity_jax import errors, kinds
+from parity_jax.errors import ConfigError, CorruptStore, StoreError, digest
 
 FORMAT = "parity_jax/1"
 FILENAME = "results.sqlite"
@@ -59,16 +59,6 @@ def _schema() -> str:
     """Every table: the base ones and every kind's (a store of one kind holds the others'
     empty, as stores always have)."""
     return _BASE_SCHEMA + "".join(kinds.named(name).schema for name in kinds.NAMES)
-
-
-class StoreError(Exception):
-    """An output location that cannot hold, or does not hold, this study's results (the CLI
-    prints it as one ``error:`` line, exit status 2)."""
-
-
-class CorruptStore(StoreError):
-    """A results store SQLite cannot read: damaged or truncated (``check`` reports it as a
-    problem, exit status 1; every other command as an error, exit status 2)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -170,18 +160,18 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     fmt = meta.get("format")
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith("parity_jax/"):
-            raise StoreError(f"out: {path} holds results of format {show(fmt)}; this version "
-                             f"reads {FORMAT!r}")
+            raise StoreError(f"out: {path} holds results of format {errors.show(fmt)}; this "
+                             f"version reads {FORMAT!r}")
         if not ours:
             raise StoreError(f"out: {path} is not a parity_jax results store ({FORMAT})")
-        raise _damaged(path, [f"meta: format is {show(fmt)}, not {FORMAT!r}"])
+        raise _damaged(path, [f"meta: format is {errors.show(fmt)}, not {FORMAT!r}"])
     problems = [f"meta: {key} is not text" for key, v in meta.items()
                 if key in ("kind", "study", "fingerprint", "plan", "data")
                 and not isinstance(v, str)]
     if "kind" not in meta and tables - TABLES_BEFORE_KINDS:  # both came with study kinds
         problems.append("meta: kind is missing")
     elif meta.get("kind", KIND_BEFORE_KINDS) not in kinds.NAMES:
-        problems.append(f"meta: kind {show(meta.get('kind'))} is not one of "
+        problems.append(f"meta: kind {errors.show(meta.get('kind'))} is not one of "
                         f"{', '.join(kinds.NAMES)}")
     if "fingerprint" not in meta or "study" not in meta:
         problems.append("meta: the study or its fingerprint is missing")
@@ -211,12 +201,6 @@ def is_real(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def show(v) -> str:
-    """A stored value in a message: its repr, cut short."""
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def is_flag(v) -> bool:
     return is_int(v) and v in (0, 1)
 
@@ -230,7 +214,7 @@ def where(raw: tuple, table: str, cells: int, seeds: int) -> tuple[str, list[str
     """Where a trial or curve row is, and the problem when it names no trial of the grid."""
     cell, seed = raw[0], raw[1]
     if not (is_int(cell) and is_int(seed)):
-        return (f"{table} row (cell {show(cell)}, seed {show(seed)})",
+        return (f"{table} row (cell {errors.show(cell)}, seed {errors.show(seed)})",
                 ["cell and seed are not integers"])
     where = f"{'curve of ' if table == 'curves' else ''}trial (cell {cell}, seed {seed})"
     if not (0 <= cell < cells and 0 <= seed < seeds):
@@ -243,7 +227,7 @@ def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]
     stored once, with its settings."""
     cells, problems, seen = [], [], set()
     for i, settings in rows:
-        where = f"cells row {show(i)}"
+        where = f"cells row {errors.show(i)}"
         if not (is_int(i) and 0 <= i < len(grid)):
             problems.append(f"{where}: not a cell of the stored study's grid")
             continue
@@ -285,7 +269,7 @@ def _plan_problems(settings: dict) -> list[str]:
                 for p in v.values())
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
-    return [f"meta: plan setting {key} = {show(v)} is not {_PLAN_TYPES[key]}"
+    return [f"meta: plan setting {key} = {errors.show(v)} is not {_PLAN_TYPES[key]}"
             for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)]
 
 
@@ -416,7 +400,7 @@ class Store:
                     raise TypeError("not a JSON object")
                 self._study = self.study_kind.study_type.from_dict(stored)
             except ConfigError as e:
-                if _digest(stored) != self.meta["fingerprint"]:  # not as a version wrote it
+                if digest(stored) != self.meta["fingerprint"]:  # not as a version wrote it
                     raise _damaged(self.path, [f"meta: its stored study is refused ({e}) and "
                                                "does not match its fingerprint"]) from None
                 raise StoreError(f"out: {self.path} holds a study this version or process "

@@ -322,7 +322,7 @@ n_estimators_max = 20
     store = tmp_path / "out" / "results.sqlite"
     before = store.read_bytes()
     config.write_text(config.read_text().replace("seeds = 2", "seeds = 3"))
-    from parity_jax.store import StoreError
+    from parity_jax.errors import StoreError
 
     with pytest.raises(StoreError, match="another study"):
         script.main(config, tmp_path / "out", progress=None)

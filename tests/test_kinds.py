@@ -108,7 +108,7 @@ class CoinStudy:
         return {"name": self.name, "seed": self.seed, "seeds": self.seeds, "p": list(self.p)}
 
     def fingerprint(self) -> str:
-        return config._digest(self.to_dict())
+        return config.digest(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict) -> CoinStudy:

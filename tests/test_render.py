@@ -3,7 +3,7 @@
 
 import pytest
 
-from parity_jax import reduce, render
+from parity_jax import errors, reduce, render
 
 
 def _record(width, m, init, successes, first_hit):
@@ -132,8 +132,8 @@ def test_init_label():
 
 
 def test_one_line_escapes_line_breaks_and_control_characters():
-    assert render.one_line("bad\nname\t\x1b[31m.toml") == "bad\\nname\\t\\x1b[31m.toml"
-    assert render.one_line("données é ü 2.5 GiB") == "données é ü 2.5 GiB"
+    assert errors.one_line("bad\nname\t\x1b[31m.toml") == "bad\\nname\\t\\x1b[31m.toml"
+    assert errors.one_line("données é ü 2.5 GiB") == "données é ü 2.5 GiB"
 
 
 def test_sizes_print_in_units_that_show_them():

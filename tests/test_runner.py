@@ -12,7 +12,7 @@ import pytest
 
 import parity_jax
 import parity_jax.cli
-from parity_jax import Model, Study, Task, Train, cli, kinds, store
+from parity_jax import Model, Study, Task, Train, cli, errors, kinds, store
 
 
 @pytest.mark.slow
@@ -116,7 +116,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_stored_trials(tmp_path):
         pages = s.conn.execute("PRAGMA page_count").fetchone()[0]
         s.conn.execute(f"PRAGMA max_page_count = {pages}")  # ...but a full disk
         big = [(0, 100 + i, 0, None, 0.5, 0.5, 1, 0) for i in range(5000)]
-        with pytest.raises(store.StoreError, match="cannot write.*full"):
+        with pytest.raises(errors.StoreError, match="cannot write.*full"):
             s.add_trials(big)
         assert s.conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == len(before) // 2
     finally:

@@ -14,8 +14,9 @@ from conftest import make_batch
 from numpy.polynomial import hermite_e
 
 from parity_jax import devices, keys, models
-from parity_jax.config import DEFAULT_STUDY, ConfigError, Model, Study, Task, Train
+from parity_jax.config import DEFAULT_STUDY, Model, Study, Task, Train
 from parity_jax.core import Shape
+from parity_jax.errors import ConfigError
 from parity_jax.tasks import sparse, targets
 from parity_jax.tasks.sample import sample
 
@@ -330,19 +331,19 @@ def _study(**task) -> Study:
 
 @pytest.mark.parametrize("make,message", [
     (lambda: _study(k=4, target="majority"),
-     'task.k = 4: must be odd for target = "majority"'),
+     "task.k = 4: must be odd for target = 'majority'"),
     (lambda: _study(k=3, target="hermite", degree=3),
-     'task.inputs = "boolean": target = "hermite" needs gaussian inputs'),
+     "task.inputs = 'boolean': target = 'hermite' needs gaussian inputs"),
     (lambda: _study(k=3, target="parity", inputs="gaussian"),
-     'task.inputs = "gaussian": target = "parity" needs boolean inputs'),
+     "task.inputs = 'gaussian': target = 'parity' needs boolean inputs"),
     (lambda: _study(k=4, target="polynomial", terms=[[1], [2, 5]], coefs=[1, 1]),
      "task.terms: position 5 > k = 4"),
     (lambda: _study(k=4, target="polynomial", terms=[[1], [2, 3], [4]], coefs=[1, 1]),
      "task.coefs: 2 values for 3 terms"),
     (lambda: _study(k=3, target="polynomial", coefs=[1]),
-     'task.terms: required for target = "polynomial"'),
+     "task.terms: required for target = 'polynomial'"),
     (lambda: _study(k=3, target="polynomial", terms=[[1]]),
-     'task.coefs: required for target = "polynomial"'),
+     "task.coefs: required for target = 'polynomial'"),
     (lambda: _study(k=3, target="polynomial", terms=[[1, 1]], coefs=[1]),
      "task.terms: term [1, 1] repeats a position"),
     (lambda: _study(k=3, target="polynomial", terms=[[0]], coefs=[1]),
@@ -350,28 +351,28 @@ def _study(**task) -> Study:
     (lambda: _study(k=3, target="polynomial", terms=[], coefs=[1]),
      "task.terms = []: must be a non-empty list"),
     (lambda: _study(k=3, target="polynomial", terms=[[1]], coefs=["a"]),
-     'task.coefs = ["a"]: must be a non-empty list of finite numbers'),
+     "task.coefs = ['a']: must be a non-empty list of finite numbers"),
     (lambda: _study(k=3, target="hermite", inputs="gaussian"),
-     'task.degree: required for target = "hermite"'),
+     "task.degree: required for target = 'hermite'"),
     (lambda: _study(k=3, target="hermite", inputs="gaussian", degree=11),
      "task.degree = 11: must be an integer in 1..10"),
     (lambda: _study(k=3, target="mine"),
-     'task.target = "mine": not a registered target; registered: hermite, majority, parity, '
+     "task.target = 'mine': not a registered target; registered: hermite, majority, parity, "
      "polynomial, staircase, test_cube, test_first_sign"),
     (lambda: _study(k=3, inputs="uniform"),
      "task.inputs = 'uniform': must be one of boolean, gaussian"),
     (lambda: _study(k=3, target="staircase", noise=0.1),
-     'task.noise = 0.1: label noise flips ±1 labels; target = "staircase" is real-valued'),
+     "task.noise = 0.1: label noise flips ±1 labels; target = 'staircase' is real-valued"),
     (lambda: _study(k=3, target="staircase", loss="hinge"),
-     'train.loss = "hinge": target = "staircase" is real-valued; use loss = "square"'),
+     "train.loss = 'hinge': target = 'staircase' is real-valued; use loss = \"square\""),
     (lambda: _study(k=3, target="test_cube", loss="logistic"),
-     'train.loss = "logistic": target = "test_cube" is real-valued'),
+     "train.loss = 'logistic': target = 'test_cube' is real-valued"),
     (lambda: targets.register_target("majority", _cube),
-     'target = "majority": the name of a built-in target'),
+     "target = 'majority': the name of a built-in target"),
     (lambda: targets.register_target("test_cube", _first_sign),
-     'target = "test_cube": already registered'),
+     "target = 'test_cube': already registered"),
     (lambda: targets.register_target("test_cube", _cube, binary=True),
-     'target = "test_cube": already registered'),
+     "target = 'test_cube': already registered"),
     (lambda: targets.register_target("x", _cube, inputs=("uniform",)),
      "inputs = ['uniform']: each must be one of boolean, gaussian"),
     (lambda: sample(Task(n=10, k=[2, 3]), 0, 10),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-from parity_jax.config import ConfigError
+from parity_jax.errors import ConfigError
 
 
 class Decoded(NamedTuple):

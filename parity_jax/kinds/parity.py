@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import parity_jax.kernel
-from parity_jax import costs, devices, keys, plan, reduce, render, store, trackers
-from parity_jax.config import LATER_DEFAULTS, Cell, ConfigError, Study
+from parity_jax import costs, devices, errors, keys, plan, reduce, render, store, trackers
+from parity_jax.config import LATER_DEFAULTS, Cell, Study
 from parity_jax.core import Batch, Shape
+from parity_jax.errors import ConfigError
 from parity_jax.kinds import Decoded
 from parity_jax.tasks import sparse, targets
 
@@ -276,7 +277,7 @@ CREATE TABLE curves (
 def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[str]]:
     """A stored parity trial, or the problems that make it unreadable."""
     if len(raw) != len(Outcome._fields):
-        return None, [f"trials row {store.show(raw[:2])}: {len(raw)} columns, not "
+        return None, [f"trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(Outcome._fields)}"]
     where, bad = store.where(raw, "trials", len(grid), seeds)
     if not bad:
@@ -284,7 +285,7 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[s
         steps = grid[raw[0]].steps
         if not (store.is_flag(success) and store.is_flag(diverged)):
             bad.append("success/diverged not a flag")
-        wrong = [f"{name} {store.show(v)} {rule}" for name, v, ok, rule in (
+        wrong = [f"{name} {errors.show(v)} {rule}" for name, v, ok, rule in (
             ("first_hit", first_hit, first_hit is None or store.is_int(first_hit),
              "is not an integer"),
             (("test_error", test_error, store.is_fraction(test_error), "outside [0, 1]")
@@ -315,7 +316,7 @@ def read_curve(raw: tuple, grid: list, seeds: int,
     """A recorded curve, or the problems that make it unreadable (``rows``: the sound trials
     by (cell, seed))."""
     if len(raw) != len(store.Curve._fields):
-        return None, [f"curves row {store.show(raw[:2])}: {len(raw)} columns, not "
+        return None, [f"curves row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(store.Curve._fields)}"]
     where, bad = store.where(raw, "curves", len(grid), seeds)
     if not bad:

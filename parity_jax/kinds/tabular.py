@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import costs, datasets, devices, keys, plan, reduce, render, store
-from parity_jax.config import ConfigError, TabularStudy
+from parity_jax import costs, datasets, devices, errors, keys, plan, reduce, render, store
+from parity_jax.config import TabularStudy
 from parity_jax.core import Batch, Shape
+from parity_jax.errors import ConfigError
 from parity_jax.kinds import Decoded
 from parity_jax.tasks import xy
 
@@ -170,7 +171,7 @@ CREATE TABLE tabular_trials (
 def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[str]]:
     """A stored tabular trial, or the problems that make it unreadable."""
     if len(raw) != len(Outcome._fields):
-        return None, [f"tabular_trials row {store.show(raw[:2])}: {len(raw)} columns, not "
+        return None, [f"tabular_trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(Outcome._fields)}"]
     where, bad = store.where(raw, "tabular_trials", len(grid), seeds)
     if not bad:
@@ -179,14 +180,14 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[s
         if not store.is_flag(diverged):
             bad.append("diverged not a flag")
         if not (store.is_int(m) and m >= 1):
-            bad.append(f"m = {store.show(m)} is not a training-set size")
+            bad.append(f"m = {errors.show(m)} is not a training-set size")
         if not (val_loss is None or store.is_real(val_loss)):
-            bad.append(f"val_loss {store.show(val_loss)} is not a number")
-        bad += [f"{name} {store.show(v)} outside [0, 1]" for name, v in
+            bad.append(f"val_loss {errors.show(val_loss)} is not a number")
+        bad += [f"{name} {errors.show(v)} outside [0, 1]" for name, v in
                 (("val_error", val_error), ("test_error", test_error),
                  ("final_test_error", final)) if not store.is_fraction(v)]
         if not (best_step is None or store.is_int(best_step)):
-            bad.append(f"best_step {store.show(best_step)} is not an integer")
+            bad.append(f"best_step {errors.show(best_step)} is not an integer")
         elif cell.model == "mlp" and best_step is not None and not -1 <= best_step <= cell.steps:
             bad.append(f"best_step {best_step} outside [-1, {cell.steps}]")
         try:
@@ -272,7 +273,7 @@ class TabularWork:
         """A directory of the earlier tabular format (``OUT/tabular/*.json``) is never mixed."""
         parts = out / "tabular"
         if parts.is_dir() and any(parts.glob("*.json")):
-            raise store.StoreError(f"out: {out} holds tabular results in the earlier "
+            raise errors.StoreError(f"out: {out} holds tabular results in the earlier "
                                    f"JSON-parts format ({parts}/*.json); rerun into a new "
                                    "--out directory")
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import config, keys
+from parity_jax import config, errors, keys
 from parity_jax.tasks import sparse
 
 
@@ -44,7 +44,7 @@ def sample(task: config.Task, seed: int, rows: int, index: int = 0) -> Sample:
                             ("rows", rows, 1, config.INT32_MAX),
                             ("index", index, 0, config.INT32_MAX)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise config.ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
+            raise errors.ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
     n, k = d["n"], d["k"]
     static = sparse.SparseTask(n=n, M=rows, batch=1, n_test=1,
                          **sparse.target_fields(SimpleNamespace(**d)))

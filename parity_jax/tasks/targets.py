@@ -21,7 +21,6 @@ with :func:`register_target`; the name, not the code, is a study's identity.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,7 +28,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from parity_jax.config import INPUTS, MAX_DEGREE, ConfigError, _show
+from parity_jax.config import INPUTS, MAX_DEGREE
+from parity_jax.errors import ConfigError, show
 
 
 class Args(NamedTuple):
@@ -118,26 +118,26 @@ def register_target(name: str, fn: Callable[[jax.Array], jax.Array], *, binary: 
         arguments. Registering the same function again is allowed (and changes nothing).
     """
     if not isinstance(name, str) or not name or not name.isprintable():
-        raise ConfigError(f"target = {_q(name)}: a target's name must be a non-empty string")
+        raise ConfigError(f"target = {show(name)}: a target's name must be a non-empty string")
     if name in _BUILTINS:
-        raise ConfigError(f"target = {_q(name)}: the name of a built-in target; choose another "
+        raise ConfigError(f"target = {show(name)}: the name of a built-in target; choose another "
                           "name")
     if not callable(fn):
-        raise ConfigError(f"target = {_q(name)}: fn must be a function of z (rows, k), got "
+        raise ConfigError(f"target = {show(name)}: fn must be a function of z (rows, k), got "
                           f"{type(fn).__name__}")
     if not isinstance(binary, bool):
-        raise ConfigError(f"target = {_q(name)}: binary must be a bool, got "
+        raise ConfigError(f"target = {show(name)}: binary must be a bool, got "
                           f"{type(binary).__name__}")
     inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
     if not inputs or any(i not in INPUTS for i in inputs):
-        raise ConfigError(f"target = {_q(name)}: inputs = {list(inputs)}: each must be one of "
+        raise ConfigError(f"target = {show(name)}: inputs = {list(inputs)}: each must be one of "
                           f"{', '.join(INPUTS)}")
     old = _TARGETS.get(name)
     if old is not None and (old.source is not fn or old.binary != binary
                             or old.inputs != inputs):
         # a program compiled for this name holds the first function: another one under the
         # same name would silently train the old target
-        raise ConfigError(f"target = {_q(name)}: already registered (to another function or "
+        raise ConfigError(f"target = {show(name)}: already registered (to another function or "
                           "settings); choose another name")
     _TARGETS[name] = Target(name, lambda z, args: fn(z), binary=binary, inputs=inputs,
                             source=fn)
@@ -173,44 +173,35 @@ def values(name: str, z: jax.Array, args: Args | None = None) -> jax.Array:
 # ---- checks: one ConfigError line naming the field --------------------------------------------
 
 
-def _q(v: Any) -> str:
-    """A value as TOML writes it ("mine", 3, [1, 2]), shortened for a one-line message."""
-    try:
-        shown = json.dumps(v, ensure_ascii=False)
-    except (TypeError, ValueError):
-        shown = None
-    return shown if shown is not None and len(shown) <= 80 and shown.isprintable() else _show(v)
-
-
 def check_name(target: Any) -> None:
     if not isinstance(target, str) or target not in _TARGETS:
-        raise ConfigError(f"task.target = {_q(target)}: not a registered target; registered: "
+        raise ConfigError(f"task.target = {show(target)}: not a registered target; registered: "
                           f"{', '.join(registered())} (a target registered from Python, "
                           "pj.register_target, exists only in the process that registered it)")
 
 
 def check_inputs(target: str, inputs: str) -> None:
     if inputs not in INPUTS:
-        raise ConfigError(f"task.inputs = {_q(inputs)}: must be one of {', '.join(INPUTS)}")
+        raise ConfigError(f"task.inputs = {show(inputs)}: must be one of {', '.join(INPUTS)}")
     allowed = get(target).inputs
     if inputs not in allowed:
-        raise ConfigError(f"task.inputs = {_q(inputs)}: target = {_q(target)} needs "
+        raise ConfigError(f"task.inputs = {show(inputs)}: target = {show(target)} needs "
                           f"{' or '.join(allowed)} inputs")
 
 
 def check_k(target: str, k: int) -> None:
     if target == "majority" and k % 2 == 0:
-        raise ConfigError(f"task.k = {k}: must be odd for target = \"majority\"")
+        raise ConfigError(f"task.k = {k}: must be odd for target = {show(target)}")
 
 
 def check_degree(target: str, degree: int | None) -> None:
     if "degree" not in get(target).params:
         return
     if degree is None:
-        raise ConfigError(f"task.degree: required for target = {_q(target)} (the Hermite "
+        raise ConfigError(f"task.degree: required for target = {show(target)} (the Hermite "
                           f"degree p, an integer in 1..{MAX_DEGREE})")
     if isinstance(degree, bool) or not isinstance(degree, int) or not 1 <= degree <= MAX_DEGREE:
-        raise ConfigError(f"task.degree = {_q(degree)}: must be an integer in 1..{MAX_DEGREE}")
+        raise ConfigError(f"task.degree = {show(degree)}: must be an integer in 1..{MAX_DEGREE}")
 
 
 def check_polynomial(target: str, terms, coefs, k: int) -> None:
@@ -219,10 +210,10 @@ def check_polynomial(target: str, terms, coefs, k: int) -> None:
     if "terms" not in get(target).params:
         return
     if terms is None:
-        raise ConfigError(f"task.terms: required for target = {_q(target)} (lists of positions "
+        raise ConfigError(f"task.terms: required for target = {show(target)} (lists of positions "
                           "in 1..k, e.g. [[1], [1, 2, 3]])")
     if coefs is None:
-        raise ConfigError(f"task.coefs: required for target = {_q(target)} (one number per "
+        raise ConfigError(f"task.coefs: required for target = {show(target)} (one number per "
                           "term)")
     check_terms(terms, k)
     check_coefs(coefs, terms)
@@ -231,15 +222,15 @@ def check_polynomial(target: str, terms, coefs, k: int) -> None:
 def check_terms(terms, k: int | None = None) -> None:
     """The shape of ``terms`` (and, given k, its positions)."""
     if not isinstance(terms, list | tuple) or not terms:
-        raise ConfigError(f"task.terms = {_q(terms)}: must be a non-empty list of terms, each a "
+        raise ConfigError(f"task.terms = {show(terms)}: must be a non-empty list of terms, each a "
                           "list of positions in 1..k")
     for term in terms:
         if (not isinstance(term, list | tuple) or not term
                 or any(isinstance(i, bool) or not isinstance(i, int) for i in term)):
-            raise ConfigError(f"task.terms: term {_q(term)} must be a non-empty list of "
+            raise ConfigError(f"task.terms: term {show(term)} must be a non-empty list of "
                               "positions (integers in 1..k)")
         if len(set(term)) != len(term):
-            raise ConfigError(f"task.terms: term {_q(term)} repeats a position")
+            raise ConfigError(f"task.terms: term {show(term)} repeats a position")
         for i in term:
             if i < 1:
                 raise ConfigError(f"task.terms: position {i} < 1 (positions are 1..k)")
@@ -252,7 +243,7 @@ def check_coefs(coefs, terms=None) -> None:
     if not isinstance(coefs, list | tuple) or not coefs or any(
             isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c)
             for c in coefs):
-        raise ConfigError(f"task.coefs = {_q(coefs)}: must be a non-empty list of finite "
+        raise ConfigError(f"task.coefs = {show(coefs)}: must be a non-empty list of finite "
                           "numbers, one per term")
     if terms is not None and len(coefs) != len(terms):
         raise ConfigError(f"task.coefs: {len(coefs)} values for {len(terms)} terms")
@@ -261,13 +252,13 @@ def check_coefs(coefs, terms=None) -> None:
 def check_noise(target: str, noise: float) -> None:
     if noise and not is_binary(target):
         raise ConfigError(f"task.noise = {noise}: label noise flips ±1 labels; target = "
-                          f"{_q(target)} is real-valued (use noise = 0)")
+                          f"{show(target)} is real-valued (use noise = 0)")
 
 
 def check_loss(target: str, loss: str) -> None:
     """A real-valued target trains with the square loss (hinge and logistic assume ±1 labels)."""
     if loss != "square" and not is_binary(target):
-        raise ConfigError(f"train.loss = {_q(loss)}: target = {_q(target)} is real-valued; use "
+        raise ConfigError(f"train.loss = {show(loss)}: target = {show(target)} is real-valued; use "
                           "loss = \"square\"")
 
 
