@@ -104,7 +104,7 @@ class StudyKind(Protocol):
 
 # name -> the module defining it (imported when first asked for: the tabular kind imports
 # scikit-learn)
-_MODULES = {"parity": "parity_jax.kinds.parity", "tabular": "parity_jax.kinds.tabular"}
+_MODULES = {"parity": "parity_jax.kinds.parity.kind", "tabular": "parity_jax.kinds.tabular.kind"}
 NAMES: Sequence[str] = tuple(_MODULES)
 
 
@@ -131,5 +131,5 @@ def for_config(config: dict) -> StudyKind:
 def __getattr__(name: str):
     """``kinds.parity`` / ``kinds.tabular``: a kind's module, imported when first used."""
     if name in _MODULES:
-        return importlib.import_module(_MODULES[name])
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'parity_jax.kinds' has no attribute {name!r}")
