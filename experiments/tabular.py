@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from parity_jax import experiment, files, plots, run
-from parity_jax.config import TabularStudy
+from parity_jax.kinds.tabular.config import TabularStudy
 
 HERE = Path(__file__).resolve().parent
 LABEL = {"dense": "dense MLP", "sparse": "sparse MLP", "forest": "tuned RF"}

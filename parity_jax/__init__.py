@@ -19,19 +19,22 @@ import importlib
 
 # name -> the module that defines it: imported on first use (PEP 562), so importing the package
 # (and the command line's start, its --help and its errors) does not import JAX.
-_EXPORTS = {"DEFAULT_STUDY": "config", "Cell": "config", "ConfigError": "config",
-            "Model": "config", "Study": "config", "TabularStudy": "config", "Task": "config",
-            "Train": "config", "Results": "results", "run": "runner", "StoreError": "store",
-            "register_target": "tasks.targets", "sample": "tasks.sample"}
+_PARITY, _TABULAR = "kinds.parity.config", "kinds.tabular.config"
+_EXPORTS = {"DEFAULT_STUDY": _PARITY, "Cell": _PARITY, "Model": _PARITY, "Study": _PARITY,
+            "Task": _PARITY, "Train": _PARITY, "TabularStudy": _TABULAR,
+            "ConfigError": "errors", "StoreError": "errors", "Results": "results",
+            "run": "runner", "register_target": "targets", "sample": "kinds.parity.sample",
+            "register_kind": "kinds"}
 
 __all__ = ["DEFAULT_STUDY", "Cell", "ConfigError", "Model", "Results", "Study", "StoreError",
-           "TabularStudy", "Task", "Train", "register_target", "run", "sample"]
+           "TabularStudy", "Task", "Train", "register_kind", "register_target", "run", "sample"]
 
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'parity_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"parity_jax.{_EXPORTS[name]}"), name)
+    module = importlib.import_module(f"parity_jax.{_EXPORTS[name]}")
+    value = getattr(module, "register" if name == "register_kind" else name)
     globals()[name] = value
     return value
 

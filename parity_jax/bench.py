@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 
 from parity_jax import costs, devices, kernel, kinds, oracles, render
-from parity_jax.config import Model, Study, Task, Train
+from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
 N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
 WIDTHS = (10, 100, 1000, 10000)

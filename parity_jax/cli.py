@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity_jax import _start, files, render
-from parity_jax.config import DEFAULT_STUDY, load_study
+from parity_jax import _start, files, kinds, render
 from parity_jax.errors import ConfigError, StoreError, one_line
 
 
@@ -134,7 +133,7 @@ def _cmd_run(args) -> int:
     from parity_jax.multihost import init_distributed
     from parity_jax.runner import run
 
-    study = load_study(args.config) if args.config else DEFAULT_STUDY
+    study = kinds.load_study(args.config) if args.config else kinds.default_study()
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
     out = Path(args.out) if args.out else _default_out(study.name)
     init_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -166,11 +165,11 @@ def _default_out(name: str) -> Path:
 
 
 def _cmd_plan(args) -> int:
-    from parity_jax import costs, devices, kinds, plan
+    from parity_jax import costs, devices, plan
     from parity_jax.runner import check_devices
 
     devices.setup()  # an entry point: before the memory budget starts JAX's backends
-    study = load_study(args.config) if args.config else DEFAULT_STUDY
+    study = kinds.load_study(args.config) if args.config else kinds.default_study()
     study.validate()
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
     n_devices = check_devices(args.devices)  # starts JAX's backends: before the default budget

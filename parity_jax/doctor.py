@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import bench, core, devices, errors, files, kernel, kinds, plan, render
-from parity_jax.config import Model, Study, Task, Train
+from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
 STATUSES = ("ok", "fail", "timeout", "skipped")
 

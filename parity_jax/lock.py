@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from parity_jax.errors import StoreError
-from parity_jax.store import FILENAME
 
+FILENAME = "results.sqlite"  # the results store in OUT (parity_jax.store)
 LOCKNAME = ".lock"
 
 _held: dict[Path, int] = {}  # the directories this process holds: resolved path -> thread id

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from parity_jax.config import LATER_DEFAULTS, Cell
+from parity_jax.kinds.parity.config import LATER_DEFAULTS, Cell
 
 Z95 = 1.959963984540054
 
@@ -40,8 +40,10 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
 
     cells: store cell records (with key "cell"); trials: store trial records.
     """
-    from parity_jax import costs  # JAX: not when the command line merely starts
-    from parity_jax.tasks import targets
+    from parity_jax import (
+        costs,  # JAX: not when the command line merely starts
+        targets,
+    )
 
     by_cell: dict[int, list[dict]] = defaultdict(list)
     for t in trials:

@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from parity_jax import errors, kinds
+from parity_jax import errors, kinds, lock
 from parity_jax.errors import ConfigError, CorruptStore, StoreError, digest
 
 FORMAT = "parity_jax/1"
-FILENAME = "results.sqlite"
+FILENAME = lock.FILENAME
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_SECONDS = 30  # how long a command waits for a store another program holds locked
 # Stores made before study kinds existed hold parity studies, no "kind" in their meta and only
@@ -55,10 +55,10 @@ CREATE TABLE cells (cell INTEGER PRIMARY KEY, settings TEXT NOT NULL UNIQUE);
 """
 
 
-def _schema() -> str:
-    """Every table: the base ones and every kind's (a store of one kind holds the others'
-    empty, as stores always have)."""
-    return _BASE_SCHEMA + "".join(kinds.named(name).schema for name in kinds.NAMES)
+def _schema(kind: kinds.StudyKind) -> str:
+    """The tables of a store of ``kind``: the base ones and the kind's own (stores made before
+    this held every kind's, the others' empty)."""
+    return _BASE_SCHEMA + kind.schema
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -156,7 +156,7 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
     except UnicodeDecodeError as e:  # a column name in the schema is not UTF-8
         raise _corrupt(path, e) from None
     ours = {"meta", "cells"} <= tables and any(
-        kinds.named(name).rows_table in tables for name in kinds.NAMES)
+        kinds.named(name).rows_table in tables for name in kinds.names())
     fmt = meta.get("format")
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith("parity_jax/"):
@@ -170,9 +170,9 @@ def _read_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
                 and not isinstance(v, str)]
     if "kind" not in meta and tables - TABLES_BEFORE_KINDS:  # both came with study kinds
         problems.append("meta: kind is missing")
-    elif meta.get("kind", KIND_BEFORE_KINDS) not in kinds.NAMES:
+    elif meta.get("kind", KIND_BEFORE_KINDS) not in kinds.names():
         problems.append(f"meta: kind {errors.show(meta.get('kind'))} is not one of "
-                        f"{', '.join(kinds.NAMES)}")
+                        f"{', '.join(kinds.names())}")
     if "fingerprint" not in meta or "study" not in meta:
         problems.append("meta: the study or its fingerprint is missing")
     if problems:
@@ -210,13 +210,15 @@ def is_fraction(v) -> bool:
     return v is None or (is_real(v) and 0 <= v <= 1)
 
 
-def where(raw: tuple, table: str, cells: int, seeds: int) -> tuple[str, list[str]]:
-    """Where a trial or curve row is, and the problem when it names no trial of the grid."""
+def where(raw: tuple, table: str, cells: int, seeds: int,
+          curve: bool = False) -> tuple[str, list[str]]:
+    """Where a trial or (``curve``) a curve row is, and the problem when it names no trial of
+    the grid."""
     cell, seed = raw[0], raw[1]
     if not (is_int(cell) and is_int(seed)):
         return (f"{table} row (cell {errors.show(cell)}, seed {errors.show(seed)})",
                 ["cell and seed are not integers"])
-    where = f"{'curve of ' if table == 'curves' else ''}trial (cell {cell}, seed {seed})"
+    where = f"{'curve of ' if curve else ''}trial (cell {cell}, seed {seed})"
     if not (0 <= cell < cells and 0 <= seed < seeds):
         return where, ["outside the study's grid"]
     return where, []
@@ -250,11 +252,12 @@ def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]
 
 _PLAN_TYPES = {"memory_budget": "a positive integer", "devices": "a positive integer",
                "shard": "i/N with 0 <= i < N", "platform": "text",
-               "sizes": "an object of [features, rows] pairs", "merged_from": "a list of paths"}
+               "merged_from": "a list of paths"}
 
 
-def _plan_problems(settings: dict) -> list[str]:
-    """What is wrong with stored plan settings (the values a resumed run and check use)."""
+def _plan_problems(settings: dict, kind: kinds.StudyKind) -> list[str]:
+    """What is wrong with stored plan settings (the values a resumed run and check use): the
+    ones every kind has, then the kind's own (``plan_problems``)."""
     def ok(key, v):
         if key in ("memory_budget", "devices"):
             return is_int(v) and v >= 1
@@ -263,14 +266,11 @@ def _plan_problems(settings: dict) -> list[str]:
             return i.isdigit() and n.isdigit() and int(i) < int(n)
         if key == "platform":
             return isinstance(v, str)
-        if key == "sizes":
-            return isinstance(v, dict) and all(
-                isinstance(p, list) and len(p) == 2 and all(is_int(x) and x >= 1 for x in p)
-                for p in v.values())
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
     return [f"meta: plan setting {key} = {errors.show(v)} is not {_PLAN_TYPES[key]}"
-            for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)]
+            for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)] \
+        + kind.plan_problems(settings)
 
 
 class Store:
@@ -296,8 +296,6 @@ class Store:
         anything is computed for it. Its caller should hold ``lock(out)`` while it writes
         (re-entrant); the store is opened or created under that lock in any case.
         """
-        from parity_jax import lock  # imports this module's names
-
         with lock.lock(out):
             return cls._open_for_run(Path(out), study, cells, plan_settings, data)
 
@@ -337,9 +335,7 @@ class Store:
             return store
         tmp = out / (FILENAME + ".tmp")  # a creation cut off by a crash: started again
         leftovers = {tmp.name + suffix for suffix in ("", "-journal", "-wal", "-shm")}
-        from parity_jax.lock import LOCKNAME
-
-        if any(p.name not in leftovers | {LOCKNAME} for p in out.iterdir()):
+        if any(p.name not in leftovers | {lock.LOCKNAME} for p in out.iterdir()):
             raise StoreError(f"out: {out} is not empty and holds no results store; "
                              "use a new or empty --out directory")
         try:
@@ -347,7 +343,7 @@ class Store:
                 (out / name).unlink(missing_ok=True)
             conn = _connect(tmp)
             with conn:
-                conn.executescript(_schema())
+                conn.executescript(_schema(kinds.of(study)))
                 meta = {
                     "format": FORMAT,
                     "kind": kinds.of(study).name,
@@ -385,7 +381,7 @@ class Store:
 
     @property
     def kind(self) -> str:
-        """The name of its study's kind (``kinds.NAMES``)."""
+        """The name of its study's kind (``kinds.names()``)."""
         return self.meta.get("kind", KIND_BEFORE_KINDS)
 
     @property
@@ -438,7 +434,7 @@ class Store:
                 from None
         if not isinstance(settings, dict):
             raise _damaged(self.path, ["meta: its plan settings are not a JSON object"])
-        problems = _plan_problems(settings)
+        problems = _plan_problems(settings, self.study_kind)
         if problems:
             raise _damaged(self.path, problems)
         return settings
@@ -477,8 +473,8 @@ class Store:
                 rows.append(row)
         by_id = {r[:2]: r for r in rows}
         curves = []
-        if self._has("curves"):
-            for raw in self.query("SELECT * FROM curves ORDER BY cell, seed"):
+        if kind.curves_table and self._has(kind.curves_table):
+            for raw in self.query(f"SELECT * FROM {kind.curves_table} ORDER BY cell, seed"):
                 curve, bad = kind.read_curve(raw, grid, study.seeds, by_id)
                 problems += bad
                 if curve is not None:
@@ -522,7 +518,9 @@ class Store:
                 self.conn.executemany(
                     f"INSERT INTO {self.study_kind.rows_table} VALUES ({holes})", rows)
                 if curves:
-                    self.conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?)", curves)
+                    self.conn.executemany(
+                        f"INSERT INTO {self.study_kind.curves_table} VALUES (?, ?, ?, ?)",
+                        curves)
         except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written
             raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
                              "before are intact, rerun to resume once it is writable") from None

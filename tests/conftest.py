@@ -19,8 +19,8 @@ jax.config.update("jax_debug_key_reuse", True)
 sys.path.insert(0, os.path.dirname(__file__))
 
 from parity_jax import devices, trackers  # noqa: E402
-from parity_jax.config import Model, Study, Task, Train  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
+from parity_jax.kinds.parity.config import Model, Study, Task, Train  # noqa: E402
 from parity_jax.tasks import sparse  # noqa: E402
 
 

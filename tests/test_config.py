@@ -24,9 +24,10 @@ from parity_jax import (
     Train,
     cli,
     datasets,
+    kinds,
 )
 from parity_jax import config as cfg
-from parity_jax.config import MLP, Forest, Split
+from parity_jax.kinds.tabular.config import MLP, Forest, Split
 
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
@@ -133,7 +134,7 @@ def test_fingerprints_and_grid_order_are_pinned():
     assert tab.axis("mlp.width") == [8, 16] and tab.axis("mlp.lr") == [0.01]
 
 
-SECTION_TYPES = [Task, Model, cfg.Train, Split, MLP, Forest]
+SECTION_TYPES = [Task, Model, Train, Split, MLP, Forest]
 
 
 @pytest.mark.parametrize("section", SECTION_TYPES, ids=lambda c: c.__name__)
@@ -142,22 +143,29 @@ def test_config_fields_are_typed(section):
         assert "Any" not in str(f.type), (section.__name__, f.name, f.type)
 
 
-def test_every_setting_has_exactly_one_rule():
-    kinds = {Study: Study._SECTIONS, TabularStudy: TabularStudy._SECTIONS}
+@pytest.mark.parametrize("study", [Study, TabularStudy], ids=lambda c: c.__name__)
+def test_every_setting_has_exactly_one_rule(study):
     settings = set()
-    for study, sections in kinds.items():
-        for f in dataclasses.fields(study):
-            if f.name in sections:
-                settings |= {f"{f.name}.{g.name}" for g in dataclasses.fields(sections[f.name])}
-            else:
-                settings.add(f.name)
-    assert settings == set(cfg._RULES)
-    # a Study's grid axes are its sections' fields, in declaration order
-    study_keys = [k for k in cfg._keys(Study()) if "." in k]
-    assert study_keys == [f"{s}.{f.name}" for s in ("task", "model", "train")
-                          for f in dataclasses.fields(Study._SECTIONS[s])]
-    # every one a possible grid axis but a polynomial's lists (one polynomial per study)
-    assert [k for k in study_keys if not cfg._RULES[k].grid] == ["task.terms", "task.coefs"]
+    for f in dataclasses.fields(study):
+        if f.name in study.SECTIONS:
+            settings |= {f"{f.name}.{g.name}" for g in dataclasses.fields(study.SECTIONS[f.name])
+                         if g.name != "params"}  # a target's parameters: its registry entry
+        else:
+            settings.add(f.name)
+    assert settings == set(study.RULES)
+
+
+def test_a_studys_grid_axes_are_its_fields_then_its_targets_parameters():
+    # a Study's grid axes are its sections' fields in declaration order, the target's
+    # parameters (rules from the registry) right after task.target
+    study = Study(task=Task(target="hermite", inputs="gaussian", degree=[2, 3]))
+    keys = [k for k in cfg.keys(study) if "." in k]
+    fields = [f"{s}.{f.name}" for s in ("task", "model", "train")
+              for f in dataclasses.fields(Study.SECTIONS[s]) if f.name != "params"]
+    i = fields.index("task.target") + 1
+    assert keys == fields[:i] + ["task.degree"] + fields[i:]
+    assert cfg.rule_of(study, "task.degree").grid
+    assert len(study.cells()) == 2 * len(DEFAULT_STUDY.cells()) // 50
 
 
 @pytest.mark.parametrize("study,message", [
@@ -321,7 +329,7 @@ def test_a_config_that_is_no_small_regular_file_is_refused_at_once(tmp_path, cap
 def test_a_utf8_config_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
-    assert cfg.load_study(path).name == "edges"
+    assert kinds.load_study(path).name == "edges"
 
 
 BOUNDS = [
@@ -407,7 +415,7 @@ def test_every_shipped_config_is_within_the_bounds():
     (lambda: Study(task=Task(n="8")).validate(), "task.n = '8': must be an integer"),
     (lambda: Study(model=Model(width=[4, 2**40])).validate(), "model.width = 1099511627776"),
     (lambda: Study(train=Train(lr=float("nan"))).validate(), "train.lr = nan"),
-    (lambda: parity_jax.run("x", out="o"), "study = 'x': must be a parity_jax.Study"),
+    (lambda: parity_jax.run("x", out="o"), "study = 'x': must be a Study"),
     (lambda: parity_jax.run(Study(), out=123), "out = 123: must be a directory path"),
     (lambda: parity_jax.Results(None), "out = None: must be a directory path"),
     (lambda: Study.from_toml(123), "config = 123: must be a file path"),

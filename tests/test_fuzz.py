@@ -28,8 +28,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity_jax import cli
-from parity_jax import config as cfg
+from parity_jax import cli, targets
+from parity_jax.kinds.parity.config import Model, Study, Task, Train
+from parity_jax.kinds.tabular.config import MLP, Forest, Split, TabularStudy
+
+# every setting's rule: both kinds' tables and the built-in targets' parameters
+_RULES = {**Study.RULES, **{f"task.{p}": targets.param_rule(p) for p in targets.param_names()},
+          **TabularStudy.RULES}
+
+
+def _kind_of(key: str) -> str:
+    """A rule's kind, a polynomial's lists by name (their rules are custom checks)."""
+    return key.split(".")[1] if key in ("task.terms", "task.coefs") else _RULES[key].kind
 
 # ---- a TOML writer (tomllib only reads) ----------------------------------------------------------
 
@@ -127,11 +137,11 @@ def _registry_names() -> set:
 
 def values_for(key: str):
     """Values for setting ``key``: mostly of its own kind (any size), sometimes anything."""
-    rule = cfg._RULES[key]
+    rule = _RULES[key]
     own = {"int": ints, "float": floats, "bool": st.booleans(), "str": texts,
-           "choice": st.one_of(st.sampled_from(rule.choices), texts),
+           "choice": st.one_of(st.sampled_from(rule.choices or ("x",)), texts),
            "terms": st.lists(st.lists(ints, max_size=4), max_size=4),
-           "coefs": st.lists(floats, max_size=4)}[rule.kind]
+           "coefs": st.lists(floats, max_size=4)}[_kind_of(key)]
     if key == "task.target":
         own = st.one_of(st.sampled_from(TARGETS), texts)
     if key == "datasets":
@@ -142,24 +152,25 @@ def values_for(key: str):
 def valid_values_for(key: str):
     """Values within setting ``key``'s own rule, its bounds included (the grid may still be
     refused: products of sizes, trials)."""
-    rule = cfg._RULES[key]
-    if rule.kind == "int":
+    rule = _RULES[key]
+    kind = _kind_of(key)
+    if kind == "int":
         hi = 8 if isinstance(rule.hi, str) else rule.hi  # k, s <= n (8 in the base config)
         return st.one_of(st.sampled_from([rule.lo, rule.lo + 1, hi - 1, hi]),
                          st.integers(rule.lo, hi))
-    if rule.kind == "float":
+    if kind == "float":
         bounded = rule.hi != math.inf
         return st.floats(rule.lo, rule.hi if bounded else None, allow_nan=False,
                          allow_infinity=False, exclude_min=rule.lo_open,
                          exclude_max=rule.hi_open and bounded)
-    if rule.kind == "choice":
+    if kind == "choice":
         return st.sampled_from(rule.choices)
-    if rule.kind == "bool":
+    if kind == "bool":
         return st.booleans()
-    if rule.kind == "terms":  # positions 1..k (k = 2 in the base config)
+    if kind == "terms":  # positions 1..k (k = 2 in the base config)
         return st.lists(st.lists(st.integers(1, 2), min_size=1, max_size=2, unique=True),
                         min_size=1, max_size=3)
-    if rule.kind == "coefs":
+    if kind == "coefs":
         return st.lists(st.floats(-10, 10), min_size=1, max_size=3)
     if key == "task.target":
         return st.sampled_from(TARGETS)
@@ -167,8 +178,11 @@ def valid_values_for(key: str):
 
 
 def _settings(kind) -> list[str]:
-    study = cfg.Study() if kind == "parity" else cfg.TabularStudy()
-    return cfg._keys(study)
+    if kind == "tabular":
+        return list(TabularStudy.RULES)
+    keys = list(Study.RULES)
+    i = keys.index("task.target") + 1
+    return keys[:i] + [f"task.{p}" for p in targets.param_names()] + keys[i:]
 
 
 @st.composite
@@ -280,6 +294,6 @@ def test_plan_answers_every_config_with_exit_0_or_one_error_line(capsys):
 
 def test_settings_are_the_rule_table():
     # the fuzz draws its fields from the rule table: every field of the dataclasses is there
-    for section in (cfg.Task, cfg.Model, cfg.Train, cfg.Split, cfg.MLP, cfg.Forest):
+    for section in (Task, Model, Train, Split, MLP, Forest):
         for f in dataclasses.fields(section):
-            assert any(k.endswith(f".{f.name}") for k in cfg._RULES), f.name
+            assert f.name == "params" or any(k.endswith(f".{f.name}") for k in _RULES), f.name

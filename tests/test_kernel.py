@@ -11,8 +11,8 @@ from conftest import GROUPS as BASE_GROUPS
 from conftest import TINY_TOML, make_batch
 
 from parity_jax import core, devices, kernel, kinds
-from parity_jax.config import Study
 from parity_jax.errors import ConfigError
+from parity_jax.kinds.parity.config import Study
 from parity_jax.runner import run
 
 # conftest's two groups (dense and sparse inits, padded widths 5, 7, 12 in a bucket of 16,

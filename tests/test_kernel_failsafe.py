@@ -15,8 +15,8 @@ import pytest
 from conftest import TINY_TOML
 
 from parity_jax import core, devices, kernel, kinds
-from parity_jax.config import Study
 from parity_jax.errors import ConfigError
+from parity_jax.kinds.parity.config import Study
 from parity_jax.runner import run
 from parity_jax.tasks import sparse
 

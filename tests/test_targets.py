@@ -1,6 +1,6 @@
-"""Targets beyond parity (tasks.targets, tasks.sample): labels against plain numpy, parity's
-numbers unchanged, nested and batch-independent data, the normalized-MSE rule, the kernel, and
-every bad setting as one ConfigError line."""
+"""Targets beyond parity (parity_jax.targets, kinds.parity.sample): labels against plain
+numpy, parity's numbers unchanged, nested and batch-independent data, the normalized-MSE
+rule, the kernel, and every bad setting as one ConfigError line."""
 
 import dataclasses
 import hashlib
@@ -13,12 +13,12 @@ import pytest
 from conftest import make_batch
 from numpy.polynomial import hermite_e
 
-from parity_jax import devices, keys, models
-from parity_jax.config import DEFAULT_STUDY, Model, Study, Task, Train
+from parity_jax import devices, keys, models, targets
 from parity_jax.core import Shape
 from parity_jax.errors import ConfigError
-from parity_jax.tasks import sparse, targets
-from parity_jax.tasks.sample import sample
+from parity_jax.kinds.parity.config import DEFAULT_STUDY, Model, Study, Task, Train
+from parity_jax.kinds.parity.sample import sample
+from parity_jax.tasks import sparse
 
 
 def _cube(z):  # a registered real-valued target: sum of cubes of z (defined on any inputs)
@@ -89,7 +89,8 @@ def test_sample_labels_are_the_numpy_target_of_the_secret_coordinates(task):
         assert abs(x.mean()) < 5 / math.sqrt(x.size)
         assert abs(x.var() - 1) < 5 * math.sqrt(2 / x.size)
     key = _data_key(task, 5, 2)
-    signs = (np.asarray(sparse.hermite_signs(key, task.k)) if task.target == "hermite"
+    draw = targets.get(task.target).draw  # hermite's signs, from the data key's _DRAW stream
+    signs = (np.asarray(draw(jax.random.fold_in(key, sparse._DRAW), task.k)) if draw
              else None)
     ref = _numpy_target(task, x[:, S], signs)
     if task.noise:  # a ±1 target's labels flipped at about the noise rate, never elsewhere
@@ -351,7 +352,7 @@ def _study(**task) -> Study:
     (lambda: _study(k=3, target="polynomial", terms=[], coefs=[1]),
      "task.terms = []: must be a non-empty list"),
     (lambda: _study(k=3, target="polynomial", terms=[[1]], coefs=["a"]),
-     "task.coefs = ['a']: must be a non-empty list of finite numbers"),
+     "task.coefs = ['a']: must be a non-empty list of numbers within float32's range"),
     (lambda: _study(k=3, target="hermite", inputs="gaussian"),
      "task.degree: required for target = 'hermite'"),
     (lambda: _study(k=3, target="hermite", inputs="gaussian", degree=11),

@@ -1,19 +1,21 @@
 """Study kinds: what makes a parity study differ from a tabular one, behind one protocol.
 
 The driver (``runner``), the plan, the store, ``check``, ``merge``, ``Results`` and the command
-line never ask which kind of study they hold: they call its ``StudyKind``. A kind is one module
-(``kinds/parity.py``, ``kinds/tabular.py``) registered in ``KINDS``; adding a kind is one new
-module plus its line there.
+line never ask which kind of study they hold: they call its ``StudyKind``. A built-in kind is one
+package (``kinds/parity/``, ``kinds/tabular/``: its config, plan, stored rows and report); a new
+kind is one module or package that calls :func:`register`, and a TOML file names it with
+``kind = "<name>"``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-from parity_jax.errors import ConfigError
+from parity_jax.config import read_toml
+from parity_jax.errors import ConfigError, show
 
 
 class Decoded(NamedTuple):
@@ -59,11 +61,13 @@ class StudyKind(Protocol):
     study_type: ClassVar[type]  # its config dataclass (``from_dict``, ``cells``, ...)
     schema: ClassVar[str]  # SQL of the tables its trials are stored in
     rows_table: ClassVar[str]  # the table of its trial rows
+    curves_table: ClassVar[str | None]  # the table of its recorded curves (``store.Curve``)
     Row: ClassVar[type]  # a stored trial (a NamedTuple; (cell, seed) first)
     needs_data: ClassVar[bool]  # its store holds the fingerprints of the data it read
 
     def claims(self, config: dict) -> bool:
-        """Whether a parsed study config is of this kind."""
+        """Whether a parsed study config that names no ``kind`` is of this kind (asked of the
+        built-in kinds only)."""
 
     def work(self, study) -> Work:
         """The study as work units (validated; its data loaded and checked)."""
@@ -71,6 +75,9 @@ class StudyKind(Protocol):
     def expected(self, study, settings: dict, shard: tuple[int, int]) -> set:
         """The (cell, seed) a store of this shard should hold, planned again from its stored
         plan settings (``check``)."""
+
+    def plan_problems(self, settings: dict) -> list[str]:
+        """What is wrong with its own stored plan settings (``Work.plan_settings``)."""
 
     def cell_record(self, stored: dict) -> dict:
         """A stored cell's settings as a record (defaults of later settings filled in)."""
@@ -102,34 +109,74 @@ class StudyKind(Protocol):
         """The figures ``plot`` writes into ``out``."""
 
 
-# name -> the module defining it (imported when first asked for: the tabular kind imports
-# scikit-learn)
-_MODULES = {"parity": "parity_jax.kinds.parity.kind", "tabular": "parity_jax.kinds.tabular.kind"}
-NAMES: Sequence[str] = tuple(_MODULES)
+# The built-in kinds: name -> the module defining its ``KIND`` (imported when first asked for:
+# the tabular kind imports scikit-learn). Their ``claims`` decide a config that names no kind.
+_BUILTINS = {"parity": "parity_jax.kinds.parity.kind", "tabular": "parity_jax.kinds.tabular.kind"}
+_REGISTERED: dict[str, StudyKind] = {}
+DEFAULT = "parity"  # the kind of the built-in study (``default_study``)
+
+
+def default_study():
+    """The built-in study (``parity-jax run`` without a config): the default kind's."""
+    return named(DEFAULT).default_study
+
+
+def register(kind: StudyKind) -> None:
+    """Adds a study kind: its studies run, store, check, merge and report like the built-in
+    ones, and a TOML file saying ``kind = "<its name>"`` is read by its ``study_type``.
+    Registering the same kind again changes nothing; another kind under a taken name is a
+    ConfigError."""
+    if not isinstance(kind, StudyKind):
+        raise ConfigError(f"kind = {kind!r}: must implement parity_jax.kinds.StudyKind")
+    name = kind.name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"kind = {name!r}: a kind's name must be an identifier")
+    if name in _BUILTINS or _REGISTERED.get(name, kind) is not kind:
+        raise ConfigError(f"kind = {name!r}: already the name of a kind; choose another")
+    _REGISTERED[name] = kind
+
+
+def names() -> list[str]:
+    """Every kind's name: the built-ins, then the registered ones."""
+    return [*_BUILTINS, *_REGISTERED]
 
 
 def named(name: str) -> StudyKind:
     """The kind stored under ``name`` (KeyError if none)."""
-    return importlib.import_module(_MODULES[name]).KIND
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    return importlib.import_module(_BUILTINS[name]).KIND
 
 
 def of(study) -> StudyKind:
     """The kind of a study object; ConfigError if it is no study."""
-    for name in NAMES:
+    for name in names():
         kind = named(name)
         if isinstance(study, kind.study_type):
             return kind
-    allowed = " or ".join(named(n).study_type.__name__ for n in NAMES)
-    raise ConfigError(f"study = {study!r}: must be a parity_jax.{allowed}")
+    allowed = " or ".join(named(n).study_type.__name__ for n in names())
+    raise ConfigError(f"study = {study!r}: must be a {allowed}")
 
 
 def for_config(config: dict) -> StudyKind:
-    """The kind of a parsed study config: the one that claims it."""
-    return next(named(n) for n in NAMES if named(n).claims(config))
+    """The kind of a parsed study config: the one its ``kind`` key names, else the built-in
+    one that claims it (a tabular study has ``datasets``; any other is a parity study)."""
+    if isinstance(config, dict) and "kind" in config:
+        name = config["kind"]
+        if not isinstance(name, str) or name not in names():
+            raise ConfigError(f"kind = {show(name)}: must be one of {', '.join(names())}")
+        return named(name)
+    return next(kind for kind in map(named, _BUILTINS) if kind.claims(config))
+
+
+def load_study(path: str | Path):
+    """A study TOML file, as the study of its kind (``for_config``)."""
+    d = read_toml(path)
+    return for_config(d).study_type.from_dict(d)
 
 
 def __getattr__(name: str):
-    """``kinds.parity`` / ``kinds.tabular``: a kind's module, imported when first used."""
-    if name in _MODULES:
+    """``kinds.parity`` / ``kinds.tabular``: a built-in kind's package, imported when used."""
+    if name in _BUILTINS:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'parity_jax.kinds' has no attribute {name!r}")

@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from parity_jax import models
+from parity_jax import models, targets
 from parity_jax.models import Params
-from parity_jax.tasks import interval_indices, minibatch_indices, targets, typed_key
+from parity_jax.tasks import interval_indices, minibatch_indices, typed_key
 
-# Sub-streams of a trial's data key (_SIGNS: hermite's direction).
-_SECRET, _TRAIN, _TEST, _NOISE, _ORDER, _SIGNS = range(6)
+# Sub-streams of a trial's data key (_DRAW: its target's per-stream draw, e.g. random signs
+# of a direction).
+_SECRET, _TRAIN, _TEST, _NOISE, _ORDER, _DRAW = range(6)
 
 
 @struct.dataclass
@@ -45,7 +46,7 @@ class Data:
     order_key: jax.Array
     noise: jax.Array | None = None  # float32 scalar: label noise (online draws flip with it)
     coords: jax.Array | None = None  # int32 (k,): S in order (targets other than parity)
-    signs: jax.Array | None = None  # float32 (k,): hermite's random signs on S
+    draw: jax.Array | None = None  # its target's per-stream draw (targets.Target.draw)
 
 
 def secret_of(data_key: jax.Array, n: int, k: jax.Array) -> jax.Array:
@@ -141,16 +142,16 @@ def ordered_secret(data_key: jax.Array, n: int, k: int) -> tuple[jax.Array, jax.
     return rank < k, jnp.argsort(u)[:k].astype(jnp.int32)
 
 
-def hermite_signs(data_key: jax.Array, k: int) -> jax.Array:
-    """(k,) ±1 signs of hermite's direction u = signs / sqrt(k) on S."""
-    return jax.random.rademacher(jax.random.fold_in(data_key, _SIGNS), (k,), dtype=jnp.float32)
+def target_draw(task: SparseTask, data_key: jax.Array) -> jax.Array | None:
+    """The stream's draw of its target (``targets.Target.draw``; None if it has none)."""
+    draw = targets.get(task.target).draw
+    return None if draw is None else draw(jax.random.fold_in(data_key, _DRAW), task.k)
 
 
 def _labels(task: SparseTask, x: jax.Array, coords: jax.Array,
-            signs: jax.Array | None) -> jax.Array:
+            draw: jax.Array | None) -> jax.Array:
     """y = target(x_S) of (rows, n) inputs, float32 (rows,)."""
-    args = targets.Args(k=task.k, terms=task.terms, coefs=task.coefs, degree=task.degree or None,
-                        signs=signs)
+    args = targets.Args(k=task.k, params=dict(task.params), draw=draw)
     return targets.values(task.target, x[:, coords], args)
 
 
@@ -166,7 +167,7 @@ def make_target_data(task: SparseTask, key: jax.Array, m: jax.Array, noise: jax.
     """``make_data`` of a target other than parity (static k: z = x_S is (rows, k))."""
     n, k = task.n, task.k
     secret, coords = ordered_secret(key, n, k)
-    signs = hermite_signs(key, k) if task.target == "hermite" else None
+    draw = target_draw(task, key)
     x_train = input_rows(task.inputs, jax.random.fold_in(key, _TRAIN), M, n)
     x_test = input_rows(task.inputs, jax.random.fold_in(key, _TEST), n_test, n)
     noise_key = jax.random.fold_in(key, _NOISE)
@@ -174,24 +175,25 @@ def make_target_data(task: SparseTask, key: jax.Array, m: jax.Array, noise: jax.
     return Data(
         secret=secret,
         x_train=x_train,
-        y_train=_flip(task, _labels(task, x_train, coords, signs), u, noise),
+        y_train=_flip(task, _labels(task, x_train, coords, draw), u, noise),
         x_test=x_test,
-        y_test=_labels(task, x_test, coords, signs),
+        y_test=_labels(task, x_test, coords, draw),
         m=jnp.asarray(m, jnp.int32),
         order_key=order_key(key),
         coords=coords,
-        signs=signs,
+        draw=draw,
     )
 
 
-def online_target_minibatch(task: SparseTask, order_key: jax.Array, t: jax.Array, coords: jax.Array,
-                            signs: jax.Array | None, noise: jax.Array, batch: int):
+def online_target_minibatch(task: SparseTask, order_key: jax.Array, t: jax.Array,
+                            coords: jax.Array, draw: jax.Array | None, noise: jax.Array,
+                            batch: int):
     """``online_minibatch`` of a target other than parity: the same streams (row i from
     ``fold_in(fold_in(order_key, t), i)``), x from ``task.inputs``, y = target(x_S)."""
     key = jax.random.fold_in(order_key, t)
     x = input_rows(task.inputs, jax.random.fold_in(key, _TRAIN), batch, task.n)
     u = jax.random.uniform(jax.random.fold_in(key, _NOISE), (batch,))
-    return x, _flip(task, _labels(task, x, coords, signs), u, noise)
+    return x, _flip(task, _labels(task, x, coords, draw), u, noise)
 
 
 def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> jax.Array:
@@ -205,15 +207,14 @@ def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> ja
     return sq / x.shape[0] / var
 
 
-def target_fields(task) -> dict:
-    """The static ``SparseTask`` fields of a cell's (or a task's of single values)
-    target: inputs, target, and for targets other than parity the static k, terms, coefs, degree."""
-    if task.target == "parity":
-        return {"inputs": task.inputs, "target": "parity"}
-    return {"inputs": task.inputs, "target": task.target, "k": task.k,
-            "terms": None if task.terms is None else tuple(tuple(t) for t in task.terms),
-            "coefs": None if task.coefs is None else tuple(float(c) for c in task.coefs),
-            "degree": task.degree or 0}
+def target_fields(cell) -> dict:
+    """The static ``SparseTask`` fields of a cell's target (or a task's of single values: its
+    inputs, target, k and ``params``, the target's (name, value) pairs): inputs and target, and
+    for targets other than parity the static k and its parameters."""
+    if cell.target == targets.DEFAULT:
+        return {"inputs": cell.inputs, "target": cell.target}
+    return {"inputs": cell.inputs, "target": cell.target, "k": cell.k,
+            "params": tuple(cell.params)}
 
 
 # ---- the task in the core -------------------------------------------------------------------
@@ -281,9 +282,9 @@ def _chunked(per_row, params: Params, x, y, rows, chunk: int) -> jax.Array:
 class SparseTask:
     """Static structure of the sparse task in a program (hashable: part of its shape).
 
-    ``target`` other than "parity" makes k static (``k``: z = x_S has the static shape
-    (rows, k)) with its parameters ``terms``, ``coefs``, ``degree``; parity keeps k a
-    per-group input (``Inputs.k``) and ``k = 0`` here.
+    ``target`` other than parity makes k static (``k``: z = x_S has the static shape
+    (rows, k)) with its parameters ``params`` ((name, value) pairs: ``targets.cell_params``);
+    parity keeps k a per-group input (``Inputs.k``) and ``k = 0`` here.
     """
 
     n: int
@@ -293,11 +294,9 @@ class SparseTask:
     online: bool = False  # fresh minibatches from the distribution (no training set; M = 1)
     eval_rows: int = 0  # rows per evaluation chunk (0: every row at once)
     inputs: str = "boolean"  # targets.INPUTS
-    target: str = "parity"  # a registered target (tasks.targets)
+    target: str = targets.DEFAULT  # a registered target (parity_jax.targets)
     k: int = 0  # |S| of a target other than parity (parity: 0, k per group)
-    terms: tuple[tuple[int, ...], ...] | None = None  # polynomial: positions 1..k per term
-    coefs: tuple[float, ...] | None = None  # polynomial: one per term
-    degree: int = 0  # hermite's degree p
+    params: tuple[tuple[str, object], ...] = ()  # its target's parameters (hashable values)
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
 
@@ -317,13 +316,13 @@ class SparseTask:
 
     @property
     def label(self) -> str:
-        name = f"{self.target} p={self.degree}" if self.degree else self.target
+        name = targets.label(self.target, dict(self.params))
         return name if self.inputs == "boolean" else f"{name} ({self.inputs})"
 
     @property
     def parity(self) -> bool:
         """Whether this is the parity task (its own code: every number as before targets)."""
-        return self.target == "parity"
+        return self.target == targets.DEFAULT
 
     def make_data(self, key: jax.Array, k: jax.Array, m: jax.Array, noise: jax.Array, M: int,
                   n_test: int) -> Data:
@@ -381,7 +380,7 @@ class SparseTask:
                                     self.batch)
         if self.online:
             return online_target_minibatch(self, stream.order_key, t, stream.coords,
-                                           stream.signs, stream.noise, self.batch)
+                                           stream.draw, stream.noise, self.batch)
         idx = minibatch_indices(stream.order_key, t, stream.m, self.batch)  # (B,)
         return stream.x_train[idx], stream.y_train[idx]
 

@@ -1,13 +1,14 @@
 """The parity study kind, one package: its config (``config``), its plan (``batches``), its
-stored rows (``rows``), its report (``report``) and the kind itself (``kind``: ``KIND``).
+stored rows (``rows``), its report (``report``), ``pj.sample`` (``sample``) and the kind itself
+(``kind``: ``KIND``).
 
 Names are imported on first use (PEP 562): importing the config imports no JAX.
 """
 
 import importlib
 
-_EXPORTS = {"KIND": "kind", "make_plan": "kind", "batch_inputs": "kind", "trial_flops": "kind",
-            "NEURON_BUDGET": "kind", "M_FLOOR": "kind"}
+_EXPORTS = {"KIND": "kind", "make_plan": "batches", "batch_inputs": "batches",
+            "trial_flops": "batches", "NEURON_BUDGET": "batches", "M_FLOOR": "batches"}
 
 
 def __getattr__(name: str):

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import costs, datasets, devices, errors, keys, plan, reduce, render, store
-from parity_jax.config import TabularStudy
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
 from parity_jax.kinds import Decoded
+from parity_jax.kinds.tabular.config import TabularStudy
 from parity_jax.tasks import xy
 
 # Floats of parameters, optimizer state and activations one tabular program call may hold.
@@ -135,7 +135,7 @@ def xy_batch_inputs(study: TabularStudy, cells: list, pb: plan.PlannedBatch, n_t
 
 # -- stored rows -------------------------------------------------------------------------------
 
-class Outcome(NamedTuple):
+class Row(NamedTuple):
     """A finished tabular trial (an MLP, or the tuned forest of a (fraction, seed)), as stored.
     ``extra``: JSON of what only forests have (the chosen configuration)."""
 
@@ -168,11 +168,11 @@ CREATE TABLE tabular_trials (
 """
 
 
-def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[str]]:
+def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]:
     """A stored tabular trial, or the problems that make it unreadable."""
-    if len(raw) != len(Outcome._fields):
+    if len(raw) != len(Row._fields):
         return None, [f"tabular_trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
-                      f"{len(Outcome._fields)}"]
+                      f"{len(Row._fields)}"]
     where, bad = store.where(raw, "tabular_trials", len(grid), seeds)
     if not bad:
         _, _, m, val_loss, val_error, test_error, best_step, final, diverged, extra = raw
@@ -198,7 +198,7 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Outcome | None, list[s
             bad.append("extra is not a JSON object of the forest's params")
     if bad:
         return None, [f"{where}: {b}" for b in bad]
-    return Outcome(*raw[:3], *(None if v is None else float(v) for v in raw[3:6]),
+    return Row(*raw[:3], *(None if v is None else float(v) for v in raw[3:6]),
                    raw[6], None if raw[7] is None else float(raw[7]), *raw[8:]), []
 
 
@@ -299,14 +299,14 @@ class TabularWork:
         for g, (t,) in enumerate(unit.slots):
             if t is None or t in skip:
                 continue
-            rows.append(Outcome(
+            rows.append(Row(
                 t.cell, t.seed, int(inputs.task.m[g]), _real(o.val_loss[g]),
                 _real(o.val_error[g]), _real(o.test_error[g]), int(o.best_step[g]),
                 _real(o.final_test_error[g]), bool(o.diverged[g]), "{}"))
             steps += int(o.steps_run[g])
         return Decoded(rows, [], steps)
 
-    def _forest(self, t: plan.TrialId) -> list[Outcome]:
+    def _forest(self, t: plan.TrialId) -> list[Row]:
         """The tuned forest of one (dataset, fraction, seed)."""
         from parity_jax import forest  # scikit-learn: only when a forest is tuned
 
@@ -318,7 +318,7 @@ class TabularWork:
         best = forest.tune(s.x_train[rows], s.y_train[rows], s.x_val, s.y_val, s.x_test,
                            s.y_test, iterations=c.iterations, seed=t.seed,
                            n_estimators_max=c.n_estimators_max, n_jobs=-1)
-        return [Outcome(t.cell, t.seed, m, _real(best["val_loss"]), _real(best["val_error"]),
+        return [Row(t.cell, t.seed, m, _real(best["val_loss"]), _real(best["val_error"]),
                         _real(best["test_error"]), None, None, False,
                         json.dumps({"params": best["params"]}))]
 
@@ -330,7 +330,8 @@ class TabularKind:
     study_type: ClassVar[type] = TabularStudy
     schema: ClassVar[str] = SCHEMA
     rows_table: ClassVar[str] = "tabular_trials"
-    Row: ClassVar[type] = Outcome
+    curves_table: ClassVar[str | None] = None
+    Row: ClassVar[type] = Row
     needs_data: ClassVar[bool] = True
 
     def claims(self, config: dict) -> bool:
@@ -347,6 +348,14 @@ class TabularKind:
                               "study's")
         return make_tabular_plan(study, sizes, 1, shard).trial_ids()
 
+    def plan_problems(self, settings: dict) -> list[str]:
+        sizes = settings.get("sizes")
+        ok = sizes is None or isinstance(sizes, dict) and all(
+            isinstance(p, list) and len(p) == 2 and all(store.is_int(x) and x >= 1 for x in p)
+            for p in sizes.values())
+        return [] if ok else [f"meta: plan setting sizes = {errors.show(sizes)} is not an "
+                              "object of [features, rows] pairs"]
+
     def cell_record(self, stored: dict) -> dict:
         return stored
 
@@ -354,10 +363,10 @@ class TabularKind:
         return read_row(raw, grid, seeds)
 
     def read_curve(self, raw, grid, seeds, rows):
-        where, bad = store.where(raw, "curves", len(grid), seeds)
+        where, bad = store.where(raw, "curves", len(grid), seeds, curve=True)
         return None, [f"{where}: {b}" for b in bad or ["no such trial"]]
 
-    def record(self, row: Outcome) -> dict:
+    def record(self, row: Row) -> dict:
         """The stored row, its ``extra`` (a forest's chosen configuration) merged in."""
         d = {**row._asdict(), "diverged": bool(row.diverged)}
         d.update(json.loads(d.pop("extra")))

@@ -1,5 +1,6 @@
 """A task's data as a trial sees it, for users and tests (``pj.sample``): anyone can check the
-targets independently of the training program."""
+targets independently of the training program. Its labels are checked as a run's are
+(``targets.check_labels``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import config, errors, keys
+from parity_jax import config, errors, keys, targets
+from parity_jax.kinds.parity.config import Task, check_task
 from parity_jax.tasks import sparse
 
 
@@ -24,12 +26,12 @@ class Sample(NamedTuple):
     S: np.ndarray
 
 
-def sample(task: config.Task, seed: int, rows: int, index: int = 0) -> Sample:
+def sample(task: Task, seed: int, rows: int, index: int = 0) -> Sample:
     """The first ``rows`` rows of the training set a trial of ``task`` sees in a study of seed
     ``seed``, with its secret coordinates S.
 
     Args:
-      task: a ``config.Task`` of single values (n, k, inputs, target, terms, coefs, degree, noise;
+      task: a ``Task`` of single values (n, k, inputs, target, terms, coefs, degree, noise;
         m, n_test and online play no part).
       seed: the study's seed.
       rows: how many rows (the first m rows are a trial's training set of size m).
@@ -39,17 +41,22 @@ def sample(task: config.Task, seed: int, rows: int, index: int = 0) -> Sample:
     Returns:
       ``Sample(x, y, S)`` as numpy arrays.
     """
-    d = config.check_task(task)
+    d = check_task(task)
     for name, v, lo, hi in (("seed", seed, 0, config.SEED_MAX),
                             ("rows", rows, 1, config.INT32_MAX),
                             ("index", index, 0, config.INT32_MAX)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise errors.ConfigError(f"{name} = {v!r}: must be an integer in {lo}..{hi}")
     n, k = d["n"], d["k"]
+    if rows * n > config.INT32_MAX:  # as the config bounds m x n: one training set
+        raise errors.ConfigError(f"rows = {rows}: must be at most {config.INT32_MAX // n} for "
+                                 f"n = {n} (rows x n <= {config.INT32_MAX})")
     static = sparse.SparseTask(n=n, M=rows, batch=1, n_test=1,
                          **sparse.target_fields(SimpleNamespace(**d)))
     key = keys.parity_data_keys(seed, np.array([keys.data_id(n, k)]), np.array([index]))[0]
     x, y, S = _draw(static, k, key, np.float32(d["noise"]))
+    if not static.parity:
+        targets.check_labels(d["target"], y, rows, variance=False)
     return Sample(np.asarray(x), np.asarray(y), np.asarray(S))
 
 

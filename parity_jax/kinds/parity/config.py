@@ -1,0 +1,458 @@
+"""The parity study's configuration: its dataclasses (:class:`Study` of :class:`Task`,
+:class:`Model`, :class:`Train`; a grid point is a :class:`Cell`), its rule table and its grid
+expansion (docs/DESIGN.md §4 "Study config").
+
+Any field of ``[task]``, ``[model]`` or ``[train]`` given as a list becomes a grid axis
+(cartesian product). ``s`` applies only to sparse cells: dense cells ignore it and are not
+duplicated. A target's parameters are ``[task]`` keys too, declared by its registry entry
+(``parity_jax.targets``): a cell holds those of its own target. Single-field rules are rows of
+``RULES`` (checked in that order, which is also the order of the grid axes); the rules that
+relate fields are :meth:`Cell.check`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from parity_jax import config, targets
+from parity_jax.config import (
+    INF,
+    INITS,
+    INT32_MAX,
+    MAX_DEPTH,
+    MAX_EVALS,
+    MAX_STEPS,
+    Grid,
+    Rule,
+    choice_rule,
+    float_rule,
+    int_rule,
+)
+from parity_jax.errors import ConfigError, digest, show
+
+LOSSES = ("hinge", "logistic", "square")
+VARIES = ("both", "init", "data")
+PRECISIONS = ("float32", "tf32", "bfloat16")
+
+_TASK_FIELDS = ("n", "k", "m", "n_test", "noise", "online", "inputs", "target")
+
+
+@dataclass(frozen=True, init=False)
+class Task:
+    """A sparse target of k of n coordinates (parity by default) with m training samples;
+    list-valued fields are grid axes.
+
+    ``target``: a registered target (``parity_jax.targets``: parity, majority, staircase,
+    polynomial, hermite, or a name given to ``register_target``); ``inputs``: "boolean"
+    (uniform ±1) or "gaussian". The target's parameters are keyword arguments (``[task]``
+    keys), e.g. ``Task(target="hermite", inputs="gaussian", degree=3)``; they are held in
+    ``params`` and read as attributes (``task.degree``; None when not given).
+    """
+
+    n: Grid[int] = 50
+    k: Grid[int] = 3
+    m: Grid[int] = 1000
+    n_test: Grid[int] = 2000
+    noise: Grid[float] = 0.0
+    # a fresh minibatch from the distribution every step (m is ignored)
+    online: Grid[bool] = False
+    inputs: Grid[str] = "boolean"
+    target: Grid[str] = targets.DEFAULT
+    params: tuple[tuple[str, targets.ParamValue], ...] = ()  # the target parameters given
+
+    def __init__(self, n=50, k=3, m=1000, n_test=2000, noise=0.0, online=False,
+                 inputs="boolean", target=targets.DEFAULT, params=(), **target_params):
+        for name, v in zip(_TASK_FIELDS, (n, k, m, n_test, noise, online, inputs, target),
+                           strict=True):
+            object.__setattr__(self, name, v)
+        given = {**dict(params), **target_params}
+        unknown = [p for p in given if p not in targets.param_names()]
+        if unknown:
+            raise ConfigError(f"task.{unknown[0]}: unknown key; allowed: "
+                              f"{', '.join(self.extra_keys(fixed=True))}")
+        object.__setattr__(self, "params",
+                           tuple((p, v) for p, v in given.items() if v is not None))
+
+    def __getattr__(self, name: str):
+        # a target parameter not given reads as None (only called when lookup fails)
+        if not name.startswith("_") and name in targets.param_names():
+            return dict(self.params).get(name)
+        raise AttributeError(f"'Task' object has no attribute {name!r}")
+
+    @classmethod
+    def extra_keys(cls, fixed: bool = False) -> list[str]:
+        """The [task] keys beyond the fields: every registered target's parameters."""
+        return ([*_TASK_FIELDS] if fixed else []) + targets.param_names()
+
+    def to_dict(self) -> dict:
+        """The task's settings, its target parameters as keys of their own."""
+        return {**{f: getattr(self, f) for f in _TASK_FIELDS}, **dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Model:
+    """MLP n -> width (-> width)* -> 1; ``s`` is used by sparse cells only."""
+
+    width: Grid[int] = 100
+    depth: Grid[int] = 1
+    init: Grid[str] = "dense"
+    s: Grid[int] = 2
+
+
+@dataclass(frozen=True)
+class Train:
+    """Minibatch SGD with coupled weight decay, periodic evaluation and success threshold."""
+
+    lr: Grid[float] = 0.1
+    wd: Grid[float] = 0.01
+    batch: Grid[int] = 32
+    # None: the target's natural loss, hinge for a ±1-valued target, square for a real-valued one
+    loss: Grid[str] | None = None
+    steps: Grid[int] = 10000
+    eval_every: Grid[int] = 100
+    threshold: Grid[float] = 0.1
+    stop_on_success: Grid[bool] = True
+    vary: Grid[str] = "both"
+    data_seed: Grid[int] = 0
+    init_seed: Grid[int] = 0
+    record_curves: Grid[bool] = False  # store every evaluation's test error and train loss
+    precision: Grid[str] = "float32"  # float32 (exact) | tf32 | bfloat16: matmul precision
+
+
+# Settings added after stores existed: left out of a study's or cell's identity while at their
+# default, so stores written before them keep their fingerprints (and resume). Every target
+# parameter is one too, at None (``later_defaults``).
+LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
+                  "inputs": "boolean", "target": targets.DEFAULT}
+
+
+def later_defaults() -> dict:
+    """``LATER_DEFAULTS`` and every registered target parameter (None: not given)."""
+    return {**LATER_DEFAULTS, **dict.fromkeys(targets.param_names())}
+
+
+def _binary(target) -> bool:
+    """Whether ``target`` is a registered ±1-valued target (an unknown name counts as ±1 here:
+    the cell check refuses it, naming task.target)."""
+    return not isinstance(target, str) or target not in targets.registered() \
+        or targets.is_binary(target)
+
+
+# Every setting of a parity study, in the order they are checked (the first bad one is
+# reported); the order of the section fields is also the order of the grid axes, i.e. of
+# Study.cells() (a target's parameters come right after task.target: ``Study.extra_rule_keys``).
+RULES: dict[str, Rule] = {
+    **config.COMMON_RULES,
+    "task.n": int_rule(1, INT32_MAX, grid=True),
+    "task.k": int_rule(1, "n", grid=True),
+    "task.m": int_rule(1, INT32_MAX, grid=True),
+    "task.n_test": int_rule(1, INT32_MAX, grid=True),
+    "task.noise": float_rule(0.0, 0.5, lo_open=False, hi_open=True, grid=True),
+    "task.online": Rule("bool", grid=True),
+    "task.inputs": choice_rule(targets.INPUTS, grid=True),
+    "task.target": Rule("str", lo=1, grid=True),  # a registered target: Cell.check
+    "model.width": int_rule(1, INT32_MAX, grid=True),
+    "model.depth": int_rule(1, MAX_DEPTH, grid=True),
+    "model.init": choice_rule(INITS, grid=True),
+    "model.s": int_rule(1, "n", grid=True, note=" for sparse init"),
+    "train.lr": float_rule(0.0, INF, lo_open=True, hi_open=True, grid=True),
+    "train.wd": float_rule(0.0, INF, lo_open=False, hi_open=True, grid=True),
+    "train.batch": int_rule(1, INT32_MAX, grid=True),
+    "train.loss": choice_rule(LOSSES, grid=True, optional=True),
+    "train.steps": int_rule(1, MAX_STEPS, grid=True),
+    "train.eval_every": int_rule(1, MAX_STEPS, grid=True),
+    "train.threshold": float_rule(0.0, 1.0, lo_open=False, hi_open=True, grid=True),
+    "train.stop_on_success": Rule("bool", grid=True),
+    "train.vary": choice_rule(VARIES, grid=True),
+    "train.data_seed": int_rule(0, INT32_MAX, grid=True),
+    "train.init_seed": int_rule(0, INT32_MAX, grid=True),
+    "train.record_curves": Rule("bool", grid=True),
+    "train.precision": choice_rule(PRECISIONS, grid=True),
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A whole study: grid of cells x ``seeds`` trials each.
+
+    Args:
+      name: label stored with the results.
+      seed: study seed; every trial key derives from it.
+      seeds: trials per cell (seed indices 0..seeds-1).
+      task, model, train: sections; any field may be a list (a grid axis).
+    """
+
+    SECTIONS: ClassVar[dict[str, type]] = {"task": Task, "model": Model, "train": Train}
+    RULES: ClassVar[dict[str, Rule]] = RULES
+
+    name: str = "study"
+    seed: int = 0
+    seeds: int = 16
+    task: Task = field(default_factory=Task)
+    model: Model = field(default_factory=Model)
+    train: Train = field(default_factory=Train)
+
+    def __post_init__(self):
+        # the natural loss of ±1-valued targets is hinge, as every study said before
+        # real-valued targets existed (so their fingerprints stay); with a real-valued target
+        # among the grid's, each cell takes its target's (``_expand``)
+        task, train = self.task, self.train
+        if isinstance(train, Train) and train.loss is None and isinstance(task, Task) \
+                and all(_binary(t) for t in config.axis(task.target)):
+            object.__setattr__(self, "train", dataclasses.replace(train, loss="hinge"))
+
+    @staticmethod
+    def rule_for(key: str) -> Rule:
+        """The rule of a target parameter's key ("task.degree")."""
+        section, name = key.split(".", 1)
+        if section != "task" or name not in targets.param_names():
+            raise KeyError(key)
+        return targets.param_rule(name)
+
+    @staticmethod
+    def keys_of(study: Study) -> list[str]:
+        """Every setting of ``study`` in check order: the target parameters it gives right
+        after task.target."""
+        out = []
+        given = [f"task.{p}" for p, _ in study.task.params] if isinstance(study.task, Task) \
+            else []
+        for key in RULES:
+            out.append(key)
+            if key == "task.target":
+                out += given
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Study:
+        """Builds a study from a parsed TOML dict; raises ConfigError on unknown keys/types."""
+        study = cls(**config.sections(cls, d))
+        study.validate()
+        return study
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Study:
+        """Loads and validates a TOML study file."""
+        return cls.from_dict(config.read_toml(path))
+
+    def to_dict(self) -> dict:
+        """The resolved config (defaults filled in), JSON-serialisable."""
+        d = dataclasses.asdict(self)
+        if isinstance(self.task, Task):
+            d["task"] = self.task.to_dict()
+        return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
+                else v for k, v in d.items()}
+
+    def fingerprint(self) -> str:
+        """Stable identity of the study (what a results store is tied to)."""
+        return digest(self.to_dict())
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the first bad field."""
+        for key in self.keys_of(self):
+            if "." not in key:  # the sections' fields are checked by cells()
+                config.values(self, key)
+        self.cells()  # validates every value, including cross-field rules
+
+    def cells(self) -> list[Cell]:
+        """Expands the grid into validated cells, in a deterministic order (computed once per
+        setting of the study: ``plan`` and ``run`` ask several times)."""
+        try:
+            fingerprint = self.fingerprint()
+        except (TypeError, ValueError):  # not JSON: the checks below say what is wrong
+            fingerprint = None
+        cached = self.__dict__.get("_cells")
+        if fingerprint is not None and cached is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        cells = self._expand()
+        if fingerprint is not None:
+            object.__setattr__(self, "_cells", (fingerprint, tuple(cells)))  # frozen: a cache
+        return cells
+
+    def _expand(self) -> list[Cell]:
+        keys = [key for key in self.keys_of(self) if "." in key]
+        axes = [(key.split(".")[1], config.values(self, key)) for key in keys]  # checks each
+        config.check_trials(self, _count_cells(dict(axes)))  # before building them: stays fast
+        floats = [key.split(".")[1] for key in keys if config.rule_of(self, key).kind == "float"]
+        names = [a for a, _ in axes]
+        given = set(targets.param_names()) & set(names)
+        cells: list[Cell] = []
+        seen: set[Cell] = set()
+        for combo in itertools.product(*(v for _, v in axes)):
+            d = dict(zip(names, combo, strict=True))
+            if d["init"] == "dense":
+                d["s"] = None  # dense cells ignore s
+            if d["online"]:
+                d["m"] = None  # online cells have no training set
+            targets.check_name(d["target"])
+            d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given})
+            if d["loss"] is None:  # the target's natural loss
+                d["loss"] = "hinge" if _binary(d["target"]) else "square"
+            for key in floats:
+                d[key] = float(d[key])
+            cell = Cell(**d)
+            cell.check()
+            if cell not in seen:
+                seen.add(cell)
+                cells.append(cell)
+        return cells
+
+
+def _count_cells(axes: dict[str, list]) -> int:
+    """How many cells a parity grid of these (checked) axes expands to, at most -- without
+    expanding it: dense cells ignore ``s``, online cells ignore ``m``, a cell holds only its
+    own target's parameters."""
+    params = [p for p in targets.param_names() if p in axes]
+    plain = math.prod(len(v) for k, v in axes.items()
+                      if k not in ("init", "s", "online", "m", "target", *params))
+    inits = sum(len(axes["s"]) if i == "sparse" else 1 for i in axes["init"])
+    data = sum(1 if online else len(axes["m"]) for online in axes["online"])
+    per_target = sum(
+        math.prod(len(axes[p.name]) for p in targets.get(t).params if p.name in axes)
+        if t in targets.registered() else 1 for t in axes["target"])
+    return plain * inits * data * per_target
+
+
+def check_task(task: Task) -> dict:
+    """The settings of a task of single values (``kinds.parity.sample.sample``), each checked by its
+    rule and the target's rules; returns them as a dict (the cell's task settings, its
+    target's parameters under ``params``)."""
+    if not isinstance(task, Task):
+        raise ConfigError(f"task: must be a Task, got {type(task).__name__}")
+    d: dict[str, Any] = {}
+    for name in (*_TASK_FIELDS, *(p for p, _ in task.params)):
+        key = f"task.{name}"
+        rule = RULES.get(key) or Study.rule_for(key)
+        v = getattr(task, name)
+        if rule.grid and isinstance(v, list | tuple):
+            raise ConfigError(f"{key} = {show(v)}: must be one value here (not a grid axis)")
+        rule.check(key, v)
+        d[name] = v
+    if d["k"] > d["n"]:
+        raise ConfigError(f"task.k = {d['k']}: must be an integer in 1..n (n = {d['n']})")
+    targets.check_name(d["target"])
+    d["params"] = targets.cell_params(d["target"], dict(task.params))
+    targets.check(d["target"], k=d["k"], inputs=d["inputs"], params=dict(d["params"]),
+                  noise=d["noise"])
+    return d
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: every setting of a trial except its seed index. Its target's
+    parameters are ``params`` (read as attributes too: ``cell.degree``)."""
+
+    n: int
+    k: int
+    m: int | None  # None when online
+    n_test: int
+    noise: float
+    width: int
+    depth: int
+    init: str
+    s: int | None
+    lr: float
+    wd: float
+    batch: int
+    loss: str
+    steps: int
+    eval_every: int
+    threshold: float
+    stop_on_success: bool
+    vary: str
+    data_seed: int
+    init_seed: int
+    online: bool = False
+    record_curves: bool = False
+    precision: str = "float32"
+    inputs: str = "boolean"
+    target: str = targets.DEFAULT
+    params: tuple[tuple[str, targets.ParamValue], ...] = ()  # targets.cell_params
+
+    def __getattr__(self, name: str):
+        if not name.startswith("_") and name in targets.param_names():
+            return dict(self.params).get(name)
+        raise AttributeError(f"'Cell' object has no attribute {name!r}")
+
+    def check(self) -> None:
+        """Cross-field rules (single-field rules are checked while expanding)."""
+        if self.k > self.n:
+            raise ConfigError(f"task.k = {self.k}: must be an integer in 1..n (n = {self.n})")
+        targets.check(self.target, k=self.k, inputs=self.inputs, params=dict(self.params),
+                      noise=self.noise, loss=self.loss)
+        if self.s is not None and self.s > self.n:
+            raise ConfigError(
+                f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
+            )
+        # one trial's arrays stay within int32 indexing (INT32_MAX elements each)
+        n, width = self.n, self.width
+        if n * width > INT32_MAX:
+            raise ConfigError(f"model.width = {width}: must be at most {INT32_MAX // n} for "
+                              f"n = {n} (n x width <= {INT32_MAX}: one trial's first layer)")
+        if self.depth > 1 and (self.depth - 1) * width * width > INT32_MAX:
+            raise ConfigError(
+                f"model.width = {width}: must be at most "
+                f"{math.isqrt(INT32_MAX // (self.depth - 1))} for depth = {self.depth} "
+                f"((depth - 1) x width^2 <= {INT32_MAX}: one trial's hidden layers)")
+        if self.m is not None and self.m * n > INT32_MAX:
+            raise ConfigError(f"task.m = {self.m}: must be at most {INT32_MAX // n} for n = {n} "
+                              f"(m x n <= {INT32_MAX}: one training set)")
+        if self.n_test * n > INT32_MAX:
+            raise ConfigError(f"task.n_test = {self.n_test}: must be at most {INT32_MAX // n} "
+                              f"for n = {n} (n_test x n <= {INT32_MAX}: one test set)")
+        if self.batch * max(n, width) > INT32_MAX:
+            raise ConfigError(
+                f"train.batch = {self.batch}: must be at most {INT32_MAX // max(n, width)} for "
+                f"n = {n}, width = {width} (batch x max(n, width) <= {INT32_MAX}: one "
+                "minibatch)")
+        if self.record_curves and -(-self.steps // self.eval_every) > MAX_EVALS:
+            raise ConfigError(
+                f"train.eval_every = {self.eval_every}: must be at least "
+                f"{-(-self.steps // MAX_EVALS)} for steps = {self.steps} with record_curves "
+                f"(at most {MAX_EVALS} recorded evaluations per trial)")
+
+    def key(self) -> str:
+        """Canonical JSON of the cell, its identity in the store."""
+        return json.dumps(config.without_later_defaults(self.to_dict(), later_defaults()),
+                          sort_keys=True)
+
+    def to_dict(self) -> dict:
+        """Every setting, each registered target parameter a key of its own (None where the
+        cell's target has no such parameter)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "params"}
+        return {**d, **dict.fromkeys(targets.param_names()), **dict(self.params)}
+
+    def seed_indices(self, i: int) -> tuple[int, int]:
+        """(data index, init index) of seed i under this cell's ``vary``."""
+        if self.vary == "init":
+            return self.data_seed, i
+        if self.vary == "data":
+            return i, self.init_seed
+        return i, i
+
+
+def cell_record(stored: dict) -> dict:
+    """A stored cell's settings as a record: later settings' defaults filled in, its target's
+    parameters as the cell holds them (JSON lists as tuples: hashable)."""
+    record = {**later_defaults(), **stored}
+    if record["target"] in targets.registered():
+        for p in targets.get(record["target"]).params:
+            if record.get(p.name) is not None:
+                record[p.name] = p.hashable(record[p.name])
+    return record
+
+
+DEFAULT_STUDY = Study(
+    name="fig1-cpu",
+    seed=0,
+    seeds=16,
+    task=Task(n=50, k=3, m=[200, 500, 1000, 2000, 5000], n_test=2000, noise=0.0),
+    model=Model(width=[10, 30, 100, 300, 1000], depth=1, init=["dense", "sparse"], s=2),
+    train=Train(),
+)
