@@ -26,7 +26,7 @@ ROWS = [(100, 64, "both"), (100, 256, "init"), (1000, 64, "both"), (1000, 256, "
 
 def row(width: int, trials: int, vary: str, steps: int, repeats: int) -> dict:
     study = bench.study_for(width, trials, vary, steps)
-    p = kinds.parity.make_plan(study, devices=1)
+    p = kinds.parity.make_plan(study, n_devices=1)
     pb = p.batches[0]
     shape = dataclasses.replace(pb.shape, layout="vmapped", chunk=1)
     chunk = plan.chunk_groups(jax.default_backend() == "cpu", "vmapped", shape.P, shape.W,

@@ -139,7 +139,8 @@ def _cmd_run(args) -> int:
     init_distributed(args.coordinator, args.num_processes, args.process_id)
     start = time.perf_counter()
     try:
-        results = run(study, out, memory_budget=budget, devices=args.devices, shard=args.shard)
+        results = run(study, out, memory_budget=budget, n_devices=args.devices,
+                      shard=args.shard)
     except KeyboardInterrupt as e:
         print(f"\n{str(e) or 'interrupted'}; finished batches are kept: run the same "
               "command again to resume", file=sys.stderr)
@@ -165,20 +166,17 @@ def _default_out(name: str) -> Path:
 
 
 def _cmd_plan(args) -> int:
-    from parity_jax import costs, devices, plan
-    from parity_jax.runner import check_devices
+    from parity_jax import costs
+    from parity_jax.runner import prepare
 
-    devices.setup()  # an entry point: before the memory budget starts JAX's backends
     study = kinds.load_study(args.config) if args.config else kinds.default_study()
-    study.validate()
     budget = _parse_bytes(args.memory_budget) if args.memory_budget else None
-    n_devices = check_devices(args.devices)  # starts JAX's backends: before the default budget
-    budget = budget or costs.default_memory_budget()
-    shard = plan.parse_shard(args.shard) if args.shard else (0, 1)
-    p = kinds.of(study).work(study).plan(budget, n_devices, shard, whole=False)
+    prep = prepare(study, memory_budget=budget, n_devices=args.devices, shard=args.shard)
+    p, n_devices = prep.units, prep.n_devices
+    budget = prep.settings.get("memory_budget") or costs.default_memory_budget()
     progs = p.programs()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
-          f"{shard[0]}/{shard[1]}: {p.n_trials} trials; memory budget {render.size(budget)}, "
+          f"{prep.shard_text}: {p.n_trials} trials; memory budget {render.size(budget)}, "
           f"{n_devices} device(s)")
     cols = ["program", "task", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel",
             "precision", "batches", "trials", "peak memory", "TFLOP (max)"]

@@ -15,11 +15,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import jax
 
-import parity_jax.devices
 from parity_jax import costs, devices, kinds, multihost, plan, render
 from parity_jax.errors import ConfigError, StoreError
 from parity_jax.lock import lock
@@ -82,8 +81,70 @@ def check_devices(n_devices: int | None) -> int:
 _STDERR: TextIO = object()  # type: ignore[assignment]
 
 
+class Prepared(NamedTuple):
+    """A study made ready to run or plan (``prepare``): its kind, work and plan."""
+
+    kind: kinds.StudyKind
+    work: kinds.Work
+    n_devices: int
+    shard: tuple[int, int]
+    settings: dict  # the plan settings a store keeps (devices, shard, platform, the kind's)
+    units: plan.Plan  # planned with the budget asked for (a resume may plan again with its own)
+
+    @property
+    def shard_text(self) -> str:
+        return f"{self.shard[0]}/{self.shard[1]}"
+
+
+def prepare(study, *, memory_budget: int | None = None, n_devices: int | None = None,
+            shard: str | tuple[int, int] | None = None) -> Prepared:
+    """What ``run`` and ``plan`` do before anything is stored: the study validated (and a
+    tabular study's data loaded), the devices started and checked, the shard parsed, the plan
+    settings made and every unit planned -- a trial that cannot fit the budget is refused
+    here. ConfigError on bad input."""
+    kind = kinds.of(study)
+    for name, value in (("memory_budget", memory_budget), ("n_devices", n_devices)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} = {value!r}: must be a positive integer (or None)")
+    study.validate()
+    work = kind.work(study)
+    n_devices = check_devices(n_devices)
+    if jax.process_count() > 1 and n_devices != jax.device_count():
+        raise ConfigError(f"--devices = {n_devices}: a multi-host job uses all "
+                          f"{jax.device_count()} devices of its processes")
+    shard = plan.parse_shard(shard or (0, 1))
+    settings = {"devices": n_devices, "shard": f"{shard[0]}/{shard[1]}",
+                "platform": jax.default_backend(),
+                **work.plan_settings(memory_budget or costs.default_memory_budget())}
+    units = work.plan(settings.get("memory_budget"), n_devices, shard,
+                      jax.process_count() > 1)
+    return Prepared(kind, work, n_devices, shard, settings, units)
+
+
+def _open_store(out: str | Path, study, prep: Prepared, memory_budget: int | None,
+                held: contextlib.ExitStack) -> tuple[Store, set]:
+    """Process 0's side of a run: OUT locked (in ``held``) and its store opened or created,
+    the shard it holds checked, the budget of a resumed run taken from it; (store, done)."""
+    held.enter_context(lock(out))  # in use, or not writable: refused at once
+    store = Store.open_for_run(out, study, prep.work.cells, prep.settings, prep.work.data_ids())
+    try:
+        stored = store.plan_settings()  # a merged store has none: it is whole
+        if stored.get("shard", "0/1") != prep.shard_text:
+            raise StoreError(f"out: {out} holds shard {stored.get('shard', '0/1')} of "
+                             f"this study, not {prep.shard_text}; resume with that --shard or "
+                             "use another --out")
+        if memory_budget is None:  # a resume keeps its budget unless given another
+            prep.settings["memory_budget"] = stored.get("memory_budget",
+                                                        prep.settings.get("memory_budget"))
+        return store, store.done()
+    except BaseException:
+        store.close()
+        raise
+
+
 def run(study, out: str | Path, *, memory_budget: int | None = None,
-        devices: int | None = None, shard: str | tuple[int, int] | None = None,
+        n_devices: int | None = None, shard: str | tuple[int, int] | None = None,
         progress: TextIO | None = _STDERR) -> Results | None:
     """Runs (or resumes) ``study`` into ``out``/results.sqlite and returns its results.
 
@@ -95,7 +156,7 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
         refused when it holds another.
       memory_budget: bytes batches are sized to (default: a safe fraction of the device's
         memory, or half of the available RAM). A resumed run reuses the budget it started with.
-      devices: how many devices share each batch (default: all; see ``devices.program``).
+      n_devices: how many devices share each batch (default: all; see ``devices.program``).
         Outcomes do not depend on it.
       shard: ``"i/N"`` or (i, N): run only a deterministic 1/N of the trials (for job arrays;
         ``parity-jax merge`` combines the stores).
@@ -108,98 +169,32 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
     """
     if progress is _STDERR:
         progress = sys.stderr
-    kind = kinds.of(study)
+    kinds.of(study)  # no study: one error before anything else
     if not isinstance(out, str | os.PathLike):
         raise ConfigError(f"out = {out!r}: must be a directory path")
-    for name, value in (("memory_budget", memory_budget), ("devices", devices)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ConfigError(f"{name} = {value!r}: must be a positive integer (or None)")
     if progress is not None and not callable(getattr(progress, "write", None)):
         raise ConfigError(f"progress = {progress!r}: must be a text stream (or None)")
-    study.validate()
-    work = kind.work(study)
-    n_devices = check_devices(devices)
-    if jax.process_count() > 1 and n_devices != jax.device_count():
-        raise ConfigError(f"--devices = {n_devices}: a multi-host job uses all "
-                          f"{jax.device_count()} devices of its processes")
-    shard = plan.parse_shard(shard or (0, 1))
-    shard_text = f"{shard[0]}/{shard[1]}"
-    settings = {"devices": n_devices, "shard": shard_text, "platform": jax.default_backend(),
-                **work.plan_settings(memory_budget or costs.default_memory_budget())}
-    work.check_out(Path(out))
-    whole = jax.process_count() > 1
-    # Planned before anything is written: a trial that cannot fit the budget is refused here.
-    requested = settings.get("memory_budget")
-    units = work.plan(requested, n_devices, shard, whole)
+    prep = prepare(study, memory_budget=memory_budget, n_devices=n_devices, shard=shard)
+    prep.work.check_out(Path(out))
+    requested = prep.settings.get("memory_budget")
     lead = jax.process_index() == 0  # in a multi-host job only process 0 touches the store
     store, done, error = None, set(), None
     held = contextlib.ExitStack()  # process 0 holds OUT's lock (one writer) until the end
     if lead:
         try:
-            held.enter_context(lock(out))  # in use, or not writable: refused at once
-            store = Store.open_for_run(out, study, work.cells, settings, work.data_ids())
-            stored = store.plan_settings()  # a merged store has none: it is whole
-            if stored.get("shard", "0/1") != shard_text:
-                raise StoreError(f"out: {out} holds shard {stored.get('shard', '0/1')} of "
-                                 f"this study, not {shard_text}; resume with that --shard or "
-                                 "use another --out")
-            if memory_budget is None:  # a resume keeps its budget unless given another
-                settings["memory_budget"] = stored.get("memory_budget",
-                                                       settings.get("memory_budget"))
-            done = store.done()
+            store, done = _open_store(out, study, prep, memory_budget, held)
         except BaseException as e:  # noqa: BLE001 -- re-raised below, after telling the others
             error = e
     done, budget = multihost.from_process_0(None if error else done,
-                                            settings.get("memory_budget") or 0)
+                                            prep.settings.get("memory_budget") or 0)
     if error:
-        if store is not None:
-            store.close()
         held.close()
         raise error
     try:
+        units = prep.units
         if requested is not None and budget != requested:  # resumed with its own budget
-            units = work.plan(budget, n_devices, shard, whole)
-        todo = [u for u in units.batches
-                if not all((t.cell, t.seed) in done for t in u.trials)]
-        with (Progress(units.n_trials, len(done & units.trial_ids()),
-                       progress if lead else None) as bar,
-              _StopOnSigint(progress if lead else None) as sigint,
-              parity_jax.devices.CompileStats() as compiled):
-            failsafe = parity_jax.devices.FailSafe(warn=bar.warn)  # the kernel, or XLA
-            for unit in todo:
-                # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
-                verdict = multihost.lead_says(2 if error else 1 if sigint.requested else 0)
-                if verdict == 2:
-                    raise error or StoreError("out: process 0 could not store a batch "
-                                              "(see its error)")
-                if verdict == 1:
-                    raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
-                                      f"{out}")
-                skip = {t for t in unit.trials if (t.cell, t.seed) in done}
-                try:
-                    rows, curves, trial_steps = work.compute(unit, skip, n_devices, lead,
-                                                             failsafe.train)
-                except (jax.errors.JaxRuntimeError, MemoryError) as e:
-                    if not parity_jax.devices.out_of_memory(e):
-                        raise
-                    raise ConfigError(
-                        f"memory: the device ran out of memory in a batch "
-                        f"({work.describe(unit)}) with a memory budget of "
-                        f"{render.size(budget)}; the {bar.done} trials stored are intact: "
-                        "rerun with a smaller --memory-budget"
-                    ) from None
-                if store is None:
-                    continue
-                try:
-                    store.add_trials(rows, curves)
-                except StoreError as e:
-                    if jax.process_count() == 1:
-                        raise
-                    error = e  # the others hear it at the next unit (or at the end)
-                bar.update(len(rows), trial_steps)
-            if error:
-                raise error
+            units = prep.work.plan(budget, prep.n_devices, prep.shard, jax.process_count() > 1)
+        compiled = _train(prep, units, done, store, budget, out, progress if lead else None)
     finally:
         if store is not None:
             store.close()
@@ -210,3 +205,49 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
     results.compiled = {"programs": compiled.programs, "seconds": compiled.seconds,
                         "cache_hits": compiled.cache_hits}
     return results
+
+
+def _train(prep: Prepared, units: plan.Plan, done: set, store: Store | None, budget: int,
+           out: str | Path, progress: TextIO | None) -> devices.CompileStats:
+    """Trains every unit not yet stored, storing each as it finishes (process 0); returns
+    the compile statistics."""
+    work, error = prep.work, None
+    todo = [u for u in units.batches if not all((t.cell, t.seed) in done for t in u.trials)]
+    with (Progress(units.n_trials, len(done & units.trial_ids()), progress) as bar,
+          _StopOnSigint(progress) as sigint,
+          devices.CompileStats() as compiled):
+        failsafe = devices.FailSafe(warn=bar.warn)  # the kernel, or XLA
+        for unit in todo:
+            # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
+            verdict = multihost.lead_says(2 if error else 1 if sigint.requested else 0)
+            if verdict == 2:
+                raise error or StoreError("out: process 0 could not store a batch "
+                                          "(see its error)")
+            if verdict == 1:
+                raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
+                                  f"{out}")
+            skip = {t for t in unit.trials if (t.cell, t.seed) in done}
+            try:
+                rows, curves, trial_steps = work.compute(unit, skip, prep.n_devices,
+                                                         store is not None, failsafe.train)
+            except (jax.errors.JaxRuntimeError, MemoryError) as e:
+                if not devices.out_of_memory(e):
+                    raise
+                raise ConfigError(
+                    f"memory: the device ran out of memory in a batch "
+                    f"({work.describe(unit)}) with a memory budget of "
+                    f"{render.size(budget)}; the {bar.done} trials stored are intact: "
+                    "rerun with a smaller --memory-budget"
+                ) from None
+            if store is None:
+                continue
+            try:
+                store.add_trials(rows, curves)
+            except StoreError as e:
+                if jax.process_count() == 1:
+                    raise
+                error = e  # the others hear it at the next unit (or at the end)
+            bar.update(len(rows), trial_steps)
+        if error:
+            raise error
+    return compiled

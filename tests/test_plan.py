@@ -58,13 +58,13 @@ def test_a_programs_chunk_depends_on_the_study_alone():
                   model=Model(width=[100, 1000]), train=Train(steps=100))
     chunks = set()
     for platform in ("cpu", "gpu"):
-        for kw in (dict(devices=1), dict(devices=4), dict(devices=3, shard=(1, 3)),
+        for kw in (dict(n_devices=1), dict(n_devices=4), dict(n_devices=3, shard=(1, 3)),
                    dict(kernel="off"), dict(kernel="pallas"), dict(memory_budget=2 << 30)):
             kw.setdefault("memory_budget", 16 << 30)
             p = kinds.parity.make_plan(study, platform=platform, **kw)
             for b in p.batches:
                 assert b.shape.G % b.shape.chunk == 0
-                used = devices.used(b.shape, kw.get("devices", 1))
+                used = devices.used(b.shape, kw.get("n_devices", 1))
                 assert (b.shape.G // used) % b.shape.chunk == 0
             chunks.add((platform, tuple(sorted({(b.shape.W, b.shape.chunk)
                                                 for b in p.batches}))))
@@ -88,7 +88,7 @@ def test_plan_prints_programs_batches_memory_and_flops(tmp_path, capsys):
     config.write_text(faults.SMALL)
     assert cli.main(["plan", str(config), "--memory-budget", "40K", "--devices", "2"]) == 0
     out = capsys.readouterr().out
-    p = kinds.parity.make_plan(Study.from_toml(config), 40 * 1024, devices=2)
+    p = kinds.parity.make_plan(Study.from_toml(config), 40 * 1024, n_devices=2)
     assert f"{len(p.shapes)} compiled program(s), {len(p.batches)} batches" in out
     assert "TFLOP" in out and "peak memory" in out
     assert cli.main(["plan", str(config), "--devices", "99"]) == 2

@@ -39,11 +39,12 @@ class Work(Protocol):
         """What the plan depends on besides devices and shard: stored, so that a resume and
         ``check`` plan the same units."""
 
-    def plan(self, memory_budget: int | None, devices: int, shard: tuple[int, int],
+    def plan(self, memory_budget: int | None, n_devices: int, shard: tuple[int, int],
              whole: bool):
         """The units of the study (or of one shard of it): a ``plan.Plan``."""
 
-    def compute(self, unit, skip: set, devices: int, lead: bool, train: Callable) -> Decoded:
+    def compute(self, unit, skip: set, n_devices: int, lead: bool,
+                train: Callable) -> Decoded:
         """Runs one unit's trials not in ``skip`` and decodes their outcomes into rows."""
 
     def describe(self, unit) -> str:

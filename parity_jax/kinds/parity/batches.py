@@ -67,13 +67,13 @@ def _cost(cells: list[Cell]):
     return cost
 
 
-def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
+def make_plan(study: Study, memory_budget: int | None = None, n_devices: int = 1,
               shard: tuple[int, int] = (0, 1), whole: bool = False,
               platform: str | None = None, kernel: str | None = None) -> plan.Plan:
     """Deterministic batches for every trial of ``study`` (or of one shard of it).
 
-    ``devices``: the batch's groups are split over this many devices (G is a multiple of it
-    when G >= devices, or always with ``whole``: a multi-host job gives every device a share).
+    ``n_devices``: the batch's groups are split over this many devices (G is a multiple of it
+    when G >= n_devices, or always with ``whole``: a multi-host job gives every device a share).
     ``shard`` (i, N): only the groups whose index over the whole study is i mod N -- a
     deterministic 1/N of the trials, each in the very group it has in the unsharded plan.
     ``platform`` ("cpu" or an accelerator's; default: JAX's default backend) picks the group
@@ -160,13 +160,13 @@ def make_plan(study: Study, memory_budget: int | None = None, devices: int = 1,
         chunk = plan.chunk_groups(cpu, shape.layout, P, W,
                              study_groups=sum(math.ceil(len(v) / P) for v in streams.values()),
                              max_groups=max(1, free // model.per_group))
-        working = devices * chunk * (model.per_group - model.resident)
+        working = n_devices * chunk * (model.per_group - model.resident)
         g_mem = max(chunk, (free - working) // model.resident)
         # CPUs: a batch is also capped in neurons; accelerators: by memory alone
-        g_max = max(1, min(devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
+        g_max = max(1, min(n_devices * NEURON_BUDGET // (P * W), g_mem)) if cpu else g_mem
         g_max = max(chunk, chunk * (g_max // chunk))
         n_batches = math.ceil(len(groups) / g_max)
-        G = plan.round_groups(math.ceil(len(groups) / n_batches), chunk, devices, whole)
+        G = plan.round_groups(math.ceil(len(groups) / n_batches), chunk, n_devices, whole)
         n_batches = math.ceil(len(groups) / G)
         shape = dataclasses.replace(shape, G=G, chunk=chunk)
         for bi in range(n_batches):

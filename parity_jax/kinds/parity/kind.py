@@ -15,6 +15,7 @@ import numpy as np
 from parity_jax import costs, devices, plan, reduce, render, store
 from parity_jax.errors import ConfigError
 from parity_jax.kinds import Decoded
+from parity_jax.kinds.parity import sample
 from parity_jax.kinds.parity.batches import batch_inputs, make_plan
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Study, cell_record
 from parity_jax.kinds.parity.rows import SCHEMA, Row, read_curve, read_row
@@ -32,6 +33,7 @@ class ParityWork:
     def __init__(self, study: Study):
         self.study = study
         self.cells = study.cells()
+        sample.check_study(study, self.cells)  # every target's labels, before anything runs
 
     def data_ids(self) -> None:
         return None
@@ -39,8 +41,8 @@ class ParityWork:
     def plan_settings(self, memory_budget: int) -> dict:
         return {"memory_budget": memory_budget}
 
-    def plan(self, memory_budget, devices, shard, whole) -> plan.Plan:
-        return make_plan(self.study, memory_budget, devices, shard, whole=whole,
+    def plan(self, memory_budget, n_devices, shard, whole) -> plan.Plan:
+        return make_plan(self.study, memory_budget, n_devices, shard, whole=whole,
                          platform=jax.default_backend())
 
     def check_out(self, out: Path) -> None:

@@ -52,7 +52,7 @@ def _cost(cells: list):
 
 
 def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
-                      devices: int = 1, shard: tuple[int, int] = (0, 1),
+                      n_devices: int = 1, shard: tuple[int, int] = (0, 1),
                       whole: bool = False) -> plan.Plan:
     """Deterministic work units for every trial of a tabular study (or of one shard of it).
 
@@ -87,7 +87,7 @@ def make_tabular_plan(study: TabularStudy, datasets: dict[str, tuple[int, int]],
             chunk = plan.chunk_groups(jax.default_backend() == "cpu", "vmapped", 1, width,
                                  study_groups=len(trials), max_groups=cap)
             # whole: a multi-host job gives every device a share (see TabularWork.compute)
-            T = plan.round_groups(T, chunk, devices if whole else 1, whole)
+            T = plan.round_groups(T, chunk, n_devices if whole else 1, whole)
             shape = Shape(task=xy.XYTask(d=d, n_train=n_train, batch=c.batch), depth=depth,
                           W=width, G=T, P=1, eval_every=c.eval_every, loss="logistic",
                           step=opt, layout="vmapped", tracker="best_validation",
