@@ -17,7 +17,8 @@ class Results:
 
     ``cells()`` / ``trials()`` return lists of dicts, or pandas DataFrames with ``frame=True``.
     For a tabular store, ``trials()`` has one record per MLP trial and per tuned forest and
-    ``cells()`` the selected best of each family per (dataset, fraction) (``reduce.select``).
+    ``cells()`` the selected best of each family per (dataset, fraction)
+    (``kinds.tabular.report.select``).
     """
 
     def __init__(self, out: str | Path):
