@@ -106,12 +106,12 @@ def compute_frontier(records: list[dict], target: float = 0.5) -> list[dict]:
     """The data-compute frontier: per group (``compute_key``: target, metric, n, k and every
     setting but m, width and steps), the cells whose p reaches ``target`` that no cell of the
     group dominates in (m, median_compute) -- less data needs more compute, or not (offline
-    cells only). Groups in order of first appearance, each sorted by m."""
-    reached = [r for r in records if r["p"] is not None and r["p"] >= target
-               and r["m"] is not None and r.get("median_compute") is not None]
+    cells only). Groups in the order of the records, each sorted by m."""
     out = []
-    for rs in reduce.group(reached, [*_compute_fields(), "metric"], LATER_DEFAULTS).values():
-        out += sorted(reduce.pareto(rs, ("m", "median_compute")), key=lambda r: r["m"])
+    for rs in reduce.group(records, [*_compute_fields(), "metric"], LATER_DEFAULTS).values():
+        reached = [r for r in rs if r["p"] is not None and r["p"] >= target
+                   and r["m"] is not None and r.get("median_compute") is not None]
+        out += sorted(reduce.pareto(reached, ("m", "median_compute")), key=lambda r: r["m"])
     return out
 
 
