@@ -59,7 +59,8 @@ class Results:
 
     def frontier(self, target: float = 0.5, over: str = "m", frame: bool = False):
         """Per setting of every other field, the smallest ``over`` whose success probability
-        reaches ``target`` (a ConfigError for a kind without one: a tabular study)."""
+        reaches ``target`` (a ConfigError for a kind without one: a tabular study). ``reached``
+        tells a None ``over`` that reached it (an online cell: no m) from one that never did."""
         return _maybe_frame(self.study_kind.frontier(self, target, over), frame)
 
     def summary_table(self, target: float = 0.5) -> str:
