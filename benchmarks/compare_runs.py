@@ -20,17 +20,17 @@ FIELDS = ("trials", "successes", "median_first_hit")
 
 def compare(a: list[dict], b: list[dict]) -> dict:
     """Cell records (``Results.cells()``) of two runs of a study, compared field by field."""
-    from parity_jax import reduce
+    from parity_jax.kinds.parity.report import CELL_FIELDS
 
     def key(r: dict) -> tuple:
-        return tuple(r[f] for f in reduce.CELL_FIELDS)
+        return tuple(r[f] for f in CELL_FIELDS)
 
     ia, ib = {key(r): r for r in a}, {key(r): r for r in b}
     cells = sorted(set(ia) | set(ib), key=str)
-    varying = [i for i, f in enumerate(reduce.CELL_FIELDS) if len({k[i] for k in cells}) > 1]
+    varying = [i for i, f in enumerate(CELL_FIELDS) if len({k[i] for k in cells}) > 1]
     differences, missing = [], []
     for k in cells:
-        label = {reduce.CELL_FIELDS[i]: k[i] for i in varying}
+        label = {CELL_FIELDS[i]: k[i] for i in varying}
         ra, rb = ia.get(k), ib.get(k)
         if ra is None or rb is None:
             missing.append({"cell": label, "missing_in": "a" if ra is None else "b"})

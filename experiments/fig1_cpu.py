@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from parity_jax import Study, experiment, files, plots, reduce, render, run
+from parity_jax.kinds.parity import report as parity_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 def claims(cells: list[dict]) -> list[tuple[str, list[str]]]:
     n_w, down = experiment.decreases(cells, "width", ("init", "s", "m"))
     sig = [d for d in down if d[5]]
-    front = {(f["init"], f["width"]): f["m"] for f in reduce.frontier(cells, 0.5)}
+    front = {(f["init"], f["width"]): f["m"] for f in parity_report.frontier(cells, 0.5)}
     widths = sorted({w for _, w in front})
     rows = [[w, front.get(("dense", w)) or "-", front.get(("sparse", w)) or "-"]
             for w in widths]
@@ -53,11 +54,11 @@ def main(config: str | Path = HERE / "fig1_cpu.toml", out: str | Path = "runs/fi
     results = run(study, out, progress=progress)
     wall = time.perf_counter() - start
     cells = results.cells()
-    text = render.cells_table(cells)
+    text = parity_report.cells_table(cells)
     files.write_text(out / "report.txt", text + "\n")
     files.write_text(out / "report.json", json.dumps(cells, indent=1) + "\n")
     files.write_text(out / "report.csv", render.csv_text(cells))
-    pngs = plots.heatmaps(cells, out)
+    pngs = parity_report.heatmaps(cells, out)
     curve_lines = []
     if curves_config:
         curves = run(Study.from_toml(curves_config), out / "curves", progress=progress)

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from parity_jax import ConfigError, Study, experiment, files, reduce, render, run
+from parity_jax import ConfigError, Study, experiment, files, render, run
 from parity_jax.config import read_toml
+from parity_jax.kinds.parity import report as parity_report
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("task", "model", "train")
@@ -114,14 +115,14 @@ def _gflop(x) -> str:
 
 
 def frontier_lines(cells: list[dict], target: float = 0.5) -> list[str]:
-    """Per init: the data-compute frontier (``reduce.compute_frontier``): the cells reaching
+    """Per init: the data-compute frontier (``parity_report.compute_frontier``): the cells reaching
     p >= target that no other needs both less data and less compute for."""
     lines = []
     for init in ("dense", "sparse"):
         cs = [c for c in cells if c["init"] == init]
         if not cs:
             continue
-        front = reduce.compute_frontier(cs, target)
+        front = parity_report.compute_frontier(cs, target)
         lines.append(f"  - {render.init_label(cs[0])}: " + ("; ".join(
             f"m = {r['m']}: {_gflop(r['median_compute'])} GFLOP (width {r['width']})"
             for r in front) if front else f"no cell reaches p >= {target:g}"))

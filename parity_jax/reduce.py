@@ -1,24 +1,18 @@
-"""Reduction of trial outcomes: per-cell success probability, intervals, medians, frontiers."""
+"""Statistics of trial outcomes, whatever kind of study they come from: Wilson and Student-t
+intervals, the smallest setting reaching a success probability, Pareto sets, the parallel-search
+fit, steps to a target, curve quantiles. Records are plain dicts; the fields to group or compare
+on are arguments (each kind's report names its own). Imports nothing of the package."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from parity_jax.kinds.parity.config import LATER_DEFAULTS, Cell
-
 Z95 = 1.959963984540054
-
-# Every cell setting, in report order (docs/DESIGN.md §4.4 fields first).
-CELL_FIELDS = tuple(
-    ["n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps"]
-    + [f.name for f in dataclasses.fields(Cell) if f.name not in
-       ("n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps")]
-)
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -32,59 +26,32 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
-    """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
-    diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
-    normalized test MSE of a real-valued target) and ``median_compute`` (the median training
-    FLOPs to the first hit over the successful trials, ``costs.flops_to_step``).
-
-    cells: store cell records (with key "cell"); trials: store trial records.
-    """
-    from parity_jax import (
-        costs,  # JAX: not when the command line merely starts
-        targets,
-    )
-
-    by_cell: dict[int, list[dict]] = defaultdict(list)
-    for t in trials:
-        by_cell[t["cell"]].append(t)
-    records = []
-    for c in cells:
-        ts = by_cell.get(c["cell"], [])
-        hits = [t["first_hit"] for t in ts if t["success"]]
-        lo, hi = wilson(len(hits), len(ts))
-        rec = {"cell": c["cell"], **{f: c.get(f, LATER_DEFAULTS.get(f)) for f in CELL_FIELDS}}
-        rec.update(
-            trials=len(ts),
-            successes=len(hits),
-            p=len(hits) / len(ts) if ts else None,
-            ci_low=lo,
-            ci_high=hi,
-            median_first_hit=float(np.median(hits)) if hits else None,
-            diverged=sum(bool(t["diverged"]) for t in ts),
-            metric=targets.metric(rec["target"]),
-            median_compute=float(np.median([costs.flops_to_step(h, **c) for h in hits]))
-            if hits else None,
-        )
-        records.append(rec)
-    return records
-
-
-def frontier(records: list[dict], target: float = 0.5, over: str = "m") -> list[dict]:
-    """Per setting of every other field: the smallest value of ``over`` whose p >= target.
-
-    Returns one record per group with the group's settings and ``over`` = that value, or None
-    when no value reaches the target.
-    """
-    keep = [f for f in CELL_FIELDS if f != over]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def group(records: Sequence[Mapping], by: Sequence[str],
+          defaults: Mapping | None = None) -> dict[tuple, list]:
+    """The records grouped by their values of the fields ``by`` (a missing field: its value in
+    ``defaults``, else None), groups in order of first appearance."""
+    defaults = defaults or {}
+    groups: dict[tuple, list] = defaultdict(list)
     for r in records:
-        groups[tuple(r.get(f, LATER_DEFAULTS.get(f)) for f in keep)].append(r)
+        groups[tuple(r.get(f, defaults.get(f)) for f in by)].append(r)
+    return groups
+
+
+def smallest_reaching(records: Sequence[Mapping], by: Sequence[str], over: str,
+                      target: float = 0.5, defaults: Mapping | None = None) -> list[dict]:
+    """Per setting of the fields ``by``: the smallest value of ``over`` whose p >= ``target``.
+
+    Returns one record per group: its settings, ``over`` = that value (None when no value
+    reaches the target, or when the one that does is None), ``reached`` (whether some record
+    of the group reaches the target: a None ``over`` that reached it -- an online cell's m --
+    is told apart from one that never did) and ``p_target``.
+    """
     out = []
-    for key, rs in groups.items():
+    for key, rs in group(records, by, defaults).items():
         reached = [r[over] for r in rs if r["p"] is not None and r["p"] >= target]
-        out.append({**dict(zip(keep, key, strict=True)), over: min(reached) if reached else None,
-                    "p_target": target})
+        values = [v for v in reached if v is not None]
+        out.append({**dict(zip(by, key, strict=True)), over: min(values) if values else None,
+                    "reached": bool(reached), "p_target": target})
     return out
 
 
@@ -125,14 +92,6 @@ def steps_to_target(first_hits: list, trials: int, target: float = 0.5) -> int |
     if trials == 0 or need > len(hits):
         return None
     return int(hits[max(need, 1) - 1])
-
-
-def compute_frontier(records: list[dict], target: float = 0.5) -> list[dict]:
-    """The data-compute frontier: among cells whose p reaches ``target``, those not dominated
-    in (m, median_compute) -- less data needs more compute, or not (offline cells only)."""
-    reached = [r for r in records if r["p"] is not None and r["p"] >= target
-               and r["m"] is not None and r.get("median_compute") is not None]
-    return sorted(pareto(reached, ("m", "median_compute")), key=lambda r: r["m"])
 
 
 def pareto(points: list[dict], axes: tuple[str, ...] = ("m", "width", "steps")) -> list[dict]:
@@ -185,7 +144,7 @@ def curve_summary(curves: list[dict]) -> list[dict]:
     return out
 
 
-# ---- tabular benchmark: model selection and error intervals ---------------------------------
+# ---- error intervals ---------------------------------------------------------------------
 
 
 def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -200,42 +159,3 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return mean, mean - half, mean + half
-
-
-def family(r: dict) -> str:
-    """'dense', 'sparse' (any s) or 'forest': what one line of the tabular table compares."""
-    return "forest" if r["model"] == "forest" else r["init"]
-
-
-def select(records: list[dict],
-           config: tuple[str, ...] = ("width", "depth", "s", "optimizer", "lr"),
-           within: tuple[str, ...] = ("dataset", "fraction")) -> list[dict]:
-    """Model selection as in the paper: per ``within`` group and family (dense MLP, sparse MLP,
-    forest), the ``config`` setting with the lowest median validation loss over its seeds
-    (forests: already tuned per seed, so all of them). Returns one record per group and family:
-    the settings, ``seeds``, ``diverged`` (seeds without a test error, left out of the mean),
-    ``test_error`` (mean) with a 95% t-interval ``ci_low``/``ci_high`` (clipped to [0, 1]),
-    ``val_loss`` (median) and ``m``."""
-    groups: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        fam = family(r)
-        cfg = () if fam == "forest" else tuple(r.get(c) for c in config)
-        groups[tuple(r[w] for w in within) + (fam,)][cfg].append(r)
-    out = []
-    for key, configs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-
-        def median_val(rs):
-            v = [r["val_loss"] if r["val_loss"] is not None else math.inf for r in rs]
-            return float(np.median(v))
-
-        cfg, rs = min(configs.items(), key=lambda kv: (median_val(kv[1]), str(kv[0])))
-        mean, lo, hi = mean_interval([r["test_error"] for r in rs])
-        lo, hi = max(lo, 0.0), min(hi, 1.0)  # an error rate's interval stays in [0, 1]
-        rec = dict(zip(within + ("family",), key, strict=True))
-        rec.update(dict(zip(config, cfg, strict=False)) if cfg else {})
-        # diverged trials (no test error) are left out of the mean and counted apart
-        diverged = sum(r["test_error"] is None for r in rs)
-        rec.update(m=rs[0]["m"], seeds=len(rs), diverged=diverged, val_loss=median_val(rs),
-                   test_error=mean, ci_low=lo, ci_high=hi, configs=len(configs))
-        out.append(rec)
-    return out

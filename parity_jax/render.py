@@ -1,10 +1,10 @@
-"""Text output, in one place: plain-text and markdown tables, CSV, number formats, init labels,
-one-line error text.
+"""Text output, in one place: plain-text and markdown tables, CSV, number formats, sizes, init
+labels. It knows no kind of study: what a kind's table holds is its report's
+(``kinds/<kind>/report.py``).
 
-Tables come back as a list of lines (``"\\n".join`` them to print); ``cells_table`` and
-``csv_text`` return the whole text. A table's rows are dicts (a column's value is
-``row.get(col)``) or sequences (one value per column, in order), each value formatted by ``fmt``
-(strings pass through as they are).
+Tables come back as a list of lines (``"\\n".join`` them to print); ``csv_text`` returns the
+whole text. A table's rows are dicts (a column's value is ``row.get(col)``) or sequences (one
+value per column, in order), each value formatted by ``fmt`` (strings pass through as they are).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
-
-from parity_jax import reduce
 
 Row = Mapping | Sequence
 
@@ -107,41 +105,3 @@ def csv_text(records: Sequence[Mapping]) -> str:
     writer.writeheader()
     writer.writerows(records)
     return buf.getvalue()
-
-
-def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
-    """Cell records (``Results.cells()``) as a plain-text table -- the settings that vary, then
-    trials, successes, p, the 95% interval and the median first hit -- followed by the
-    frontier: per setting of the other varying fields, the smallest m with p >= ``target``."""
-    varying = [f for f in reduce.CELL_FIELDS if len({r[f] for r in records}) > 1]
-    keys = varying or ["width", "m", "init"]
-    # what success measured, where a real-valued target's normalized MSE is among it
-    metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
-    cols = keys + metric + ["trials", "successes", "p", "95% CI", "median_first_hit",
-                            "TFLOP to hit"]
-    rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
-             "-" if r["p"] is None else f"{r['p']:.2f}",
-             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"],
-             _tflop(r.get("median_compute"))]
-            for r in records]
-    lines = text_table(rows, cols)
-    fkeys = [k for k in keys if k != "m"]
-    if fkeys and "m" in keys:
-        lines += ["", f"frontier: smallest m with p >= {target:g}"]
-        for f in reduce.frontier(list(records), target):
-            label = "  ".join(f"{k}={format_value(f[k])}" for k in fkeys)
-            lines.append(f"  {label}:  m = {format_value(f['m'])}")
-    front = reduce.compute_frontier(list(records), target) if "m" in keys else []
-    if front:
-        lines += ["", f"data-compute frontier (p >= {target:g}): no other cell has less m and "
-                      "fewer TFLOP to hit"]
-        for r in front:
-            label = "  ".join(f"{k}={format_value(r[k])}" for k in keys if k != "m")
-            lines.append(f"  m = {format_value(r['m'])}:  {_tflop(r['median_compute'])} TFLOP"
-                         f"  ({label})")
-    return "\n".join(lines)
-
-
-def _tflop(flops: float | None) -> str:
-    """FLOPs as TFLOP, three significant digits ("-": none)."""
-    return "-" if flops is None else f"{flops / 1e12:.3g}"

@@ -17,7 +17,8 @@ class Results:
 
     ``cells()`` / ``trials()`` return lists of dicts, or pandas DataFrames with ``frame=True``.
     For a tabular store, ``trials()`` has one record per MLP trial and per tuned forest and
-    ``cells()`` the selected best of each family per (dataset, fraction) (``reduce.select``).
+    ``cells()`` the selected best of each family per (dataset, fraction)
+    (``kinds.tabular.report.select``).
     """
 
     def __init__(self, out: str | Path):
@@ -58,7 +59,8 @@ class Results:
 
     def frontier(self, target: float = 0.5, over: str = "m", frame: bool = False):
         """Per setting of every other field, the smallest ``over`` whose success probability
-        reaches ``target`` (a ConfigError for a kind without one: a tabular study)."""
+        reaches ``target`` (a ConfigError for a kind without one: a tabular study). ``reached``
+        tells a None ``over`` that reached it (an online cell: no m) from one that never did."""
         return _maybe_frame(self.study_kind.frontier(self, target, over), frame)
 
     def summary_table(self, target: float = 0.5) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from parity_jax import cli, doctor, kernel, reduce
+from parity_jax import cli, doctor, kernel
+from parity_jax.kinds.parity.report import CELL_FIELDS
 
 
 @pytest.mark.slow
@@ -172,7 +173,7 @@ def test_compare_runs_reports_each_field_that_differs_per_cell():
     spec.loader.exec_module(compare_runs)
 
     def cell(width, m, trials=16, successes=4, hit=500):
-        return {**{f: 0 for f in reduce.CELL_FIELDS}, "width": width, "m": m,
+        return {**{f: 0 for f in CELL_FIELDS}, "width": width, "m": m,
                 "trials": trials, "successes": successes, "median_first_hit": hit}
 
     a = [cell(10, 200), cell(10, 500), cell(100, 200)]

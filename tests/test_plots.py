@@ -1,10 +1,13 @@
-"""plots: figures drawn without pyplot; importing the module chooses no matplotlib backend."""
+"""plots: figures drawn without pyplot; importing the module chooses no matplotlib backend (what
+a parity study draws: tests/test_report_parity.py)."""
 
 import os
 import subprocess
 import sys
 
-from parity_jax import plots, reduce
+import numpy as np
+
+from parity_jax import plots
 
 
 def test_importing_plots_chooses_no_backend():
@@ -17,10 +20,8 @@ def test_importing_plots_chooses_no_backend():
     assert done.returncode == 0 and done.stdout.split() == ["False", "None"], done.stderr
 
 
-def test_heatmaps_write_one_png_per_init(tmp_path):
-    base = {f: 0 for f in reduce.CELL_FIELDS} | {"n": 20, "k": 3, "s": 0}
-    records = [base | {"init": init, "s": s, "width": w, "m": m, "p": w * m / 1000}
-               for init, s in (("dense", 0), ("sparse", 2)) for w in (8, 16) for m in (10, 40)]
-    paths = plots.heatmaps(records, tmp_path)
-    assert [p.name for p in paths] == ["heatmap_dense.png", "heatmap_sparse-s2.png"]
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+def test_heatmap_draws_a_probability_grid(tmp_path):
+    grid = np.array([[0.0, 0.5], [np.nan, 1.0]])
+    path = plots.heatmap(grid, ["10", "40"], ["8", "16"], tmp_path / "h.png", target=0.5,
+                         xlabel="m", ylabel="width", title="t")
+    assert path == tmp_path / "h.png" and path.read_bytes().startswith(b"\x89PNG")

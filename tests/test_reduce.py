@@ -1,5 +1,5 @@
-"""Reducer: Wilson bounds against known values; frontier on a hand-made table; tabular model
-selection by median validation loss."""
+"""reduce: Wilson bounds against known values, the generic frontier and Pareto helpers, the
+luck fit, steps to a target, curve quantiles, t intervals."""
 
 
 import numpy as np
@@ -29,46 +29,16 @@ def test_wilson_no_trials_is_uninformative():
     assert reduce.wilson(0, 0) == (0.0, 1.0)
 
 
-def _cell(i, width, m, init, s=None, lr=0.1):
-    return {"cell": i, "n": 50, "k": 3, "width": width, "depth": 1, "m": m, "init": init,
-            "s": s, "lr": lr, "wd": 0.01, "loss": "hinge", "steps": 1000, "n_test": 100,
-            "noise": 0.0, "batch": 32, "eval_every": 100, "threshold": 0.1,
-            "stop_on_success": True, "vary": "both", "data_seed": 0, "init_seed": 0}
-
-
-def test_summarize_counts_successes_and_median_first_hit():
-    cells = [_cell(0, 10, 100, "dense"), _cell(1, 10, 200, "dense")]
-    trials = [
-        {"cell": 0, "seed": 0, "success": True, "first_hit": 300, "diverged": False},
-        {"cell": 0, "seed": 1, "success": False, "first_hit": None, "diverged": True},
-        {"cell": 0, "seed": 2, "success": True, "first_hit": 500, "diverged": False},
-        {"cell": 0, "seed": 3, "success": True, "first_hit": 900, "diverged": False},
-    ]
-    recs = reduce.summarize(cells, trials)
-    assert recs[0]["trials"] == 4 and recs[0]["successes"] == 3 and recs[0]["p"] == 0.75
-    assert recs[0]["median_first_hit"] == 500 and recs[0]["diverged"] == 1
-    assert (recs[0]["ci_low"], recs[0]["ci_high"]) == pytest.approx(reduce.wilson(3, 4))
-    assert recs[1]["trials"] == 0 and recs[1]["p"] is None and recs[1]["median_first_hit"] is None
-
-
-def test_frontier_on_a_hand_made_table():
-    table = [  # (width, init, m, p)
-        (10, "dense", 100, 0.0), (10, "dense", 200, 0.2), (10, "dense", 400, 0.4),
-        (100, "dense", 100, 0.1), (100, "dense", 200, 0.6), (100, "dense", 400, 0.4),
-        (100, "sparse", 100, 0.5), (100, "sparse", 200, 0.9), (100, "sparse", 400, 1.0),
-    ]
-    recs = [{**_cell(i, w, m, init, s=2 if init == "sparse" else None), "p": p}
-            for i, (w, init, m, p) in enumerate(table)]
-    front = {(f["width"], f["init"]): f["m"] for f in reduce.frontier(recs, target=0.5)}
-    # non-monotone p (double descent) still gives the smallest m that reaches the target
-    assert front == {(10, "dense"): None, (100, "dense"): 200, (100, "sparse"): 100}
-    front9 = {(f["width"], f["init"]): f["m"] for f in reduce.frontier(recs, target=0.9)}
-    assert front9 == {(10, "dense"): None, (100, "dense"): None, (100, "sparse"): 200}
-    # the frontier keeps other settings apart (lr here)
-    recs.append({**_cell(99, 10, 400, "dense", lr=0.5), "p": 1.0})
-    front = reduce.frontier(recs, target=0.5)
-    assert {(f["width"], f["lr"]): f["m"] for f in front if f["init"] == "dense"} == {
-        (10, 0.1): None, (100, 0.1): 200, (10, 0.5): 400}
+def test_smallest_reaching_groups_by_the_given_fields():
+    recs = [{"w": 1, "m": 100, "p": 0.2}, {"w": 1, "m": 200, "p": 0.7}, {"w": 1, "m": 400,
+             "p": 0.9}, {"w": 2, "m": 100, "p": 0.0}, {"w": 3, "m": None, "p": 1.0}]
+    front = reduce.smallest_reaching(recs, ["w"], "m", target=0.5)
+    assert front == [{"w": 1, "m": 200, "reached": True, "p_target": 0.5},
+                     {"w": 2, "m": None, "reached": False, "p_target": 0.5},
+                     {"w": 3, "m": None, "reached": True, "p_target": 0.5}]
+    # a field a record lacks takes its default
+    assert reduce.group([{"a": 1}, {"a": 1, "b": 2}], ["a", "b"], {"b": 2}) == {
+        (1, 2): [{"a": 1}, {"a": 1, "b": 2}]}
 
 
 def test_fit_q_recovers_the_per_neuron_probability_from_exact_tables():
@@ -131,22 +101,7 @@ def test_curve_summary_holds_stopped_curves_at_their_last_value():
     assert np.isnan(s[1]["test_error_median"][0])
 
 
-def test_select_picks_the_lowest_median_validation_loss_per_family():
-    def rec(init, lr, seed, val, test):
-        return {"model": "mlp", "dataset": "d", "fraction": 0.1, "m": 10, "init": init,
-                "s": None if init == "dense" else 2, "width": 10, "depth": 1,
-                "optimizer": "sgd", "lr": lr, "seed": seed, "val_loss": val, "test_error": test}
-
-    records = [rec("dense", 0.1, i, v, 0.3) for i, v in enumerate([0.5, 0.6, 9.0])]
-    records += [rec("dense", 0.2, i, v, 0.2) for i, v in enumerate([0.55, 0.58, 0.59])]
-    records += [rec("sparse", 0.1, i, None, 0.1) for i in range(3)]  # diverged: never best
-    records += [rec("sparse", 0.2, i, 1.0, 0.4 + 0.1 * i) for i in range(3)]
-    records += [{"model": "forest", "dataset": "d", "fraction": 0.1, "m": 10, "seed": i,
-                 "val_loss": 0.3, "test_error": 0.25} for i in range(3)]
-    best = {r["family"]: r for r in reduce.select(records)}
-    assert best["dense"]["lr"] == 0.2 and best["dense"]["val_loss"] == 0.58
-    assert best["sparse"]["lr"] == 0.2
-    assert best["sparse"]["test_error"] == pytest.approx(0.5)
-    assert best["sparse"]["ci_low"] < 0.5 < best["sparse"]["ci_high"]
-    assert best["forest"]["test_error"] == 0.25 and best["forest"]["seeds"] == 3
+def test_mean_interval():
     assert reduce.mean_interval([0.2]) == (0.2, 0.2, 0.2)
+    mean, lo, hi = reduce.mean_interval([0.1, 0.2, None, float("nan"), 0.3])
+    assert mean == pytest.approx(0.2) and lo < 0.2 < hi

@@ -1,77 +1,10 @@
-"""render: the tables, CSV, number formats and init labels every report shares, byte for byte."""
+"""render: the tables, CSV, number formats and init labels every report shares, byte for byte
+(what a parity report prints: tests/test_report_parity.py)."""
 
 
 import pytest
 
-from parity_jax import errors, reduce, render
-
-
-def _record(width, m, init, successes, first_hit):
-    r = {"cell": 0, **{f: None for f in reduce.CELL_FIELDS}}
-    r.update(n=50, k=3, width=width, depth=1, m=m, init=init,
-             s=None if init == "dense" else 2, lr=0.1, wd=0.01, loss="hinge", steps=10000,
-             batch=32, n_test=2000, eval_every=100,
-             trials=16, successes=successes, p=successes / 16,
-             ci_low=0.0 if successes == 0 else 0.39, ci_high=0.19 if successes == 0 else 0.82,
-             median_first_hit=first_hit, diverged=0, metric="error",
-             # the median trial's FLOPs to its hit, counted by hand: 4 B r (n + 2) a step,
-             # 2 r (n + 1) per test row at each evaluation (hit / 100 of them, n_test 2000)
-             median_compute=None if first_hit is None else
-             first_hit * 4 * 32 * width * 52 + -(-first_hit // 100) * 2000 * 2 * width * 51)
-    return r
-
-
-RECORDS = [_record(10, 1000, "dense", 1, 4700.0), _record(10, 1000, "sparse", 2, 2000.0),
-           _record(1000, 1000, "dense", 10, 8200.0), _record(1000, 1000, "sparse", 16, 3650.0),
-           _record(10, 2000, "dense", 9, 4700.0), _record(10, 2000, "sparse", 0, None),
-           _record(1000, 2000, "dense", 16, 2750.0), _record(1000, 2000, "sparse", 16, 1150.5)]
-
-# What `parity-jax report` prints for these records (the TFLOP column and the data-compute
-# frontier added with the compute axis; the rest as before render existed).
-CELLS_TABLE = """\
-width     m    init  s  trials  successes     p        95% CI  median_first_hit  TFLOP to hit
-   10  1000   dense  -      16          1  0.06  [0.39, 0.82]              4700      0.000409
-   10  1000  sparse  2      16          2  0.12  [0.39, 0.82]              2000      0.000174
- 1000  1000   dense  -      16         10  0.62  [0.39, 0.82]              8200        0.0713
- 1000  1000  sparse  2      16         16  1.00  [0.39, 0.82]              3650        0.0318
-   10  2000   dense  -      16          9  0.56  [0.39, 0.82]              4700      0.000409
-   10  2000  sparse  2      16          0  0.00  [0.00, 0.19]                 -             -
- 1000  2000   dense  -      16         16  1.00  [0.39, 0.82]              2750         0.024
- 1000  2000  sparse  2      16         16  1.00  [0.39, 0.82]          1.15e+03        0.0101
-
-frontier: smallest m with p >= 0.5
-  width=10  init=dense  s=-:  m = 2000
-  width=10  init=sparse  s=2:  m = -
-  width=1000  init=dense  s=-:  m = 1000
-  width=1000  init=sparse  s=2:  m = 1000
-
-data-compute frontier (p >= 0.5): no other cell has less m and fewer TFLOP to hit
-  m = 1000:  0.0318 TFLOP  (width=1000  init=sparse  s=2)
-  m = 2000:  0.000409 TFLOP  (width=10  init=dense  s=-)"""
-
-
-def test_cells_table_settings_statistics_and_frontier():
-    assert render.cells_table(RECORDS) == CELLS_TABLE
-
-
-def test_cells_table_without_m_varying_has_no_frontier():
-    assert render.cells_table(RECORDS[:2], 0.25) == (
-        "  init  s  trials  successes     p        95% CI  median_first_hit  TFLOP to hit\n"
-        " dense  -      16          1  0.06  [0.39, 0.82]              4700      0.000409\n"
-        "sparse  2      16          2  0.12  [0.39, 0.82]              2000      0.000174")
-
-
-def test_cells_table_frontier_target():
-    lines = render.cells_table(RECORDS, target=0.6).splitlines()
-    assert lines[-4:] == ["", "data-compute frontier (p >= 0.6): no other cell has less m and "
-                          "fewer TFLOP to hit",
-                          "  m = 1000:  0.0318 TFLOP  (width=1000  init=sparse  s=2)",
-                          "  m = 2000:  0.0101 TFLOP  (width=1000  init=sparse  s=2)"]
-    assert lines[-9:-4] == ["frontier: smallest m with p >= 0.6",
-                          "  width=10  init=dense  s=-:  m = -",
-                          "  width=10  init=sparse  s=2:  m = -",
-                          "  width=1000  init=dense  s=-:  m = 1000",
-                          "  width=1000  init=sparse  s=2:  m = 1000"]
+from parity_jax import errors, render
 
 
 def test_text_table_right_aligned_from_lists_or_dicts():
@@ -87,7 +20,9 @@ def test_text_table_right_aligned_from_lists_or_dicts():
 
 
 def test_markdown_table():
-    assert render.markdown_table(RECORDS[:2], ["init", "s", "p", "median_first_hit", "nope"]) == [
+    records = [{"init": "dense", "s": None, "p": 0.0625, "median_first_hit": 4700.0},
+               {"init": "sparse", "s": 2, "p": 0.125, "median_first_hit": 2000.0}]
+    assert render.markdown_table(records, ["init", "s", "p", "median_first_hit", "nope"]) == [
         "| init | s | p | median_first_hit | nope |",
         "|---|---|---|---|---|",
         "| dense | - | 0.0625 | 4.7e+03 | - |",

@@ -12,10 +12,9 @@ from typing import ClassVar
 import jax
 import numpy as np
 
-from parity_jax import costs, devices, plan, reduce, render, store
-from parity_jax.errors import ConfigError
+from parity_jax import devices, plan, store
 from parity_jax.kinds import Decoded
-from parity_jax.kinds.parity import sample
+from parity_jax.kinds.parity import report, sample
 from parity_jax.kinds.parity.batches import batch_inputs, make_plan
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Study, cell_record
 from parity_jax.kinds.parity.rows import SCHEMA, Row, read_curve, read_row
@@ -121,28 +120,19 @@ class ParityKind:
         return {**row._asdict(), "success": bool(row.success), "diverged": bool(row.diverged)}
 
     def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
-        return reduce.summarize(cells, trials)
+        return report.summarize(cells, trials)
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
-        # each successful trial's compute: its training FLOPs to its first hit
-        return [{**cells[t["cell"]], **t, "compute": None if t["first_hit"] is None else
-                 costs.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
+        return report.trial_records(cells, trials)
 
     def frontier(self, results, target: float, over: str) -> list[dict]:
-        if isinstance(target, bool) or not isinstance(target, int | float) \
-                or not 0 < target <= 1:
-            raise ConfigError(f"target = {target!r}: must be a number in (0, 1]")
-        if over not in reduce.CELL_FIELDS:
-            raise ConfigError(f"over = {over!r}: must be one of {', '.join(reduce.CELL_FIELDS)}")
-        return reduce.frontier(results.cells(), target, over)
+        return report.checked_frontier(results.cells(), target, over)
 
     def summary_table(self, records: list[dict], target: float) -> str:
-        return render.cells_table(records, target)
+        return report.cells_table(records, target)
 
     def plot(self, records: list[dict], out: Path, target: float) -> list[Path]:
-        from parity_jax import plots  # matplotlib: only when figures are made
-
-        return plots.heatmaps(records, out, target)
+        return report.heatmaps(records, out, target)
 
 
 KIND = ParityKind()

@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import costs, datasets, devices, errors, keys, plan, reduce, render, store
+from parity_jax import costs, datasets, devices, errors, keys, plan, store
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
 from parity_jax.kinds import Decoded
+from parity_jax.kinds.tabular import report
 from parity_jax.kinds.tabular.config import TabularStudy
 from parity_jax.tasks import xy
 
@@ -207,23 +208,6 @@ def _real(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-_MLP_FIELDS = ("dataset", "fraction", "m", "init", "s", "lr", "seed", "width", "depth",
-               "optimizer", "val_loss", "val_error", "test_error", "best_step",
-               "final_test_error", "diverged")
-_FOREST_FIELDS = ("dataset", "fraction", "m", "seed", "val_error", "val_loss", "test_error")
-COLUMNS = ["dataset", "fraction", "family", "m", "seeds", "diverged", "test_error", "ci_low",
-           "ci_high", "width", "depth", "s", "optimizer", "lr"]
-
-
-def _record(cell: dict, trial: dict) -> dict:
-    """A stored tabular trial as the benchmark's record ({"model": "mlp" | "forest", ...})."""
-    both = {**cell, **trial}
-    if cell["model"] == "forest":
-        return {"model": "forest", **{f: both[f] for f in _FOREST_FIELDS},
-                "params": trial.get("params"), "iterations": cell["iterations"]}
-    return {"model": "mlp", **{f: both[f] for f in _MLP_FIELDS}}
-
-
 # -- the kind ----------------------------------------------------------------------------------
 
 class TabularWork:
@@ -373,23 +357,19 @@ class TabularKind:
         return d
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
-        return [_record(cells[t["cell"]], t) for t in trials]
+        return report.trial_records(cells, trials)
 
     def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
-        by_id = {c["cell"]: c for c in cells}
-        return reduce.select(self.trials(by_id, trials))
+        return report.summarize(cells, trials)
 
     def frontier(self, results, target: float, over: str) -> list[dict]:
-        raise ConfigError(f"frontier: {results.out} holds a tabular study, which has no "
-                          "success probability; its comparison is cells() (the selected "
-                          "models per dataset and fraction)")
+        raise report.no_frontier(results.out)
 
     def summary_table(self, records: list[dict], target: float) -> str:
-        return "\n".join(render.text_table(records, COLUMNS))
+        return report.summary_table(records)
 
     def plot(self, records: list[dict], out: Path, target: float) -> list[Path]:
-        raise ConfigError(f"dir: {out} holds a tabular study; its figures come from "
-                          "experiments/tabular.py")
+        raise report.no_plot(out)
 
 
 KIND = TabularKind()

@@ -1,0 +1,245 @@
+"""The parity kind's report: per-cell summaries (``Results.cells``), per-trial records, the
+m-frontier and the data-compute frontier, the summary table ``run`` and ``report`` print, and
+the success heatmaps ``plot`` writes (matplotlib imported only then).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from parity_jax import errors, files, reduce, render, targets
+from parity_jax.errors import ConfigError
+from parity_jax.kinds.parity.config import Cell, later_defaults
+
+_FIRST = ("n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps")
+
+
+def cell_fields() -> tuple[str, ...]:
+    """Every cell setting, in report order (docs/DESIGN.md §4.4 fields first), each target
+    parameter a field of its own (the registered targets' too)."""
+    return tuple([*_FIRST, *(f.name for f in dataclasses.fields(Cell)
+                             if f.name not in _FIRST and f.name != "params"),
+                  *targets.param_names()])
+
+
+CELL_FIELDS = cell_fields()  # the built-in targets' (``cell_fields()``: the registered ones too)
+# What the data-compute frontier trades off (m against compute) or lets vary inside a group
+# (the width and the step budget that reach it); every other setting is one group.
+COMPUTE_FREE = ("m", "width", "steps")
+
+
+def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
+    """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
+    diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
+    normalized test MSE of a real-valued target) and ``median_compute`` (the median training
+    FLOPs to the first hit over the successful trials, ``costs.flops_to_step``).
+
+    cells: store cell records (with key "cell"); trials: store trial records.
+    """
+    from parity_jax import costs  # JAX: not when the command line merely starts
+
+    by_cell = reduce.group(trials, ["cell"])
+    fields, defaults = cell_fields(), later_defaults()
+    records = []
+    for c in cells:
+        ts = by_cell.get((c["cell"],), [])
+        hits = [t["first_hit"] for t in ts if t["success"]]
+        lo, hi = reduce.wilson(len(hits), len(ts))
+        rec = {"cell": c["cell"], **{f: c.get(f, defaults.get(f)) for f in fields}}
+        rec.update(
+            trials=len(ts),
+            successes=len(hits),
+            p=len(hits) / len(ts) if ts else None,
+            ci_low=lo,
+            ci_high=hi,
+            median_first_hit=float(np.median(hits)) if hits else None,
+            diverged=sum(bool(t["diverged"]) for t in ts),
+            metric=targets.metric(rec["target"]),
+            median_compute=float(np.median([costs.flops_to_step(h, **c) for h in hits]))
+            if hits else None,
+        )
+        records.append(rec)
+    return records
+
+
+def trial_records(cells: Mapping[int, dict], trials: list[dict]) -> list[dict]:
+    """``Results.trials``: each trial with its cell's settings and ``compute``, its training
+    FLOPs to its first hit (None if it never hit)."""
+    from parity_jax import costs  # JAX: not when the command line merely starts
+
+    return [{**cells[t["cell"]], **t, "compute": None if t["first_hit"] is None else
+             costs.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
+
+
+def frontier(records: list[dict], target: float = 0.5, over: str = "m") -> list[dict]:
+    """Per setting of every other field: the smallest value of ``over`` whose p >= target.
+
+    Returns one record per group with the group's settings, ``over`` = that value (None when
+    none reaches the target), ``reached`` and ``p_target``. ``reached`` tells the two kinds of
+    None m apart: an online cell (no m: fresh samples every step) that reaches the target has
+    m = None and ``reached`` True; a setting that never reaches it has ``reached`` False.
+    """
+    keep = [f for f in cell_fields() if f != over]
+    return reduce.smallest_reaching(records, keep, over, target, later_defaults())
+
+
+def checked_frontier(records: list[dict], target: float, over: str) -> list[dict]:
+    """``Results.frontier``: ``frontier`` after checking the caller's ``target`` and ``over``."""
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
+        raise ConfigError(f"target = {target!r}: must be a number in (0, 1]")
+    if over not in cell_fields():
+        raise ConfigError(f"over = {over!r}: must be one of {', '.join(cell_fields())}")
+    return frontier(records, target, over)
+
+
+def compute_key(record: Mapping) -> tuple:
+    """The data-compute frontier's group of a cell: its target, metric, n, k and every other
+    setting but m, width and steps."""
+    return tuple(record.get(f, later_defaults().get(f))
+                 for f in (*_compute_fields(), "metric"))
+
+
+def _compute_fields() -> list[str]:
+    return [f for f in cell_fields() if f not in COMPUTE_FREE]
+
+
+def compute_frontier(records: list[dict], target: float = 0.5) -> list[dict]:
+    """The data-compute frontier: per group (``compute_key``: target, metric, n, k and every
+    setting but m, width and steps), the cells whose p reaches ``target`` that no cell of the
+    group dominates in (m, median_compute) -- less data needs more compute, or not (offline
+    cells only). Groups in the order of the records, each sorted by m."""
+    out = []
+    for rs in reduce.group(records, [*_compute_fields(), "metric"], later_defaults()).values():
+        reached = [r for r in rs if r["p"] is not None and r["p"] >= target
+                   and r["m"] is not None and r.get("median_compute") is not None]
+        out += sorted(reduce.pareto(reached, ("m", "median_compute")), key=lambda r: r["m"])
+    return out
+
+
+def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
+    """Cell records (``Results.cells()``) as a plain-text table -- the settings that vary, then
+    trials, successes, p, the 95% interval and the median first hit -- followed by the
+    frontier: per setting of the other varying fields, the smallest m with p >= ``target``
+    ("online" where an online cell reaches it: it has no m), and the data-compute frontier
+    per setting of the varying fields other than m, width and steps."""
+    fmt = render.format_value
+    varying = [f for f in cell_fields() if len({r[f] for r in records}) > 1]
+    keys = varying or ["width", "m", "init"]
+    # what success measured, where a real-valued target's normalized MSE is among it
+    metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
+    cols = keys + metric + ["trials", "successes", "p", "95% CI", "median_first_hit",
+                            "TFLOP to hit"]
+    rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
+             "-" if r["p"] is None else f"{r['p']:.2f}",
+             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"],
+             _tflop(r.get("median_compute"))]
+            for r in records]
+    lines = render.text_table(rows, cols)
+    fkeys = [k for k in keys if k != "m"]
+    if fkeys and "m" in keys:
+        lines += ["", f"frontier: smallest m with p >= {target:g}"]
+        for f in frontier(list(records), target):
+            label = "  ".join(f"{k}={fmt(f[k])}" for k in fkeys)
+            m = "online" if f["reached"] and f["m"] is None else fmt(f["m"])
+            lines.append(f"  {label}:  m = {m}")
+    front = compute_frontier(list(records), target) if "m" in keys else []
+    if front:
+        lines += ["", f"data-compute frontier (p >= {target:g}): no other cell of its setting "
+                      "has less m and fewer TFLOP to hit"]
+        gkeys = [k for k in keys + metric if k not in COMPUTE_FREE]
+        free = [k for k in keys if k in COMPUTE_FREE and k != "m"]
+        shown = None
+        for r in front:
+            if gkeys and compute_key(r) != shown:
+                shown = compute_key(r)
+                lines.append("  " + "  ".join(f"{k}={fmt(r[k])}" for k in gkeys) + ":")
+            label = "  ".join(f"{k}={fmt(r[k])}" for k in free)
+            lines.append(f"{'    ' if gkeys else '  '}m = {fmt(r['m'])}:  "
+                         f"{_tflop(r['median_compute'])} TFLOP" + (f"  ({label})" if label else ""))
+    return "\n".join(lines)
+
+
+def _tflop(flops: float | None) -> str:
+    """FLOPs as TFLOP, three significant digits ("-": none)."""
+    return "-" if flops is None else f"{flops / 1e12:.3g}"
+
+
+# ---- figures -----------------------------------------------------------------------------------
+
+# A settings suffix of a figure's name (``_n50_lr0.1``) stays readable when it is short and
+# made of these characters; otherwise figures are numbered and heatmaps.txt lists the settings.
+_SAFE = re.compile(r"[A-Za-z0-9_.+-]+")
+_MAX_SUFFIX = 100
+
+
+def _short(value) -> str:
+    """A setting in a title: as it is, or shortened (``errors.show``) when long."""
+    text = str(value)
+    return text if len(text) <= 40 else errors.show(value)
+
+
+def task_title(record: Mapping) -> str:
+    """A cell's task as a figure title says it: ``(50,3)-parity``, ``(20,3)-hermite p=2
+    (gaussian)``, ``(20,3)-polynomial (2 terms)``."""
+    name = record.get("target") or "parity"
+    if record.get("degree"):
+        name += f" p={record['degree']}"
+    if record.get("terms"):
+        name += f" ({len(record['terms'])} terms)"
+    inputs = record.get("inputs") or "boolean"
+    if inputs != "boolean":
+        name += f" ({inputs})"
+    return f"({record['n']},{record['k']})-{name}"
+
+
+def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> list[Path]:
+    """Success heatmaps over (m, width) with the m-frontier drawn: one per init and per setting
+    of the other varying fields, titled with the cell's task and those settings.
+
+    Named heatmap_<init>.png, or heatmap_<init>_<settings>.png (``_n50_lr0.1``) where other
+    fields vary and every such suffix is short and plain; else heatmap_<init>_<i>.png, i
+    numbering the settings, with heatmaps.txt listing each file's settings (also returned,
+    last). Every name is chosen before the first figure is written."""
+    from parity_jax import plots  # matplotlib: only when figures are made
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    others = [f for f in cell_fields() if f not in ("m", "width", "init", "s")
+              and len({r[f] for r in records}) > 1]
+    panels: dict[tuple, list[dict]] = {}
+    for r in records:
+        panels.setdefault((render.init_label(r, slug=True), *(r[f] for f in others)),
+                          []).append(r)
+    settings = sorted({key[1:] for key in panels}, key=str)
+    suffixes = ["".join(f"_{k}{v}" for k, v in zip(others, s, strict=True)) for s in settings]
+    numbered = len(set(suffixes)) < len(suffixes) or not all(
+        _SAFE.fullmatch(x) and len(x) <= _MAX_SUFFIX for x in suffixes if x)
+    if numbered:
+        suffixes = [f"_{i}" for i in range(1, len(settings) + 1)]
+    named = {key: f"heatmap_{key[0]}{suffixes[settings.index(key[1:])]}.png" for key in panels}
+    paths = []
+    for key, rs in sorted(panels.items(), key=lambda kv: str(kv[0])):
+        label, rest = key[0], dict(zip(others, key[1:], strict=True))
+        ms = sorted({r["m"] for r in rs}, key=lambda m: -1 if m is None else m)
+        widths = sorted({r["width"] for r in rs})
+        grid = np.full((len(widths), len(ms)), np.nan)
+        for r in rs:
+            if r["p"] is not None:
+                grid[widths.index(r["width"]), ms.index(r["m"])] = r["p"]
+        extra = ", ".join(f"{k}={_short(v)}" for k, v in rest.items())
+        paths.append(plots.heatmap(
+            grid, [str(m) for m in ms], [str(w) for w in widths], out_dir / named[key],
+            target=target, xlabel="training samples m", ylabel="width r",
+            title=f"success probability, {task_title(rs[0])}, {label}"
+            + (f"\n{extra}" if extra else "")))
+    if numbered:
+        lines = sorted(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in zip(
+            others, key[1:], strict=True)) for key, name in named.items())
+        paths.append(files.write_text(out_dir / "heatmaps.txt",
+                                      "\n".join(errors.one_line(x) for x in lines) + "\n"))
+    return paths
