@@ -105,7 +105,8 @@ TABULAR_BASE = {"name": "fuzz-tab", "seeds": 1, "datasets": ["sklearn:wine"], "f
                         "lr": [0.1], "batch": 8, "steps": 10, "eval_every": 5},
                 "forest": {"iterations": 1, "n_estimators_max": 10}}
 
-TARGETS = ["parity", "majority", "staircase", "polynomial", "hermite"]  # parity_jax.targets' built-ins
+# parity_jax.targets' built-ins
+TARGETS = ["parity", "majority", "staircase", "polynomial", "hermite"]
 BOUNDARY_INTS = [0, 1, -1, 2, 16, 2**16, 2**31 - 2, 2**31 - 1, 2**31, 2**32 - 1, 2**32,
                  2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), 10**5, 10**5 + 1, 10**6,
                  10**6 + 1, 10**9, 10**9 + 1, 10**12, 10**18, 10**30]

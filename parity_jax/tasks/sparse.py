@@ -1,8 +1,9 @@
 """The (n, k) sparse task: secret set, training set, test set, minibatch order.
 
 Parity (y = prod_{i in S} x_i on Boolean inputs, the default) keeps its own code, bit for bit;
-any other target of ``parity_jax.targets`` draws x from ``SparseTask.inputs`` (uniform ±1 or N(0, I_n))
-with the same indexed streams and labels it y = target(x_S), S an ordered draw of k coordinates.
+any other target of ``parity_jax.targets`` draws x from ``SparseTask.inputs`` (uniform ±1 or
+N(0, I_n)) with the same indexed streams and labels it y = target(x_S), S an ordered draw of k
+coordinates.
 
 Every random draw is indexed (row i from ``fold_in(key, i)``, step t from ``fold_in(key, t)``)
 so a trial's data never depends on the padded shapes of the batch it runs in: the first m rows
