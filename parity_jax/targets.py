@@ -188,8 +188,8 @@ def _check_polynomial(params: Mapping[str, Any], k: int) -> None:
     check_terms(params["terms"], k)
     check_coefs(params["coefs"], params["terms"])
     if not any(c != 0 for c in params["coefs"]):
-        raise bad("task.coefs", params["coefs"], "a polynomial needs a non-zero coefficient "
-                  "(a constant target has nothing to learn)")
+        raise bad("task.coefs", list(params["coefs"]), "a polynomial needs a non-zero "
+                  "coefficient (a constant target has nothing to learn)")
 
 
 _TERMS = Param("terms", Rule("custom", check_fn=lambda name, v: check_terms(v)),

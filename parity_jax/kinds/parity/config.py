@@ -289,12 +289,12 @@ class Study:
                 d["s"] = None  # dense cells ignore s
             if d["online"]:
                 d["m"] = None  # online cells have no training set
+            for key in floats:
+                d[key] = float(d[key])
             targets.check_name(d["target"])
             d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given})
             if d["loss"] is None:  # the target's natural loss
                 d["loss"] = "hinge" if _binary(d["target"]) else "square"
-            for key in floats:
-                d[key] = float(d[key])
             cell = Cell(**d)
             cell.check()
             if cell not in seen:
