@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from parity_jax import flops
 from parity_jax.config import LATER_DEFAULTS, Cell
 
 Z95 = 1.959963984540054
@@ -36,11 +37,10 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
     """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
     diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
     normalized test MSE of a real-valued target) and ``median_compute`` (the median training
-    FLOPs to the first hit over the successful trials, ``costs.flops_to_step``).
+    FLOPs to the first hit over the successful trials, ``flops.flops_to_step``).
 
     cells: store cell records (with key "cell"); trials: store trial records.
     """
-    from parity_jax import costs  # JAX: not when the command line merely starts
     from parity_jax.tasks import targets
 
     by_cell: dict[int, list[dict]] = defaultdict(list)
@@ -61,7 +61,7 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
             median_first_hit=float(np.median(hits)) if hits else None,
             diverged=sum(bool(t["diverged"]) for t in ts),
             metric=targets.metric(rec["target"]),
-            median_compute=float(np.median([costs.flops_to_step(h, **c) for h in hits]))
+            median_compute=float(np.median([flops.flops_to_step(h, **c) for h in hits]))
             if hits else None,
         )
         records.append(rec)

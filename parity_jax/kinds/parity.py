@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import parity_jax.kernel
-from parity_jax import costs, devices, errors, keys, plan, reduce, render, store, trackers
+from parity_jax import costs, devices, errors, flops, keys, plan, reduce, render, store, trackers
 from parity_jax.config import LATER_DEFAULTS, Cell, Study
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
@@ -59,7 +59,7 @@ def stream_id(cell: Cell, seed: int) -> tuple:
 def trial_flops(cell: Cell) -> int:
     """Upper bound on a trial's FLOPs: all ``steps`` SGD steps plus every evaluation's forward
     pass over the test set (a trial that stops on success does less)."""
-    return costs.flops_to_step(cell.steps, **cell.to_dict())
+    return flops.flops_to_step(cell.steps, **cell.to_dict())
 
 
 class _Fields:
@@ -438,7 +438,7 @@ class ParityKind:
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
         # each successful trial's compute: its training FLOPs to its first hit
         return [{**cells[t["cell"]], **t, "compute": None if t["first_hit"] is None else
-                 costs.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
+                 flops.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
 
     def frontier(self, results, target: float, over: str) -> list[dict]:
         if isinstance(target, bool) or not isinstance(target, int | float) \

@@ -21,6 +21,7 @@ from parity_jax import costs, datasets, devices, errors, keys, plan, reduce, ren
 from parity_jax.config import TabularStudy
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
+from parity_jax.flops import flops_per_trial_step
 from parity_jax.kinds import Decoded
 from parity_jax.tasks import xy
 
@@ -43,7 +44,7 @@ class ForestUnit:
 def _cost(cells: list):
     def cost(shape: Shape, trials: list[plan.TrialId]) -> tuple[int, int]:
         """A program's peak bytes and its trials' FLOPs (steps only)."""
-        flops = sum(cells[t.cell].steps * costs.flops_per_trial_step(
+        flops = sum(cells[t.cell].steps * flops_per_trial_step(
             cells[t.cell].width, shape.task.d, cells[t.cell].batch, cells[t.cell].depth)
             for t in trials)
         return costs.batch_bytes(costs.xy_bytes(shape), shape), flops
