@@ -161,10 +161,10 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
     monkeypatch.setenv("PARITY_JAX_KERNEL", "interpret")
     engine = bench.engine_timers
 
-    def kernel_fails(width, trials, vary, steps, kernel="off"):
-        if kernel != "off":
+    def kernel_fails(width, trials, vary, steps, kernel_mode="off"):
+        if kernel_mode != "off":
             raise RuntimeError("lowering failed\nTraceback details")
-        return engine(width, trials, vary, steps, kernel=kernel)
+        return engine(width, trials, vary, steps, kernel_mode=kernel_mode)
 
     def naive_fails_when_run(width, trials, vary, steps):
         def run():
