@@ -13,11 +13,6 @@ raised: the first line of the error, never a traceback), ``timeout`` (the budget
 or while it ran) or ``skipped`` (nothing to check here, e.g. ``PARITY_JAX_KERNEL=off``). The
 sizes scale with the platform: on a CPU every check runs at a small size (the kernel in Pallas'
 interpret mode), in a minute or two on 2 cores, so CI runs it.
-
-The command (``main``) refuses a bad ``--budget`` or ``PARITY_JAX_KERNEL`` before any check.
-A check cut short by the budget or by Ctrl-C may leave XLA still compiling or running in
-another thread, which the interpreter's exit would tear down under it (a segmentation fault):
-the command then ends the process at once once its output is flushed (``devices.leave``).
 """
 
 from __future__ import annotations
@@ -319,7 +314,7 @@ def _compile_child() -> None:
     print(json.dumps(out))
 
 
-_COMPILE_CHILD = "from parity_jax.doctor import _compile_child; _compile_child()"
+_COMPILE_CHILD = "from parity_jax.doctor import _compile_child; _compile_child()"  # python -c
 
 
 def check_compile(row: dict, sizes: Sizes, deadline: float) -> None:
@@ -410,7 +405,8 @@ def main(budget: float = 300.0, json_path: str | Path | None = None) -> int:
     """``parity-jax doctor``: checks ``budget`` and ``PARITY_JAX_KERNEL`` (a ConfigError before
     any check), runs every check, prints the table. Returns the exit status -- 0: every check
     passed or was skipped; 1: a check failed or ran out of the budget; 130: Ctrl-C -- or, when
-    a check was cut short (its XLA work may still run), ends the process with it."""
+    a check was cut short, ends the process with it (``devices.leave``: XLA may still work in
+    another thread, which the interpreter's exit would tear down: a segmentation fault)."""
     settings.budget(budget)
     settings.kernel()
     try:
