@@ -28,7 +28,7 @@ PY="${PYTHON:-python3}"
 PJ=("$PY" -c "import sys; from parity_jax.cli import main; sys.exit(main(sys.argv[1:]))")
 
 archive() {  # the whole of $LOGS as $OUT/all.tgz, replaced in one rename where it can be
-  # the kernel's self-check verdicts, kept beside the compile cache (kernel.VERDICTS_FILE)
+  # the kernel's self-check verdicts, kept beside the compile cache (kernel_check.VERDICTS_FILE)
   [ -f "$WORK/kernel_checks.json" ] && cp -f "$WORK/kernel_checks.json" "$LOGS/"
   tar czf "$WORK/all.tgz" -C "$WORK" gpu_check && mv -f "$WORK/all.tgz" "$OUT/all.tgz"
 }

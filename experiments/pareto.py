@@ -5,7 +5,7 @@
 Per (init, m, width) cell: the steps by which half (``target``) of the trials had
 succeeded (from the first-hit steps; a cell that never reaches the target is off the frontier).
 The frontier is the set of (m, width, steps) points no other point beats on all three; beside
-it, the data-compute frontier: (m, training FLOPs to reach the target, ``costs.flops_to_step``
+it, the data-compute frontier: (m, training FLOPs to reach the target, ``flops.flops_to_step``
 of those steps), the paper's "data vs compute". Writes pareto.png (each frontier point at
 (m, width), labelled with its steps) and report.md.
 """
@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from parity_jax import Study, costs, experiment, files, reduce, render, run  # noqa: E402
+from parity_jax import Study, experiment, files, flops, reduce, render, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,7 +32,7 @@ def main(config: str | Path = HERE / "pareto.toml", out: str | Path = "runs/pare
     cells = experiment.with_time(run(study, out, progress=progress), target)
     points = [{**c, "steps": c["steps_to_target"],
                "tflop": None if c["steps_to_target"] is None else
-               costs.flops_to_step(c["steps_to_target"], **c) / 1e12} for c in cells]
+               flops.flops_to_step(c["steps_to_target"], **c) / 1e12} for c in cells]
     inits = sorted({render.init_label(c) for c in cells})
     fronts = {i: reduce.pareto([p for p in points if render.init_label(p) == i])
               for i in inits}

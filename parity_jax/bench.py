@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import math
 import os
 import platform
@@ -63,7 +64,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from parity_jax import costs, devices, kernel, kinds, oracles, render
+from parity_jax import devices, errors, files, flops, kernel, kinds, oracles, render, settings
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
 N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
@@ -78,8 +79,8 @@ TORCH_FUNC_MAX_NEURONS = 2_000_000
 
 def flops_per_trial_step(width: int) -> int:
     """Effective FLOP of one SGD step of one trial of the workload: 4*B*r*(n + 2) (see the
-    module docstring; the formula lives in ``plan``)."""
-    return costs.flops_per_trial_step(width, N, BATCH)
+    module docstring; the formula lives in ``flops``)."""
+    return flops.flops_per_trial_step(width, N, BATCH)
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -87,36 +88,36 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
     return interleaved({None: fn}, repeats)[None]
 
 
-def guarded(errors: dict, name: str, fn: Callable[[], object]):
-    """``fn()``, or None with ``errors[name]`` its error's first line: one failing column
+def guarded(failed: dict, name: str, fn: Callable[[], object]):
+    """``fn()``, or None with ``failed[name]`` its error's first line: one failing column
     (a kernel that does not compile, say) leaves the rest of its row to be timed."""
     try:
         return fn()
     except Exception as e:  # noqa: BLE001 -- any failure is the column's, reported in it
-        errors[name] = errors.error_line(e)
+        failed[name] = errors.error_line(e)
         return None
 
 
-def interleaved(timers: dict, repeats: int, errors: dict | None = None) -> dict:
+def interleaved(timers: dict, repeats: int, failed: dict | None = None) -> dict:
     """Median seconds of each timer, timed in turn within every repeat (A B C A B C ...): a
     slow spell of a shared machine then hits every column of a row alike, so their ratios
-    are measured side by side. With ``errors``, a timer that raises is left out of the result
-    (and of later rounds) and its error's first line is ``errors[key]``."""
+    are measured side by side. With ``failed``, a timer that raises is left out of the result
+    (and of later rounds) and its error's first line is ``failed[key]``."""
     times: dict = {k: [] for k in timers}
     for _ in range(repeats):
         for k, fn in timers.items():
-            if errors is not None and k in errors:
+            if failed is not None and k in failed:
                 continue
             start = time.perf_counter()
-            if errors is None:
+            if failed is None:
                 fn()
             else:
-                guarded(errors, k, fn)
-                if k in errors:
+                guarded(failed, k, fn)
+                if k in failed:
                     continue
             times[k].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()
-            if v and (errors is None or k not in errors)}
+            if v and (failed is None or k not in failed)}
 
 
 def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -162,9 +163,10 @@ def _peak_rss() -> int | None:
 
 
 def engine_timers(width: int, trials: int, vary: str, steps: int,
-                  kernel: str = "off") -> tuple[dict, dict]:
+                  kernel_mode: str = "off") -> tuple[dict, dict]:
     """Compiles and warms the engine's programs for S = ``steps`` and 2S steps of the workload,
-    with the XLA step (``kernel="off"``) or the fused kernel ("pallas"; "interpret" on a CPU);
+    with the XLA step (``kernel_mode="off"``) or the fused kernel ("pallas"; "interpret" on a
+    CPU);
     returns what they are (layout, compile seconds, XLA memory) and a timer per step count
     (each runs every batch of the study once)."""
     info: dict = {"steps": steps}
@@ -173,7 +175,7 @@ def engine_timers(width: int, trials: int, vary: str, steps: int,
     memory = 0
     for s in (steps, 2 * steps):
         study = study_for(width, trials, vary, s)
-        p = kinds.parity.make_plan(study, devices=jax.device_count(), kernel=kernel)
+        p = kinds.parity.make_plan(study, n_devices=jax.device_count(), kernel=kernel_mode)
         calls, programs = [], {}
         for pb in p.batches:
             inputs = kinds.parity.batch_inputs(study, p.cells, pb)
@@ -266,16 +268,16 @@ _COLUMNS = {"engine": "engine", "kernel": "kernel", "bound": "gemm_bound",
             "naive": "naive_jit_vmap"}
 
 
-def marginal(trials: float, steps: int, t: dict, errors: dict | None = None,
+def marginal(trials: float, steps: int, t: dict, failed: dict | None = None,
              column: str = "") -> float | None:
     """Trial-steps/s of the step alone, T*S / (t(2S) - t(S)) from ``t`` ({S: s, 2S: s}); None
-    when a time is missing. With ``errors``, a t(2S) <= t(S) is timing noise, not a rate: None,
-    said in ``errors[column]`` (doctor); without, the difference is floored at 1 ns (bench's
+    when a time is missing. With ``failed``, a t(2S) <= t(S) is timing noise, not a rate: None,
+    said in ``failed[column]`` (doctor); without, the difference is floored at 1 ns (bench's
     tiny rows, whose S the caller chose)."""
     if steps not in t or 2 * steps not in t:
         return None
-    if errors is not None and t[2 * steps] <= t[steps]:
-        errors.setdefault(column, f"t(2S) = {t[2 * steps]:.4f} s <= t(S) = {t[steps]:.4f} s: "
+    if failed is not None and t[2 * steps] <= t[steps]:
+        failed.setdefault(column, f"t(2S) = {t[2 * steps]:.4f} s <= t(S) = {t[steps]:.4f} s: "
                                   "no marginal time to measure (timing noise)")
         return None
     return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
@@ -373,34 +375,34 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     in interleaved repeats; the per-seed loops (time-budgeted, one per width) before them.
     A column that fails (a kernel that does not compile, no PyTorch) is left out with its
     error's first line in ``row["errors"]``; the rest of the row is still timed."""
-    errors: dict[str, str] = {}
+    column_errors: dict[str, str] = {}
     timers: dict = {}
 
     def add(name: str, built: dict | None):
         if built is not None:
             timers.update({(name, s): fn for s, fn in built.items()})
 
-    eng = guarded(errors, "engine", lambda: engine_timers(width, T, vary, steps))
+    eng = guarded(column_errors, "engine", lambda: engine_timers(width, T, vary, steps))
     info = eng[0] if eng else {"steps": steps}
     add("engine", eng and eng[1])
     # the kernel on GPUs (whatever its width and trials), or its interpret mode if asked
     mode = kernel.select(jax.default_backend(), 1, "fused", W=0, trials=kernel.MIN_TRIALS)
     kinfo = None
     if mode != "off":
-        k = guarded(errors, "kernel", lambda: engine_timers(width, T, vary, steps,
-                                                            kernel=mode))
+        k = guarded(column_errors, "kernel", lambda: engine_timers(width, T, vary, steps,
+                                                                   kernel_mode=mode))
         kinfo = k and k[0]
         add("kernel", k and k[1])
     # The bound runs one batch's layout: as many steps as the engine's batches run together,
     # so its two calls take about as long as the engine's (short calls make a noisy marginal).
     if eng:
         bound_steps = steps * info["batches"]
-        add("bound", guarded(errors, "gemm_bound", lambda: gemm_bound_timers(
+        add("bound", guarded(column_errors, "gemm_bound", lambda: gemm_bound_timers(
             width, info["G"], info["P"], bound_steps)))
     row = dict(info)
     func = None
     if baselines:
-        add("naive", guarded(errors, "naive_jit_vmap",
+        add("naive", guarded(column_errors, "naive_jit_vmap",
                              lambda: naive_timers(width, T, vary, steps)))
         loop_steps = min(steps, 512)
         loops = (("torch_loop", torch_loop_cache,
@@ -413,9 +415,9 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
                 cache[width] = guarded(failed, name, measure) or {"error": failed[name]}
             row[name] = cache[width].get("rate")
             if "error" in cache[width]:
-                errors[name] = cache[width]["error"]
+                column_errors[name] = cache[width]["error"]
         if T * width <= TORCH_FUNC_MAX_NEURONS:
-            func = guarded(errors, "torch_func", lambda: _needs_torch(
+            func = guarded(column_errors, "torch_func", lambda: _needs_torch(
                 torch_baselines().torch_func_timer(width, T, vary, min(steps, 64))))
             if func is not None:
                 timers["torch_func"] = func[1]
@@ -423,7 +425,7 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     t = interleaved(timers, repeats, timing_errors)
     for k, message in timing_errors.items():
         name = _COLUMNS[k[0]] if isinstance(k, tuple) else k
-        errors.setdefault(name, message)
+        column_errors.setdefault(name, message)
 
     def rate(name: str, trials: float = T, s: int = steps) -> float | None:
         have = {x: t[(name, x)] for x in (s, 2 * s) if (name, x) in t}
@@ -456,7 +458,7 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
     for b in ("torch_loop", "torch_func", "jax_loop", "naive_jit_vmap"):
         if row.get(b) and row["rate"]:
             row[f"x_{b}"] = row["rate"] / row[b]
-    row["errors"] = errors
+    row["errors"] = column_errors
     return row
 
 
@@ -465,6 +467,33 @@ def _needs_torch(result):
     if not result:
         raise ImportError("PyTorch is not installed (pip install parity_jax[bench])")
     return result
+
+
+def main(widths, trials, varies, repeats: int = 3, baselines: bool = True,
+         max_neurons: int = MAX_NEURONS, json_path: str | Path | None = None,
+         markdown_path: str | Path | None = None) -> int:
+    """``parity-jax bench`` once its arguments are checked: refuses a bad
+    ``PARITY_JAX_KERNEL`` (a ConfigError) before any timing, runs the benchmark, prints the
+    table and writes ``json_path`` and ``markdown_path``. Returns 0; on Ctrl-C, which may cut
+    XLA work short in another thread, says so and ends the process with 130
+    (``devices.leave``)."""
+    settings.kernel()
+    try:
+        devices.split_cpu()
+        devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
+        result = run_bench(widths, trials, varies, repeats, baselines=baselines,
+                           max_neurons=max_neurons)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the bench wrote nothing (its table and files are written at the "
+              "end)", file=sys.stderr, flush=True)
+        return devices.leave(130)
+    text = markdown(result)
+    print(text)
+    for flag, path, content in (("--json", json_path, json.dumps(result, indent=1)),
+                                ("--markdown", markdown_path, text)):
+        if path:  # checked before benchmarking; replaced whole, never through a link
+            files.write_text(path, content + "\n", what=flag)
+    return 0
 
 
 def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
@@ -545,11 +574,11 @@ def _markdown_row(r: dict) -> list:
     column's cell holds its error."""
     if "skipped" in r:
         return [r["vary"], r["width"], r["trials"], f"skipped: {r['skipped']}"]
-    errors = r.get("errors", {})
+    failed = r.get("errors", {})
 
     def si(name: str, key: str | None = None) -> str:
-        if (key or name) in errors:
-            return f"error: {errors[key or name]}"
+        if (key or name) in failed:
+            return f"error: {failed[key or name]}"
         return render.format_si(r.get(name))
 
     def ratio(name: str) -> str:

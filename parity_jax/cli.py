@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from parity_jax import _start, files, kinds, render
+from parity_jax import _start, kinds, render
 from parity_jax.errors import ConfigError, StoreError, one_line
 
 
@@ -284,7 +284,7 @@ def _cmd_bench(args) -> int:
                (("--json", args.json), ("--markdown", args.markdown)) if path]
     if len(set(outputs)) < len(outputs):
         raise ConfigError(f"--markdown = {args.markdown!r}: the same file as --json")
-    from parity_jax import bench, devices
+    from parity_jax import bench
 
     # each workload is a study: its sizes within the engine's limits, checked before any timing
     for flag, text, values, study_for in (
@@ -296,35 +296,20 @@ def _cmd_bench(args) -> int:
             except ConfigError as e:
                 raise ConfigError(f"{flag} = {text!r}: {v} is past the engine's limits for the "
                                   f"benchmark's workload ({e})") from None
-    devices.split_cpu()
-    devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any work
-    result = bench.run_bench(widths, trials, varies, args.repeats,
-                             baselines=not args.no_baselines,
-                             max_neurons=args.max_neurons or bench.MAX_NEURONS)
-    text = bench.markdown(result)
-    print(text)
-    for flag, path, content in (("--json", args.json, json.dumps(result, indent=1)),
-                                ("--markdown", args.markdown, text)):
-        if path:  # checked before benchmarking; replaced whole, never through a link
-            files.write_text(path, content + "\n", what=flag)
-    return 0
+    return bench.main(widths, trials, varies, args.repeats, baselines=not args.no_baselines,
+                      max_neurons=args.max_neurons or bench.MAX_NEURONS, json_path=args.json,
+                      markdown_path=args.markdown)
 
 
 def _cmd_doctor(args) -> int:
     """Exit 0: every check passed (or had nothing to check); 1: a check failed or ran out of
-    the budget."""
-    if not math.isfinite(args.budget) or args.budget <= 0:
-        raise ConfigError(f"--budget = {args.budget}: must be a number of seconds > 0")
+    the budget; 130: Ctrl-C (``doctor.main``)."""
+    from parity_jax import doctor, settings
+
+    settings.budget(args.budget)
     if args.json:
         _writable_file("--json", args.json)
-    from parity_jax import devices, doctor
-
-    devices.split_cpu()
-    devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any check
-    # the JSON is rewritten after every check: replaced whole, never through a link
-    result = doctor.run_doctor(args.budget, json_path=args.json)
-    print(doctor.table(result))
-    return 0 if result["ok"] else 1
+    return doctor.main(args.budget, args.json)
 
 
 def _writable_file(flag: str, path: str) -> Path:

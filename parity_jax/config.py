@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import stat
 import tomllib
 import unicodedata
 from collections.abc import Callable
@@ -22,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-from parity_jax.errors import ConfigError, show
+from parity_jax import files
+from parity_jax.errors import ConfigError, one_line, show
 
 # Upper bounds of the engine (docs/DESIGN.md; the README's "Study config (TOML)" table). The
 # compiled programs index with int32 (widths, m, n_test, steps, seed indices, row indices), and
@@ -59,44 +58,20 @@ def without_later_defaults(d: dict, later: dict) -> dict:
 def read_toml(path: str | Path) -> dict:
     """The parsed TOML file (a study config, or a config with tables of its own, e.g.
     experiments/lottery); every way it can fail is one ConfigError line."""
-    if not isinstance(path, str | os.PathLike):
-        raise ConfigError(f"config = {show(path)}: must be a file path")
-    path = Path(path)
-    try:  # O_NONBLOCK: a FIFO is refused below, not waited on
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"config: file not found: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-    except ValueError as e:  # a path with a NUL character
-        raise ConfigError(f"config = {show(str(path))}: cannot read it ({e})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):  # /dev/zero, a FIFO, a directory
-        os.close(fd)
-        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise ConfigError(f"config: {path} is {what}; give a TOML file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-        except OSError as e:
-            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config: {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a "
-                          "study config is a small TOML file")
+    data = files.read_bytes(path, MAX_CONFIG_BYTES, "config", error=ConfigError)
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is allowed
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        raise ConfigError(f"config: {path} is not UTF-8 text (byte 0x{data[e.start]:02x} on "
-                          f"line {line}); save it as UTF-8") from None
+        raise ConfigError(f"config: {one_line(str(path))} is not UTF-8 text (byte "
+                          f"0x{data[e.start]:02x} on line {line}); save it as UTF-8") from None
     try:
         return tomllib.loads(text)
     except ValueError as e:  # TOMLDecodeError, or an integer of over 4300 digits
-        raise ConfigError(f"config: cannot parse {path}: {e}") from None
+        raise ConfigError(f"config: cannot parse {one_line(str(path))}: {e}") from None
     except RecursionError:
-        raise ConfigError(f"config: cannot parse {path}: arrays or tables nested too deeply") \
-            from None
-
+        raise ConfigError(f"config: cannot parse {one_line(str(path))}: arrays or tables "
+                          "nested too deeply") from None
 
 
 def sections(cls, d: Any) -> dict:

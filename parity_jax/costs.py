@@ -1,5 +1,5 @@
-"""Cost models: the memory a compiled batch holds, the FLOPs a trial does, and the memory
-budget batches are sized to (docs/DESIGN.md §1.8).
+"""Cost models: the memory a compiled batch holds and the memory budget batches are sized to
+(docs/DESIGN.md §1.8); the FLOPs a trial does are counted in ``flops`` (pure Python).
 
 Two memory models, one per task layout: ``packed`` (parity: a group's P trials share their
 data and minibatches, one wide GEMM) and ``xy`` (tabular: one trial per group on shared (X, y)
@@ -10,13 +10,15 @@ against XLA's ``memory_analysis()`` of compiled programs (tests/test_costs.py).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 
-from parity_jax import kernel
-from parity_jax.core import Shape
+from parity_jax import files, kernel
 from parity_jax.tasks import xy
+
+if TYPE_CHECKING:
+    from parity_jax.core import Shape
 
 
 class GroupBytes(NamedTuple):
@@ -27,10 +29,10 @@ class GroupBytes(NamedTuple):
     shared: int  # what runs one group at a time (an evaluation's activations, ...)
 
 
-def batch_bytes(g: GroupBytes, shape: Shape, devices: int = 1) -> int:
-    """Estimated peak bytes of one batch of ``shape`` (all its ``devices`` together): every
+def batch_bytes(g: GroupBytes, shape: Shape, n_devices: int = 1) -> int:
+    """Estimated peak bytes of one batch of ``shape`` (all its ``n_devices`` together): every
     group's results, one chunk's working set per device, and what runs one group at a time."""
-    working = math.gcd(shape.G // shape.chunk, devices) * shape.chunk
+    working = math.gcd(shape.G // shape.chunk, n_devices) * shape.chunk
     return shape.G * g.resident + g.shared + working * (g.per_group - g.resident)
 
 
@@ -41,9 +43,9 @@ def packed_bytes(shape: Shape) -> GroupBytes:
     return GroupBytes(_packed_per_group(shape), _packed_resident(shape), _packed_shared(shape))
 
 
-def packed_batch_bytes(shape: Shape, devices: int = 1) -> int:
+def packed_batch_bytes(shape: Shape, n_devices: int = 1) -> int:
     """``batch_bytes`` of a packed task's program."""
-    return batch_bytes(packed_bytes(shape), shape, devices)
+    return batch_bytes(packed_bytes(shape), shape, n_devices)
 
 
 def _packed_per_group(shape: Shape) -> int:
@@ -106,29 +108,6 @@ def xy_bytes(shape: Shape) -> GroupBytes:
     return GroupBytes(per_group, resident, 4 * xy.EVAL_FLOATS)
 
 
-# -- FLOPs -------------------------------------------------------------------------------------
-
-def flops_per_trial_step(width: int, n: int, batch: int, depth: int = 1) -> int:
-    """Effective FLOP of one SGD step of one trial: 4*B*r*(n + 2), plus 6*B*r^2 per hidden
-    layer (forward, and the two gradient GEMMs) -- the work an ideal step cannot avoid."""
-    return 4 * batch * width * (n + 2) + 6 * batch * width * width * (depth - 1)
-
-
-def forward_flops(width: int, n: int, depth: int = 1) -> int:
-    """FLOP of one forward pass of one input row."""
-    return 2 * width * (n + 1) + 2 * width * width * (depth - 1)
-
-
-def flops_to_step(step: int, *, width: int, n: int, batch: int, depth: int, n_test: int,
-                  eval_every: int, **_) -> int:
-    """Training FLOPs of a trial's first ``step`` steps: every SGD step and every evaluation's
-    forward pass over the test set up to then (the compute axis: a trial's FLOPs to its first
-    hit; all its steps, an upper bound on its cost). Takes a cell's fields by name."""
-    evals = math.ceil(step / eval_every)
-    return (step * flops_per_trial_step(width, n, batch, depth)
-            + evals * n_test * forward_flops(width, n, depth))
-
-
 # -- the budget --------------------------------------------------------------------------------
 
 def default_memory_budget() -> int:
@@ -138,10 +117,10 @@ def default_memory_budget() -> int:
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"] * 0.7)
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
+        meminfo = files.read_text("/proc/meminfo", 1 << 20, "memory")
+    except files.InputError:
+        meminfo = ""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 // 2
     return 4 << 30

@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import os
 import warnings
 import zipfile
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity_jax import settings
+from parity_jax import files, settings
 from parity_jax.config import INT32_MAX
 from parity_jax.errors import ConfigError
 
@@ -50,6 +51,9 @@ TRAIN_FRACTION, VAL_FRACTION = 0.70, 0.09
 # A training fraction must leave at least min(MIN_TRAIN_ROWS, mlp.batch) rows (check_study).
 MIN_TRAIN_ROWS = 10
 PARITY_MAX_VALUES = 10**8  # rows x features of a planted parity (400 MB of float32)
+
+
+MAX_FILE_BYTES = 1 << 32  # a dataset file read whole (files.read_bytes): 4 GiB
 
 
 class DataError(ValueError):
@@ -279,8 +283,9 @@ def _safe(text: str) -> str:
 
 def _from_npz(path: Path, name: str | None = None) -> Table:
     name = name or str(path)
+    data = files.read_bytes(path, MAX_FILE_BYTES, f"dataset {name!r}", error=DataError)
     try:
-        f = np.load(path, allow_pickle=False)
+        f = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"dataset {name!r}: {path} is not a readable .npz file ({e})") from None
     if not isinstance(f, np.lib.npyio.NpzFile):  # a .npy under an .npz name
@@ -305,15 +310,15 @@ def _from_npz(path: Path, name: str | None = None) -> Table:
 
 def _from_csv(path: Path, target: str | None) -> Table:
     name = str(path)
+    data = files.read_bytes(path, MAX_FILE_BYTES, f"dataset {name!r}", error=DataError)
     try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            try:
-                rows = list(reader)
-            except csv.Error as e:  # a field past the csv module's limit, a NUL byte
-                raise DataError(f"dataset {name!r}: not a readable CSV file (line "
-                                f"{reader.line_num}: {e})") from None
-    except (OSError, UnicodeDecodeError) as e:
+        reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+        try:
+            rows = list(reader)
+        except csv.Error as e:  # a field past the csv module's limit, a NUL byte
+            raise DataError(f"dataset {name!r}: not a readable CSV file (line "
+                            f"{reader.line_num}: {e})") from None
+    except UnicodeDecodeError as e:
         raise DataError(f"dataset {name!r}: cannot read it ({e})") from None
     if len(rows) < 2:
         raise DataError(f"dataset {name!r}: needs a header row and at least one data row")

@@ -8,6 +8,7 @@ runtime before any backend is touched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core, kernel, settings
+from parity_jax import core, errors, kernel_check, settings
 from parity_jax.errors import ConfigError
 
 
@@ -44,6 +45,22 @@ def split_cpu() -> None:
         pass  # backends already initialised by the caller: keep their devices
 
 
+def leave(code: int) -> int:
+    """Ends the process with exit status ``code`` at once, its output flushed. For a command
+    whose XLA work was cut short (a time budget, Ctrl-C): that work may still compile or run
+    in another thread, and the interpreter's exit would free what the thread uses under it (a
+    segmentation fault). Returns ``code`` only where ``_exit`` does not end the process
+    (tests)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    _exit(code)
+    return code
+
+
+_exit = os._exit  # what ``leave`` ends the process with (a test replaces it)
+
+
 def start() -> str:
     """Starts JAX's backends (after ``setup``, and after a multi-host job's runtime): the
     default platform. A ``JAX_PLATFORMS`` naming a platform that cannot start here (unknown,
@@ -63,7 +80,8 @@ def start() -> str:
 
 def setup() -> None:
     """What every entry point (CLI, ``run``, the bench) does before JAX's backends start: the
-    CPU split and the persistent compilation cache."""
+    CPU split and the persistent compilation cache (its directory made when JAX first
+    compiles, so setting up creates nothing on disk)."""
     split_cpu()
     compile_cache()
 
@@ -74,23 +92,53 @@ def compile_cache() -> str | None:
 
     ``PARITY_JAX_CACHE``: a directory to use, or ``off``; default
     ``$XDG_CACHE_HOME/parity_jax/jax`` (``~/.cache/parity_jax/jax``). A directory the user set
-    through JAX (``jax_compilation_cache_dir``) is kept; one that cannot be created turns the
-    cache off.
+    through JAX (``jax_compilation_cache_dir``) is kept. A local directory is not made here:
+    JAX makes it when it first compiles (after a run has checked its ``--out``, which may hold
+    it); one that could not be made turns the cache off. A URL (``gs://bucket/x``) goes to
+    JAX as it is; one whose file system this Python cannot reach (``gcsfs`` missing, say)
+    turns the cache off with one warning line.
     """
     where = settings.cache()
     if where is None:
         return None
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    try:
-        os.makedirs(where, exist_ok=True)
-    except OSError:
+    if settings.is_url(where):
+        why = _unreachable(where)
+        if why:
+            print(f"warning: {settings.CACHE} = {where!r}: {why}; the compile cache is off",
+                  file=sys.stderr, flush=True)
+            return None
+    elif not _can_make(where):
         return None
     jax.config.update("jax_compilation_cache_dir", where)
     # every program of a study is worth keeping (a small one compiles in a fraction of a second
     # on a CPU, a large one in 6-8 s on a GPU); tiny eager ops are not
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return where
+
+
+def _can_make(path: str) -> bool:
+    """Whether ``path`` is a directory that can be written, or one that can be made: its
+    nearest existing ancestor is a directory this process may write in."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _unreachable(url: str) -> str | None:
+    """Why JAX could not reach the file system of ``url`` here (None: it can, as far as
+    importing its implementation tells)."""
+    try:
+        import fsspec  # JAX's remote caches go through etils.epath, which uses fsspec
+        fsspec.get_filesystem_class(url.split("://", 1)[0])
+    except Exception as e:  # noqa: BLE001 -- ImportError, ValueError of an unknown protocol
+        return errors.error_line(e)
+    return None
 
 
 class CompileStats:
@@ -144,39 +192,39 @@ class CompileStats:
 _PROGRAMS = ("train", "sharded")  # the names of the jitted training programs (``_program``)
 
 
-def mesh(devices: int) -> jax.sharding.Mesh:
-    """The first ``devices`` devices (of all processes) on one axis, "g": a batch's groups."""
-    return jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("g",))
+def mesh(n_devices: int) -> jax.sharding.Mesh:
+    """The first ``n_devices`` devices (of all processes) on one axis, "g": a batch's groups."""
+    return jax.sharding.Mesh(np.array(jax.devices()[:n_devices]), ("g",))
 
 
-def used(shape: core.Shape, devices: int | None = None) -> int:
-    """How many devices a batch of ``shape`` runs on: ``gcd(G / chunk, devices)`` (default:
+def used(shape: core.Shape, n_devices: int | None = None) -> int:
+    """How many devices a batch of ``shape`` runs on: ``gcd(G / chunk, n_devices)`` (default:
     all), so each device holds whole chunks."""
-    return math.gcd(shape.G // shape.chunk, devices or jax.device_count())
+    return math.gcd(shape.G // shape.chunk, n_devices or jax.device_count())
 
 
-def program(shape: core.Shape, devices: int | None = None):
-    """The jitted function that trains a batch of ``shape`` on the first ``devices`` devices
+def program(shape: core.Shape, n_devices: int | None = None):
+    """The jitted function that trains a batch of ``shape`` on the first ``n_devices`` devices
     (of all processes, in a multi-host job): ``program(shape)(batch) -> (outcome, params)``.
 
-    The G groups are split over ``used(shape, devices)`` devices; each runs the same program on
-    its share, with its own early exit. A group computes the same numbers on any of them.
+    The G groups are split over ``used(shape, n_devices)`` devices; each runs the same program
+    on its share, with its own early exit. A group computes the same numbers on any of them.
     """
-    return _program(shape, used(shape, devices))
+    return _program(shape, used(shape, n_devices))
 
 
-def train_on_devices(shape: core.Shape, b: core.Batch, devices: int | None = None):
-    """Trains a batch to completion on the first ``devices`` devices (``core.train`` sharded
+def train_on_devices(shape: core.Shape, b: core.Batch, n_devices: int | None = None):
+    """Trains a batch to completion on the first ``n_devices`` devices (``core.train`` sharded
     over its groups, ``program``): (outcome, final parameters)."""
-    return program(shape, devices)(b)
+    return program(shape, n_devices)(b)
 
 
 class FailSafe:
     """``train_on_devices`` with the fused kernel's fail-safe, for one run (in
-    ``kernel.failsafe()`` modes; otherwise plain ``train_on_devices``).
+    ``kernel_check.failsafe()`` modes; otherwise plain ``train_on_devices``).
 
-    Before a program first runs the kernel, its geometry's verdict (``kernel.verdict``: cached,
-    or a self-check now) and its own lowering and compiling decide whether it may; a program
+    Before a program first runs the kernel, its geometry's verdict (``kernel_check.verdict``:
+    cached, or a self-check now) and its own lowering and compiling decide whether it may; a program
     whose kernel disagrees with the XLA step, or fails to lower, compile or run, trains on the
     XLA step instead (the same shape with ``kernel="off"``) after one line to ``warn`` naming
     it, the error and ``PARITY_JAX_KERNEL=off``. A failed lowering or compile is recorded as
@@ -187,42 +235,43 @@ class FailSafe:
         self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self._runs: dict[tuple[core.Shape, int], core.Shape] = {}  # -> the shape it runs
 
-    def train(self, shape: core.Shape, b: core.Batch, devices: int | None = None):
+    def train(self, shape: core.Shape, b: core.Batch, n_devices: int | None = None):
         """``train_on_devices``, on the XLA step where the kernel is not safe."""
-        if shape.kernel == "off" or not kernel.failsafe():
-            return train_on_devices(shape, b, devices)
-        key = (shape, used(shape, devices))
+        if shape.kernel == "off" or not kernel_check.failsafe():
+            return train_on_devices(shape, b, n_devices)
+        key = (shape, used(shape, n_devices))
         if key not in self._runs:
-            self._runs[key] = self._first_use(shape, b, devices)
+            self._runs[key] = self._first_use(shape, b, n_devices)
         runs = self._runs[key]
         if runs.kernel == "off":
-            return train_on_devices(runs, b, devices)
+            return train_on_devices(runs, b, n_devices)
         try:  # errors while running surface here, not at the fetch
-            return jax.block_until_ready(train_on_devices(runs, b, devices))
+            return jax.block_until_ready(train_on_devices(runs, b, n_devices))
         except Exception as e:
             # out of memory is the budget's (the runner's memory error); in a multi-host job
             # one process alone cannot change its program
             if out_of_memory(e) or jax.process_count() > 1:
                 raise
-            self.warn(kernel.warning(shape, kernel.failure(e)))
+            self.warn(kernel_check.warning(shape, kernel_check.failure(e)))
             self._runs[key] = dataclasses.replace(shape, kernel="off")
-            return train_on_devices(self._runs[key], b, devices)
+            return train_on_devices(self._runs[key], b, n_devices)
 
-    def _first_use(self, shape: core.Shape, b: core.Batch, devices: int | None) -> core.Shape:
+    def _first_use(self, shape: core.Shape, b: core.Batch, n_devices: int | None
+                   ) -> core.Shape:
         """The shape a program's batches run: its own, or on the XLA step (warned)."""
         where = verdicts_file()
-        ok, detail = kernel.verdict(shape, where)
+        ok, detail = kernel_check.verdict(shape, where)
         if ok:
             try:  # the first call reuses this executable
-                program(shape, devices).lower(b).compile()
+                program(shape, n_devices).lower(b).compile()
             except Exception as e:  # noqa: BLE001 -- any error of the kernel is its verdict
                 if out_of_memory(e):  # the batch's size, not the kernel's geometry
                     raise
-                ok, detail = False, kernel.failure(e)
-                kernel.record(shape, False, math.nan, detail, where)
+                ok, detail = False, kernel_check.failure(e)
+                kernel_check.record(shape, False, math.nan, detail, where)
         if _on_every_process(ok):
             return shape
-        self.warn(kernel.warning(shape, detail if not ok else
+        self.warn(kernel_check.warning(shape, detail if not ok else
                                  "its check failed on another process of this job"))
         return dataclasses.replace(shape, kernel="off")
 
@@ -243,14 +292,14 @@ def _on_every_process(ok: bool) -> bool:
 
 
 def verdicts_file() -> str | None:
-    """Where the kernel's verdicts are kept: ``kernel.VERDICTS_FILE`` beside the compile cache
+    """Where the kernel's verdicts are kept: ``kernel_check.VERDICTS_FILE`` beside the compile cache
     (``~/.cache/parity_jax/kernel_checks.json`` by default); None -- this process only -- with
     ``PARITY_JAX_CACHE=off`` or no compile cache."""
     where = jax.config.jax_compilation_cache_dir
     if (settings.cache() is None or not where
-            or "://" in where):  # a remote cache (gs://...): verdicts in this process only
+            or settings.is_url(where)):  # a remote cache (gs://...): this process only
         return None
-    return os.path.join(os.path.dirname(os.path.abspath(where)), kernel.VERDICTS_FILE)
+    return os.path.join(os.path.dirname(os.path.abspath(where)), kernel_check.VERDICTS_FILE)
 
 
 def _specs(b: core.Batch):
@@ -260,25 +309,26 @@ def _specs(b: core.Batch):
 
 
 @functools.cache
-def _program(shape: core.Shape, devices: int):
-    if devices == 1:
+def _program(shape: core.Shape, n_devices: int):
+    if n_devices == 1:
         return jax.jit(functools.partial(core.train, shape))
-    local = core.Shape(**{**shape.__dict__, "G": shape.G // devices})
+    local = core.Shape(**{**shape.__dict__, "G": shape.G // n_devices})
 
     def sharded(b):
         # check_vma=False: the body is per-shard code (its loops' carries are device-local).
-        return jax.shard_map(functools.partial(core.train, local), mesh=mesh(devices),
+        return jax.shard_map(functools.partial(core.train, local), mesh=mesh(n_devices),
                              in_specs=(_specs(b),), out_specs=jax.sharding.PartitionSpec("g"),
                              check_vma=False)(b)
 
     return jax.jit(sharded)
 
 
-def global_batch(shape: core.Shape, b: core.Batch, devices: int | None = None) -> core.Batch:
+def global_batch(shape: core.Shape, b: core.Batch, n_devices: int | None = None
+                 ) -> core.Batch:
     """``b`` as arrays spread over the devices of all processes (multi-host: each process
     passes the same host values, the call reads its own devices' share). Keys travel as raw
     key data (``core.typed`` wraps them again)."""
-    m = mesh(used(shape, devices))
+    m = mesh(used(shape, n_devices))
 
     def put(x, spec):
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):

@@ -35,7 +35,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import bench, core, devices, errors, files, kernel, kinds, plan, render
+from parity_jax import (
+    bench,
+    core,
+    devices,
+    errors,
+    files,
+    kernel,
+    kernel_check,
+    kinds,
+    plan,
+    render,
+    settings,
+)
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
 STATUSES = ("ok", "fail", "timeout", "skipped")
@@ -200,7 +212,7 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
     the rest of it padding, the group first), outcome and parameters bit for bit, through the
     engine's programs (XLA step, this platform's layout and chunk)."""
     study = invariance_study(sizes)
-    p = kinds.parity.make_plan(study, devices=1, kernel="off")
+    p = kinds.parity.make_plan(study, n_devices=1, kernel="off")
     pb = p.batches[0]
     c = pb.shape.chunk
     first = pb.slots[:c] + ((None,) * pb.shape.P,) * (c - len(pb.slots[:c]))
@@ -246,7 +258,7 @@ def _kernel_mode() -> tuple[str | None, str]:
 
 def check_kernel(row: dict, sizes: Sizes) -> None:
     """The fused kernel against the XLA step at the default study's geometries (n = 50, batch
-    32; registers and tiles): ``kernel.self_check`` of each program, the very check a run
+    32; registers and tiles): ``kernel_check.self_check`` of each program, the very check a run
     makes before a program's first use of the kernel (a short interval from the same
     parameters, within a tolerance derived from float32 rounding), never its cached verdict."""
     mode, why = _kernel_mode()
@@ -260,13 +272,13 @@ def check_kernel(row: dict, sizes: Sizes) -> None:
         return
     row["geometries"] = []
     for width in sizes.kernel_widths:
-        study = bench.study_for(width, sizes.kernel_trials, "init", kernel.CHECK_STEPS)
-        shape = kinds.parity.make_plan(study, devices=1, kernel=mode).batches[0].shape
+        study = bench.study_for(width, sizes.kernel_trials, "init", kernel_check.CHECK_STEPS)
+        shape = kinds.parity.make_plan(study, n_devices=1, kernel=mode).batches[0].shape
         wp, _, _, tw = kernel.geometry(shape.W, shape.task.n, shape.task.batch)
         g = {"width": width, "W": shape.W, "geometry": "registers" if tw == wp else "tiles",
-             "program": kernel.describe(shape)}
+             "program": kernel_check.describe(shape)}
         row["geometries"].append(g)
-        g["ok"], g["max_rel_err"], g["detail"] = kernel.self_check(shape)
+        g["ok"], g["max_rel_err"], g["detail"] = kernel_check.self_check(shape)
     ok = all(g["ok"] for g in row["geometries"])
     row["status"] = "ok" if ok else "fail"
     row["summary"] = f"{mode}: " + "; ".join(
@@ -277,32 +289,32 @@ def check_kernel(row: dict, sizes: Sizes) -> None:
         row["error"] = next(g["detail"] for g in row["geometries"] if not g["ok"])
 
 
-# Run in a fresh process whose persistent cache is an empty directory: the program compiled
-# cold, then -- every in-memory cache cleared -- again, loaded from the persistent cache.
-_COMPILE_CHILD = """
-import json, sys, time
-from parity_jax import bench, devices, kinds
-devices.setup()
-import jax
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-width, trials, steps = (int(v) for v in sys.argv[1:4])
-study = bench.study_for(width, trials, "init", steps)
-p = kinds.parity.make_plan(study, devices=1)
-pb = p.batches[0]
-inputs = kinds.parity.batch_inputs(study, p.cells, pb)
-out = {}
-for run in ("cold", "warm"):
-    jax.clear_caches()
-    devices._program.cache_clear()
-    with devices.CompileStats() as c:
-        start = time.perf_counter()
-        devices.program(pb.shape, 1).lower(inputs).compile()
-        out[run + "_s"] = time.perf_counter() - start
-    out[run + "_cache_hits"] = c.cache_hits
-s = pb.shape
-out["program"] = f"W={s.W} G={s.G} P={s.P} {s.layout} kernel={s.kernel}"
-print(json.dumps(out))
-"""
+def _compile_child() -> None:
+    """``check_compile``'s child process (arguments: width, trials, steps), whose persistent
+    cache is an empty directory: the program compiled cold, then -- every in-memory cache
+    cleared -- again, loaded from the persistent cache; prints one JSON line."""
+    devices.setup()
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    width, trials, steps = (int(v) for v in sys.argv[1:4])
+    study = bench.study_for(width, trials, "init", steps)
+    p = kinds.parity.make_plan(study, n_devices=1)
+    pb = p.batches[0]
+    inputs = kinds.parity.batch_inputs(study, p.cells, pb)
+    out: dict = {}
+    for run in ("cold", "warm"):
+        jax.clear_caches()
+        devices._program.cache_clear()
+        with devices.CompileStats() as c:
+            start = time.perf_counter()
+            devices.program(pb.shape, 1).lower(inputs).compile()
+            out[run + "_s"] = time.perf_counter() - start
+        out[run + "_cache_hits"] = c.cache_hits
+    s = pb.shape
+    out["program"] = f"W={s.W} G={s.G} P={s.P} {s.layout} kernel={s.kernel}"
+    print(json.dumps(out))
+
+
+_COMPILE_CHILD = "from parity_jax.doctor import _compile_child; _compile_child()"  # python -c
 
 
 def check_compile(row: dict, sizes: Sizes, deadline: float) -> None:
@@ -348,11 +360,11 @@ def check_throughput(row: dict, sizes: Sizes, deadline: float) -> None:
         row["rows"].append(r)
         builders: dict[str, Callable[[], dict]] = {
             "xla": lambda w=width, T=trials: bench.engine_timers(w, T, "init", S,
-                                                                 kernel="off")[1],
+                                                                 kernel_mode="off")[1],
             "naive": lambda w=width, T=trials: bench.naive_timers(w, T, "init", S)}
         if mode is not None:
             builders["kernel"] = lambda w=width, T=trials: bench.engine_timers(
-                w, T, "init", S, kernel=mode)[1]
+                w, T, "init", S, kernel_mode=mode)[1]
         timers: dict = {}
         for name, build in builders.items():
             built = bench.guarded(r["errors"], name, build)
@@ -389,11 +401,38 @@ CHECKS: list[tuple[str, Callable]] = [
     ("compile", check_compile), ("throughput", check_throughput)]
 
 
+def main(budget: float = 300.0, json_path: str | Path | None = None) -> int:
+    """``parity-jax doctor``: checks ``budget`` and ``PARITY_JAX_KERNEL`` (a ConfigError before
+    any check), runs every check, prints the table. Returns the exit status -- 0: every check
+    passed or was skipped; 1: a check failed or ran out of the budget; 130: Ctrl-C -- or, when
+    a check was cut short, ends the process with it (``devices.leave``: XLA may still work in
+    another thread, which the interpreter's exit would tear down: a segmentation fault)."""
+    settings.budget(budget)
+    settings.kernel()
+    try:
+        devices.split_cpu()
+        devices.start()  # a JAX_PLATFORMS that cannot start: one error line, before any check
+        # the JSON is rewritten after every check: replaced whole, never through a link
+        result = run_doctor(budget, json_path=json_path)
+    except KeyboardInterrupt:
+        kept = (f"the checks finished before it are in {errors.one_line(str(json_path))}"
+                if json_path else "the doctor stores nothing")
+        print(f"\ninterrupted; {kept} (run the doctor again to check again)",
+              file=sys.stderr, flush=True)
+        return devices.leave(130)
+    print(table(result), flush=True)
+    code = 0 if result["ok"] else 1
+    cut = any(c.get("cut") for c in result["checks"].values())
+    return devices.leave(code) if cut else code
+
+
 def run_doctor(budget: float = 300.0, sizes: Sizes | None = None, progress=sys.stderr,
                json_path: str | Path | None = None) -> dict:
     """Runs every check within ``budget`` seconds; returns the JSON-able result (``ok``: every
     check passed or was skipped). With ``json_path``, the result so far is written there after
-    every check (a doctor killed from outside leaves what it had found)."""
+    every check (a doctor killed from outside leaves what it had found). A ``budget`` out of
+    ``settings.BOUNDS`` is a ConfigError."""
+    settings.budget(budget)
     start = time.monotonic()
     deadline = start + budget
     devices.split_cpu()  # an entry point; no compile cache: compile seconds are measured
@@ -433,8 +472,10 @@ def _run_check(name: str, fn: Callable, row: dict, sizes: Sizes, deadline: float
     try:
         with _alarm(deadline - time.monotonic()):
             fn(*args)
-    except (OutOfBudget, subprocess.TimeoutExpired):
+    except (OutOfBudget, subprocess.TimeoutExpired) as e:
         row.update(status="timeout", error=f"ran past the budget of {budget:g} s")
+        if isinstance(e, OutOfBudget):  # cut in this process: XLA may still be at work
+            row["cut"] = True
         row["summary"] = row.get("summary") or "ran past the budget"
     except Exception as e:  # noqa: BLE001 -- a check's failure is its row's, not a crash
         row.update(status="fail", error=errors.error_line(e))

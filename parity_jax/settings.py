@@ -7,11 +7,14 @@ allowed is a ``ConfigError`` naming the variable and what it allows.
 ======================== ============================================ ===========================
 variable                 allowed values                               default (unset or empty)
 ======================== ============================================ ===========================
-PARITY_JAX_CPU_DEVICES   an integer >= 1: the JAX CPU devices to      one per available core
-                         split the CPU into (``cpu_devices``)
+PARITY_JAX_CPU_DEVICES   an integer in [1, 1024]: the JAX CPU         one per available core
+                         devices to split the CPU into                (at most 1024)
+                         (``cpu_devices``)
 PARITY_JAX_CACHE         ``off`` (any case), or a directory for       ``$XDG_CACHE_HOME/parity_
                          JAX's persistent compilation cache and the   jax/jax`` (``~/.cache/
-                         kernel's verdicts beside it (``cache``)      parity_jax/jax``)
+                         kernel's verdicts beside it (``cache``), or  parity_jax/jax``)
+                         a URL (``gs://bucket/x``: ``is_url``) for
+                         JAX's cache alone
 PARITY_JAX_KERNEL        ``auto``, ``off``, ``on``, ``interpret``,    ``auto``
                          ``3xtf32`` (any case; ``kernel``,
                          ``parity_jax.kernel``)
@@ -20,20 +23,26 @@ PARITY_JAX_DATA          a directory for fetched OpenML datasets      ``~/.cache
                          directory)
 JAX_COORDINATOR_ADDRESS  host:port of a multi-host job's process 0    one process (no job)
                          (``distributed``)
-JAX_NUM_PROCESSES        an integer: the job's processes              what JAX detects
-JAX_PROCESS_ID           an integer: this process's index in the job  what JAX detects
+JAX_NUM_PROCESSES        an integer in [1, 65536]: the job's          what JAX detects
+                         processes
+JAX_PROCESS_ID           an integer in [0, 65535]: this process's     what JAX detects
+                         index in the job
 XLA_FLAGS                (JAX's own) ``--xla_force_host_platform_     no CPU count chosen
                          device_count=N`` in it keeps the CPU split
                          the user chose (``cpu_devices_forced``)
 ======================== ============================================ ===========================
+
+Every numeric bound -- of these variables and of the ``--budget`` of ``doctor`` -- is in one
+table, ``BOUNDS``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
-from parity_jax.errors import ConfigError
+from parity_jax.errors import ConfigError, show
 
 CPU_DEVICES = "PARITY_JAX_CPU_DEVICES"
 CACHE = "PARITY_JAX_CACHE"
@@ -42,11 +51,27 @@ KERNEL_CHOICES = ("auto", "off", "on", "interpret", "3xtf32")
 DATA = "PARITY_JAX_DATA"
 COORDINATOR, NUM_PROCESSES, PROCESS_ID = (
     "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+BUDGET = "--budget"
+
+# (least, most) of every numeric setting: past 1024 CPU devices JAX's start-up and ``plan``
+# take minutes (2^31 is a JAX error); a budget is a timer's seconds (1e10 overflows it), at
+# most a day
+BOUNDS: dict[str, tuple[float, float]] = {
+    CPU_DEVICES: (1, 1024),
+    NUM_PROCESSES: (1, 65536),
+    PROCESS_ID: (0, 65535),
+    BUDGET: (1e-3, 86400.0),
+}
+
+
+def _within(name: str, value: float) -> bool:
+    least, most = BOUNDS[name]
+    return least <= value <= most
 
 
 def cpu_devices() -> int | None:
-    """``PARITY_JAX_CPU_DEVICES`` (None: unset or empty); anything but an integer >= 1 is a
-    ConfigError naming it."""
+    """``PARITY_JAX_CPU_DEVICES`` (None: unset or empty); anything but an integer within
+    ``BOUNDS`` is a ConfigError naming it."""
     raw = os.environ.get(CPU_DEVICES, "").strip()
     if not raw:
         return None
@@ -54,10 +79,22 @@ def cpu_devices() -> int | None:
         count = int(raw)
     except ValueError:
         count = 0
-    if count < 1:
-        raise ConfigError(f"{CPU_DEVICES} = {raw!r}: must be an integer >= 1 (the JAX "
-                          "CPU devices to split the CPU into), or unset (one per core)")
+    if not _within(CPU_DEVICES, count):
+        least, most = BOUNDS[CPU_DEVICES]
+        raise ConfigError(f"{CPU_DEVICES} = {show(raw)}: must be an integer in "
+                          f"{least:g}..{most:g} (the JAX CPU devices to split the CPU into), "
+                          "or unset (one per core)")
     return count
+
+
+def budget(value: float) -> float:
+    """``doctor --budget``: seconds within ``BOUNDS`` (a ConfigError naming the flag
+    otherwise)."""
+    if not (math.isfinite(value) and _within(BUDGET, value)):
+        least, most = BOUNDS[BUDGET]
+        raise ConfigError(f"{BUDGET} = {show(value)}: must be a number of seconds in "
+                          f"{least:g}..{most:g}")
+    return value
 
 
 def cpu_devices_forced() -> bool:
@@ -75,6 +112,12 @@ def cache() -> str | None:
         return where
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "parity_jax", "jax")
+
+
+def is_url(where: str) -> bool:
+    """Whether a cache location is a URL (``gs://bucket/x``): handed to JAX as it is, never
+    made as a local directory; the kernel's verdicts then stay in the process."""
+    return "://" in where
 
 
 def kernel() -> str:
@@ -109,8 +152,13 @@ def _integer(name: str) -> int | None:
         return None
     raw = os.environ[name]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} = {raw!r}: must be an integer (a multi-host job's "
+        value = None
+    if value is None or not _within(name, value):
+        least, most = BOUNDS[name]
+        raise ConfigError(f"{name} = {show(raw)}: must be an integer in {least:g}..{most:g} "
+                          "(a multi-host job's "
                           f"{'processes' if name == NUM_PROCESSES else 'process index'}), "
-                          "or unset") from None
+                          "or unset")
+    return value

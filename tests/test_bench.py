@@ -161,10 +161,10 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
     monkeypatch.setenv("PARITY_JAX_KERNEL", "interpret")
     engine = bench.engine_timers
 
-    def kernel_fails(width, trials, vary, steps, kernel="off"):
-        if kernel != "off":
+    def kernel_fails(width, trials, vary, steps, kernel_mode="off"):
+        if kernel_mode != "off":
             raise RuntimeError("lowering failed\nTraceback details")
-        return engine(width, trials, vary, steps, kernel=kernel)
+        return engine(width, trials, vary, steps, kernel_mode=kernel_mode)
 
     def naive_fails_when_run(width, trials, vary, steps):
         def run():
@@ -257,3 +257,61 @@ def test_bench_checks_its_output_files_before_benchmarking(tmp_path, monkeypatch
         (tmp_path / "f.txt").write_text("x")
         assert cli.main(["bench", flag, path]) == 2
         assert says in one_error(capsys)
+
+
+@pytest.fixture
+def exits(monkeypatch):
+    """The exit codes ``devices.leave`` would end the process with (here it returns)."""
+    from parity_jax import devices
+
+    codes = []
+    monkeypatch.setattr(devices, "_exit", codes.append)
+    return codes
+
+
+def test_a_bad_kernel_setting_is_refused_before_anything_is_timed(monkeypatch, capsys):
+    # it was caught after a row was timed (13 s), as two lines
+    def timed(*a, **kw):
+        raise AssertionError("timed before refusing")
+
+    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(bench, "run_bench", timed)
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "fast")
+    assert cli.main(["bench", "--widths", "10", "--trials", "1"]) == 2
+    assert one_error(capsys) == ("error: PARITY_JAX_KERNEL = 'fast': must be one of auto, off, "
+                                 "on, interpret, 3xtf32")
+
+
+def test_ctrl_c_says_the_bench_wrote_nothing_and_ends_the_process(tmp_path, monkeypatch,
+                                                                   capsys, exits):
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_bench", interrupted)
+    out = tmp_path / "b.json"
+    assert cli.main(["bench", "--json", str(out)]) == 130
+    assert exits == [130]  # XLA work cut short: the process ends at once
+    err = capsys.readouterr().err.strip()
+    assert err == ("interrupted; the bench wrote nothing (its table and files are written at "
+                   "the end)")  # it said "what was stored is kept (a run resumes ...)"
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_bench_compiles_exits_130_not_a_segfault(tmp_path):
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    child = subprocess.Popen([sys.executable, "-m", "parity_jax", "bench", "--widths", "1000",
+                              "--trials", "100", "--no-baselines"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted; the bench wrote nothing")

@@ -289,8 +289,8 @@ def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, la
     big = shape_factory(G=len(big_groups), P=3, layout=layout, step=step, kernel=kernel,
                         chunk=chunk)
     small = shape_factory(G=chunk, P=3, layout=layout, step=step, kernel=kernel, chunk=chunk)
-    out_big, p_big = devices.train_on_devices(big, make_batch(big_groups, P=3), devices=1)
-    out_small, p_small = devices.train_on_devices(small, make_batch(small_groups, P=3), devices=1)
+    out_big, p_big = devices.train_on_devices(big, make_batch(big_groups, P=3), n_devices=1)
+    out_small, p_small = devices.train_on_devices(small, make_batch(small_groups, P=3), n_devices=1)
     # the small batch's first group is the big one's third; its second (chunk 2) the first
     pairs = [(2, 0)] + ([(0, 1)] if chunk > 1 else [])
     for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_small, p_small)),
@@ -302,7 +302,7 @@ def test_a_group_computes_the_same_bits_in_a_batch_of_any_size(shape_factory, la
 def test_a_batch_that_is_not_whole_chunks_is_refused(shape_factory):
     with pytest.raises(ValueError, match="multiple of chunk"):
         devices.train_on_devices(shape_factory(G=3, P=3, layout="vmapped", chunk=2),
-                      make_batch(GROUPS + GROUPS[:1], P=3), devices=1)
+                      make_batch(GROUPS + GROUPS[:1], P=3), n_devices=1)
 
 
 @pytest.mark.parametrize("precision,hlo", [("float32", "HIGHEST"), ("tf32", "HIGH"),

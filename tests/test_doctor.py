@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_jax import cli, doctor, kernel
+from parity_jax import cli, devices, doctor, kernel, kernel_check
 from parity_jax.kinds.parity.report import CELL_FIELDS
 
 
@@ -68,7 +69,7 @@ def test_a_failing_check_is_one_line_in_its_row_and_exit_1(tmp_path, capsys, mon
     def broken(shape):
         raise RuntimeError("Triton lowering failed\n  File ...\ntraceback lines")
 
-    monkeypatch.setattr(kernel, "self_check", broken)
+    monkeypatch.setattr(kernel_check, "self_check", broken)
     two_checks("kernel", doctor.check_kernel)
     out = tmp_path / "d.json"
     assert cli.main(["doctor", "--json", str(out)]) == 1
@@ -84,14 +85,14 @@ def test_a_failing_check_is_one_line_in_its_row_and_exit_1(tmp_path, capsys, mon
 @pytest.mark.slow
 def test_a_kernel_that_disagrees_fails_its_row(tmp_path, monkeypatch, two_checks):
     # fault injection: the self-check's verdict on the tile geometry is a mismatch
-    check = kernel.self_check
+    check = kernel_check.self_check
 
     def mismatch_on_tiles(shape):
         if kernel.geometry(shape.W, shape.task.n, shape.task.batch)[3] == kernel.TILE:
             return False, 0.5, "disagrees with the XLA step (w1 off by 0.5 of its update)"
         return check(shape)
 
-    monkeypatch.setattr(kernel, "self_check", mismatch_on_tiles)
+    monkeypatch.setattr(kernel_check, "self_check", mismatch_on_tiles)
     two_checks("kernel", doctor.check_kernel)
     out = tmp_path / "d.json"
     assert cli.main(["doctor", "--json", str(out)]) == 1
@@ -100,7 +101,15 @@ def test_a_kernel_that_disagrees_fails_its_row(tmp_path, monkeypatch, two_checks
     assert k["error"] == "disagrees with the XLA step (w1 off by 0.5 of its update)"
 
 
-def test_a_check_past_the_budget_is_cut_and_the_rest_not_started(tmp_path, two_checks):
+@pytest.fixture(autouse=True)
+def exits(monkeypatch):
+    """The exit codes ``devices.leave`` would end the process with (here it returns)."""
+    codes = []
+    monkeypatch.setattr(devices, "_exit", codes.append)
+    return codes
+
+
+def test_a_check_past_the_budget_is_cut_and_the_rest_not_started(tmp_path, two_checks, exits):
     def slow(row, sizes):
         row["partial"] = 1  # what a check measured before the budget ran out is kept
         time.sleep(30)
@@ -110,6 +119,7 @@ def test_a_check_past_the_budget_is_cut_and_the_rest_not_started(tmp_path, two_c
     start = time.monotonic()
     assert cli.main(["doctor", "--budget", "2", "--json", str(out)]) == 1
     assert time.monotonic() - start < 20
+    assert exits == [1]  # cut: the process ends at once, XLA may still be at work
     checks = json.loads(out.read_text())["checks"]
     assert checks["slow"]["status"] == "timeout" and checks["slow"]["partial"] == 1
     assert checks["slow"]["error"] == "ran past the budget of 2 s"
@@ -157,11 +167,73 @@ def test_a_rate_lost_in_timing_noise_is_an_error_not_a_number(tmp_path, monkeypa
 
 @pytest.mark.parametrize("argv,field", [
     (["--budget", "0"], "--budget"), (["--budget", "nan"], "--budget"),
+    (["--budget", "1e10"], "--budget"), (["--budget", "1e400"], "--budget"),
     (["--json", "/no/such/dir/d.json"], "--json")])
-def test_doctor_bad_arguments_exit_2(capsys, argv, field):
+def test_doctor_bad_arguments_exit_2(capsys, monkeypatch, argv, field):
+    # --budget 1e10 was accepted, then every check failed with OverflowError from the timer
+    monkeypatch.setattr(doctor, "run_doctor", lambda *a, **kw: pytest.fail("checks ran"))
     assert cli.main(["doctor", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {field}") and err.count("\n") == 1
+
+
+def test_a_bad_kernel_setting_is_refused_before_any_check(capsys, monkeypatch):
+    # it was caught late: three checks failed, exit 1
+    monkeypatch.setenv("PARITY_JAX_KERNEL", "fast")
+    monkeypatch.setattr(doctor, "run_doctor", lambda *a, **kw: pytest.fail("checks ran"))
+    assert cli.main(["doctor"]) == 2
+    assert capsys.readouterr().err == ("error: PARITY_JAX_KERNEL = 'fast': must be one of "
+                                       "auto, off, on, interpret, 3xtf32\n")
+
+
+@pytest.mark.parametrize("json_path", [False, True])
+def test_ctrl_c_says_what_the_doctor_kept_and_ends_the_process(tmp_path, capsys, monkeypatch,
+                                                               exits, json_path):
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor, "run_doctor", interrupted)
+    out = tmp_path / "d.json"
+    assert cli.main(["doctor", *(["--json", str(out)] if json_path else [])]) == 130
+    assert exits == [130]  # a check cut short: the process ends at once
+    err = capsys.readouterr().err.strip()
+    assert "resume" not in err and "stored is kept" not in err  # nothing is stored or resumes
+    assert err.startswith("interrupted; ") and err.count("\n") == 0
+    assert (f"are in {out}" in err) if json_path else ("stores nothing" in err)
+
+
+def _doctor_process(*argv, interrupt_after=None):
+    """``python -m parity_jax doctor ARGV`` in a child process: (exit status, stderr)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    child = subprocess.Popen([sys.executable, "-m", "parity_jax", "doctor", *argv], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=300)
+    return child.returncode, out, err
+
+
+@pytest.mark.slow
+def test_a_budget_that_cuts_a_compile_exits_1_not_a_segfault(tmp_path):
+    # the budget ran out while batch invariance compiled: the table, then a segmentation
+    # fault (139) as the interpreter tore down XLA's compile thread
+    out = tmp_path / "d.json"
+    code, table, err = _doctor_process("--budget", "3", "--json", str(out))
+    assert code == 1, err
+    assert "some checks did not pass" in table
+    checks = json.loads(out.read_text())["checks"]
+    assert any(c.get("cut") for c in checks.values()), checks
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_check_compiles_exits_130_not_a_segfault():
+    code, _, err = _doctor_process(interrupt_after=6)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == ("interrupted; the doctor stores nothing (run the "
+                                            "doctor again to check again)")
 
 
 def test_compare_runs_reports_each_field_that_differs_per_cell():

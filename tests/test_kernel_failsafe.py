@@ -14,7 +14,7 @@ import jax
 import pytest
 from conftest import TINY_TOML
 
-from parity_jax import core, devices, kernel, kinds
+from parity_jax import core, devices, kernel, kernel_check, kinds
 from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity.config import Study
 from parity_jax.runner import run
@@ -28,11 +28,11 @@ PROGRAM = "n=10, W=8, batch 8, hinge, float32"
 @pytest.fixture(autouse=True)
 def _fresh_kernel_state():
     """Every test starts with no verdicts and no traced program (a patched kernel is traced)."""
-    kernel._verdicts.clear()
+    kernel_check._verdicts.clear()
     devices._program.cache_clear()
     jax.clear_caches()
     yield
-    kernel._verdicts.clear()
+    kernel_check._verdicts.clear()
     devices._program.cache_clear()
     jax.clear_caches()
 
@@ -120,10 +120,10 @@ def test_a_program_that_fails_to_compile_after_its_check_runs_the_xla_step(
         study, xla_trials, tmp_path, monkeypatch, capsys):
     # the self-check's kernel (CHECK_STEPS per call) passes; the program's own does not lower
     checked = []
-    real_check = kernel.self_check
-    monkeypatch.setattr(kernel, "self_check", lambda s: checked.append(s) or real_check(s))
+    real_check = kernel_check.self_check
+    monkeypatch.setattr(kernel_check, "self_check", lambda s: checked.append(s) or real_check(s))
     monkeypatch.setattr(kernel, "_call", _broken_when(
-        lambda n: None if n == kernel.CHECK_STEPS else _raise_lowering_error))
+        lambda n: None if n == kernel_check.CHECK_STEPS else _raise_lowering_error))
     trials, warnings = _run_interpret(study, tmp_path / "out", monkeypatch, capsys)
     assert len(checked) == 1 and trials == xla_trials
     _assert_one_warning(warnings, "NotImplementedError: Unimplemented primitive")
@@ -145,7 +145,7 @@ def test_a_kernel_that_fails_while_running_runs_the_xla_step(study, xla_trials, 
                                                                             out.c.dtype), out.c))
 
     monkeypatch.setattr(kernel, "_call", _broken_when(
-        lambda n: None if n == kernel.CHECK_STEPS else crash))
+        lambda n: None if n == kernel_check.CHECK_STEPS else crash))
     trials, warnings = _run_interpret(study, tmp_path / "out", monkeypatch, capsys)
     # JAX keeps the failed call's runtime token, whose error its exit handler would print
     from jax._src import dispatch
@@ -160,7 +160,7 @@ def test_on_skips_the_failsafe_and_errors_surface(shape_factory, monkeypatch):
 
     monkeypatch.setenv(kernel.ENV, "on")
     monkeypatch.setattr(kernel, "_call", _broken_when(lambda n: _raise_lowering_error))
-    monkeypatch.setattr(kernel, "self_check", lambda s: pytest.fail("self-check under 'on'"))
+    monkeypatch.setattr(kernel_check, "self_check", lambda s: pytest.fail("self-check under 'on'"))
     shape = shape_factory(G=2, P=3, W=16, layout="vmapped", kernel="interpret")
     warned = []
     with pytest.raises(NotImplementedError, match="fake_op"):
@@ -170,11 +170,11 @@ def test_on_skips_the_failsafe_and_errors_surface(shape_factory, monkeypatch):
 
 @pytest.mark.slow
 def test_a_second_run_repeats_no_self_check(study, xla_trials, tmp_path, monkeypatch, capsys):
-    where = tmp_path / "cache" / kernel.VERDICTS_FILE
+    where = tmp_path / "cache" / kernel_check.VERDICTS_FILE
     monkeypatch.setattr(devices, "verdicts_file", lambda: str(where))
     checked = []
-    real_check = kernel.self_check
-    monkeypatch.setattr(kernel, "self_check", lambda s: checked.append(s) or real_check(s))
+    real_check = kernel_check.self_check
+    monkeypatch.setattr(kernel_check, "self_check", lambda s: checked.append(s) or real_check(s))
     first, warnings = _run_interpret(study, tmp_path / "1", monkeypatch, capsys)
     assert len(checked) == 1 and not warnings
     (key, entry), = json.loads(where.read_text()).items()
@@ -182,13 +182,13 @@ def test_a_second_run_repeats_no_self_check(study, xla_trials, tmp_path, monkeyp
     for part in (jax.local_devices()[0].device_kind, f"jax {jax.__version__}", "jaxlib",
                  f"interpret: {PROGRAM}"):
         assert part in key
-    kernel._verdicts.clear()  # a new process: the verdict comes from the file
+    kernel_check._verdicts.clear()  # a new process: the verdict comes from the file
     second, warnings = _run_interpret(study, tmp_path / "2", monkeypatch, capsys)
     assert len(checked) == 1 and not warnings and second == first
     # a cached failure is honoured too (and said to be cached), without a check
     where.write_text(json.dumps({key: {"ok": False, "max_rel_err": None,
                                        "detail": "the kernel failed: XlaRuntimeError: boom"}}))
-    kernel._verdicts.clear()
+    kernel_check._verdicts.clear()
     third, warnings = _run_interpret(study, tmp_path / "3", monkeypatch, capsys)
     assert len(checked) == 1 and third == xla_trials
     _assert_one_warning(warnings, "XlaRuntimeError: boom (verdict cached in")
@@ -215,7 +215,7 @@ def test_the_real_kernel_passes_its_self_check_at_the_default_geometries(W, loss
     assert (np_, bp) == (64, 32) and (tw == wp) == (W == 100)
     shape = core.Shape(task=sparse.SparseTask(n=50, M=2000, batch=32, n_test=2000), depth=1, W=W,
                        G=4, P=16, eval_every=100, loss=loss, kernel="interpret")
-    ok, rel, detail = kernel.self_check(shape)
+    ok, rel, detail = kernel_check.self_check(shape)
     assert ok and rel < 1e-4 and detail.startswith("agrees with the XLA step"), detail
     # the tolerance is tight enough to see a fault: the kernel's w1 off by 1e-5 of itself
     worst = _worst_with_w1_scaled(shape, 1 + 1e-5)
@@ -230,9 +230,9 @@ def _worst_with_w1_scaled(shape, factor):
         kernel._call = _broken_when(lambda n: lambda out: out.replace(w1=out.w1 * factor),
                                     real)
         # another P than self_check's: a new trace, with the patched kernel
-        check = dataclasses.replace(shape, G=1, P=kernel.CHECK_TRIALS - 1,
-                                    eval_every=kernel.CHECK_STEPS)
-        return kernel._compare(check, draw=0)[2]
+        check = dataclasses.replace(shape, G=1, P=kernel_check.CHECK_TRIALS - 1,
+                                    eval_every=kernel_check.CHECK_STEPS)
+        return kernel_check._compare(check, draw=0)[2]
     finally:
         kernel._call = real
 

@@ -21,12 +21,37 @@ def test_cpu_devices_unset(monkeypatch):
     assert settings.cpu_devices() is None
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5"])
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5", "1025", str(2**31), "100000"])
 def test_cpu_devices_bad(monkeypatch, raw):
+    # past 1024: 2^31 was a JAX traceback, 100000 a plan that ran for minutes
     monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", raw)
     with pytest.raises(ConfigError, match=f"^PARITY_JAX_CPU_DEVICES = '{raw}': must be an "
-                                          r"integer >= 1 .*or unset \(one per core\)$"):
+                                          r"integer in 1\.\.1024 .*or unset \(one per core\)$"):
         settings.cpu_devices()
+
+
+def test_cpu_devices_bound_is_in_the_table(monkeypatch):
+    monkeypatch.setenv("PARITY_JAX_CPU_DEVICES", "1024")
+    assert settings.cpu_devices() == 1024 == settings.BOUNDS[settings.CPU_DEVICES][1]
+
+
+@pytest.mark.parametrize("value", [1e-3, 1.0, 300.0, 86400.0])
+def test_budget(value):
+    assert settings.budget(value) == value
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, 1e10, 1e300, float("inf"), float("nan")])
+def test_budget_bad(value):
+    # 1e10 was accepted, then every check failed with OverflowError from the alarm timer
+    with pytest.raises(ConfigError, match=r"^--budget = .*: must be a number of seconds in "
+                                          r"0\.001\.\.86400$"):
+        settings.budget(value)
+
+
+@pytest.mark.parametrize("where, url", [("gs://bucket/x", True), ("file:///tmp/x", True),
+                                        ("/tmp/x", False), ("relative/dir", False)])
+def test_is_url(where, url):
+    assert settings.is_url(where) is url
 
 
 def test_cpu_devices_forced_by_xla_flags(monkeypatch):
@@ -106,9 +131,10 @@ def test_a_bad_process_count_matters_only_to_a_multi_host_job(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["JAX_NUM_PROCESSES", "JAX_PROCESS_ID"])
-def test_distributed_bad(monkeypatch, name):
-    monkeypatch.setenv(name, "two")
-    with pytest.raises(ConfigError, match=f"^{name} = 'two': must be an integer"):
+@pytest.mark.parametrize("raw", ["two", "-1", str(2**40)])
+def test_distributed_bad(monkeypatch, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=f"^{name} = '{raw}': must be an integer in "):
         settings.distributed()
 
 
@@ -119,7 +145,7 @@ def test_docstring_tables_every_variable():
         assert name in settings.__doc__, name
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", "100000"])
 def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys,
                                                                 value):
     config = tmp_path / "s.toml"
@@ -128,6 +154,6 @@ def test_a_bad_cpu_device_count_is_one_line_naming_the_variable(tmp_path, monkey
     for argv in (["plan", str(config)], ["run", str(config), "--out", str(tmp_path / "o")]):
         assert cli.main(argv) == 2
         assert one_error(capsys) == (f"error: PARITY_JAX_CPU_DEVICES = {value!r}: must be an "
-                                      "integer >= 1 (the JAX CPU devices to split the CPU "
-                                      "into), or unset (one per core)")
+                                      "integer in 1..1024 (the JAX CPU devices to split the "
+                                      "CPU into), or unset (one per core)")
     assert not (tmp_path / "o").exists()

@@ -227,8 +227,8 @@ GROUPS = [
 def test_a_group_computes_the_same_bits_alone_and_in_a_bigger_batch(target):
     big = _shape(target, G=3)
     small = _shape(target, G=1)
-    out_big, p_big = devices.train_on_devices(big, make_batch(GROUPS, P=3), devices=1)
-    out_small, p_small = devices.train_on_devices(small, make_batch(GROUPS[2:], P=3), devices=1)
+    out_big, p_big = devices.train_on_devices(big, make_batch(GROUPS, P=3), n_devices=1)
+    out_small, p_small = devices.train_on_devices(small, make_batch(GROUPS[2:], P=3), n_devices=1)
     for a, b in zip(jax.tree.leaves((out_big, p_big)), jax.tree.leaves((out_small, p_small)),
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a)[2], np.asarray(b)[0])
@@ -287,7 +287,7 @@ def test_first_hit_is_the_first_evaluation_with_nmse_at_most_the_threshold():
     groups = [{"data": 0, "m": 128, "trials": [
         {"init": 0, "width": 16, "steps": 2000, "threshold": 0.9, "stop": True},
         {"init": 1, "width": 16, "steps": 2000, "threshold": 0.0}]}]
-    out, _ = devices.train_on_devices(shape, make_batch(groups, P=3), devices=1)
+    out, _ = devices.train_on_devices(shape, make_batch(groups, P=3), n_devices=1)
     hit, err = np.asarray(out.first_hit)[0], np.asarray(out.test_error)[0]
     assert out.success[0, 0] and hit[0] > 0 and err[0] <= 0.9
     assert out.steps_run[0, 0] == hit[0]  # stopped there

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import parity_jax.kernel
-from parity_jax import costs, keys, plan, render, trackers
+from parity_jax import costs, flops, keys, plan, render, trackers
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity.config import Cell, Study
@@ -56,7 +56,7 @@ def stream_id(cell: Cell, seed: int) -> tuple:
 def trial_flops(cell: Cell) -> int:
     """Upper bound on a trial's FLOPs: all ``steps`` SGD steps plus every evaluation's forward
     pass over the test set (a trial that stops on success does less)."""
-    return costs.flops_to_step(cell.steps, **cell.to_dict())
+    return flops.flops_to_step(cell.steps, **cell.to_dict())
 
 
 def _cost(cells: list[Cell]):

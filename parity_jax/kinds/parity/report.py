@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity_jax import errors, files, reduce, render, targets
+from parity_jax import errors, files, flops, reduce, render, targets
 from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity.config import Cell, later_defaults
 
@@ -37,12 +37,10 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
     """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
     diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
     normalized test MSE of a real-valued target) and ``median_compute`` (the median training
-    FLOPs to the first hit over the successful trials, ``costs.flops_to_step``).
+    FLOPs to the first hit over the successful trials, ``flops.flops_to_step``).
 
     cells: store cell records (with key "cell"); trials: store trial records.
     """
-    from parity_jax import costs  # JAX: not when the command line merely starts
-
     by_cell = reduce.group(trials, ["cell"])
     fields, defaults = cell_fields(), later_defaults()
     records = []
@@ -60,7 +58,7 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
             median_first_hit=float(np.median(hits)) if hits else None,
             diverged=sum(bool(t["diverged"]) for t in ts),
             metric=targets.metric(rec["target"]),
-            median_compute=float(np.median([costs.flops_to_step(h, **c) for h in hits]))
+            median_compute=float(np.median([flops.flops_to_step(h, **c) for h in hits]))
             if hits else None,
         )
         records.append(rec)
@@ -70,10 +68,8 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
 def trial_records(cells: Mapping[int, dict], trials: list[dict]) -> list[dict]:
     """``Results.trials``: each trial with its cell's settings and ``compute``, its training
     FLOPs to its first hit (None if it never hit)."""
-    from parity_jax import costs  # JAX: not when the command line merely starts
-
     return [{**cells[t["cell"]], **t, "compute": None if t["first_hit"] is None else
-             costs.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
+             flops.flops_to_step(t["first_hit"], **cells[t["cell"]])} for t in trials]
 
 
 def frontier(records: list[dict], target: float = 0.5, over: str = "m") -> list[dict]:

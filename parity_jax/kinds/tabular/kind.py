@@ -20,6 +20,7 @@ import numpy as np
 from parity_jax import costs, datasets, devices, errors, keys, plan, store
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
+from parity_jax.flops import flops_per_trial_step
 from parity_jax.kinds import Decoded
 from parity_jax.kinds.tabular import report
 from parity_jax.kinds.tabular.config import TabularStudy
@@ -44,7 +45,7 @@ class ForestUnit:
 def _cost(cells: list):
     def cost(shape: Shape, trials: list[plan.TrialId]) -> tuple[int, int]:
         """A program's peak bytes and its trials' FLOPs (steps only)."""
-        flops = sum(cells[t.cell].steps * costs.flops_per_trial_step(
+        flops = sum(cells[t.cell].steps * flops_per_trial_step(
             cells[t.cell].width, shape.task.d, cells[t.cell].batch, cells[t.cell].depth)
             for t in trials)
         return costs.batch_bytes(costs.xy_bytes(shape), shape), flops
