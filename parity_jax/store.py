@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sqlite3
 import sys
@@ -29,6 +28,7 @@ from typing import NamedTuple
 
 from parity_jax import errors, kinds, lock
 from parity_jax.errors import ConfigError, CorruptStore, StoreError, digest
+from parity_jax.stored import Curve, is_int
 
 FORMAT = "parity_jax/1"
 FILENAME = lock.FILENAME
@@ -38,15 +38,6 @@ BUSY_SECONDS = 30  # how long a command waits for a store another program holds 
 # these tables.
 KIND_BEFORE_KINDS = "parity"
 TABLES_BEFORE_KINDS = {"meta", "cells", "trials", "curves"}
-
-
-class Curve(NamedTuple):
-    """A trial's recorded curve: little-endian float32 arrays, one value per evaluation."""
-
-    cell: int
-    seed: int
-    test_error: bytes
-    train_loss: bytes
 
 
 _BASE_SCHEMA = """
@@ -191,37 +182,6 @@ class Contents(NamedTuple):
     rows: list
     curves: list[Curve]
     problems: list[str]
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_real(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def is_flag(v) -> bool:
-    return is_int(v) and v in (0, 1)
-
-
-def is_fraction(v) -> bool:
-    """An error rate: None (none measured) or a number in [0, 1]."""
-    return v is None or (is_real(v) and 0 <= v <= 1)
-
-
-def where(raw: tuple, table: str, cells: int, seeds: int,
-          curve: bool = False) -> tuple[str, list[str]]:
-    """Where a trial or (``curve``) a curve row is, and the problem when it names no trial of
-    the grid."""
-    cell, seed = raw[0], raw[1]
-    if not (is_int(cell) and is_int(seed)):
-        return (f"{table} row (cell {errors.show(cell)}, seed {errors.show(seed)})",
-                ["cell and seed are not integers"])
-    where = f"{'curve of ' if curve else ''}trial (cell {cell}, seed {seed})"
-    if not (0 <= cell < cells and 0 <= seed < seeds):
-        return where, ["outside the study's grid"]
-    return where, []
 
 
 def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]]:

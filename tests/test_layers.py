@@ -23,6 +23,7 @@ LAYERS = {
     "oracles": ENGINE, "keys": ENGINE, "datasets": ENGINE, "forest": ENGINE,
     "plan": DRIVER, "costs": DRIVER, "runner": DRIVER, "store": DRIVER, "lock": DRIVER,
     "merge": DRIVER, "check": DRIVER, "results": DRIVER, "multihost": DRIVER, "kinds": DRIVER,
+    "stored": DRIVER,
     "reduce": DRIVER, "render": DRIVER, "plots": DRIVER,
     "cli": INTERFACE, "doctor": INTERFACE, "bench": INTERFACE, "experiment": INTERFACE,
     "__main__": INTERFACE,

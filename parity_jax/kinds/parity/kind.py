@@ -12,12 +12,12 @@ from typing import ClassVar
 import jax
 import numpy as np
 
-from parity_jax import devices, plan, store
-from parity_jax.kinds import Decoded
+from parity_jax import devices, plan, stored
 from parity_jax.kinds.parity import report, sample
 from parity_jax.kinds.parity.batches import batch_inputs, make_plan
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Study, cell_record
 from parity_jax.kinds.parity.rows import SCHEMA, Row, read_curve, read_row
+from parity_jax.kinds.protocol import Decoded
 
 # -- the kind ----------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ class ParityWork:
                 cell = self.cells[t.cell]
                 if cell.record_curves:
                     evals = math.ceil(int(outcome.steps_run[g, p]) / cell.eval_every)
-                    curves.append(store.Curve(t.cell, t.seed, *(
+                    curves.append(stored.Curve(t.cell, t.seed, *(
                         np.asarray(c[g, p, :evals], "<f4").tobytes()
                         for c in (outcome.curve_error, outcome.curve_loss))))
                 rows.append(Row(

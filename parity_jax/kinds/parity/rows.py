@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from parity_jax import errors, store, targets
+from parity_jax import errors, stored, targets
 
 
 class Row(NamedTuple):
@@ -52,23 +52,23 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]
     if len(raw) != len(Row._fields):
         return None, [f"trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(Row._fields)}"]
-    where, bad = store.where(raw, "trials", len(grid), seeds)
+    where, bad = stored.where(raw, "trials", len(grid), seeds)
     if not bad:
         _, _, success, first_hit, test_error, train_loss, steps_run, diverged = raw
         steps = grid[raw[0]].steps
-        if not (store.is_flag(success) and store.is_flag(diverged)):
+        if not (stored.is_flag(success) and stored.is_flag(diverged)):
             bad.append("success/diverged not a flag")
         wrong = [f"{name} {errors.show(v)} {rule}" for name, v, ok, rule in (
-            ("first_hit", first_hit, first_hit is None or store.is_int(first_hit),
+            ("first_hit", first_hit, first_hit is None or stored.is_int(first_hit),
              "is not an integer"),
-            (("test_error", test_error, store.is_fraction(test_error), "outside [0, 1]")
+            (("test_error", test_error, stored.is_fraction(test_error), "outside [0, 1]")
              if targets.metric(grid[raw[0]].target) == "error" else
-             ("test_error", test_error, test_error is None or (store.is_real(test_error)
+             ("test_error", test_error, test_error is None or (stored.is_real(test_error)
                                                                and test_error >= 0),
               "is not a normalized MSE >= 0")),
-            ("train_loss", train_loss, train_loss is None or store.is_real(train_loss),
+            ("train_loss", train_loss, train_loss is None or stored.is_real(train_loss),
              "is not a number"),
-            ("steps_run", steps_run, store.is_int(steps_run), "is not an integer")) if not ok]
+            ("steps_run", steps_run, stored.is_int(steps_run), "is not an integer")) if not ok]
         bad += wrong
         if not wrong:
             if bool(success) != (first_hit is not None):
@@ -85,13 +85,13 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]
 
 
 def read_curve(raw: tuple, grid: list, seeds: int,
-               rows: dict) -> tuple[store.Curve | None, list[str]]:
+               rows: dict) -> tuple[stored.Curve | None, list[str]]:
     """A recorded curve, or the problems that make it unreadable (``rows``: the sound trials
     by (cell, seed))."""
-    if len(raw) != len(store.Curve._fields):
+    if len(raw) != len(stored.Curve._fields):
         return None, [f"curves row {errors.show(raw[:2])}: {len(raw)} columns, not "
-                      f"{len(store.Curve._fields)}"]
-    where, bad = store.where(raw, "curves", len(grid), seeds, curve=True)
+                      f"{len(stored.Curve._fields)}"]
+    where, bad = stored.where(raw, "curves", len(grid), seeds, curve=True)
     if not bad:
         if raw[:2] not in rows:
             bad.append("no such trial")
@@ -104,4 +104,4 @@ def read_curve(raw: tuple, grid: list, seeds: int,
                            f"{evals} evaluations")
     if bad:
         return None, [f"{where}: {b}" for b in bad]
-    return store.Curve(*raw), []
+    return stored.Curve(*raw), []

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import costs, datasets, devices, errors, keys, plan, store
+from parity_jax import costs, datasets, devices, errors, keys, plan, stored
 from parity_jax.core import Batch, Shape
 from parity_jax.errors import ConfigError
 from parity_jax.flops import flops_per_trial_step
-from parity_jax.kinds import Decoded
+from parity_jax.kinds.protocol import Decoded
 from parity_jax.kinds.tabular import report
 from parity_jax.kinds.tabular.config import TabularStudy
 from parity_jax.tasks import xy
@@ -175,20 +175,20 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]
     if len(raw) != len(Row._fields):
         return None, [f"tabular_trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(Row._fields)}"]
-    where, bad = store.where(raw, "tabular_trials", len(grid), seeds)
+    where, bad = stored.where(raw, "tabular_trials", len(grid), seeds)
     if not bad:
         _, _, m, val_loss, val_error, test_error, best_step, final, diverged, extra = raw
         cell = grid[raw[0]]
-        if not store.is_flag(diverged):
+        if not stored.is_flag(diverged):
             bad.append("diverged not a flag")
-        if not (store.is_int(m) and m >= 1):
+        if not (stored.is_int(m) and m >= 1):
             bad.append(f"m = {errors.show(m)} is not a training-set size")
-        if not (val_loss is None or store.is_real(val_loss)):
+        if not (val_loss is None or stored.is_real(val_loss)):
             bad.append(f"val_loss {errors.show(val_loss)} is not a number")
         bad += [f"{name} {errors.show(v)} outside [0, 1]" for name, v in
                 (("val_error", val_error), ("test_error", test_error),
-                 ("final_test_error", final)) if not store.is_fraction(v)]
-        if not (best_step is None or store.is_int(best_step)):
+                 ("final_test_error", final)) if not stored.is_fraction(v)]
+        if not (best_step is None or stored.is_int(best_step)):
             bad.append(f"best_step {errors.show(best_step)} is not an integer")
         elif cell.model == "mlp" and best_step is not None and not -1 <= best_step <= cell.steps:
             bad.append(f"best_step {best_step} outside [-1, {cell.steps}]")
@@ -336,7 +336,7 @@ class TabularKind:
     def plan_problems(self, settings: dict) -> list[str]:
         sizes = settings.get("sizes")
         ok = sizes is None or isinstance(sizes, dict) and all(
-            isinstance(p, list) and len(p) == 2 and all(store.is_int(x) and x >= 1 for x in p)
+            isinstance(p, list) and len(p) == 2 and all(stored.is_int(x) and x >= 1 for x in p)
             for p in sizes.values())
         return [] if ok else [f"meta: plan setting sizes = {errors.show(sizes)} is not an "
                               "object of [features, rows] pairs"]
@@ -348,7 +348,7 @@ class TabularKind:
         return read_row(raw, grid, seeds)
 
     def read_curve(self, raw, grid, seeds, rows):
-        where, bad = store.where(raw, "curves", len(grid), seeds, curve=True)
+        where, bad = stored.where(raw, "curves", len(grid), seeds, curve=True)
         return None, [f"{where}: {b}" for b in bad or ["no such trial"]]
 
     def record(self, row: Row) -> dict:
