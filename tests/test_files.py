@@ -75,11 +75,11 @@ def test_what_is_not_a_regular_file_within_the_limit_is_one_input_error(tmp_path
     for name, says in [("fifo", "is not a regular file"), ("zero", "is not a regular file"),
                        ("big", "is larger than 100 bytes"), ("deep.json", "is not valid JSON"),
                        ("bad.json", "is not valid JSON"), ("latin1.json", "is not UTF-8 text"),
-                       ("dir", "is a directory"), ("missing", "cannot read")]:
+                       ("dir", "is a directory"), ("missing", "file not found")]:
         limit = 100 if name == "big" else files.READ_LIMIT
         value, e = _within(lambda n=name, k=limit: files.read_json(tmp_path / n, k, what="x"))
         assert isinstance(e, files.InputError), (name, value, e)
         line = str(e)
-        assert line.startswith(f"x: {tmp_path / name}") or line.startswith(f"x: cannot read "
-                                                                          f"{tmp_path / name}")
+        assert line.startswith(f"x: {tmp_path / name}") or line.startswith(
+            f"x: file not found: {tmp_path / name}")
         assert says in line and "\n" not in line, (name, line)

@@ -138,7 +138,7 @@ def test_the_kernel_is_selected_on_gpus_for_depth_1(monkeypatch):
     assert sorted((s.depth, s.W, s.kernel) for s in shapes) == [
         (1, 50, "pallas"), (1, 8000, "off"), (2, 50, "off"), (2, 8000, "off")]
     # decided by the study, not by the batch: the same in every shard, budget and device count
-    for kw in ({"shard": (1, 4)}, {"memory_budget": 2**31}, {"devices": 4}):
+    for kw in ({"shard": (1, 4)}, {"memory_budget": 2**31}, {"n_devices": 4}):
         shapes = kinds.parity.make_plan(study, platform="gpu", **kw).shapes
         assert {(s.W, s.kernel) for s in shapes if s.depth == 1} == {(50, "pallas"),
                                                                      (8000, "off")}, kw
