@@ -1,12 +1,13 @@
 # The two commands of the README: `make run` (default study) and `make test` (every test, as CI
-# runs it). `make test-fast` leaves out the tests marked slow; `make lint` runs ruff.
+# runs it). `make test-fast` leaves out the tests marked slow; `make test-quick` runs only the
+# pure-Python ones (marked quick: rules, planning, stores, reports); `make lint` runs ruff.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/fig1-cpu
 LINTED := parity_jax tests benchmarks experiments
 
-.PHONY: run test test-fast lint install clean
+.PHONY: run test test-fast test-quick lint install clean
 
 $(BIN)/parity-jax: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +25,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-quick: install
+	$(BIN)/python -m pytest -q -m "quick and not slow"
 
 lint: install
 	$(BIN)/ruff check $(LINTED)

@@ -29,6 +29,8 @@ from parity_jax import (
 from parity_jax import config as cfg
 from parity_jax.kinds.tabular.config import MLP, Forest, Split
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 

@@ -9,6 +9,8 @@ from conftest import TINY_TOML, one_error, small_batch, small_shape
 
 from parity_jax import ConfigError, Model, Study, Task, Train, cli, core, costs, flops, kinds
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 

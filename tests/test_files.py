@@ -8,6 +8,8 @@ import threading
 import pytest
 from conftest import make_victim
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 def test_an_output_file_is_replaced_whole_and_never_written_through_a_link(tmp_path):
     from parity_jax import files

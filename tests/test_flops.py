@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from parity_jax import flops
+
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
 
 
 def test_flops_to_step_equals_the_flops_counted_by_hand():

@@ -32,6 +32,8 @@ from parity_jax import cli, targets
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 from parity_jax.kinds.tabular.config import MLP, Forest, Split, TabularStudy
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 # every setting's rule: both kinds' tables and the built-in targets' parameters
 _RULES = {**Study.RULES, **{f"task.{p}": targets.param_rule(p) for p in targets.param_names()},
           **TabularStudy.RULES}

@@ -13,6 +13,8 @@ from conftest import small_shape
 
 from parity_jax import kernel_check
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SHAPE = small_shape(kernel="interpret")
 
 

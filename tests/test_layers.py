@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 PACKAGE = Path(__file__).resolve().parent.parent / "parity_jax"
 
 BOTTOM, ENGINE, DRIVER, INTERFACE = range(4)

@@ -11,6 +11,8 @@ import pytest
 
 from parity_jax import Model, Study, Task, Train, cli, devices, kinds, plan
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 def test_widths_are_padded_by_at_most_an_eighth_and_m_by_at_most_twice():
     widths = [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 1025, 65_537]

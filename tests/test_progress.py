@@ -8,6 +8,8 @@ import pytest
 
 from parity_jax import progress
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from parity_jax import reduce
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 @pytest.mark.parametrize("s,n,lo,hi", [
     # Newcombe (1998), Statistics in Medicine 17:857, Table II, method 3 (Wilson score)

@@ -6,6 +6,8 @@ import pytest
 
 from parity_jax import errors, render
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 def test_text_table_right_aligned_from_lists_or_dicts():
     expected = ["program  G x P  peak memory",

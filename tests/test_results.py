@@ -7,6 +7,8 @@ import parity_jax
 from parity_jax import ConfigError, cli
 from parity_jax import config as cfg
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 

@@ -7,6 +7,8 @@ from conftest import TINY_TOML, one_error
 
 from parity_jax import ConfigError, cli, settings
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 

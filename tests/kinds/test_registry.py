@@ -32,7 +32,9 @@ from parity_jax.kinds import Decoded
 from parity_jax.results import Results
 from parity_jax.runner import run
 
-PACKAGE = Path(__file__).resolve().parent.parent / "parity_jax"
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
+PACKAGE = Path(__file__).resolve().parents[2] / "parity_jax"
 
 
 @pytest.mark.parametrize("name", kinds.names())

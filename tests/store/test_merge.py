@@ -11,6 +11,8 @@ from conftest import HOLD_LOCK, SCALE_STUDY, TINY_TOML, one_error, stored_trials
 import parity_jax
 from parity_jax import Model, Study, Task, Train, cli, kinds
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 
@@ -25,6 +27,7 @@ def test_a_bad_merge_input_is_named_as_the_input_not_as_out(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow  # runs a study
 def test_merge_into_an_out_in_use_is_refused(tmp_path, capsys):
     config = tmp_path / "s.toml"
     config.write_text(SMALL)

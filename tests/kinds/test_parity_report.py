@@ -8,6 +8,8 @@ import pytest
 from parity_jax import files, reduce
 from parity_jax.kinds.parity import report
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 def _record(width, m, init, successes, first_hit):
     r = {"cell": 0, **{f: None for f in report.CELL_FIELDS}}

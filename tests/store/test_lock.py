@@ -14,6 +14,8 @@ from conftest import HOLD_LOCK, TINY_TOML, make_victim, one_error
 import parity_jax
 from parity_jax import Model, StoreError, Study, Task, Train, cli, lock, store
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 

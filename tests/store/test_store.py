@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from parity_jax import ConfigError, Model, Results, StoreError, Study, Task, Train, cli, store
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 PARITY = TINY_TOML.replace('name = "tiny"', 'name = "damaged"').replace(
@@ -274,6 +276,7 @@ def test_random_damage_never_gives_a_traceback(stores, damaged):
 
 # ---- unwritable, linked, corrupt and foreign store files: refused, never touched --------------
 
+@pytest.mark.slow  # runs a study
 def test_a_read_only_store_is_refused_before_a_resume_computes(tmp_path, monkeypatch, capsys):
     config = tmp_path / "s.toml"
     config.write_text(SMALL)

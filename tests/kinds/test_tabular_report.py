@@ -4,6 +4,8 @@ import pytest
 
 from parity_jax.kinds.tabular import report
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 
 def test_select_picks_the_lowest_median_validation_loss_per_family():
     def rec(init, lr, seed, val, test):

@@ -9,9 +9,12 @@ from conftest import SCALE_STUDY, TINY_TOML, one_error
 import parity_jax
 from parity_jax import cli
 
+pytestmark = pytest.mark.quick  # pure Python: make test-quick
+
 SMALL = TINY_TOML.replace('name = "tiny"', 'name = "edges"')
 
 
+@pytest.mark.slow  # runs a study
 def test_check_says_a_corrupt_store_is_a_problem_and_a_foreign_file_is_no_store(tmp_path,
                                                                                capsys):
     config = tmp_path / "s.toml"
