@@ -19,7 +19,7 @@ import sys
 
 import jax
 
-from parity_jax import bench, devices, kinds, plan
+from parity_jax import bench, devices, kinds, plan, timing
 
 ROWS = [(100, 64, "both"), (100, 256, "init"), (1000, 64, "both"), (1000, 256, "init")]
 
@@ -42,7 +42,7 @@ def row(width: int, trials: int, vary: str, steps: int, repeats: int) -> dict:
         fn = devices.program(s, 1).lower(inputs).compile()
         jax.block_until_ready(fn(inputs))  # warm
         timers[name] = lambda fn=fn: jax.block_until_ready(fn(inputs))
-    t = bench.interleaved(timers, repeats)
+    t = timing.interleaved(timers, repeats)
     old, new = t.values()
     return {"width": width, "trials": trials, "vary": vary, "G": G, "P": shape.P,
             "chunk": chunk, "steps": steps, "old_s": old, "new_s": new, "new_over_old": new / old}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from parity_jax.bench import BATCH, LR, WD, K, M, N, median_time
+from parity_jax.alternatives import BATCH, LR, WD, K, M, N
+from parity_jax.timing import median_time
 
 
 def torch_or_none():

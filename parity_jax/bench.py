@@ -49,25 +49,21 @@ the rate, and S, several times over: a 1000 x 1000-trial row ran for minutes.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
-from parity_jax import devices, errors, files, flops, kernel, kinds, oracles, render, settings
+from parity_jax import alternatives, devices, files, flops, kernel, kinds, render, settings, timing
+from parity_jax.alternatives import BATCH, LR, WD, K, M, N
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
-N, K, BATCH, M, LR, WD = 50, 3, 32, 1000, 0.1, 0.01
 WIDTHS = (10, 100, 1000, 10000)
 TRIALS = (1, 100, 1000, 10000)
 VARIES = ("init", "both")
@@ -81,55 +77,6 @@ def flops_per_trial_step(width: int) -> int:
     """Effective FLOP of one SGD step of one trial of the workload: 4*B*r*(n + 2) (see the
     module docstring; the formula lives in ``flops``)."""
     return flops.flops_per_trial_step(width, N, BATCH)
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls."""
-    return interleaved({None: fn}, repeats)[None]
-
-
-def guarded(failed: dict, name: str, fn: Callable[[], object]):
-    """``fn()``, or None with ``failed[name]`` its error's first line: one failing column
-    (a kernel that does not compile, say) leaves the rest of its row to be timed."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 -- any failure is the column's, reported in it
-        failed[name] = errors.error_line(e)
-        return None
-
-
-def interleaved(timers: dict, repeats: int, failed: dict | None = None) -> dict:
-    """Median seconds of each timer, timed in turn within every repeat (A B C A B C ...): a
-    slow spell of a shared machine then hits every column of a row alike, so their ratios
-    are measured side by side. With ``failed``, a timer that raises is left out of the result
-    (and of later rounds) and its error's first line is ``failed[key]``."""
-    times: dict = {k: [] for k in timers}
-    for _ in range(repeats):
-        for k, fn in timers.items():
-            if failed is not None and k in failed:
-                continue
-            start = time.perf_counter()
-            if failed is None:
-                fn()
-            else:
-                guarded(failed, k, fn)
-                if k in failed:
-                    continue
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()
-            if v and (failed is None or k not in failed)}
-
-
-def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
-    """float32 GFLOP/s of a size^3 ``jnp.matmul`` at ``Precision.HIGHEST`` (median of
-    repeats, after compilation): the precision the engine computes in. JAX's default float32
-    matmul on an NVIDIA GPU is TF32, several times faster than what a float32 study can use."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    mm = jax.jit(functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST))
-    mm(a, b).block_until_ready()
-    t = median_time(lambda: mm(a, b).block_until_ready(), repeats)
-    return 2 * size**3 / t / 1e9
 
 
 def _steps_for(width: int, trials: int, peak_gflops: float = 200.0, target_s: float = 1.5,
@@ -151,15 +98,6 @@ def study_for(width: int, trials: int, vary: str, steps: int) -> Study:
         train=Train(lr=LR, wd=WD, batch=BATCH, loss="hinge", steps=steps, eval_every=steps,
                     stop_on_success=False, vary=vary),
     )
-
-
-def _peak_rss() -> int | None:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    except (ImportError, OSError):
-        return None
 
 
 def engine_timers(width: int, trials: int, vary: str, steps: int,
@@ -203,129 +141,14 @@ def engine_timers(width: int, trials: int, vary: str, steps: int,
     return info, timers
 
 
-def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
-    """Bytes/s of a streaming ``x * a + b`` over float32 arrays (one read, one write)."""
-    x = jnp.ones((mib << 18,), jnp.float32)
-    f = jax.jit(lambda x: x * 1.0001 + 0.5)
-    f(x).block_until_ready()
-    t = median_time(lambda: f(x).block_until_ready(), repeats)
-    return 2 * x.nbytes / t
-
-
 def bytes_per_trial_step(width: int) -> int:
     """The memory traffic a step cannot avoid: w1 read and written once (float32)."""
     return 2 * 4 * width * N
 
 
-def naive_timers(width: int, trials: int, vary: str, steps: int) -> dict:
-    """The naive ``jax.jit(jax.vmap(train))`` of an optax training loop, compiled and warmed for
-    S and 2S steps; a timer per step count. Same workload; its own (simple) random streams."""
-    import optax
-
-    opt = optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR))
-
-    def train(raw_key, n_steps):
-        key = jax.random.wrap_key_data(raw_key)  # raw data: every timed call reuses the keys
-        k_data, k_init, k_order = jax.random.split(key, 3)
-        if vary == "init":  # every trial the same data
-            k_data = jax.random.key(0)
-        x = jax.random.rademacher(k_data, (M, N), dtype=jnp.float32)
-        y = jnp.prod(x[:, :K], axis=1)
-        k1, k2, k3, k4 = jax.random.split(k_init, 4)
-        u = functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0)
-        params = {"w1": u(k1, (N, width)) / N**0.5, "b1": u(k2, (width,)) / N**0.5,
-                  "a": u(k3, (width,)) / width**0.5, "c": u(k4, ()) / width**0.5}
-
-        def loss(p, xb, yb):
-            f = jax.nn.relu(xb @ p["w1"] + p["b1"][None]) @ p["a"] + p["c"]
-            return jnp.mean(jax.nn.relu(1.0 - yb * f))
-
-        def step(carry, t):
-            p, st = carry
-            idx = jax.random.randint(jax.random.fold_in(k_order, t), (BATCH,), 0, M)
-            g = jax.grad(loss)(p, x[idx], y[idx])
-            upd, st = opt.update(g, st, p)
-            return (optax.apply_updates(p, upd), st), None
-
-        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(n_steps))
-        return params
-
-    keys = jax.random.key_data(jax.random.split(jax.random.key(1), trials))
-    timers = {}
-    for s in (steps, 2 * steps):
-        fn = jax.jit(jax.vmap(functools.partial(train, n_steps=s)))
-        jax.block_until_ready(fn(keys))  # compile and warm
-
-        def run(fn=fn):
-            jax.block_until_ready(fn(keys))
-
-        timers[s] = run
-    return timers
-
-
 # a row's timers (engine_timers, ...) -> the row's column (and its errors' key)
 _COLUMNS = {"engine": "engine", "kernel": "kernel", "bound": "gemm_bound",
             "naive": "naive_jit_vmap"}
-
-
-def marginal(trials: float, steps: int, t: dict, failed: dict | None = None,
-             column: str = "") -> float | None:
-    """Trial-steps/s of the step alone, T*S / (t(2S) - t(S)) from ``t`` ({S: s, 2S: s}); None
-    when a time is missing. With ``failed``, a t(2S) <= t(S) is timing noise, not a rate: None,
-    said in ``failed[column]`` (doctor); without, the difference is floored at 1 ns (bench's
-    tiny rows, whose S the caller chose)."""
-    if steps not in t or 2 * steps not in t:
-        return None
-    if failed is not None and t[2 * steps] <= t[steps]:
-        failed.setdefault(column, f"t(2S) = {t[2 * steps]:.4f} s <= t(S) = {t[steps]:.4f} s: "
-                                  "no marginal time to measure (timing noise)")
-        return None
-    return trials * steps / max(t[2 * steps] - t[steps], 1e-9)
-
-
-def gemm_bound_timers(width: int, G: int, P: int, steps: int) -> dict:
-    """What the engine's layout could reach if a step were only its two first-layer GEMMs and
-    the w1 update: G groups of P*width neurons split over the devices as the engine splits
-    them, each group running ``steps`` steps of ``zT = w1 x^T; w1 -= 1e-6 * zT x`` on a fixed
-    (B, n) minibatch. Returns a warmed timer for S = ``steps`` and for 2S steps."""
-    shards = math.gcd(G, jax.device_count())
-    x = jax.random.normal(jax.random.key(3), (BATCH, N), jnp.float32)
-
-    def group(w1, n_steps):
-        def body(_, w):
-            return w - 1e-6 * ((w @ x.T) @ x)
-        return jax.lax.fori_loop(0, n_steps, body, w1)
-
-    def make(n_steps):
-        local = functools.partial(jax.lax.map, functools.partial(group, n_steps=n_steps))
-        if shards == 1:
-            return jax.jit(local)
-        spec = jax.sharding.PartitionSpec("g")
-        return jax.jit(jax.shard_map(local, mesh=devices.mesh(shards), in_specs=spec,
-                                     out_specs=spec))
-
-    w = jax.random.normal(jax.random.key(4), (G, P * width, N), jnp.float32) * 0.1
-    timers = {}
-    for s in (steps, 2 * steps):
-        fn = make(s)
-        jax.block_until_ready(fn(w))
-        timers[s] = lambda fn=fn: jax.block_until_ready(fn(w))
-    return timers
-
-
-def jax_loop_rate(width: int, trials: int, steps: int, time_budget: float = 3.0) -> dict:
-    """A Python loop of per-trial jit calls (the optax reference path, one trial per call)."""
-    train_one = jax.jit(functools.partial(
-        oracles.reference_params, n=N, k=K, m=M, noise=0.0, width=width, depth=1, sparse=False,
-        s=1, lr=LR, wd=WD, batch=BATCH, loss="hinge", steps=steps))
-    root = jax.random.key(7)
-    jax.block_until_ready(train_one(jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)))
-    done, start = 0, time.perf_counter()
-    while done < trials and (done < 2 or time.perf_counter() - start < time_budget):
-        jax.block_until_ready(train_one(jax.random.fold_in(root, 2 * done),
-                                        jax.random.fold_in(root, 2 * done + 1)))
-        done += 1
-    return {"rate": done * steps / (time.perf_counter() - start), "trials_timed": done}
 
 
 # ---- PyTorch baselines (optional; benchmarks/torch_baselines.py of a checkout) --------------
@@ -382,54 +205,56 @@ def _measure_row(width: int, T: int, vary: str, repeats: int, baselines: bool, p
         if built is not None:
             timers.update({(name, s): fn for s, fn in built.items()})
 
-    eng = guarded(column_errors, "engine", lambda: engine_timers(width, T, vary, steps))
+    eng = timing.guarded(column_errors, "engine", lambda: engine_timers(width, T, vary, steps))
     info = eng[0] if eng else {"steps": steps}
     add("engine", eng and eng[1])
     # the kernel on GPUs (whatever its width and trials), or its interpret mode if asked
     mode = kernel.select(jax.default_backend(), 1, "fused", W=0, trials=kernel.MIN_TRIALS)
     kinfo = None
     if mode != "off":
-        k = guarded(column_errors, "kernel", lambda: engine_timers(width, T, vary, steps,
-                                                                   kernel_mode=mode))
+        k = timing.guarded(column_errors, "kernel",
+                           lambda: engine_timers(width, T, vary, steps, kernel_mode=mode))
         kinfo = k and k[0]
         add("kernel", k and k[1])
     # The bound runs one batch's layout: as many steps as the engine's batches run together,
     # so its two calls take about as long as the engine's (short calls make a noisy marginal).
     if eng:
         bound_steps = steps * info["batches"]
-        add("bound", guarded(column_errors, "gemm_bound", lambda: gemm_bound_timers(
-            width, info["G"], info["P"], bound_steps)))
+        add("bound", timing.guarded(column_errors, "gemm_bound",
+                                    lambda: alternatives.gemm_bound_timers(
+                                        width, info["G"], info["P"], bound_steps)))
     row = dict(info)
     func = None
     if baselines:
-        add("naive", guarded(column_errors, "naive_jit_vmap",
-                             lambda: naive_timers(width, T, vary, steps)))
+        add("naive", timing.guarded(column_errors, "naive_jit_vmap",
+                                    lambda: alternatives.naive_timers(width, T, vary, steps)))
         loop_steps = min(steps, 512)
         loops = (("torch_loop", torch_loop_cache,
                   lambda: _needs_torch(torch_baselines().torch_loop_rate(width, T,
                                                                          loop_steps))),
-                 ("jax_loop", jax_loop_cache, lambda: jax_loop_rate(width, T, loop_steps)))
+                 ("jax_loop", jax_loop_cache,
+                  lambda: alternatives.jax_loop_rate(width, T, loop_steps)))
         for name, cache, measure in loops:  # once per width (a time-budgeted loop)
             if width not in cache:
                 failed: dict[str, str] = {}
-                cache[width] = guarded(failed, name, measure) or {"error": failed[name]}
+                cache[width] = timing.guarded(failed, name, measure) or {"error": failed[name]}
             row[name] = cache[width].get("rate")
             if "error" in cache[width]:
                 column_errors[name] = cache[width]["error"]
         if T * width <= TORCH_FUNC_MAX_NEURONS:
-            func = guarded(column_errors, "torch_func", lambda: _needs_torch(
+            func = timing.guarded(column_errors, "torch_func", lambda: _needs_torch(
                 torch_baselines().torch_func_timer(width, T, vary, min(steps, 64))))
             if func is not None:
                 timers["torch_func"] = func[1]
     timing_errors: dict = {}
-    t = interleaved(timers, repeats, timing_errors)
+    t = timing.interleaved(timers, repeats, timing_errors)
     for k, message in timing_errors.items():
         name = _COLUMNS[k[0]] if isinstance(k, tuple) else k
         column_errors.setdefault(name, message)
 
     def rate(name: str, trials: float = T, s: int = steps) -> float | None:
         have = {x: t[(name, x)] for x in (s, 2 * s) if (name, x) in t}
-        return marginal(trials, s, have)
+        return timing.marginal(trials, s, have)
 
     row["rate"] = rate("engine")
     if row["rate"]:
@@ -507,8 +332,8 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
     (``interleaved``).
     """
     devices.split_cpu()  # an entry point; no compile cache: compile seconds are measured
-    peak = gemm_peak()
-    bandwidth = memory_bandwidth()
+    peak = timing.gemm_peak()
+    bandwidth = timing.memory_bandwidth()
     rows = []
     torch_loop_cache: dict[int, dict] = {}
     jax_loop_cache: dict[int, dict] = {}
@@ -535,7 +360,7 @@ def run_bench(widths=WIDTHS, trials=TRIALS, varies=VARIES, repeats: int = 3,
             "flops_per_trial_step":
             "4*B*r*(n+2), B=32, n=50", "workload": {"n": N, "k": K, "batch": BATCH, "m": M,
                                                      "lr": LR, "wd": WD, "loss": "hinge"},
-            "peak_rss_bytes": _peak_rss(), "rows": rows}
+            "peak_rss_bytes": timing.peak_rss(), "rows": rows}
 
 
 def _short(row: dict, peak: float) -> str:

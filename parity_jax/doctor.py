@@ -6,13 +6,12 @@ exactness of a matmul at the engine's precision; batch invariance (a group alone
 of several, bit for bit, through the engine's own programs); the fused kernel against the XLA
 step at the default study's geometries; compile time of one program, cold and from the
 persistent cache; throughput of the kernel, the XLA step and the naive ``jit(vmap)`` optax
-program (``parity_jax.bench``'s timers).
+program (``bench``'s and ``alternatives``' timers).
 
 Every check reports a status: ``ok``, ``fail`` (it ran and the property does not hold, or it
 raised: the first line of the error, never a traceback), ``timeout`` (the budget ran out before
 or while it ran) or ``skipped`` (nothing to check here, e.g. ``PARITY_JAX_KERNEL=off``). The
-sizes scale with the platform: on a CPU every check runs at a small size (the kernel in Pallas'
-interpret mode), in a minute or two on 2 cores, so CI runs it.
+sizes scale with the platform: a CPU runs every check small (the kernel in interpret mode).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import (
+    alternatives,
     bench,
     core,
     devices,
@@ -47,6 +47,7 @@ from parity_jax import (
     plan,
     render,
     settings,
+    timing,
 )
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
@@ -361,22 +362,22 @@ def check_throughput(row: dict, sizes: Sizes, deadline: float) -> None:
         builders: dict[str, Callable[[], dict]] = {
             "xla": lambda w=width, T=trials: bench.engine_timers(w, T, "init", S,
                                                                  kernel_mode="off")[1],
-            "naive": lambda w=width, T=trials: bench.naive_timers(w, T, "init", S)}
+            "naive": lambda w=width, T=trials: alternatives.naive_timers(w, T, "init", S)}
         if mode is not None:
             builders["kernel"] = lambda w=width, T=trials: bench.engine_timers(
                 w, T, "init", S, kernel_mode=mode)[1]
         timers: dict = {}
         for name, build in builders.items():
-            built = bench.guarded(r["errors"], name, build)
+            built = timing.guarded(r["errors"], name, build)
             if built is not None:
                 timers.update({(name, s): fn for s, fn in built.items()})
         timing_errors: dict = {}
-        t = bench.interleaved(timers, sizes.repeats, timing_errors)
+        t = timing.interleaved(timers, sizes.repeats, timing_errors)
         for (name, _), message in timing_errors.items():
             r["errors"].setdefault(name, message)
         for name in builders:
             have = {s: t[(name, s)] for s in (S, 2 * S) if (name, s) in t}
-            r[name] = bench.marginal(trials, S, have, r["errors"], name)
+            r[name] = timing.marginal(trials, S, have, r["errors"], name)
         for a, b in (("kernel", "xla"), ("kernel", "naive"), ("xla", "naive")):
             if r.get(a) and r.get(b):
                 r[f"{a}_x_{b}"] = r[a] / r[b]

@@ -2,16 +2,12 @@
 
 Tables: ``meta`` (format, study kind, resolved study config, its fingerprint, plan settings,
 for studies that read data the fingerprints of the datasets' splits), ``cells`` (one row per
-grid cell, its settings as JSON), and the tables of every registered study kind
-(``kinds.StudyKind.schema``): ``trials`` and ``curves`` (parity: one row per finished trial;
-for cells with ``record_curves`` a trial's test error and train loss at each of its
-evaluations, as little-endian float32 arrays; stores made before curves existed lack it) and
-``tabular_trials`` (one row per finished tabular trial: an MLP or a tuned forest; stores made
-before it existed lack it). Each finished batch is written in one transaction, so a crash loses
-at most the batch in flight and a trial is never stored twice (primary key (cell, seed)).
-
-Rows are checked against the stored study in one place, where they are read
-(``Store.contents``, through the study kind's ``read_row``): a damaged or hand-edited row is a
+grid cell, its settings as JSON), and the tables of the store's kind (``StudyKind.schema``:
+parity's ``trials`` and ``curves``, tabular's ``tabular_trials``; stores made before study
+kinds existed hold every kind's). Each finished batch is written in one transaction, so a
+crash loses at most the batch in flight and a trial is never stored twice (primary key (cell,
+seed)). Rows are checked against the stored study in one place, where they are read
+(``Store.contents``, through the kind's ``read_row``): a damaged or hand-edited row is a
 problem ``check`` lists and a ``CorruptStore`` (one line) for every other reader, never a
 traceback. The one-writer lock is ``parity_jax.lock``; merge and check are modules of their own.
 """

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import make_victim, one_error
 
-from parity_jax import bench, cli
+from parity_jax import bench, cli, timing
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_each_row_sizes_its_own_steps(monkeypatch):
 
 def test_interleaved_times_every_timer_in_each_round():
     calls = []
-    medians = bench.interleaved({"a": lambda: calls.append("a"),
+    medians = timing.interleaved({"a": lambda: calls.append("a"),
                                  "b": lambda: calls.append("b")}, repeats=3)
     assert calls == ["a", "b"] * 3 and set(medians) == {"a", "b"}
     assert all(v >= 0 for v in medians.values())
@@ -195,11 +195,11 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
 
 def test_a_marginal_rate_inside_timing_noise_is_an_error_where_asked():
     errors: dict = {}
-    assert bench.marginal(10, 4, {4: 1.0, 8: 1.5}, errors, "xla") == pytest.approx(80.0)
-    assert bench.marginal(10, 4, {4: 1.0, 8: 0.99}, errors, "xla") is None
+    assert timing.marginal(10, 4, {4: 1.0, 8: 1.5}, errors, "xla") == pytest.approx(80.0)
+    assert timing.marginal(10, 4, {4: 1.0, 8: 0.99}, errors, "xla") is None
     assert "timing noise" in errors["xla"]
-    assert bench.marginal(10, 4, {4: 1.0}, errors, "kernel") is None and "kernel" not in errors
-    assert bench.marginal(10, 4, {4: 1.0, 8: 0.99}) == pytest.approx(40 / 1e-9)  # bench's rows
+    assert timing.marginal(10, 4, {4: 1.0}, errors, "kernel") is None and "kernel" not in errors
+    assert timing.marginal(10, 4, {4: 1.0, 8: 0.99}) == pytest.approx(40 / 1e-9)  # bench's rows
 
 
 @pytest.mark.parametrize("argv,says", [
@@ -216,7 +216,7 @@ def test_bench_sizes_past_the_engine_name_the_flag_before_anything_is_timed(monk
     def timed(*a, **kw):
         raise AssertionError("timed before refusing")
 
-    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(timing, "gemm_peak", timed)
     monkeypatch.setattr(bench, "run_bench", timed)
     assert cli.main(["bench", *argv]) == 2
     assert one_error(capsys).startswith(f"error: {says}")
@@ -274,7 +274,7 @@ def test_a_bad_kernel_setting_is_refused_before_anything_is_timed(monkeypatch, c
     def timed(*a, **kw):
         raise AssertionError("timed before refusing")
 
-    monkeypatch.setattr(bench, "gemm_peak", timed)
+    monkeypatch.setattr(timing, "gemm_peak", timed)
     monkeypatch.setattr(bench, "run_bench", timed)
     monkeypatch.setenv("PARITY_JAX_KERNEL", "fast")
     assert cli.main(["bench", "--widths", "10", "--trials", "1"]) == 2

@@ -154,7 +154,7 @@ def test_a_rate_lost_in_timing_noise_is_an_error_not_a_number(tmp_path, monkeypa
 
     xla = timers(0.03, 0.01)
     monkeypatch.setattr(doctor.bench, "engine_timers", lambda *a, **kw: ({}, xla()))
-    monkeypatch.setattr(doctor.bench, "naive_timers", timers(0.01, 0.03))
+    monkeypatch.setattr(doctor.alternatives, "naive_timers", timers(0.01, 0.03))
     two_checks("throughput", doctor.check_throughput)
     out = tmp_path / "d.json"
     assert cli.main(["doctor", "--json", str(out)]) == 1
