@@ -496,6 +496,5 @@ def table(result: dict) -> str:
 
 
 def write_json(path: str | Path, result: dict) -> None:
-    """Writes ``result`` to ``path`` whole (``files.write_text``: a temporary file beside it,
-    then a rename; a symbolic link there is refused, never written through)."""
+    """Writes ``result`` to ``path`` whole, never through a link (``files.write_text``)."""
     files.write_text(path, json.dumps(result, indent=1) + "\n", what="--json")
