@@ -346,8 +346,10 @@ def cell_params(name: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], .
 
 
 def label(name: str, params: Mapping[str, Any]) -> str:
-    """A target with its scalar parameters, for a table ("hermite degree=3")."""
-    shown = [f"{k}={v}" for k, v in params.items() if isinstance(v, int | float)]
+    """A target with its parameters, for a table or a title ("hermite degree=3",
+    "polynomial (2 terms)"): a number as name=value, a list by its length."""
+    shown = [f"{k}={v}" if isinstance(v, int | float) else f"({len(v)} {k})"
+             for k, v in params.items() if v is not None]
     return " ".join([name, *shown])
 
 

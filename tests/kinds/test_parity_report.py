@@ -239,7 +239,8 @@ def test_heatmaps_of_a_long_polynomial_beside_another_target(tmp_path, monkeypat
     assert str(terms) in listing[1] and len(listing) == 4
     assert titles["heatmap_dense_1.png"].startswith("success probability, (20,3)-majority, dense\n")
     title = titles["heatmap_sparse-s2_2.png"]
-    assert title.startswith("success probability, (20,3)-polynomial (30 terms), sparse-s2\n")
+    assert title.startswith(
+        "success probability, (20,3)-polynomial (30 terms) (30 coefs), sparse-s2\n")
     assert len(title) < 200
 
 
@@ -247,6 +248,6 @@ def test_task_title_names_the_target():
     r = {"n": 20, "k": 3}
     assert report.task_title(r) == "(20,3)-parity"
     assert report.task_title(r | {"target": "hermite", "degree": 3, "inputs": "gaussian"}) == (
-        "(20,3)-hermite p=3 (gaussian)")
+        "(20,3)-hermite degree=3 (gaussian)")
     assert report.task_title(r | {"target": "polynomial", "terms": ((1,), (1, 2, 3))}) == (
         "(20,3)-polynomial (2 terms)")

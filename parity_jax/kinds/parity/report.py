@@ -180,13 +180,11 @@ def _short(value) -> str:
 
 
 def task_title(record: Mapping) -> str:
-    """A cell's task as a figure title says it: ``(50,3)-parity``, ``(20,3)-hermite p=2
-    (gaussian)``, ``(20,3)-polynomial (2 terms)``."""
-    name = record.get("target") or "parity"
-    if record.get("degree"):
-        name += f" p={record['degree']}"
-    if record.get("terms"):
-        name += f" ({len(record['terms'])} terms)"
+    """A cell's task as a figure title says it: ``(50,3)-parity``, ``(20,3)-hermite degree=2
+    (gaussian)``, ``(20,3)-polynomial (2 terms) (2 coefs)`` (``targets.label``)."""
+    target = record.get("target") or targets.DEFAULT
+    params = targets.get(target).params if target in targets.registered() else ()
+    name = targets.label(target, {p.name: record.get(p.name) for p in params})
     inputs = record.get("inputs") or "boolean"
     if inputs != "boolean":
         name += f" ({inputs})"
