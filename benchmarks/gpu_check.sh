@@ -15,11 +15,24 @@
 # kernel, cold with PARITY_JAX_KERNEL=off, and warm (same compile cache); then a comparison
 # per cell of trials, successes and median first hit (kernel vs XLA step; warm vs cold, which
 # must be identical). QUICK=1: the kernel in Pallas' interpret mode on a tiny study.
+# OUT is made absolute (relative to where the script is called from) and created before any
+# stage runs: one it cannot create or write is refused at once (exit 2). The exit status is 1
+# when any stage failed or ran out of time, or the archive could not be written; 0 otherwise.
 set -u
+OUT="${OUT:?set OUT to a directory}"
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+if ! mkdir -p "$OUT" 2> /dev/null || [ ! -d "$OUT" ] || [ ! -w "$OUT" ]; then
+  echo "error: OUT = $OUT: cannot create or write that directory" >&2
+  exit 2
+fi
+if ! touch "$OUT/.gpu_check_probe" 2> /dev/null; then  # a read-only mount, say
+  echo "error: OUT = $OUT: cannot write into that directory" >&2
+  exit 2
+fi
+rm -f "$OUT/.gpu_check_probe"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-OUT="${OUT:?set OUT to a directory}"
-mkdir -p "$OUT"
+FAILED=0
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 LOGS="$WORK/gpu_check"
@@ -30,7 +43,11 @@ PJ=("$PY" -c "import sys; from parity_jax.cli import main; sys.exit(main(sys.arg
 archive() {  # the whole of $LOGS as $OUT/all.tgz, replaced in one rename where it can be
   # the kernel's self-check verdicts, kept beside the compile cache (kernel_check.VERDICTS_FILE)
   [ -f "$WORK/kernel_checks.json" ] && cp -f "$WORK/kernel_checks.json" "$LOGS/"
-  tar czf "$WORK/all.tgz" -C "$WORK" gpu_check && mv -f "$WORK/all.tgz" "$OUT/all.tgz"
+  if ! { tar czf "$WORK/all.tgz" -C "$WORK" gpu_check && mv -f "$WORK/all.tgz" "$OUT/all.tgz"; }
+  then
+    echo "error: could not write $OUT/all.tgz" >&2
+    FAILED=1
+  fi
 }
 now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "${t#0}"; }  # bash >= 5, no bc or awk
 stage() {  # stage NAME SECONDS COMMAND...: runs it with a limit, logs output, time and status
@@ -41,6 +58,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs it with a limit, logs output, t
   local us=$(( $(now_us) - start ))
   echo "$name rc=$rc seconds=$((us / 1000000)).$((us / 100000 % 10)) limit=$limit" \
     | tee -a "$LOGS/stages.txt"
+  [ "$rc" -eq 0 ] || FAILED=1
   archive
 }
 date -u +%FT%TZ > "$LOGS/started.txt"
@@ -78,3 +96,6 @@ cat "$LOGS/compare.log"
 date -u +%FT%TZ > "$LOGS/finished.txt"
 archive
 cat "$LOGS/stages.txt"
+echo "archive: $OUT/all.tgz; $([ "$FAILED" -eq 0 ] && echo "every stage passed" ||
+  echo "a stage failed (rc != 0 above)")"
+exit "$FAILED"

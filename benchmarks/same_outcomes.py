@@ -195,9 +195,39 @@ def compare_study(a: dict, b: dict) -> tuple[int, int, list[str]]:
     return compared, differing, lines
 
 
+class DumpError(ValueError):
+    """A dump that is not one this script wrote (garbage, not an object, missing tables)."""
+
+
+def load_dump(path: Path) -> dict:
+    """A study's dump, checked for the shape ``dump_store`` writes; a DumpError (one line)
+    for anything else."""
+    try:
+        dump = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DumpError(f"{path}: not a readable JSON dump ({type(e).__name__})") from None
+    tables = dump.get("tables") if isinstance(dump, dict) else None
+    if not isinstance(tables, dict) or not all(
+            isinstance(t, dict) and isinstance(t.get("columns"), list)
+            and isinstance(t.get("key"), list) and isinstance(t.get("rows"), list)
+            and all(isinstance(r, list) and len(r) == len(t["columns"]) for r in t["rows"])
+            and all(c in t["columns"] for c in t["key"])
+            for t in tables.values()):
+        raise DumpError(f"{path}: not a dump of this script (an object with tables of "
+                        "columns, key and rows)")
+    if "meta" in dump and not isinstance(dump["meta"], dict):
+        raise DumpError(f"{path}: its meta is not an object")
+    return dump
+
+
 def compare(a: Path, b: Path, only: list[str] | None = None) -> int:
     """Prints the per-study comparison of two out dirs (of the studies ``only``, default every
-    dump in either); 1 if anything differs or is missing."""
+    dump in either); 1 if anything differs or is missing, 2 for bad input (a directory that is
+    not there, a dump this script did not write)."""
+    for d in (a, b):
+        if not d.is_dir():
+            print(f"error: --compare {d}: not a directory", file=sys.stderr)
+            return 2
     bad = 0
     names = only or sorted({p.stem for d in (a, b) for p in d.glob("*.json")} - {"walls", "info"})
     if not names:
@@ -209,7 +239,12 @@ def compare(a: Path, b: Path, only: list[str] | None = None) -> int:
             print(f"{name}: MISSING in {pb if pa.exists() else pa}")
             bad = 1
             continue
-        n, diff, lines = compare_study(json.loads(pa.read_text()), json.loads(pb.read_text()))
+        try:
+            da, db = load_dump(pa), load_dump(pb)
+        except DumpError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        n, diff, lines = compare_study(da, db)
         print(f"{name}: {n} rows compared, {diff} differ"
               + ("" if diff else " (identical)"))
         print("\n".join(lines))
@@ -245,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.redump:
         out = Path(args.redump)
+        if not out.is_dir():
+            print(f"error: --redump {out}: not a directory", file=sys.stderr)
+            return 2
         done = [n for n in names if (_store_of(n, out) / "results.sqlite").is_file()]
         for n in done:
             write_dump(n, _store_of(n, out), out)

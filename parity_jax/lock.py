@@ -138,6 +138,9 @@ def _acquire(out: Path) -> int:
             if e.errno == errno.ELOOP:
                 raise StoreError(f"out: {path} is a symbolic link; the lock file is never "
                                  "followed (remove the link)") from None
+            if e.errno == errno.EISDIR:
+                raise StoreError(f"out: {path} is a directory; it must be the lock file "
+                                 "(remove it)") from None
             raise StoreError(f"out: cannot write to {out}: {e.strerror}") from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # written below: ours alone

@@ -134,6 +134,15 @@ def test_a_lock_file_that_is_a_fifo_is_refused_at_once(tmp_path):
             pass
 
 
+def test_a_lock_file_that_is_a_directory_is_named(tmp_path):
+    # it said "cannot write to OUT: Is a directory", naming neither the lock nor the mend
+    out = tmp_path / "o"
+    (out / ".lock").mkdir(parents=True)
+    with pytest.raises(StoreError, match=r"\.lock is a directory; it must be the lock file"):
+        with lock.lock(out):
+            pass
+
+
 # a few seconds of training after the compile: the second run arrives while the first computes
 CONCURRENT = SMALL.replace("steps = 200", "steps = 400\nstop_on_success = false")
 
