@@ -194,6 +194,11 @@ def _cmd_plan(args) -> int:
     print(f"\n{len(progs)} compiled program(s), {len(p.batches)} batches, estimated peak "
           f"{render.size(peak)} (one batch at a time), at most "
           f"{sum(r['flops'] for r in progs) / 1e12:.3g} TFLOP of training")
+    first = prep.kind.wanted(study, {})
+    if first is not None:  # an adaptive study: rounds decided by its outcomes
+        print(f"adaptive: the first round runs {len(first.want)} trials "
+              f"({prep.work.select(p, first.want).__len__()} batches); at most {p.n_trials} "
+              "(every seed of every cell), fewer as cells settle")
     return 0
 
 

@@ -57,3 +57,18 @@ def from_process_0(done: set | None, budget: int) -> tuple[set | None, int]:
         else np.zeros((int(head[0]), 2), np.int32)
     rows = broadcast_one_to_all(rows)
     return {(int(c), int(s)) for c, s in rows}, int(head[1]) * 1024
+
+
+def lead_set(pairs: set | None) -> set | None:
+    """Process 0's set of (cell, seed) pairs (or None) on every process of a multi-host job: what
+    process 0 decided a round of an adaptive study runs."""
+    if jax.process_count() == 1:
+        return pairs
+    from jax.experimental.multihost_utils import broadcast_one_to_all
+
+    head = broadcast_one_to_all(np.array([-1 if pairs is None else len(pairs)], np.int32))
+    if head[0] < 0:
+        return None
+    rows = np.array(sorted(pairs), np.int32).reshape(-1, 2) if jax.process_index() == 0 \
+        else np.zeros((int(head[0]), 2), np.int32)
+    return {(int(c), int(s)) for c, s in broadcast_one_to_all(rows)}

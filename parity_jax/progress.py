@@ -40,6 +40,7 @@ class Progress:
 
     def __init__(self, total: int, done: int, stream: TextIO | None):
         self.total, self.done, self.stream = total, done, stream
+        self.label = ""  # said before the status (an adaptive study's round)
         self.start = _now()
         self.run_trials = 0  # trials done by this run
         self.trial_steps = 0  # SGD steps summed over them
@@ -78,6 +79,13 @@ class Progress:
                           f"{self.status(elapsed, eta)}\n")
         self.stream.flush()
 
+    def retotal(self, total: int, label: str = "") -> None:
+        """A new total (a round of an adaptive study: the trials it wants so far) and a label
+        said before the status ("round 2 of 4, 31 cells open")."""
+        self.total, self.label = total, label
+        if self._bar is not None:
+            self._bar.update(self._task, total=total, completed=self.done)
+
     def warn(self, line: str) -> None:
         """A warning line: above the live bar when there is one (a line written under it would
         be overwritten at its next redraw), else on stderr."""
@@ -89,7 +97,8 @@ class Progress:
     def status(self, elapsed: float, eta: float | None) -> str:
         """``12/800 trials  1,234 trial-steps/s  elapsed 0m03s  ETA 3m10s`` (ETA ``-``: not
         known yet)."""
-        return (f"{self.done}/{self.total} trials  {self._rate:,.0f} trial-steps/s  "
+        return ((f"{self.label}  " if self.label else "")
+                + f"{self.done}/{self.total} trials  {self._rate:,.0f} trial-steps/s  "
                 f"elapsed {_clock(elapsed)}  ETA {'-' if eta is None else _clock(eta)}")
 
     def close(self) -> None:

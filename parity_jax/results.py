@@ -38,7 +38,7 @@ class Results:
             store.close()
 
     def cells(self, frame: bool = False):
-        return _maybe_frame(self.study_kind.cells(self._cells, self._trials), frame)
+        return _maybe_frame(self.study_kind.cells(self._cells, self._trials, self.study), frame)
 
     def trials(self, frame: bool = False):
         by_id = {c["cell"]: c for c in self._cells}

@@ -10,6 +10,7 @@ resumes by trial identity (cell, seed). Multi-host jobs: ``multihost``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -194,7 +195,8 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
         units = prep.units
         if requested is not None and budget != requested:  # resumed with its own budget
             units = prep.work.plan(budget, prep.n_devices, prep.shard, jax.process_count() > 1)
-        compiled = _train(prep, units, done, store, budget, out, progress if lead else None)
+        compiled = _train(prep, study, units, done, store, budget, out,
+                          progress if lead else None)
     finally:
         if store is not None:
             store.close()
@@ -207,47 +209,88 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
     return results
 
 
-def _train(prep: Prepared, units: plan.Plan, done: set, store: Store | None, budget: int,
-           out: str | Path, progress: TextIO | None) -> devices.CompileStats:
+def _train(prep: Prepared, study, units: plan.Plan, done: set, store: Store | None,
+           budget: int, out: str | Path, progress: TextIO | None) -> devices.CompileStats:
     """Trains every unit not yet stored, storing each as it finishes (process 0); returns
-    the compile statistics."""
-    work, error = prep.work, None
-    todo = [u for u in units.batches if not all((t.cell, t.seed) in done for t in u.trials)]
+    the compile statistics. An adaptive study (its kind's ``wanted``) runs in rounds: process
+    0 decides from the stored rows what the next round runs, until nothing more is wanted."""
+    kind = prep.kind
     with (Progress(units.n_trials, len(done & units.trial_ids()), progress) as bar,
           _StopOnSigint(progress) as sigint,
           devices.CompileStats() as compiled):
-        failsafe = devices.FailSafe(warn=bar.warn)  # the kernel, or XLA
-        for unit in todo:
-            # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
-            verdict = multihost.lead_says(2 if error else 1 if sigint.requested else 0)
-            if verdict == 2:
-                raise error or StoreError("out: process 0 could not store a batch "
-                                          "(see its error)")
-            if verdict == 1:
-                raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
-                                  f"{out}")
-            skip = {t for t in unit.trials if (t.cell, t.seed) in done}
-            try:
-                rows, curves, trial_steps = work.compute(unit, skip, prep.n_devices,
-                                                         store is not None, failsafe.train)
-            except (jax.errors.JaxRuntimeError, MemoryError) as e:
-                if not devices.out_of_memory(e):
-                    raise
-                raise ConfigError(
-                    f"memory: the device ran out of memory in a batch "
-                    f"({work.describe(unit)}) with a memory budget of "
-                    f"{render.size(budget)}; the {bar.done} trials stored are intact: "
-                    "rerun with a smaller --memory-budget"
-                ) from None
-            if store is None:
-                continue
-            try:
-                store.add_trials(rows, curves)
-            except StoreError as e:
-                if jax.process_count() == 1:
-                    raise
-                error = e  # the others hear it at the next unit (or at the end)
-            bar.update(len(rows), trial_steps)
-        if error:
-            raise error
+        state = _State(prep, done, {r[:2]: r for r in store.rows()} if store else {}, store,
+                       budget, out, bar, sigint, devices.FailSafe(warn=bar.warn))
+        while True:
+            ahead = kind.wanted(study, state.rows) if store is not None else None
+            want = multihost.lead_set(None if ahead is None else ahead.want)
+            if want is None:  # every planned trial, in one pass
+                batches = units.batches
+            else:
+                batches = prep.work.select(units, want - done)
+                bar.retotal(len(want | (done & units.trial_ids())),
+                            ahead.label if ahead is not None else "")
+            todo = [u for u in batches if any((t.cell, t.seed) not in done
+                                              and (want is None or (t.cell, t.seed) in want)
+                                              for t in u.trials)]
+            for unit in todo:
+                state.train(unit, want)
+            if state.error:
+                raise state.error
+            if want is None or not todo:
+                break
     return compiled
+
+
+@dataclasses.dataclass
+class _State:
+    """What one run's units share: the stored (cell, seed) and rows, the store (process 0)."""
+
+    prep: Prepared
+    done: set
+    rows: dict
+    store: Store | None
+    budget: int
+    out: str | Path
+    bar: Progress
+    sigint: _StopOnSigint
+    failsafe: devices.FailSafe
+    error: BaseException | None = None  # process 0 could not store (multi-host: told later)
+
+    def train(self, unit, want: set | None) -> None:
+        """Trains one unit's trials that are wanted and not yet stored, and stores them."""
+        prep, bar = self.prep, self.bar
+        # process 0 decides for all: go on, stop (Ctrl-C) or give up (its store failed)
+        verdict = multihost.lead_says(2 if self.error else 1 if self.sigint.requested else 0)
+        if verdict == 2:
+            raise self.error or StoreError("out: process 0 could not store a batch (see its "
+                                           "error)")
+        if verdict == 1:
+            raise Interrupted(f"stopped: {bar.done} of {bar.total} trials stored in "
+                              f"{self.out}")
+        skip = {t for t in unit.trials if (t.cell, t.seed) in self.done
+                or (want is not None and (t.cell, t.seed) not in want)}
+        try:
+            new, curves, trial_steps = prep.work.compute(unit, skip, prep.n_devices,
+                                                         self.store is not None,
+                                                         self.failsafe.train)
+        except (jax.errors.JaxRuntimeError, MemoryError) as e:
+            if not devices.out_of_memory(e):
+                raise
+            raise ConfigError(
+                f"memory: the device ran out of memory in a batch "
+                f"({prep.work.describe(unit)}) with a memory budget of "
+                f"{render.size(self.budget)}; the {bar.done} trials stored are intact: "
+                "rerun with a smaller --memory-budget"
+            ) from None
+        self.done |= {(t.cell, t.seed) for t in unit.trials if t not in skip}
+        self.rows.update({r[:2]: r for r in new})
+        if self.store is None:
+            return
+        try:
+            self.store.add_trials(new, curves)
+        except StoreError as e:
+            if jax.process_count() == 1:
+                raise
+            self.error = e  # the others hear it at the next unit (or at the end)
+            return
+        bar.update(len(new), trial_steps)

@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 
+class Round(NamedTuple):
+    """What an adaptive study wants stored next (``StudyKind.wanted``): the (cell, seed) pairs,
+    a progress label ("round 2 of 4, 31 cells open") and how many cells are still open."""
+
+    want: set
+    label: str
+    open_cells: int
+
+
 class Decoded(NamedTuple):
     """What one work unit produced: stored rows, recorded curves, trial-steps run."""
 
@@ -41,6 +50,10 @@ class Work(Protocol):
 
     def describe(self, unit) -> str:
         """A unit in a message (the one that ran out of memory)."""
+
+    def select(self, units, want: set) -> list:
+        """The units of ``units`` (its plan) that hold trials of ``want``, repacked where the
+        kind can (a round of an adaptive study: programs and bits as in ``units``)."""
 
     def check_out(self, out: Path) -> None:
         """Refuses (StoreError) an output directory this kind must not write into."""
@@ -85,7 +98,11 @@ class StudyKind(Protocol):
                    rows: dict) -> tuple[Any, list[str]]:
         """A stored curve row, checked against its trial (``rows``: the sound ones)."""
 
-    def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
+    def wanted(self, study, rows: dict) -> Round | None:
+        """For an adaptive study, what it wants stored given its stored rows (by (cell, seed)):
+        a pure function of them, so a resumed run and ``check`` agree; None: every trial."""
+
+    def cells(self, cells: list[dict], trials: list[dict], study) -> list[dict]:
         """The per-cell summary of ``Results.cells``."""
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:

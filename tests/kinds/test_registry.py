@@ -175,6 +175,9 @@ class CoinWork:
     def describe(self, unit) -> str:
         return "a coin"
 
+    def select(self, units, want):
+        return [u for u in units.batches if any((t.cell, t.seed) in want for t in u.trials)]
+
     def check_out(self, out: Path) -> None:
         pass
 
@@ -215,7 +218,10 @@ class CoinKind:
     def record(self, row):
         return {**row._asdict(), "heads": bool(row.heads)}
 
-    def cells(self, cells, trials):
+    def wanted(self, study, rows):
+        return None  # every trial
+
+    def cells(self, cells, trials, study):
         return [{**c, "heads": sum(t["heads"] for t in trials if t["cell"] == c["cell"])}
                 for c in cells]
 

@@ -144,6 +144,18 @@ def _binary(target) -> bool:
         or targets.is_binary(target)
 
 
+@dataclass(frozen=True)
+class Adaptive:
+    """An adaptive study (``[adaptive]``): each cell gets seeds in rounds -- ``first`` in the
+    first, then twice as many at each round, up to the study's ``seeds`` -- and stops as soon
+    as its anytime-valid interval for p (``reduce.confidence_sequence`` at level ``alpha``)
+    lies wholly above or below ``target`` (kinds/parity/adaptive.py)."""
+
+    target: float = 0.5
+    alpha: float = 0.05
+    first: int = 8
+
+
 # Every setting of a parity study, in the order they are checked (the first bad one is
 # reported); the order of the section fields is also the order of the grid axes, i.e. of
 # Study.cells() (a target's parameters come right after task.target: ``Study.extra_rule_keys``).
@@ -174,7 +186,11 @@ RULES: dict[str, Rule] = {
     "train.init_seed": int_rule(0, INT32_MAX, grid=True),
     "train.record_curves": Rule("bool", grid=True),
     "train.precision": choice_rule(PRECISIONS, grid=True),
+    "adaptive.target": float_rule(0.0, 1.0, lo_open=True, hi_open=True),
+    "adaptive.alpha": float_rule(0.0, 0.5, lo_open=True, hi_open=False),
+    "adaptive.first": int_rule(1, config.MAX_TRIALS),
 }
+_GRID_SECTIONS = ("task", "model", "train")  # the sections whose fields are grid axes
 
 
 @dataclass(frozen=True)
@@ -186,9 +202,12 @@ class Study:
       seed: study seed; every trial key derives from it.
       seeds: trials per cell (seed indices 0..seeds-1).
       task, model, train: sections; any field may be a list (a grid axis).
+      adaptive: None (every cell runs ``seeds`` seeds) or an ``Adaptive``: seeds in rounds,
+        a cell stopping once its answer is settled (``seeds`` is then the most per cell).
     """
 
-    SECTIONS: ClassVar[dict[str, type]] = {"task": Task, "model": Model, "train": Train}
+    SECTIONS: ClassVar[dict[str, type]] = {"task": Task, "model": Model, "train": Train,
+                                           "adaptive": Adaptive}
     RULES: ClassVar[dict[str, Rule]] = RULES
 
     name: str = "study"
@@ -197,6 +216,7 @@ class Study:
     task: Task = field(default_factory=Task)
     model: Model = field(default_factory=Model)
     train: Train = field(default_factory=Train)
+    adaptive: Adaptive | None = None
 
     def __post_init__(self):
         # the natural loss of ±1-valued targets is hinge, as every study said before
@@ -223,6 +243,8 @@ class Study:
         given = [f"task.{p}" for p, _ in study.task.params] if isinstance(study.task, Task) \
             else []
         for key in RULES:
+            if key.startswith("adaptive.") and study.adaptive is None:
+                continue  # not an adaptive study
             out.append(key)
             if key == "task.target":
                 out += given
@@ -245,6 +267,8 @@ class Study:
         d = dataclasses.asdict(self)
         if isinstance(self.task, Task):
             d["task"] = self.task.to_dict()
+        if self.adaptive is None:  # added after stores existed: their fingerprints stay
+            del d["adaptive"]
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
@@ -255,8 +279,11 @@ class Study:
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""
         for key in self.keys_of(self):
-            if "." not in key:  # the sections' fields are checked by cells()
+            if "." not in key or key.startswith("adaptive."):  # sections: checked by cells()
                 config.values(self, key)
+        if self.adaptive is not None and self.adaptive.first > self.seeds:
+            raise ConfigError(f"adaptive.first = {self.adaptive.first}: must be at most seeds "
+                              f"({self.seeds}), the most seeds a cell gets")
         self.cells()  # validates every value, including cross-field rules
 
     def cells(self) -> list[Cell]:
@@ -275,7 +302,7 @@ class Study:
         return cells
 
     def _expand(self) -> list[Cell]:
-        keys = [key for key in self.keys_of(self) if "." in key]
+        keys = [key for key in self.keys_of(self) if key.split(".")[0] in _GRID_SECTIONS]
         axes = [(key.split(".")[1], config.values(self, key)) for key in keys]  # checks each
         config.check_trials(self, _count_cells(dict(axes)))  # before building them: stays fast
         floats = [key.split(".")[1] for key in keys if config.rule_of(self, key).kind == "float"]

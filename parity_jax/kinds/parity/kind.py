@@ -13,11 +13,12 @@ import jax
 import numpy as np
 
 from parity_jax import devices, plan, stored
-from parity_jax.kinds.parity import report, sample
+from parity_jax.errors import ConfigError
+from parity_jax.kinds.parity import adaptive, report, sample
 from parity_jax.kinds.parity.batches import batch_inputs, make_plan
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Study, cell_record
 from parity_jax.kinds.parity.rows import SCHEMA, Row, read_curve, read_row
-from parity_jax.kinds.protocol import Decoded
+from parity_jax.kinds.protocol import Decoded, Round
 
 # -- the kind ----------------------------------------------------------------------------------
 
@@ -41,8 +42,31 @@ class ParityWork:
         return {"memory_budget": memory_budget}
 
     def plan(self, memory_budget, n_devices, shard, whole) -> plan.Plan:
+        if self.study.adaptive is not None and shard[1] > 1:
+            raise ConfigError(f"--shard = {shard[0]}/{shard[1]}: an adaptive study decides "
+                              "from all of a cell's seeds; run it whole (no --shard), or "
+                              "without [adaptive]")
         return make_plan(self.study, memory_budget, n_devices, shard, whole=whole,
                          platform=jax.default_backend())
+
+    def select(self, units: plan.Plan, want: set) -> list[plan.PlannedBatch]:
+        """A round of an adaptive study: the groups of ``units`` holding a trial of ``want``,
+        repacked into batches of their programs' shapes (G groups each). A group keeps its
+        trials and slots, so every trial computes the bits it computes in the full study
+        (a group's numbers do not depend on its batch, DESIGN §1.7), and no program is
+        compiled anew; a group whose trials are all settled takes no slot."""
+        groups: dict = {}  # shape -> its groups holding wanted trials, in plan order
+        for b in units.batches:
+            for row in b.slots:
+                if any(t is not None and (t.cell, t.seed) in want for t in row):
+                    groups.setdefault(b.shape, []).append(row)
+        batches = []
+        for shape, rows in groups.items():
+            for i in range(0, len(rows), shape.G):
+                part = rows[i:i + shape.G]
+                part += [(None,) * shape.P] * (shape.G - len(part))
+                batches.append(plan.PlannedBatch(shape=shape, slots=tuple(part)))
+        return batches
 
     def check_out(self, out: Path) -> None:
         pass  # any directory the store accepts
@@ -119,8 +143,19 @@ class ParityKind:
     def record(self, row: Row) -> dict:
         return {**row._asdict(), "success": bool(row.success), "diverged": bool(row.diverged)}
 
-    def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
-        return report.summarize(cells, trials)
+    def wanted(self, study: Study, rows: dict) -> Round | None:
+        if study.adaptive is None:
+            return None
+        n_cells = len(study.cells())
+        success = {k: bool(r.success) for k, r in rows.items()}
+        want = adaptive.wanted(study, n_cells, success)
+        rnd, open_cells = adaptive.round_of(study, n_cells, success)
+        rounds = len(adaptive.looks(study.adaptive.first, study.seeds))
+        return Round(want, f"round {rnd} of at most {rounds}, {open_cells} cells open",
+                     open_cells)
+
+    def cells(self, cells: list[dict], trials: list[dict], study: Study) -> list[dict]:
+        return report.summarize(cells, trials, study.adaptive, study.seeds)
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
         return report.trial_records(cells, trials)

@@ -14,6 +14,7 @@ import numpy as np
 
 from parity_jax import errors, files, flops, reduce, render, targets
 from parity_jax.errors import ConfigError
+from parity_jax.kinds.parity import adaptive as kind_adaptive
 from parity_jax.kinds.parity.config import Cell, later_defaults
 
 _FIRST = ("n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps")
@@ -33,11 +34,18 @@ CELL_FIELDS = cell_fields()  # the built-in targets' (``cell_fields()``: the reg
 COMPUTE_FREE = ("m", "width", "steps")
 
 
-def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
+def summarize(cells: list[dict], trials: list[dict], adaptive=None,
+              seeds: int | None = None) -> list[dict]:
     """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
     diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
-    normalized test MSE of a real-valued target) and ``median_compute`` (the median training
-    FLOPs to the first hit over the successful trials, ``flops.flops_to_step``).
+    normalized test MSE of a real-valued target), ``median_compute`` (the median training
+    FLOPs to the first hit over the successful trials, ``flops.flops_to_step``) and
+    ``trial_steps`` (SGD steps summed over its trials). An adaptive study's cells (``adaptive``:
+    its ``[adaptive]``, ``seeds`` the most per cell) add ``cs_low``, ``cs_high`` (the
+    anytime-valid interval at level alpha, ``reduce.confidence_sequence``), ``decision``
+    ("above" / "below" the target, "open" at the most seeds, None while running) and
+    ``full_trial_steps`` (an estimate of the cell run with every seed: its mean steps per
+    trial times ``seeds``).
 
     cells: store cell records (with key "cell"); trials: store trial records.
     """
@@ -60,7 +68,15 @@ def summarize(cells: list[dict], trials: list[dict]) -> list[dict]:
             metric=targets.metric(rec["target"]),
             median_compute=float(np.median([flops.flops_to_step(h, **c) for h in hits]))
             if hits else None,
+            trial_steps=sum(t["steps_run"] for t in ts),
         )
+        if adaptive is not None:
+            success = {(c["cell"], t["seed"]): t["success"] for t in ts}
+            _, decision = kind_adaptive.cell_state(adaptive, seeds, c["cell"], success)
+            rec["cs_low"], rec["cs_high"] = reduce.confidence_sequence(len(hits), len(ts),
+                                                                       adaptive.alpha)
+            rec["decision"] = decision
+            rec["full_trial_steps"] = rec["trial_steps"] / len(ts) * seeds if ts else None
         records.append(rec)
     return records
 
@@ -128,14 +144,19 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     keys = varying or ["width", "m", "init"]
     # what success measured, where a real-valued target's normalized MSE is among it
     metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
+    adaptive = any("decision" in r for r in records)
     cols = keys + metric + ["trials", "successes", "p", "95% CI", "median_first_hit",
-                            "TFLOP to hit"]
+                            "TFLOP to hit"] + (["CS (anytime)", "decision"] if adaptive else [])
     rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
              "-" if r["p"] is None else f"{r['p']:.2f}",
              f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"],
              _tflop(r.get("median_compute"))]
+            + ([f"[{r['cs_low']:.2f}, {r['cs_high']:.2f}]", r["decision"] or "running"]
+               if adaptive else [])
             for r in records]
     lines = render.text_table(rows, cols)
+    if adaptive:
+        lines += [""] + adaptive_summary(records, keys)
     fkeys = [k for k in keys if k != "m"]
     if fkeys and "m" in keys:
         lines += ["", f"frontier: smallest m with p >= {target:g}"]
@@ -158,6 +179,33 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
             lines.append(f"{'    ' if gkeys else '  '}m = {fmt(r['m'])}:  "
                          f"{_tflop(r['median_compute'])} TFLOP" + (f"  ({label})" if label else ""))
     return "\n".join(lines)
+
+
+def adaptive_summary(records: Sequence[Mapping], keys: Sequence[str]) -> list[str]:
+    """An adaptive study's summary lines: trials and trial-steps spent against the same study
+    with every seed (estimated from each cell's mean steps), the decisions, and the frontier
+    from them: per setting of the other varying fields, the smallest m decided above."""
+    spent = sum(r["trial_steps"] for r in records)
+    full = sum(r["full_trial_steps"] or 0 for r in records)
+    counts = {d: sum(r["decision"] == d for r in records)
+              for d in ("above", "below", "open", None)}
+    lines = [f"adaptive: {sum(r['trials'] for r in records)} trials run, {spent:,} "
+             f"trial-steps, {spent / full:.0%} of the about {full:,.0f} the study would spend "
+             "with every seed" if full else "adaptive: nothing run yet",
+             f"decisions: {counts['above']} above, {counts['below']} below, {counts['open']} "
+             f"open at the most seeds" + (f", {counts[None]} running" if counts[None] else "")]
+    fkeys = [k for k in keys if k != "m"]
+    if "m" in keys and fkeys:
+        lines.append("frontier from the decisions: smallest m decided above the target")
+        best: dict = {}
+        for r in records:
+            label = "  ".join(f"{k}={render.format_value(r[k])}" for k in fkeys)
+            best.setdefault(label, None)
+            if r["decision"] == "above" and r["m"] is not None \
+                    and (best[label] is None or r["m"] < best[label]):
+                best[label] = r["m"]
+        lines += [f"  {label}:  m = {render.format_value(m)}" for label, m in best.items()]
+    return lines
 
 
 def _tflop(flops: float | None) -> str:

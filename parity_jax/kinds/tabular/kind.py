@@ -249,6 +249,9 @@ class TabularWork:
     def plan(self, memory_budget, n_devices, shard, whole) -> plan.Plan:
         return make_tabular_plan(self.study, self.sizes, n_devices, shard, whole=whole)
 
+    def select(self, units: plan.Plan, want: set) -> list:
+        return [u for u in units.batches if any((t.cell, t.seed) in want for t in u.trials)]
+
     def describe(self, unit) -> str:
         if isinstance(unit, ForestUnit):
             return "a forest"
@@ -360,7 +363,10 @@ class TabularKind:
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
         return report.trial_records(cells, trials)
 
-    def cells(self, cells: list[dict], trials: list[dict]) -> list[dict]:
+    def wanted(self, study: TabularStudy, rows: dict) -> None:
+        return None  # every trial (a tabular study is never adaptive)
+
+    def cells(self, cells: list[dict], trials: list[dict], study: TabularStudy) -> list[dict]:
         return report.summarize(cells, trials)
 
     def frontier(self, results, target: float, over: str) -> list[dict]:
