@@ -1,16 +1,20 @@
 """Statistics of trial outcomes, whatever kind of study they come from: Wilson and Student-t
 intervals, the smallest setting reaching a success probability, Pareto sets, the parallel-search
-fit, steps to a target, curve quantiles. Records are plain dicts; the fields to group or compare
-on are arguments (each kind's report names its own). Imports nothing of the package."""
+fit, steps to a target, curve quantiles, anytime-valid confidence sequences. Records are plain
+dicts; the fields to group or compare on are arguments (each kind's report names its own).
+Imports nothing of the package but its errors, and no JAX."""
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from parity_jax.errors import bad
 
 Z95 = 1.959963984540054
 
@@ -159,3 +163,92 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return mean, mean - half, mean + half
+
+
+# ---- anytime-valid confidence sequence for a Bernoulli p -------------------------------------
+#
+# Robbins' beta-binomial mixture (Robbins 1970, "Statistical methods related to the law of the
+# iterated logarithm", Ann. Math. Statist. 41:1397; Howard, Ramdas, McAuliffe & Sekhon 2021,
+# "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49:1055,
+# sec. 3 and Prop. 5). After t Bernoulli trials with S successes and F = t - S failures, the
+# likelihood ratio of "p ~ Beta(1, 1)" against "p = p0" is
+#     M_t(p0) = int_0^1 q^S (1-q)^F dq / B(1, 1) / (p0^S (1-p0)^F)
+#             = B(S+1, F+1) / (p0^S (1-p0)^F)                       (B(1, 1) = 1),
+# a nonnegative martingale with M_0 = 1 under p = p0 (a mixture of likelihood ratios, each one).
+# Ville's inequality gives P(exists t: M_t(p) >= 1/alpha) <= alpha at the true p, so the sets
+#     C_t = {p0 : M_t(p0) < 1/alpha}
+# hold p for every t at once with probability >= 1 - alpha: they stay valid at any stopping time,
+# one that depends on the outcomes (an adaptive study) included. log M_t is convex in p0
+# (-S log p0 - F log(1-p0) plus a constant) with its minimum at S/t, where M_t <= 1 (the
+# integral is at most the integrand's maximum), so C_t is an interval around S/t; each endpoint
+# is where log M_t = log(1/alpha), found by bisection on its side of S/t (log M_t is monotone
+# there). S = 0: M_t falls on [0, 1), so the lower end is 0; F = 0: the upper end is 1.
+
+def _check_counts(successes, trials, alpha) -> None:
+    """ConfigError (one line, naming the argument) unless 0 <= successes <= trials are ints and
+    0 < alpha < 1."""
+    for name, v in (("trials", trials), ("successes", successes)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0:
+            raise bad(name, v, "an integer >= 0")
+    if successes > trials:
+        raise bad("successes", successes, f"at most trials ({trials})")
+    if (not isinstance(alpha, numbers.Real) or isinstance(alpha, bool)
+            or not 0 < alpha < 1):
+        raise bad("alpha", alpha, "a number in (0, 1)")
+
+
+def _bisect(f, inside: float, outside: float, tol: float = 1e-12) -> float:
+    """The point where ``f`` turns from < 0 (at ``inside``) to >= 0 (at ``outside``), within
+    ``tol``; returns the outside end, so the interval it bounds is never too narrow."""
+    while abs(outside - inside) > tol:
+        mid = 0.5 * (inside + outside)
+        if mid in (inside, outside):
+            break
+        if f(mid) < 0:
+            inside = mid
+        else:
+            outside = mid
+    return outside
+
+
+def confidence_sequence(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Anytime-valid (1 - alpha) interval for a Bernoulli p: Robbins' beta-binomial mixture
+    confidence sequence with a Beta(1, 1) prior (derivation above).
+
+    Args:
+        successes: successes S among the trials so far.
+        trials: trials t so far (any number, chosen after seeing earlier outcomes or not).
+        alpha: error level: the intervals of all t together miss p with probability <= alpha.
+
+    Returns:
+        (low, high): the endpoints of {p0 : M_t(p0) < 1/alpha}, each within 1e-12 (rounded
+        outward); (0, 1) for no trials.
+    """
+    _check_counts(successes, trials, alpha)
+    s, f = int(successes), int(trials) - int(successes)
+    if s + f == 0:
+        return 0.0, 1.0
+    # log B(S+1, F+1) - log(1/alpha): log M_t(p0) - log(1/alpha) without the p0 terms
+    level = math.lgamma(s + 1) + math.lgamma(f + 1) - math.lgamma(s + f + 2) + math.log(alpha)
+
+    def excess(p0: float) -> float:  # log M_t(p0) - log(1/alpha)
+        return level - (s * math.log(p0) if s else 0.0) - (f * math.log1p(-p0) if f else 0.0)
+
+    mode = s / (s + f)
+    low = 0.0 if s == 0 else _bisect(excess, mode, 0.0)
+    high = 1.0 if f == 0 else _bisect(excess, mode, 1.0)
+    return low, high
+
+
+def decide(successes: int, trials: int, target: float, alpha: float) -> str:
+    """Where p lies against ``target`` by the confidence sequence at level ``alpha``: "above"
+    when its low end is above the target, "below" when its high end is below, else "open"."""
+    if (not isinstance(target, numbers.Real) or isinstance(target, bool)
+            or not 0 < target < 1):
+        raise bad("target", target, "a number in (0, 1)")
+    low, high = confidence_sequence(successes, trials, alpha)
+    if low > target:
+        return "above"
+    if high < target:
+        return "below"
+    return "open"

@@ -1,11 +1,15 @@
 """reduce: Wilson bounds against known values, the generic frontier and Pareto helpers, the
-luck fit, steps to a target, curve quantiles, t intervals."""
+luck fit, steps to a target, curve quantiles, t intervals, the anytime-valid confidence sequence
+(coverage by simulation under the adaptive study's stopping rule and at every t, never narrower
+than Wilson, endpoints against a direct integration of the mixture, closed forms at the edges)."""
 
+import math
 
 import numpy as np
 import pytest
 
 from parity_jax import reduce
+from parity_jax.errors import ConfigError
 
 pytestmark = pytest.mark.quick  # pure Python: make test-quick
 
@@ -107,3 +111,145 @@ def test_mean_interval():
     assert reduce.mean_interval([0.2]) == (0.2, 0.2, 0.2)
     mean, lo, hi = reduce.mean_interval([0.1, 0.2, None, float("nan"), 0.3])
     assert mean == pytest.approx(0.2) and lo < 0.2 < hi
+
+
+# ---- the anytime-valid confidence sequence -------------------------------------------------
+
+T_MAX = 200
+
+
+@pytest.fixture(scope="module")
+def cs_table():
+    """low_TxS, high_TxS: the 95% sequence at every count t <= T_MAX, S <= t (NaN past t)."""
+    low = np.full((T_MAX + 1, T_MAX + 1), np.nan)
+    high = np.full((T_MAX + 1, T_MAX + 1), np.nan)
+    for t in range(T_MAX + 1):
+        for s in range(t + 1):
+            low[t, s], high[t, s] = reduce.confidence_sequence(s, t, 0.05)
+    return low, high
+
+
+def _misses_at_most_alpha(missed: np.ndarray, alpha: float = 0.05) -> None:
+    """At most alpha of the sequences missed, plus 3 binomial Monte-Carlo standard errors."""
+    n = missed.size
+    assert missed.mean() <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / n), missed.mean()
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.7, 0.95])
+def test_cs_covers_p_when_stopped_by_the_adaptive_rule(p, cs_table):
+    # the study's rule: look at 8, 16, 32, 64 seeds; stop at the first look that is not "open"
+    low, high = cs_table
+    looks = (8, 16, 32, 64)
+    rng = np.random.default_rng(29)
+    wins_NxT = rng.random((20_000, looks[-1])) < p
+    s_NxL = np.cumsum(wins_NxT, axis=1)[:, np.array(looks) - 1]
+    settled_LxS = np.zeros((len(looks), looks[-1] + 1), bool)
+    for i, t in enumerate(looks):
+        for s in range(t + 1):
+            settled_LxS[i, s] = reduce.decide(s, t, target=0.5, alpha=0.05) != "open"
+    settled_NxL = settled_LxS[np.arange(len(looks)), s_NxL]
+    settled_NxL[:, -1] = True  # the maximum stops every sequence
+    stop = np.argmax(settled_NxL, axis=1)
+    t_stop = np.array(looks)[stop]
+    s_stop = s_NxL[np.arange(len(stop)), stop]
+    missed = (low[t_stop, s_stop] > p) | (high[t_stop, s_stop] < p)
+    _misses_at_most_alpha(missed)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.7, 0.95])
+def test_cs_covers_p_at_every_t_at_once(p, cs_table):
+    low, high = cs_table
+    rng = np.random.default_rng(1970)
+    s_NxT = np.cumsum(rng.random((5_000, T_MAX)) < p, axis=1)
+    t = np.arange(1, T_MAX + 1)
+    missed_NxT = (low[t, s_NxT] > p) | (high[t, s_NxT] < p)
+    _misses_at_most_alpha(missed_NxT.any(axis=1))
+
+
+def test_cs_is_never_narrower_than_wilson(cs_table):
+    low, high = cs_table
+    for t in range(1, T_MAX + 1):
+        for s in range(t + 1):
+            w_low, w_high = reduce.wilson(s, t, z=1.959963984540054)  # 95%, two-sided
+            assert low[t, s] <= w_low + 1e-12 and high[t, s] >= w_high - 1e-12, (s, t)
+
+
+def _log_mixture(s: int, f: int, p0: np.ndarray) -> np.ndarray:
+    """log M_t(p0) by integrating q^S (1-q)^F over [0, 1] on a trapezoid grid (no beta
+    function): the integrand is scaled by its maximum, at the mode, to stay in range."""
+    q = np.linspace(0.0, 1.0, 2_000_001)
+    mode = s / (s + f)
+
+    def log_lik(x):
+        with np.errstate(divide="ignore"):
+            return (s * np.log(x) if s else 0.0) + (f * np.log1p(-x) if f else 0.0)
+
+    scaled = np.exp(log_lik(q) - log_lik(mode))
+    integral = np.sum((scaled[1:] + scaled[:-1]) / 2) * (q[1] - q[0])
+    return math.log(integral) + log_lik(mode) - log_lik(np.asarray(p0, float))
+
+
+@pytest.mark.parametrize("s,t,alpha", [
+    (1, 1, 0.05), (3, 10, 0.05), (7, 14, 0.05), (50, 150, 0.05), (1, 200, 0.01),
+    (20, 25, 0.2), (0, 30, 0.05),
+])
+def test_cs_endpoints_are_where_the_integrated_mixture_reaches_one_over_alpha(s, t, alpha):
+    low, high = reduce.confidence_sequence(s, t, alpha)
+    f = t - s
+    for end, inward in ((low, high), (high, low)):
+        if end in (0.0, 1.0):  # the closed ends (S = 0, F = 0): checked below
+            continue
+        assert _log_mixture(s, f, end) == pytest.approx(math.log(1 / alpha), abs=1e-6)
+        just_inside = end + 1e-6 * (inward - end)
+        assert _log_mixture(s, f, just_inside) < math.log(1 / alpha)
+    # the whole interval is the set where M_t < 1/alpha: inside below, outside at or above
+    p0 = np.linspace(0.0, 1.0, 1001)[1:-1]
+    p0 = p0[(abs(p0 - low) > 1e-9) & (abs(p0 - high) > 1e-9)]  # off the ends (a tie there)
+    m = _log_mixture(s, f, p0)
+    inside = (p0 > low) & (p0 < high)
+    assert np.all(m[inside] < math.log(1 / alpha)) and np.all(m[~inside] >= math.log(1 / alpha))
+
+
+def test_cs_edges_and_closed_forms():
+    for alpha in (0.01, 0.05, 0.3):
+        assert reduce.confidence_sequence(0, 0, alpha) == (0.0, 1.0)
+        for t in (1, 2, 8, 64, 1000):
+            # S = 0: M_t(p0) = 1 / ((t + 1) (1 - p0)^t), so the upper end is
+            # 1 - (alpha / (t + 1))^(1/t); S = t mirrors it
+            edge = (alpha / (t + 1)) ** (1 / t)
+            low, high = reduce.confidence_sequence(0, t, alpha)
+            assert low == 0.0 and high == pytest.approx(1 - edge, abs=2e-12)
+            low, high = reduce.confidence_sequence(t, t, alpha)
+            assert high == 1.0 and low == pytest.approx(edge, abs=2e-12)
+    assert reduce.confidence_sequence(0, 1, 0.05)[1] == pytest.approx(0.975, abs=2e-12)
+
+
+def test_decide_settles_all_fail_and_all_succeed_cells_at_eight_seeds():
+    # (0.05 / (t + 1))^(1/t) first passes 0.5 at t = 8: the study's first round settles them
+    assert [reduce.decide(t, t, 0.5, 0.05) for t in (0, 7, 8, 64)] == [
+        "open", "open", "above", "above"]
+    assert [reduce.decide(0, t, 0.5, 0.05) for t in (0, 7, 8, 64)] == [
+        "open", "open", "below", "below"]
+    assert reduce.decide(32, 64, 0.5, 0.05) == "open"
+    assert reduce.decide(32, 64, 0.2, 0.05) == "above"
+    assert reduce.decide(32, 64, 0.8, 0.05) == "below"
+
+
+@pytest.mark.parametrize("call,field", [
+    (lambda: reduce.confidence_sequence(0, -1), "trials"),
+    (lambda: reduce.confidence_sequence(-1, 3), "successes"),
+    (lambda: reduce.confidence_sequence(4, 3), "successes"),
+    (lambda: reduce.confidence_sequence(1.0, 3), "successes"),
+    (lambda: reduce.confidence_sequence(True, 3), "successes"),
+    (lambda: reduce.confidence_sequence(1, "3"), "trials"),
+    (lambda: reduce.confidence_sequence(1, 3, 0.0), "alpha"),
+    (lambda: reduce.confidence_sequence(1, 3, 1.0), "alpha"),
+    (lambda: reduce.confidence_sequence(1, 3, float("nan")), "alpha"),
+    (lambda: reduce.confidence_sequence(1, 3, "0.05"), "alpha"),
+    (lambda: reduce.decide(1, 3, 1.5, 0.05), "target"),
+    (lambda: reduce.decide(1, 3, 0.5, -0.1), "alpha"),
+])
+def test_cs_bad_arguments_are_one_line_config_errors(call, field):
+    with pytest.raises(ConfigError, match=rf"^{field} = ") as e:
+        call()
+    assert "\n" not in str(e.value)
