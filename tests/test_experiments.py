@@ -105,6 +105,48 @@ def test_luck_on_a_tiny_config(tmp_path):
     _check_outputs(result, out, ["p_vs_width.png"], ["Per-neuron success probability q"])
 
 
+ADAPTIVE_TINY = """
+name = "adaptive-tiny"
+seeds = 16
+[task]
+n = 10
+k = 2
+m = [40, 80]
+n_test = 100
+[model]
+width = [16, 32]
+init = ["dense", "sparse"]
+[train]
+steps = 400
+batch = 8
+[adaptive]
+first = 4
+"""
+
+
+@pytest.mark.slow
+def test_adaptive_on_a_tiny_config_spends_less_with_the_same_decisions(tmp_path):
+    adaptive = load_experiment("adaptive")
+    config = tmp_path / "adaptive.toml"
+    config.write_text(ADAPTIVE_TINY)
+    out = tmp_path / "out"
+    result = adaptive.main(config, out, progress=None)
+    assert result["agreement"]["disagree"] == 0
+    assert result["steps"]["adaptive"] < result["steps"]["full"]
+    assert result["trials"]["full"] == 16 * len(result["full_cells"])
+    _check_outputs(result, out, ["seeds_dense.png", "seeds_sparse-s2.png"],
+                   ["trial-steps: adaptive", "decisions:", "Per cell"])
+    # the full run's store is reused: nothing trained again, the same cells
+    again = adaptive.main(config, out, progress=None)
+    assert again["full_cells"] == result["full_cells"] and again["steps"] == result["steps"]
+
+
+def test_the_adaptive_config_is_the_default_grid_with_64_seeds():
+    study = Study.from_toml(EXPERIMENTS / "adaptive.toml")
+    assert study.seeds == 64 and study.adaptive.first == 8
+    assert study.cells() == DEFAULT_STUDY.cells()
+
+
 @pytest.mark.slow
 def test_sparsity_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
