@@ -74,7 +74,8 @@ def seeds_figure(cells: list[dict], seeds: int, path: Path) -> list[Path]:
         pngs.append(plots.heatmap(grid, [str(m) for m in ms], [str(w) for w in ws],
                                   path.with_name(f"{path.stem}_{slug}.png"), target=2.0,
                                   xlabel="m", ylabel="width",
-                                  title=f"seeds run / {seeds} per cell, {init}"))
+                                  title=f"where the seeds went: seeds run / {seeds}, {init}",
+                                  value="fraction of the seeds run"))
     return pngs
 
 

@@ -197,7 +197,7 @@ def _cmd_plan(args) -> int:
     first = prep.kind.wanted(study, {})
     if first is not None:  # an adaptive study: rounds decided by its outcomes
         print(f"adaptive: the first round runs {len(first.want)} trials "
-              f"({prep.work.select(p, first.want).__len__()} batches); at most {p.n_trials} "
+              f"({len(prep.work.select(p, first.want))} batches); at most {p.n_trials} "
               "(every seed of every cell), fewer as cells settle")
     return 0
 

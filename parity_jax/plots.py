@@ -18,10 +18,11 @@ from parity_jax import files, render
 
 
 def heatmap(grid, xs: list[str], ys: list[str], path: str | Path, *, target: float,
-            xlabel: str, ylabel: str, title: str) -> Path:
+            xlabel: str, ylabel: str, title: str, value: str = "p(success)") -> Path:
     """A success-probability heatmap: ``grid`` (len(ys), len(xs)) of p (NaN: no value), each
     value written in its square, with a red staircase along the left edge of each row's
-    smallest x whose p >= ``target``; saved to ``path``."""
+    smallest x whose p >= ``target`` (none above 1); ``value`` names the colour bar; saved to
+    ``path``."""
     path = Path(path)
     fig = Figure(figsize=(1.1 * len(xs) + 2.5, 0.8 * len(ys) + 1.8))
     ax = fig.subplots()
@@ -46,7 +47,7 @@ def heatmap(grid, xs: list[str], ys: list[str], path: str | Path, *, target: flo
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="p(success)")
+    fig.colorbar(im, ax=ax, label=value)
     fig.tight_layout()
     files.save_figure(fig, path, dpi=110)
     return path
