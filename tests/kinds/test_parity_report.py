@@ -98,12 +98,18 @@ def _cell(i, width, m, init, s=None, lr=0.1):
 def test_summarize_counts_successes_and_median_first_hit():
     cells = [_cell(0, 10, 100, "dense"), _cell(1, 10, 200, "dense")]
     trials = [
-        {"cell": 0, "seed": 0, "success": True, "first_hit": 300, "diverged": False},
-        {"cell": 0, "seed": 1, "success": False, "first_hit": None, "diverged": True},
-        {"cell": 0, "seed": 2, "success": True, "first_hit": 500, "diverged": False},
-        {"cell": 0, "seed": 3, "success": True, "first_hit": 900, "diverged": False},
+        {"cell": 0, "seed": 0, "success": True, "first_hit": 300, "diverged": False,
+         "steps_run": 300},
+        {"cell": 0, "seed": 1, "success": False, "first_hit": None, "diverged": True,
+         "steps_run": 1000},
+        {"cell": 0, "seed": 2, "success": True, "first_hit": 500, "diverged": False,
+         "steps_run": 500},
+        {"cell": 0, "seed": 3, "success": True, "first_hit": 900, "diverged": False,
+         "steps_run": 900},
     ]
     recs = report.summarize(cells, trials)
+    assert recs[0]["trial_steps"] == 2700 and recs[1]["trial_steps"] == 0
+    assert "decision" not in recs[0]  # not an adaptive study
     assert recs[0]["trials"] == 4 and recs[0]["successes"] == 3 and recs[0]["p"] == 0.75
     assert recs[0]["median_first_hit"] == 500 and recs[0]["diverged"] == 1
     assert (recs[0]["ci_low"], recs[0]["ci_high"]) == pytest.approx(reduce.wilson(3, 4))
