@@ -64,6 +64,8 @@ def _check(out: str | Path, expected: set[tuple[int, int]] | None) -> tuple[list
         ahead = store.study_kind.wanted(study, {r[:2]: r for r in contents.rows})
         if ahead is not None:  # an adaptive study: what its rule wants, given what is stored
             expected = ahead.want
+            problems += [f"trial (cell {c}, seed {i}): stored, but the study's adaptive rule "
+                         "stopped its cell before this seed" for c, i in sorted(ids - expected)]
         summary = {"study": study.name, "trials": len(ids), "expected": len(expected),
                    "complete": expected <= ids and (ahead is None or not ahead.open_cells)}
     finally:

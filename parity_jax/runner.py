@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
@@ -146,7 +147,7 @@ def _open_store(out: str | Path, study, prep: Prepared, memory_budget: int | Non
 
 def run(study, out: str | Path, *, memory_budget: int | None = None,
         n_devices: int | None = None, shard: str | tuple[int, int] | None = None,
-        progress: TextIO | None = _STDERR) -> Results | None:
+        progress: TextIO | None = _STDERR, **renamed) -> Results | None:
     """Runs (or resumes) ``study`` into ``out``/results.sqlite and returns its results.
 
     Args:
@@ -163,6 +164,7 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
         ``parity-jax merge`` combines the stores).
       progress: stream for the progress line (default: ``sys.stderr`` as it is at the call;
         None: silent).
+      renamed: ``devices=``, the earlier name of ``n_devices`` (a DeprecationWarning).
 
     Returns ``Results`` (None on the processes other than 0 of a multi-host job). Ctrl-C
     (SIGINT) stops after the unit in flight is stored and raises ``Interrupted``; running the
@@ -170,6 +172,12 @@ def run(study, out: str | Path, *, memory_budget: int | None = None,
     """
     if progress is _STDERR:
         progress = sys.stderr
+    for name in renamed:
+        if name != "devices":
+            raise TypeError(f"run() got an unexpected keyword argument {name!r}")
+        warnings.warn("run(devices=...) is run(n_devices=...) now", DeprecationWarning,
+                      stacklevel=2)
+        n_devices = renamed["devices"] if n_devices is None else n_devices
     kinds.of(study)  # no study: one error before anything else
     if not isinstance(out, str | os.PathLike):
         raise ConfigError(f"out = {out!r}: must be a directory path")
@@ -215,27 +223,30 @@ def _train(prep: Prepared, study, units: plan.Plan, done: set, store: Store | No
     the compile statistics. An adaptive study (its kind's ``wanted``) runs in rounds: process
     0 decides from the stored rows what the next round runs, until nothing more is wanted."""
     kind = prep.kind
+    rounds = kind.wanted(study, {}) is not None  # adaptive: known from the study alone
     with (Progress(units.n_trials, len(done & units.trial_ids()), progress) as bar,
           _StopOnSigint(progress) as sigint,
           devices.CompileStats() as compiled):
-        state = _State(prep, done, {r[:2]: r for r in store.rows()} if store else {}, store,
-                       budget, out, bar, sigint, devices.FailSafe(warn=bar.warn))
+        rows = {r[:2]: r for r in store.rows()} if rounds and store is not None else None
+        state = _State(prep, done, rows, store, budget, out, bar, sigint,
+                       devices.FailSafe(warn=bar.warn))
         while True:
-            ahead = kind.wanted(study, state.rows) if store is not None else None
-            want = multihost.lead_set(None if ahead is None else ahead.want)
-            if want is None:  # every planned trial, in one pass
-                batches = units.batches
-            else:
-                batches = prep.work.select(units, want - done)
-                bar.retotal(len(want | (done & units.trial_ids())),
-                            ahead.label if ahead is not None else "")
+            want = None
+            if rounds:  # process 0 decides what this round runs, from the stored rows
+                ahead = kind.wanted(study, state.rows) if store is not None else None
+                want = multihost.lead_set(None if ahead is None else ahead.want)
+                if ahead is not None:
+                    bar.retotal(len(want | (done & units.trial_ids())), ahead.label)
+            batches = units.batches if want is None else prep.work.select(units, want - done)
             todo = [u for u in batches if any((t.cell, t.seed) not in done
                                               and (want is None or (t.cell, t.seed) in want)
                                               for t in u.trials)]
             for unit in todo:
                 state.train(unit, want)
-            if state.error:
-                raise state.error
+            # every process hears whether process 0 stored them all (before a next round)
+            if multihost.lead_says(2 if state.error else 0) == 2:
+                raise state.error or StoreError("out: process 0 could not store a batch (see "
+                                                "its error)")
             if want is None or not todo:
                 break
     return compiled
@@ -247,7 +258,7 @@ class _State:
 
     prep: Prepared
     done: set
-    rows: dict
+    rows: dict | None  # the stored rows by (cell, seed): kept for an adaptive study's rounds
     store: Store | None
     budget: int
     out: str | Path
@@ -283,7 +294,8 @@ class _State:
                 "rerun with a smaller --memory-budget"
             ) from None
         self.done |= {(t.cell, t.seed) for t in unit.trials if t not in skip}
-        self.rows.update({r[:2]: r for r in new})
+        if self.rows is not None:
+            self.rows.update({r[:2]: r for r in new})
         if self.store is None:
             return
         try:

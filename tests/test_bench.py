@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import make_victim, one_error
 
-from parity_jax import bench, cli, timing
+from parity_jax import alternatives, bench, cli, timing
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ def test_a_failing_column_is_reported_in_its_cell_and_the_row_still_timed(monkey
         return {steps: run, 2 * steps: run}
 
     monkeypatch.setattr(bench, "engine_timers", kernel_fails)
-    monkeypatch.setattr(bench, "naive_timers", naive_fails_when_run)
+    monkeypatch.setattr(alternatives, "naive_timers", naive_fails_when_run)
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails: no PyTorch
     result = bench.run_bench(widths=[10], trials=[4], varies=["init"], repeats=2, steps=8,
                              progress=None)

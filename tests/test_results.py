@@ -4,8 +4,7 @@ import pytest
 from conftest import TINY_TOML, one_error
 
 import parity_jax
-from parity_jax import ConfigError, cli
-from parity_jax import config as cfg
+from parity_jax import ConfigError, cli, kinds
 
 pytestmark = pytest.mark.quick  # pure Python: make test-quick
 
@@ -18,7 +17,7 @@ def test_frontier_target_is_checked_like_the_cli(tmp_path, capsys):
     config.write_text(SMALL.replace("m = [40, 80]", "m = 40").replace("width = [4, 8]",
                                                                        "width = 4"))
     out = tmp_path / "o"
-    results = parity_jax.run(cfg.load_study(config), out, progress=None)
+    results = parity_jax.run(kinds.load_study(config), out, progress=None)
     for target in (2, 0, True, "0.5"):
         with pytest.raises(ConfigError, match="target = .*: must be a number in \\(0, 1\\]"):
             results.frontier(target)

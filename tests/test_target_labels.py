@@ -7,6 +7,7 @@ file through run, report and check."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -64,10 +65,21 @@ def test_a_polynomial_the_config_can_refuse_is_refused_there(task, match):
 @pytest.mark.parametrize("task,match", [
     (dict(terms=[[1], [1]], coefs=[1, -1]), "variance 0 over 16 rows"),  # terms that cancel
     (dict(terms=[[1]], coefs=[1e-300]), "variance 0 over 16 rows"),  # 0 in float32
-    (dict(terms=[[1]], coefs=[1], n_test=1), "over 1 rows"),  # one test label
+    (dict(terms=[[1]], coefs=[1], n_test=1), "task.n_test = 1: must be at least 2"),
 ])
 def test_a_real_valued_target_constant_over_a_test_set_is_refused(task, match, tmp_path):
     _refused(_study("polynomial", **task), tmp_path / "out", match)
+
+
+def test_a_test_set_of_equal_labels_is_refused_naming_its_data_index(tmp_path):
+    # y = z1 (staircase, k = 1): the 2 test labels of a stream are equal half the time, so
+    # among 16 streams some trial would divide its MSE by 0 -- p = 0 without a word
+    study = dataclasses.replace(_study("staircase", k=1, n_test=2), seeds=16)
+    _refused(study, tmp_path / "o", r"the test labels of data index \d+ \(n_test = 2\) have "
+                                    r"variance 0")
+    fine = dataclasses.replace(_study("staircase", k=1, n_test=64), seeds=16)
+    fine.validate()
+    kinds.named("parity").work(fine)  # every stream's 64 labels vary: no refusal
 
 
 def test_registered_labels_that_cannot_train_are_refused_before_anything_is_stored(

@@ -38,7 +38,11 @@ def register(kind: StudyKind) -> None:
     Registering the same kind again changes nothing; another kind under a taken name is a
     ConfigError."""
     if not isinstance(kind, StudyKind):
-        raise ConfigError(f"kind = {kind!r}: must implement parity_jax.kinds.StudyKind")
+        members = {*StudyKind.__annotations__, *(m for m in vars(StudyKind)
+                                                 if not m.startswith("_"))}
+        missing = [m for m in members if not hasattr(kind, m)]
+        raise ConfigError(f"kind = {kind!r}: must implement parity_jax.kinds.StudyKind"
+                          + (f" (missing: {', '.join(sorted(missing))})" if missing else ""))
     name = kind.name
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"kind = {name!r}: a kind's name must be an identifier")

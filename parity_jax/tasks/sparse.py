@@ -156,6 +156,20 @@ def _labels(task: SparseTask, x: jax.Array, coords: jax.Array,
     return targets.values(task.target, x[:, coords], args)
 
 
+def input_set(inputs: str, key: jax.Array, which: str, rows: int, n: int) -> jax.Array:
+    """The first ``rows`` inputs of the stream's training set (``which`` = "train") or test
+    set ("test"), as ``make_target_data`` draws them."""
+    sub = {"train": _TRAIN, "test": _TEST}[which]
+    return input_rows(inputs, jax.random.fold_in(key, sub), rows, n)
+
+
+def test_labels(task: SparseTask, key: jax.Array, n_test: int) -> jax.Array:
+    """y_test (n_test,) of the stream with this data key, as ``make_target_data`` draws it."""
+    coords = ordered_secret(key, task.n, task.k)[1]
+    x = input_set(task.inputs, key, "test", n_test, task.n)
+    return _labels(task, x, coords, target_draw(task, key))
+
+
 def _flip(task: SparseTask, y: jax.Array, u: jax.Array, noise: jax.Array) -> jax.Array:
     """A ±1 target's labels flipped where ``u < noise``; a real-valued target has no noise."""
     if not targets.is_binary(task.target):

@@ -34,7 +34,7 @@ class Shared:
 
     @classmethod
     def from_splits(cls, splits) -> Shared:
-        """From ``tabular.Splits`` (0/1 labels) to device arrays with labels in {-1, +1}."""
+        """From ``datasets.Splits`` (0/1 labels) to device arrays with labels in {-1, +1}."""
         def pm(y):
             return jnp.asarray(2.0 * y - 1.0, jnp.float32)
 

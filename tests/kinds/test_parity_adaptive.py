@@ -150,6 +150,13 @@ def test_every_adaptive_trial_is_the_full_studys_trial_bit_for_bit(tmp_path, cap
     assert cli.main(["report", str(tmp_path / "adaptive"), "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert all({"cs_low", "cs_high", "decision"} <= set(r) for r in records)
+    # a trial the rule never wanted (a cell that stopped at 8 seeds, its seed 15) is a problem
+    stopped = next(c["cell"] for c in cells if c["trials"] == 8)
+    with sqlite3.connect(tmp_path / "adaptive" / "results.sqlite") as conn:
+        conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", f[(stopped, 15)])
+    problems, _ = check.check(tmp_path / "adaptive")
+    assert problems == [f"trial (cell {stopped}, seed 15): stored, but the study's adaptive "
+                        "rule stopped its cell before this seed"]
 
 
 @pytest.mark.slow
@@ -161,13 +168,33 @@ def test_a_killed_adaptive_run_resumes_to_the_same_store(tmp_path):
 
 
 @pytest.mark.quick
-def test_an_unfinished_adaptive_store_is_incomplete_for_check(tmp_path):
+def test_the_first_round_is_every_cells_first_seeds():
     study = _study()
     cells = len(study.cells())
     kind = kinds.named("parity")
     first = kind.wanted(study, {})
     assert first.want == {(c, s) for c in range(cells) for s in range(4)}
     assert first.open_cells == cells and first.label.startswith("round 1 of at most 3")
+
+
+@pytest.mark.slow
+def test_an_adaptive_store_cut_after_a_round_is_incomplete_for_check(tmp_path, monkeypatch):
+    # the first round only: the rule wants more of every open cell, so check says incomplete
+    from parity_jax.kinds.parity import kind as parity_kind
+
+    study = _study()
+    real = parity_kind.ParityKind.wanted
+
+    def one_round(self, s, rows):  # once a round is stored, want nothing more
+        ahead = real(self, s, rows)
+        return ahead._replace(want=set(rows)) if rows else ahead
+
+    monkeypatch.setattr(parity_kind.ParityKind, "wanted", one_round)
+    parity_jax.run(study, tmp_path / "o", progress=None)
+    monkeypatch.undo()
+    problems, summary = check.check(tmp_path / "o")
+    assert problems == [] and not summary["complete"]
+    assert summary["trials"] == 4 * len(study.cells()) < summary["expected"]
 
 
 def test_adaptive_is_a_study_setting_in_python_too():

@@ -196,7 +196,8 @@ def adaptive_summary(records: Sequence[Mapping], keys: Sequence[str]) -> list[st
              f"open at the most seeds" + (f", {counts[None]} running" if counts[None] else "")]
     fkeys = [k for k in keys if k != "m"]
     if "m" in keys and fkeys:
-        lines.append("frontier from the decisions: smallest m decided above the target")
+        lines.append("frontier from the decisions: smallest m decided above the adaptive "
+                     "target (the study's [adaptive] target, not report's --target)")
         best: dict = {}
         for r in records:
             label = "  ".join(f"{k}={render.format_value(r[k])}" for k in fkeys)

@@ -55,24 +55,31 @@ def sample(task: Task, seed: int, rows: int, index: int = 0) -> Sample:
                                **sparse.target_fields(SimpleNamespace(**d)))
     key = _data_key(seed, n, k, index)
     if not static.parity:  # a label the program cannot use is refused before it is drawn
-        check_labels(static, key, min(rows, PROBE_ROWS), variance=False)
+        check_labels(static, key, min(rows, PROBE_ROWS), "train", variance=False)
     x, y, S = _draw(static, k, key, np.float32(d["noise"]))
     return Sample(np.asarray(x), np.asarray(y), np.asarray(S))
 
 
 PROBE_ROWS = 4096  # rows a target's labels are checked on before a program uses them
+CHUNK_FLOATS = 1 << 24  # input floats one call of the test sets' check holds (64 MiB)
 
 
 def _data_key(seed: int, n: int, k: int, index: int) -> jax.Array:
-    return keys.parity_data_keys(seed, np.array([keys.data_id(n, k)]), np.array([index]))[0]
+    return _data_keys(seed, n, k, [index])[0]
 
 
-def check_labels(static: sparse.SparseTask, key: jax.Array, rows: int,
+def _data_keys(seed: int, n: int, k: int, indices) -> jax.Array:
+    indices = np.asarray(indices, np.int32)
+    return keys.parity_data_keys(seed, np.full(len(indices), keys.data_id(n, k)), indices)
+
+
+def check_labels(static: sparse.SparseTask, key: jax.Array, rows: int, stream: str = "train",
                  variance: bool = True) -> None:
-    """The labels of ``static``'s target on ``rows`` input rows of the stream with this data
-    key, evaluated eagerly (not traced: a function returning the wrong shape fails here, with
-    one line) and checked by ``targets.check_labels``."""
-    x = sparse.input_rows(static.inputs, key, rows, static.n)
+    """The labels of ``static``'s target on the first ``rows`` rows of the training or test
+    set (``stream``) of the data stream with this key, evaluated eagerly (not traced: a
+    function returning the wrong shape fails here, with one line) and checked by
+    ``targets.check_labels``."""
+    x = sparse.input_set(static.inputs, key, stream, rows, static.n)
     coords = sparse.ordered_secret(key, static.n, static.k)[1]
     args = targets.Args(k=static.k, params=dict(static.params),
                         draw=sparse.target_draw(static, key))
@@ -85,24 +92,55 @@ def check_labels(static: sparse.SparseTask, key: jax.Array, rows: int,
     targets.check_labels(static.target, np.asarray(y), rows, variance=variance)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _spread(static: sparse.SparseTask, keys_: jax.Array, n_test: int) -> jax.Array:
+    """(len(keys_), 2): the variance and the mean square of each stream's test labels."""
+    def one(key):
+        y = sparse.test_labels(static, key, n_test)
+        return jnp.stack([jnp.mean(jnp.square(y - jnp.mean(y))), jnp.mean(jnp.square(y))])
+
+    return jax.vmap(one)(keys_)
+
+
 def check_study(study, cells: list) -> None:
-    """Every target of ``study`` other than parity, checked on the labels of each distinct
-    (target, parameters, inputs, k, n, n_test) of its cells -- n_test rows of its first data
-    stream -- before anything is stored: labels that are not finite float32 numbers of shape
-    (rows,), not ±1 where the target says so, or a real-valued target constant over a test set
-    (its normalized MSE has nothing to divide by) are one ConfigError line, never a silent
-    p = 0 or a 'diverged' trial."""
-    seen = set()
+    """Every target of ``study`` other than parity, checked before anything is stored, per
+    distinct (target, parameters, inputs, k, n, n_test) of its cells: the test labels of its
+    first data stream through ``check_labels`` (finite float32 numbers of shape (rows,), ±1
+    where the target says so, a function that runs), and for a real-valued target the test
+    set of every data stream the study draws (each seed index's, or ``data_seed``'s): one
+    whose labels are constant (the normalized MSE divides by their variance) is one
+    ConfigError line naming its seed index -- never a silent p = 0 or a 'diverged' trial."""
+    streams: dict[tuple, set[int]] = {}
     for c in cells:
         if c.target == targets.DEFAULT:
             continue
         ident = (c.target, c.params, c.inputs, c.k, c.n, c.n_test)
-        if ident in seen:
+        streams.setdefault(ident, set()).update(
+            c.seed_indices(i)[0] for i in range(study.seeds))
+    for (target, params, inputs, k, n, n_test), indices in streams.items():
+        static = sparse.SparseTask(n=n, M=1, batch=1, n_test=1, inputs=inputs, target=target,
+                                   k=k, params=params)
+        order = sorted(indices)
+        check_labels(static, _data_key(study.seed, n, k, order[0]), min(n_test, PROBE_ROWS),
+                     "test")
+        if targets.get(target).binary:
             continue
-        seen.add(ident)
-        static = sparse.SparseTask(n=c.n, M=1, batch=1, n_test=1, **sparse.target_fields(c))
-        index, _ = c.seed_indices(0)
-        check_labels(static, _data_key(study.seed, c.n, c.k, index), min(c.n_test, PROBE_ROWS))
+        if n_test < 2:
+            raise errors.ConfigError(f"task.n_test = {n_test}: must be at least 2 for target "
+                                     f"= {errors.show(target)} (a real-valued target's success "
+                                     "divides the test MSE by the test labels' variance)")
+        chunk = max(1, min(len(order), CHUNK_FLOATS // (n_test * n)))
+        for start in range(0, len(order), chunk):
+            part = order[start:start + chunk]
+            part = part + [part[-1]] * (chunk - len(part))  # one shape: one compile
+            spread = np.asarray(_spread(static, _data_keys(study.seed, n, k, part), n_test))
+            for index, (var, square) in zip(part, spread, strict=True):
+                if not var > targets.MIN_RELATIVE_VARIANCE * max(float(square), 1e-30):
+                    raise errors.ConfigError(
+                        f"task.target = {errors.show(target)}: the test labels of data index "
+                        f"{index} (n_test = {n_test}) have variance {float(var):.3g}; a "
+                        "real-valued target's success divides the test MSE by it (use a "
+                        "larger n_test, or a target that is not constant)")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -1,6 +1,6 @@
 """The tabular study kind: MLPs (dense and sparse init) against tuned random forests on
-tabular datasets (``config.TabularStudy``; docs/DESIGN.md §1.12). Per dataset, batches of
-the core on its shared splits, one program per (optimizer, depth, width); then one tuned
+tabular datasets (``kinds.tabular.config.TabularStudy``; docs/DESIGN.md §1.12). Per dataset,
+batches of the core on its shared splits, one program per (optimizer, depth, width); then one tuned
 forest per (fraction, seed), a work unit of its own.
 """
 
