@@ -202,18 +202,25 @@ def test_ctrl_c_says_what_the_doctor_kept_and_ends_the_process(tmp_path, capsys,
     assert (f"are in {out}" in err) if json_path else ("stores nothing" in err)
 
 
-def _doctor_process(*argv, interrupt_after=None):
-    """``python -m parity_jax doctor ARGV`` in a child process: (exit status, stderr)."""
+def _doctor_process(*argv, interrupt_at=None):
+    """``python -m parity_jax doctor ARGV`` in a child process: (exit status, stdout, stderr).
+    ``interrupt_at``: a check's name; SIGINT a moment after the doctor says it started it
+    (not after a fixed time, which a loaded machine can spend still importing JAX)."""
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     child = subprocess.Popen([sys.executable, "-m", "parity_jax", "doctor", *argv], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if interrupt_after is not None:
-        time.sleep(interrupt_after)
-        child.send_signal(signal.SIGINT)
+    seen = []
+    if interrupt_at is not None:
+        for line in child.stderr:  # the doctor's progress lines
+            seen.append(line)
+            if line.startswith(f"doctor: {interrupt_at} ..."):
+                time.sleep(0.5)  # inside the check: compiling its programs
+                child.send_signal(signal.SIGINT)
+                break
     out, err = child.communicate(timeout=300)
-    return child.returncode, out, err
+    return child.returncode, out, "".join(seen) + err
 
 
 @pytest.mark.slow
@@ -230,7 +237,7 @@ def test_a_budget_that_cuts_a_compile_exits_1_not_a_segfault(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_while_a_check_compiles_exits_130_not_a_segfault():
-    code, _, err = _doctor_process(interrupt_after=6)
+    code, _, err = _doctor_process(interrupt_at="batch_invariance")
     assert code == 130, err
     assert err.strip().splitlines()[-1] == ("interrupted; the doctor stores nothing (run the "
                                             "doctor again to check again)")

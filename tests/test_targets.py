@@ -197,11 +197,13 @@ def test_training_sets_are_nested(task):
 
 
 def _shape(target: str, **kw) -> Shape:
-    fields = {"hermite": dict(inputs="gaussian", target="hermite", k=3, degree=3),
+    fields = {"hermite": dict(inputs="gaussian", target="hermite", k=3,
+                              params=(("degree", 3),)),
               "majority": dict(inputs="boolean", target="majority", k=3),
               "staircase": dict(inputs="boolean", target="staircase", k=3),
               "polynomial": dict(inputs="gaussian", target="polynomial", k=3,
-                                 terms=((1,), (1, 2, 3)), coefs=(1.0, 1.0))}[target]
+                                 params=(("terms", ((1,), (1, 2, 3))),
+                                         ("coefs", (1.0, 1.0))))}[target]
     task = sparse.SparseTask(n=12, M=kw.pop("M", 128), batch=8, n_test=256,
                        online=kw.pop("online", False), **fields)
     base = dict(depth=1, W=16, eval_every=100, loss="square", G=1, P=3, step="fused",
