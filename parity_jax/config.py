@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from parity_jax import files
-from parity_jax.errors import ConfigError, one_line, show
+from parity_jax.errors import ConfigError, digest, one_line, show
 
 # Upper bounds of the engine (docs/DESIGN.md; the README's "Study config (TOML)" table). The
 # compiled programs index with int32 (widths, m, n_test, steps, seed indices, row indices), and
@@ -50,6 +50,27 @@ def without_later_defaults(d: dict, later: dict) -> dict:
     """``d`` without the settings of ``later`` (added after stores existed) at their default,
     so a study's or cell's identity is what it was before they existed."""
     return {k: v for k, v in d.items() if not (k in later and v == later[k])}
+
+
+class StudyConfig:
+    """What every kind's study dataclass shares: read from a parsed TOML dict (``SECTIONS``,
+    checked by its ``RULES`` through ``validate``) or a file, and its fingerprint."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Builds a study from a parsed TOML dict; raises ConfigError on unknown keys/types."""
+        study = cls(**sections(cls, d))
+        study.validate()
+        return study
+
+    @classmethod
+    def from_toml(cls, path: str | Path):
+        """Loads and validates a TOML study file."""
+        return cls.from_dict(read_toml(path))
+
+    def fingerprint(self) -> str:
+        """Stable identity of the study (what a results store is tied to)."""
+        return digest(self.to_dict())
 
 
 # ---- loading -------------------------------------------------------------------------------

@@ -90,6 +90,23 @@ def load_study(path: str | Path):
     return for_config(d).study_type.from_dict(d)
 
 
+def lazy_face(package: str, exports: dict[str, str]):
+    """A kind package's ``__getattr__`` (PEP 562): ``exports`` name -> the submodule defining
+    it, any other name a submodule, each imported when first used (so importing the kind's
+    config imports no JAX)."""
+    def getattr_(name: str):
+        if name in exports:
+            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.{name}":  # a module it imports is missing
+                raise
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return getattr_
+
+
 def __getattr__(name: str):
     """``kinds.parity`` / ``kinds.tabular``: a built-in kind's package, imported when used."""
     if name in _BUILTINS:

@@ -17,7 +17,6 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from parity_jax import config, targets
@@ -34,7 +33,7 @@ from parity_jax.config import (
     float_rule,
     int_rule,
 )
-from parity_jax.errors import ConfigError, digest, show
+from parity_jax.errors import ConfigError, show
 
 LOSSES = ("hinge", "logistic", "square")
 VARIES = ("both", "init", "data")
@@ -194,7 +193,7 @@ _GRID_SECTIONS = ("task", "model", "train")  # the sections whose fields are gri
 
 
 @dataclass(frozen=True)
-class Study:
+class Study(config.StudyConfig):
     """A whole study: grid of cells x ``seeds`` trials each.
 
     Args:
@@ -250,18 +249,6 @@ class Study:
                 out += given
         return out
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Study:
-        """Builds a study from a parsed TOML dict; raises ConfigError on unknown keys/types."""
-        study = cls(**config.sections(cls, d))
-        study.validate()
-        return study
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> Study:
-        """Loads and validates a TOML study file."""
-        return cls.from_dict(config.read_toml(path))
-
     def to_dict(self) -> dict:
         """The resolved config (defaults filled in), JSON-serialisable."""
         d = dataclasses.asdict(self)
@@ -271,10 +258,6 @@ class Study:
             del d["adaptive"]
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
-
-    def fingerprint(self) -> str:
-        """Stable identity of the study (what a results store is tied to)."""
-        return digest(self.to_dict())
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""

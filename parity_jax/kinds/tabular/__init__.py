@@ -1,20 +1,9 @@
-"""The tabular study kind, one package: its config (``config``), its plan (``batches``), its
-stored rows (``rows``), its report (``report``) and the kind itself (``kind``: ``KIND``).
+"""The tabular study kind, one package: its config (``config``), its report (``report``) and
+the kind itself (``kind``: its plan, stored rows and ``KIND``).
 
 Names are imported on first use (PEP 562): importing the config imports no JAX.
 """
 
-import importlib
+from parity_jax.kinds import lazy_face
 
-_EXPORTS = {"KIND": "kind"}
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{name}":  # a module it imports is missing
-            raise
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_face(__name__, {"KIND": "kind"})

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 from parity_jax import config
@@ -25,7 +24,7 @@ from parity_jax.config import (
     float_rule,
     int_rule,
 )
-from parity_jax.errors import ConfigError, digest
+from parity_jax.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
 MAX_FOREST_ITERATIONS = 10_000
@@ -87,7 +86,7 @@ class Forest:
 
 
 @dataclass(frozen=True)
-class TabularStudy:
+class TabularStudy(config.StudyConfig):
     """MLPs (dense and sparse init) against tuned random forests on tabular datasets, with
     training sets downsampled to ``fractions``; ``seeds`` trials per setting.
 
@@ -110,21 +109,8 @@ class TabularStudy:
     mlp: MLP = field(default_factory=MLP)
     forest: Forest = field(default_factory=Forest)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TabularStudy:
-        study = cls(**config.sections(cls, d))
-        study.validate()
-        return study
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TabularStudy:
-        return cls.from_dict(config.read_toml(path))
-
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists
-
-    def fingerprint(self) -> str:
-        return digest(self.to_dict())
 
     def axis(self, name: str) -> list:
         """A setting as a list of values (``datasets``, ``fractions`` or ``mlp.FIELD``)."""
