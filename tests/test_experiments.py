@@ -6,6 +6,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import faults
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,23 +106,10 @@ def test_luck_on_a_tiny_config(tmp_path):
     _check_outputs(result, out, ["p_vs_width.png"], ["Per-neuron success probability q"])
 
 
-ADAPTIVE_TINY = """
-name = "adaptive-tiny"
-seeds = 16
-[task]
-n = 10
-k = 2
-m = [40, 80]
-n_test = 100
-[model]
-width = [16, 32]
-init = ["dense", "sparse"]
-[train]
-steps = 400
-batch = 8
-[adaptive]
-first = 4
-"""
+# faults' small grid (widths 16, 32; m 40, 80; dense and sparse), 16 seeds, in rounds from 4
+ADAPTIVE_TINY = faults.SMALL.replace("seeds = 3", "seeds = 16").replace(
+    "steps = 3000", "steps = 400").replace("stop_on_success = false", "") \
+    + "[adaptive]\nfirst = 4\n"
 
 
 @pytest.mark.slow

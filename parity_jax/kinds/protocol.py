@@ -85,7 +85,7 @@ class StudyKind(Protocol):
     def plan_problems(self, settings: dict) -> list[str]:
         """What is wrong with its own stored plan settings (``Work.plan_settings``)."""
 
-    def cell_record(self, stored: dict) -> dict:
+    def cell_record(self, settings: dict) -> dict:
         """A stored cell's settings as a record (defaults of later settings filled in)."""
 
     def read_row(self, raw: tuple, grid: list, seeds: int) -> tuple[Any, list[str]]:

@@ -131,8 +131,8 @@ class ParityKind:
     def plan_problems(self, settings: dict) -> list[str]:
         return []  # memory_budget and platform: settings every kind has (the store checks them)
 
-    def cell_record(self, stored: dict) -> dict:
-        return cell_record(stored)
+    def cell_record(self, settings: dict) -> dict:
+        return cell_record(settings)
 
     def read_row(self, raw, grid, seeds):
         return read_row(raw, grid, seeds)

@@ -344,8 +344,8 @@ class TabularKind:
         return [] if ok else [f"meta: plan setting sizes = {errors.show(sizes)} is not an "
                               "object of [features, rows] pairs"]
 
-    def cell_record(self, stored: dict) -> dict:
-        return stored
+    def cell_record(self, settings: dict) -> dict:
+        return settings
 
     def read_row(self, raw, grid, seeds):
         return read_row(raw, grid, seeds)
