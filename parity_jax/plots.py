@@ -1,6 +1,7 @@
 """Drawing helpers: a success-probability heatmap with its frontier staircase, line panels,
-training curves. What to draw is the caller's (a kind's report groups its cells). Each file is
-replaced whole, never written through a link (``files.save_figure``).
+step-function panels with bands, training curves. What to draw is the caller's (a kind's report
+groups its cells). Each file is replaced whole, never written through a link
+(``files.save_figure``).
 
 Figures are plain ``matplotlib.figure.Figure`` objects, saved by format (Agg for PNG): no
 pyplot, so no GUI backend is chosen and importing this module changes no matplotlib setting."""
@@ -130,5 +131,47 @@ def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
+    files.save_figure(fig, path, dpi=110)
+    return path
+
+
+def step_panels(panels: dict[str, list], path: str | Path, *, ylabel: str, title: str = "",
+                cols: int = 4) -> Path:
+    """Step functions, one panel per key of ``panels``: each line (label, x, y, lo, hi) drawn
+    from (0, 0) holding each y until the next x, with its [lo, hi] band shaded; a label's
+    colour is the same in every panel (in order of first appearance)."""
+    labels = list(dict.fromkeys(line[0] for lines in panels.values() for line in lines))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, len(labels))))
+    cols = min(cols, max(1, len(panels)))
+    rows = -(-max(1, len(panels)) // cols)
+    fig = Figure(figsize=(3.8 * cols, 3.0 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    for ax, (name, lines) in zip(axes.flat, panels.items(), strict=False):
+        for label, x, y, lo, hi in lines:
+            color = colors[labels.index(label)]
+            xs = np.concatenate([[0], x])
+            ax.step(xs, np.concatenate([[0], y]), where="post", color=color, lw=1.2,
+                    label=label)
+            ax.fill_between(xs, np.concatenate([[0], lo]), np.concatenate([[0], hi]),
+                            step="post", color=color, alpha=0.12, lw=0)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step t")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    if len(labels) > 1:
+        seen: dict = {}
+        for ax in axes.flat[:len(panels)]:
+            for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+                seen.setdefault(n, h)
+        axes.flat[0].legend(list(seen.values()), list(seen), fontsize=6, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     files.save_figure(fig, path, dpi=110)
     return path

@@ -1,8 +1,9 @@
 """Statistics of trial outcomes, whatever kind of study they come from: Wilson and Student-t
 intervals, the smallest setting reaching a success probability, Pareto sets, the parallel-search
-fit, steps to a target, curve quantiles, anytime-valid confidence sequences. Records are plain
-dicts; the fields to group or compare on are arguments (each kind's report names its own).
-Imports nothing of the package but its errors, and no JAX."""
+fit, steps to a target, p against the step budget, cross-fitted selection, curve quantiles,
+anytime-valid confidence sequences. Records are plain dicts; the fields to group or compare on
+are arguments (each kind's report names its own). Imports nothing of the package but its
+errors, and no JAX."""
 
 from __future__ import annotations
 
@@ -107,6 +108,94 @@ def pareto(points: list[dict], axes: tuple[str, ...] = ("m", "width", "steps")) 
         return (all(a[x] <= b[x] for x in axes) and any(a[x] < b[x] for x in axes))
 
     return [p for p in ok if not any(dominates(o, p) for o in ok if o is not p)]
+
+
+# ---- p against the step budget: P(first hit <= t) from the stored first hits -----------------
+
+def eval_steps(steps: int, eval_every: int) -> np.ndarray:
+    """The steps a trial is evaluated at: eval_every, 2 eval_every, ..., and ``steps`` (the
+    last evaluation, where steps is no multiple of eval_every)."""
+    return np.minimum(np.arange(1, -(-steps // eval_every) + 1) * eval_every, steps)
+
+
+def hit_curve(first_hits: Sequence, trials: int, steps: int, eval_every: int) -> dict:
+    """P(first hit <= t) at every evaluation step t of a cell: ``step`` (``eval_steps``),
+    ``successes`` (trials whose first hit is at most t), ``p`` and pointwise 95% Wilson
+    ``ci_low`` / ``ci_high`` (each t's interval alone, not a band for all t at once).
+
+    first_hits: those of the successful trials (a diverged or never-hitting trial counts as
+    not hit, at every t); trials: all of the cell's stored trials."""
+    step = eval_steps(steps, eval_every)
+    hits = np.sort(np.asarray([h for h in first_hits if h is not None], float))
+    successes = np.searchsorted(hits, step, side="right")
+    ci = np.array([wilson(int(s), trials) for s in successes]).reshape(-1, 2)
+    return {"step": step, "successes": successes,
+            "p": successes / trials if trials else np.full(len(step), np.nan),
+            "ci_low": ci[:, 0], "ci_high": ci[:, 1]}
+
+
+def p_at(first_hits: Sequence, trials: int, t: float) -> float | None:
+    """P(first hit <= t) over ``trials`` trials (first_hits: the successful ones'); None for
+    no trials."""
+    return sum(h is not None and h <= t for h in first_hits) / trials if trials else None
+
+
+# ---- selection without the winner's curse: cross-fitting --------------------------------------
+#
+# Choosing, per group, the setting (an lr) with the most successes and reporting its p reports
+# the largest of several noisy estimates: biased upward even when every setting is equally good
+# (the winner's curse; in model selection, Cawley & Talbot 2010, "On over-fitting in model
+# selection and subsequent selection bias in performance evaluation", JMLR 11:2079). Cross-
+# fitting (Chernozhukov et al. 2018, "Double/debiased machine learning for treatment and
+# structural parameters", Econometrics Journal 21:C1) splits the trials into two halves fixed
+# in advance (even / odd seed index), chooses on one half, measures the choice on the other,
+# then swaps. Seeds are independent, so the held-out half's successes are, given the choice
+# made on the other half, Binomial(its trials, p(choice)): the pooled held-out rate
+#     (S_odd(c_even) + S_even(c_odd)) / (n_odd(c_even) + n_even(c_odd))
+# is an unbiased estimate (for halves of equal size, as a study with an even number of seeds
+# stores) of E[p(c)]: the expected true success probability of the setting that the selection
+# rule picks from half the seeds. Every trial is held out once. The interval is Wilson's on the
+# pooled held-out counts: each half's count is binomial given its choice, but the two are not
+# independent (each choice saw the other's held-out trials), so its coverage is approximate --
+# tests/kinds/test_parity_select.py measures it on groups of equal p.
+
+def choose(arms: Sequence[Mapping], half: int):
+    """The value of the arm the rule picks on ``half`` (0: even seeds, 1: odd): the highest
+    success rate on that half, ties to the smaller median first hit there (None: none, last),
+    then the smaller value; None when no arm has a trial on that half."""
+    ok = [a for a in arms if a["trials"][half]]
+    if not ok:
+        return None
+    best = min(ok, key=lambda a: (-a["successes"][half] / a["trials"][half],
+                                  math.inf if a["median_first_hit"][half] is None
+                                  else a["median_first_hit"][half], a["value"]))
+    return best["value"]
+
+
+def cross_fit(arms: Sequence[Mapping]) -> dict:
+    """The cross-fitted selection of one group (derivation above).
+
+    Args:
+        arms: one per value of the tuned setting: ``value``, and per half (even, odd seed
+          indices) 2-tuples ``successes``, ``trials``, ``median_first_hit`` (None: no hit).
+
+    Returns:
+        ``chosen``: (the value chosen on the even half, on the odd half); ``successes`` and
+        ``trials``: the held-out counts pooled (each chosen value's on the other half); ``p``
+        (None without held-out trials), ``ci_low``, ``ci_high`` (Wilson 95%); ``best_p``: the
+        naive estimate, the largest p of any arm over all its trials (biased upward).
+    """
+    by_value = {a["value"]: a for a in arms}
+    chosen = (choose(arms, 0), choose(arms, 1))
+    s = n = 0
+    for half, value in enumerate(chosen):
+        if value is not None:
+            s += by_value[value]["successes"][1 - half]
+            n += by_value[value]["trials"][1 - half]
+    lo, hi = wilson(s, n)
+    full = [sum(a["successes"]) / sum(a["trials"]) for a in arms if sum(a["trials"])]
+    return {"chosen": chosen, "successes": s, "trials": n, "p": s / n if n else None,
+            "ci_low": lo, "ci_high": hi, "best_p": max(full) if full else None}
 
 
 # ---- curves: per-cell aggregation of recorded training curves ---------------------------------

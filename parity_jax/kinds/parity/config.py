@@ -155,6 +155,18 @@ class Adaptive:
     first: int = 8
 
 
+SELECT_OVER = ("lr", "wd")  # the [train] axes a study may tune per cell (``[select]``)
+
+
+@dataclass(frozen=True)
+class Select:
+    """Tuning one [train] axis honestly (``[select]``): the cells that differ only in ``over``
+    are one group; ``report`` chooses its value on one half of the seeds and measures p on the
+    other (cross-fitting, ``reduce.cross_fit``); the trials run are the study's as without it."""
+
+    over: str = "lr"
+
+
 # Every setting of a parity study, in the order they are checked (the first bad one is
 # reported); the order of the section fields is also the order of the grid axes, i.e. of
 # Study.cells() (a target's parameters come right after task.target: ``Study.extra_rule_keys``).
@@ -188,6 +200,7 @@ RULES: dict[str, Rule] = {
     "adaptive.target": float_rule(0.0, 1.0, lo_open=True, hi_open=True),
     "adaptive.alpha": float_rule(0.0, 0.5, lo_open=True, hi_open=False),
     "adaptive.first": int_rule(1, config.MAX_TRIALS),
+    "select.over": choice_rule(SELECT_OVER),
 }
 _GRID_SECTIONS = ("task", "model", "train")  # the sections whose fields are grid axes
 
@@ -203,10 +216,11 @@ class Study(config.StudyConfig):
       task, model, train: sections; any field may be a list (a grid axis).
       adaptive: None (every cell runs ``seeds`` seeds) or an ``Adaptive``: seeds in rounds,
         a cell stopping once its answer is settled (``seeds`` is then the most per cell).
+      select: None, or a ``Select``: the [train] axis ``report`` tunes per group, cross-fitted.
     """
 
     SECTIONS: ClassVar[dict[str, type]] = {"task": Task, "model": Model, "train": Train,
-                                           "adaptive": Adaptive}
+                                           "adaptive": Adaptive, "select": Select}
     RULES: ClassVar[dict[str, Rule]] = RULES
 
     name: str = "study"
@@ -216,6 +230,7 @@ class Study(config.StudyConfig):
     model: Model = field(default_factory=Model)
     train: Train = field(default_factory=Train)
     adaptive: Adaptive | None = None
+    select: Select | None = None
 
     def __post_init__(self):
         # the natural loss of ±1-valued targets is hinge, as every study said before
@@ -242,8 +257,9 @@ class Study(config.StudyConfig):
         given = [f"task.{p}" for p, _ in study.task.params] if isinstance(study.task, Task) \
             else []
         for key in RULES:
-            if key.startswith("adaptive.") and study.adaptive is None:
-                continue  # not an adaptive study
+            if key.startswith(("adaptive.", "select.")) \
+                    and getattr(study, key.split(".")[0]) is None:
+                continue  # not an adaptive study, or none that selects
             out.append(key)
             if key == "task.target":
                 out += given
@@ -254,20 +270,27 @@ class Study(config.StudyConfig):
         d = dataclasses.asdict(self)
         if isinstance(self.task, Task):
             d["task"] = self.task.to_dict()
-        if self.adaptive is None:  # added after stores existed: their fingerprints stay
-            del d["adaptive"]
+        for section in ("adaptive", "select"):  # added after stores existed: fingerprints stay
+            if getattr(self, section) is None:
+                del d[section]
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
     def validate(self) -> None:
         """Raises ConfigError naming the first bad field."""
         for key in self.keys_of(self):
-            if "." not in key or key.startswith("adaptive."):  # sections: checked by cells()
+            if "." not in key or key.startswith(("adaptive.", "select.")):  # others: cells()
                 config.values(self, key)
         if self.adaptive is not None and self.adaptive.first > self.seeds:
             raise ConfigError(f"adaptive.first = {self.adaptive.first}: must be at most seeds "
                               f"({self.seeds}), the most seeds a cell gets")
         self.cells()  # validates every value, including cross-field rules
+        if self.select is not None:
+            axes = [o for o in SELECT_OVER if len(config.axis(getattr(self.train, o))) > 1]
+            allowed = ", ".join(axes) or "none (train.lr and train.wd are single values)"
+            if self.select.over not in axes:
+                raise ConfigError(f"select.over = {show(self.select.over)}: must be a [train] "
+                                  f"grid axis of at least 2 values; allowed: {allowed}")
 
     def cells(self) -> list[Cell]:
         """Expands the grid into validated cells, in a deterministic order (computed once per

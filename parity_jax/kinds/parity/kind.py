@@ -155,7 +155,7 @@ class ParityKind:
                      open_cells)
 
     def cells(self, cells: list[dict], trials: list[dict], study: Study) -> list[dict]:
-        return report.summarize(cells, trials, study.adaptive, study.seeds)
+        return report.summarize(cells, trials, study.adaptive, study.seeds, study.select)
 
     def trials(self, cells: dict, trials: list[dict]) -> list[dict]:
         return report.trial_records(cells, trials)
@@ -167,7 +167,7 @@ class ParityKind:
         return report.cells_table(records, target)
 
     def plot(self, records: list[dict], out: Path, target: float) -> list[Path]:
-        return report.heatmaps(records, out, target)
+        return report.figures(records, out, target)
 
 
 KIND = ParityKind()

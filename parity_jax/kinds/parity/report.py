@@ -15,6 +15,7 @@ import numpy as np
 from parity_jax import errors, files, flops, reduce, render, targets
 from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity import adaptive as kind_adaptive
+from parity_jax.kinds.parity import budget, select
 from parity_jax.kinds.parity.config import Cell, later_defaults
 
 _FIRST = ("n", "k", "width", "depth", "m", "init", "s", "lr", "wd", "loss", "steps")
@@ -35,7 +36,7 @@ COMPUTE_FREE = ("m", "width", "steps")
 
 
 def summarize(cells: list[dict], trials: list[dict], adaptive=None,
-              seeds: int | None = None) -> list[dict]:
+              seeds: int | None = None, selects=None) -> list[dict]:
     """One record per cell: settings, trials, successes, p, ci_low, ci_high, median_first_hit,
     diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
     normalized test MSE of a real-valued target), ``median_compute`` (the median training
@@ -69,7 +70,10 @@ def summarize(cells: list[dict], trials: list[dict], adaptive=None,
             median_compute=float(np.median([flops.flops_to_step(h, **c) for h in hits]))
             if hits else None,
             trial_steps=sum(t["steps_run"] for t in ts),
+            first_hits=sorted(hits),
         )
+        if selects is not None:
+            rec.update(select_over=selects.over, **select.half_fields(ts))
         if adaptive is not None:
             success = {(c["cell"], t["seed"]): t["success"] for t in ts}
             _, decision = kind_adaptive.cell_state(adaptive, seeds, c["cell"], success)
@@ -135,7 +139,9 @@ def compute_frontier(records: list[dict], target: float = 0.5) -> list[dict]:
 
 def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     """Cell records (``Results.cells()``) as a plain-text table -- the settings that vary, then
-    trials, successes, p, the 95% interval and the median first hit -- followed by the
+    trials, successes, p, the 95% interval, p at 1/4 and 1/2 of the steps (``budget``; records
+    with ``first_hits``) and the median first hit -- then, for a study with ``[select]``, the
+    cross-fitted selection per group (``select.lines``), then the
     frontier: per setting of the other varying fields, the smallest m with p >= ``target``
     ("online" where an online cell reaches it: it has no m), and the data-compute frontier
     per setting of the varying fields other than m, width and steps."""
@@ -145,11 +151,14 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     # what success measured, where a real-valued target's normalized MSE is among it
     metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
     adaptive = any("decision" in r for r in records)
-    cols = keys + metric + ["trials", "successes", "p", "95% CI", "median_first_hit",
+    # p against the step budget: records from ``summarize`` hold the first hits
+    by_step = [budget.COLUMN] if all("first_hits" in r for r in records) else []
+    cols = keys + metric + ["trials", "successes", "p", "95% CI", *by_step, "median_first_hit",
                             "TFLOP to hit"] + (["CS (anytime)", "decision"] if adaptive else [])
     rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
              "-" if r["p"] is None else f"{r['p']:.2f}",
-             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["median_first_hit"],
+             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
+             *([budget.checkpoints(r)] if by_step else []), r["median_first_hit"],
              _tflop(r.get("median_compute"))]
             + ([f"[{r['cs_low']:.2f}, {r['cs_high']:.2f}]", r["decision"] or "running"]
                if adaptive else [])
@@ -157,6 +166,8 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     lines = render.text_table(rows, cols)
     if adaptive:
         lines += [""] + adaptive_summary(records, keys)
+    if records and records[0].get("select_over"):
+        lines += [""] + select.lines(records, cell_fields(), keys, later_defaults())
     fkeys = [k for k in keys if k != "m"]
     if fkeys and "m" in keys:
         lines += ["", f"frontier: smallest m with p >= {target:g}"]
@@ -238,6 +249,17 @@ def task_title(record: Mapping) -> str:
     if inputs != "boolean":
         name += f" ({inputs})"
     return f"({record['n']},{record['k']})-{name}"
+
+
+def figures(records: list[dict], out_dir: str | Path, target: float = 0.5) -> list[Path]:
+    """What ``plot`` writes: the heatmaps, then p against the step budget (p_vs_steps.png,
+    ``budget.figure``; records with ``first_hits``)."""
+    paths = heatmaps(records, out_dir, target)
+    if records and all("first_hits" in r for r in records):
+        varying = [f for f in cell_fields() if len({r[f] for r in records}) > 1]
+        paths += budget.figure(records, varying, out_dir,
+                               title=f"P(first hit <= t), {task_title(records[0])}")
+    return paths
 
 
 def heatmaps(records: list[dict], out_dir: str | Path, target: float = 0.5) -> list[Path]:
