@@ -52,7 +52,7 @@ def test_run_report_plot(tiny_run, capsys):
     assert "frontier" in capsys.readouterr().out
     assert cli.main(["plot", str(out)]) == 0
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["heatmap_dense.png", "heatmap_sparse-s2.png"]
+    assert pngs == ["heatmap_dense.png", "heatmap_sparse-s2.png", "p_vs_steps.png"]
     assert all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
 
 
