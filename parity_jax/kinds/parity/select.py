@@ -11,6 +11,7 @@ held-out estimate is then only as honest as the adaptive p itself (unbiased for 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -59,10 +60,12 @@ def lines(records: Sequence[Mapping], fields: Sequence[str], keys: Sequence[str]
     best-of p, and every value's p."""
     over = records[0]["select_over"]
     fmt = render.format_value
-    out = [f"{over} tuned per group, cross-fitted: chosen on the even seeds and on the odd ones "
-           f"(highest success rate, then smaller median first hit, then smaller {over}),",
-           "  p measured on the other half and pooled (held-out p, Wilson 95%); best-of p: the "
-           f"best {over}'s p over all seeds (biased upward)"]
+    out = textwrap.wrap(
+        f"{over} tuned per group, cross-fitted: chosen on the even seeds and on the odd ones "
+        f"(highest success rate, then smaller median first hit, then smaller {over}); held-out "
+        f"p: the chosen {over}'s p on the other half, pooled (95% Wilson, design effect 2); "
+        f"best-of p: the best {over}'s p on all seeds (biased upward)", 96,
+        subsequent_indent="  ")
     for g in selections(records, over, fields, defaults):
         label = "  ".join(f"{k}={fmt(g[k])}" for k in keys if k != over)
         even, odd = (fmt(v) for v in g["chosen"])
