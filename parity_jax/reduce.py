@@ -119,14 +119,18 @@ def eval_steps(steps: int, eval_every: int) -> np.ndarray:
 
 
 def hit_curve(first_hits: Sequence, trials: int, steps: int, eval_every: int) -> dict:
-    """P(first hit <= t) at every evaluation step t of a cell: ``step`` (``eval_steps``),
-    ``successes`` (trials whose first hit is at most t), ``p`` and pointwise 95% Wilson
-    ``ci_low`` / ``ci_high`` (each t's interval alone, not a band for all t at once).
+    """P(first hit <= t) of a cell for t up to ``steps``: a step function on its evaluation grid
+    (``eval_steps``), given where it can change -- the first evaluation, each distinct first
+    hit, and ``steps`` (the grid itself may hold 10^9 points) -- as ``step`` (sorted; the value
+    at a step holds until the next, and is 0 before the first), ``successes`` (trials whose
+    first hit is at most that step), ``p`` and pointwise 95% Wilson ``ci_low`` / ``ci_high``
+    (each step's interval alone, not a band for all t at once).
 
     first_hits: those of the successful trials (a diverged or never-hitting trial counts as
     not hit, at every t); trials: all of the cell's stored trials."""
-    step = eval_steps(steps, eval_every)
     hits = np.sort(np.asarray([h for h in first_hits if h is not None], float))
+    step = np.unique(np.concatenate([[min(eval_every, steps), steps],
+                                     hits[hits <= steps]])).astype(np.int64)
     successes = np.searchsorted(hits, step, side="right")
     ci = np.array([wilson(int(s), trials) for s in successes]).reshape(-1, 2)
     return {"step": step, "successes": successes,
