@@ -196,10 +196,10 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     lr, wd, steps, scales = hyper
     G, P, W, n = params.w1.shape
     N = G * P
-    # each layer's lr (w1, b1, a, c): standard passes the one lr array four times, so the
-    # kernel's arithmetic is what it was before parametrizations existed
-    lrs = [lr.reshape(N)] * 4 if scales is None else \
-        [(lr * s).reshape(N) for s in (scales.w1, scales.b1, scales.a, scales.c)]
+    # each layer's lr (w1, b1, a, c); standard passes its one lr, so its program is the one
+    # it was before parametrizations existed
+    layer_lrs = [lr] if scales is None else [lr * s for s in (scales.w1, scales.b1, scales.a,
+                                                             scales.c)]
     wp, np_, bp, tw = geometry(W, n, task.batch)
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
     xs, ys, rows = jax.vmap(lambda s: task.interval_source(s, ts))(streams)
@@ -213,7 +213,8 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     c = params.c.reshape(N)
     interpret = shape.kernel == "interpret"
     body = functools.partial(
-        _kernel, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw, nt=wp // tw,
+        _kernel, lrs=len(layer_lrs), loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
+        nt=wp // tw,
         precision=dot_precision(shape), barrier=not interpret)
     extra = {}
     if not interpret:
@@ -226,26 +227,28 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
         body,
         out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
         grid=(N,),
-        input_output_aliases={9: 0, 10: 1, 11: 2, 12: 3},
+        input_output_aliases={len(layer_lrs) + 5 + j: j for j in range(4)},
         interpret=interpret,
         name="parity_jax_fused_interval",
         **extra,
-    )(*lrs, wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
+    )(*(v.reshape(N) for v in layer_lrs), wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
     w1, b1, a, c = out
     return params.replace(w1=w1[:, :W, :n].reshape(G, P, W, n),
                           b1=b1[:, :W].reshape(G, P, W), a=a[:, :W].reshape(G, P, W),
                           c=c.reshape(G, P))
 
 
-def _kernel(lw_ref, lb_ref, la_ref, lc_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in,
-            b1_in, a_in, c_in, w1_ref, b1_ref, a_ref, c_ref, *, loss, T, B, P, tw, nt,
-            precision, barrier):
+def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
     """One trial's interval. Refs hold every trial's (or group's) arrays: this program reads
-    and writes its own trial ``i`` (of group ``i // P``) only. Each layer has its own lr
-    (w1, b1, a, c: ``models.scalings``)."""
+    and writes its own trial ``i`` (of group ``i // P``) only. The first ``lrs`` refs are the
+    learning rates: one for every layer, or one per layer (w1, b1, a, c: ``models.scalings``).
+    """
+    (wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in, w1_ref, b1_ref, a_ref,
+     c_ref) = refs[lrs:]
     i = pl.program_id(0)
     g = i // P
-    lw, lb, la, lc = lw_ref[i], lb_ref[i], la_ref[i], lc_ref[i]
+    lr = [ref[i] for ref in refs[:lrs]]
+    lw, lb, la, lc = lr * 4 if lrs == 1 else lr
     wd, left = wd_ref[i], left_ref[i]
     bp = rows_ref.shape[-1]
     live = jnp.arange(bp) < B  # padded minibatch rows add nothing
