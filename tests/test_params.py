@@ -141,3 +141,20 @@ def test_mup_at_its_base_width_is_standard(shape_factory):
         shape_factory(G=1, P=1, W=16, eval_every=50, **kw), make_batch(groups, P=1),
         n_devices=1)[1] for kw in ({}, {"param": "mup", "base_width": 16})]
     _assert_params_close(out[0], out[1], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_the_lr_transfer_benchmark_runs_and_finds_a_best_lr_per_width():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "lr_transfer.py"
+    spec = importlib.util.spec_from_file_location("lr_transfer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.measure([8, 16], [0.25, 0.5], seeds=1, steps=200, n=8, k=2)
+    rows = result["rows"]
+    assert {(r["param"], r["width"]) for r in rows} == {
+        (p, w) for p in module.PARAMS for w in (8, 16)}
+    assert all(r["best_lr"] in (0.25, 0.5) for r in rows)
+    assert result["table"].count("\n") == 1 + len(module.PARAMS)
