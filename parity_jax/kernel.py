@@ -174,10 +174,10 @@ def extra_floats(shape) -> int:
 
 def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
     """``steps.interval`` for depth-1 fused SGD: runs ``n_steps`` steps from global step ``t0``
-    for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps, per-layer lr multipliers
-    or None: ``models.scalings``). One kernel call per
-    ``CALL_STEPS`` steps (so the memory of an interval's draws is bounded whatever
-    ``eval_every`` is; the numbers are the same)."""
+    for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps, the per-layer lr
+    multipliers of ``models.scalings`` or None). One kernel call per ``CALL_STEPS`` steps (so
+    the memory of an interval's draws is bounded whatever ``eval_every`` is; the numbers are
+    the same)."""
     assert shape.depth == 1 and shape.step == "fused", "the kernel is depth-1 fused SGD"
     full, rest = divmod(n_steps, CALL_STEPS)
 
@@ -214,8 +214,7 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     interpret = shape.kernel == "interpret"
     body = functools.partial(
         _kernel, lrs=len(layer_lrs), loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
-        nt=wp // tw,
-        precision=dot_precision(shape), barrier=not interpret)
+        nt=wp // tw, precision=dot_precision(shape), barrier=not interpret)
     extra = {}
     if not interpret:
         pltriton = _triton()
