@@ -84,19 +84,19 @@ def test_bad_parametrizations_are_refused_naming_the_field(model, message):
 
 
 def _engine_and_oracle(shape_factory, param, step="fused", kernel="off", layout=None, wd=0.01,
-                       optimizer="sgd"):
+                       optimizer="sgd", depth=1):
     trials = [{**t, "wd": wd} for t in TRIALS]
     groups = [{"data": 0, "m": 100, "trials": trials}]
     kw = {"layout": layout} if layout else {}
     shape = shape_factory(G=1, P=2, W=16, param=param, base_width=BASE if param == "mup" else 1,
-                          step=step, kernel=kernel, eval_every=50, **kw)
+                          step=step, kernel=kernel, eval_every=50, depth=depth, **kw)
     _, params = devices.train_on_devices(shape, make_batch(groups, P=2), n_devices=1)
     batch = make_batch(groups, P=2)  # the same keys again, unconsumed
     for p, t in enumerate(trials):
         with jax.debug_key_reuse(False):  # the group's trials share one data key on purpose
             ref = oracles.reference_params(
                 batch.task.data_key[0], batch.init_key[0, p], n=shape.task.n, k=3, m=100,
-                noise=0.0, width=t["width"], depth=1, sparse=t.get("sparse", False),
+                noise=0.0, width=t["width"], depth=depth, sparse=t.get("sparse", False),
                 s=t.get("s", 2), lr=t["lr"], wd=wd, batch=shape.task.batch, loss=shape.loss,
                 steps=STEPS, param=param, base_width=BASE, optimizer=optimizer)
         got = _trial_params(params, 0, p, t["width"])
@@ -124,6 +124,13 @@ def test_the_optax_steps_and_layouts_equal_the_oracle(shape_factory, param, step
                                                       layout):
     _steps(shape_factory, param, step=step, optimizer=optimizer, layout=layout,
            wd=0.0 if param == "mean_field" else 0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["sgd", "adam"])
+def test_mup_hidden_layers_equal_the_oracle(shape_factory, step):
+    # depth 2: the hidden weights' and biases' rows of the table (init and lr)
+    _steps(shape_factory, "mup", step=step, optimizer=step, depth=2)
 
 
 @pytest.mark.slow
