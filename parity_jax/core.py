@@ -47,6 +47,8 @@ class Shape:
     precision: str = "float32"  # of every matmul: config.PRECISIONS (float32 = exact)
     kernel: str = "off"  # kernel.KERNELS: "pallas" runs depth-1 intervals as one GPU kernel
     chunk: int = 1  # groups computed together (G is a multiple): see ``train``
+    param: str = "standard"  # models.PARAMS: per-layer init and lr scaling with width
+    base_width: int = 1  # the width at which "mup" equals "standard" (mup only)
 
     @property
     def lead(self) -> tuple[int, ...]:
@@ -92,10 +94,17 @@ def init_params(shape: Shape, b: Batch) -> Params:
     """The parameters a batch's trials start from: the model's init padded to W, then the
     task's ``initial``."""
     init = functools.partial(models.init_params, n=shape.task.features, W=shape.W,
-                             depth=shape.depth)
+                             depth=shape.depth, param=shape.param, base_width=shape.base_width)
     fn = steps.over_groups(lambda key, r, sp, s: init(key, width=r, sparse=sp, s=s),
                            len(shape.lead))
     return shape.task.initial(fn(b.init_key, b.width, b.sparse, b.s), b.task)
+
+
+def step_hyper(shape: Shape, b: Batch) -> tuple:
+    """What ``steps.interval`` reads per trial: (lr, wd, steps, the per-layer lr multipliers
+    of ``shape.param`` at each trial's width, or None for standard)."""
+    scaled = models.scalings(shape.param, shape.base_width, b.width, shape.step)
+    return b.lr, b.wd, b.steps, None if scaled is None else scaled.lr
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -162,6 +171,7 @@ def _train(shape: Shape, b: Batch) -> tuple[PyTree, Params]:
         curves={name: nan_curve for name in tracker.curves},
     )
     with_loss = shape.curves > 0 and "loss" in tracker.curves
+    hyper = step_hyper(shape, b)
 
     def active(st: _State):
         return (b.valid & ~tracker.stopped(st.track) & ~st.diverged
@@ -170,7 +180,7 @@ def _train(shape: Shape, b: Batch) -> tuple[PyTree, Params]:
     def interval(st: _State) -> _State:
         act = active(st)
         params, opt = steps.interval(shape, step, streams, shared, st.params, st.opt,
-                                     (b.lr, b.wd, b.steps), st.t, act, shape.eval_every)
+                                     hyper, st.t, act, shape.eval_every)
         t = st.t + shape.eval_every
         metrics = task.evaluate(shape.loss, params, streams, shared, with_loss)
         finite = models.is_finite(params)

@@ -174,9 +174,10 @@ def extra_floats(shape) -> int:
 
 def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
     """``steps.interval`` for depth-1 fused SGD: runs ``n_steps`` steps from global step ``t0``
-    for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps). One kernel call per
-    ``CALL_STEPS`` steps (so the memory of an interval's draws is bounded whatever
-    ``eval_every`` is; the numbers are the same)."""
+    for the (G, P) trials where ``active``; ``hyper``: (lr, wd, steps, the per-layer lr
+    multipliers of ``models.scalings`` or None). One kernel call per ``CALL_STEPS`` steps (so
+    the memory of an interval's draws is bounded whatever ``eval_every`` is; the numbers are
+    the same)."""
     assert shape.depth == 1 and shape.step == "fused", "the kernel is depth-1 fused SGD"
     full, rest = divmod(n_steps, CALL_STEPS)
 
@@ -192,9 +193,13 @@ def interval(shape, streams, params: Params, hyper, t0, active, n_steps: int) ->
 def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Params:
     """One kernel call: ``n_steps`` steps from global step ``t0``."""
     task: KernelTask = shape.task
-    lr, wd, steps = hyper
+    lr, wd, steps, scales = hyper
     G, P, W, n = params.w1.shape
     N = G * P
+    # each layer's lr (w1, b1, a, c); standard passes its one lr, so its program is the one
+    # it was before parametrizations existed
+    layer_lrs = [lr] if scales is None else [lr * s for s in (scales.w1, scales.b1, scales.a,
+                                                             scales.c)]
     wp, np_, bp, tw = geometry(W, n, task.batch)
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
     xs, ys, rows = jax.vmap(lambda s: task.interval_source(s, ts))(streams)
@@ -208,8 +213,8 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     c = params.c.reshape(N)
     interpret = shape.kernel == "interpret"
     body = functools.partial(
-        _kernel, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw, nt=wp // tw,
-        precision=dot_precision(shape), barrier=not interpret)
+        _kernel, lrs=len(layer_lrs), loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
+        nt=wp // tw, precision=dot_precision(shape), barrier=not interpret)
     extra = {}
     if not interpret:
         pltriton = _triton()
@@ -221,24 +226,29 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
         body,
         out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
         grid=(N,),
-        input_output_aliases={6: 0, 7: 1, 8: 2, 9: 3},
+        input_output_aliases={len(layer_lrs) + 5 + j: j for j in range(4)},
         interpret=interpret,
         name="parity_jax_fused_interval",
         **extra,
-    )(lr.reshape(N), wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
+    )(*(v.reshape(N) for v in layer_lrs), wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
     w1, b1, a, c = out
     return params.replace(w1=w1[:, :W, :n].reshape(G, P, W, n),
                           b1=b1[:, :W].reshape(G, P, W), a=a[:, :W].reshape(G, P, W),
                           c=c.reshape(G, P))
 
 
-def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in,
-            w1_ref, b1_ref, a_ref, c_ref, *, loss, T, B, P, tw, nt, precision, barrier):
+def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
     """One trial's interval. Refs hold every trial's (or group's) arrays: this program reads
-    and writes its own trial ``i`` (of group ``i // P``) only."""
+    and writes its own trial ``i`` (of group ``i // P``) only. The first ``lrs`` refs are the
+    learning rates: one for every layer, or one per layer (w1, b1, a, c: ``models.scalings``).
+    """
+    (wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in, w1_ref, b1_ref, a_ref,
+     c_ref) = refs[lrs:]
     i = pl.program_id(0)
     g = i // P
-    lr, wd, left = lr_ref[i], wd_ref[i], left_ref[i]
+    lr = [ref[i] for ref in refs[:lrs]]
+    lw, lb, la, lc = lr * 4 if lrs == 1 else lr
+    wd, left = wd_ref[i], left_ref[i]
     bp = rows_ref.shape[-1]
     live = jnp.arange(bp) < B  # padded minibatch rows add nothing
 
@@ -255,14 +265,14 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
     def loss_grad(f, y):
         return jnp.where(live, models.loss_grad(loss, f, y) / B, 0.0)
 
-    def sgd(p, grad, on):  # coupled weight decay, only on the trial's live steps
+    def sgd(p, grad, on, lr):  # coupled weight decay, only on the trial's live steps
         return jnp.where(on, p - lr * (grad + wd * p), p)
 
     def update(w, b, a, z, h, x, df, on):
         dz = jnp.where(z > 0, a[:, None] * df[None, :], 0.0)
         gw = jnp.dot(dz, x, precision=precision)
-        return (sgd(w, gw, on), sgd(b, jnp.sum(dz, axis=1), on),
-                sgd(a, jnp.sum(h * df[None, :], axis=1), on))
+        return (sgd(w, gw, on, lw), sgd(b, jnp.sum(dz, axis=1), on, lb),
+                sgd(a, jnp.sum(h * df[None, :], axis=1), on, la))
 
     c = c_in[i]
     if nt == 1:  # registers: the carry is the whole trial
@@ -272,7 +282,7 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
             z, h, f = forward(w, b, a, x)
             df = loss_grad(f + c, y)
             on = t < left
-            return update(w, b, a, z, h, x, df, on) + (sgd(c, jnp.sum(df), on),)
+            return update(w, b, a, z, h, x, df, on) + (sgd(c, jnp.sum(df), on, lc),)
 
         w, b, a, c = jax.lax.fori_loop(0, T, step, (w1_in[i], b1_in[i], a_in[i], c))
         w1_ref[i], b1_ref[i], a_ref[i] = w, b, a
@@ -318,6 +328,6 @@ def _kernel(lr_ref, wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in
 
         jax.lax.fori_loop(0, nt, bwd, 0)
         sync()
-        return sgd(c, jnp.sum(df), on)
+        return sgd(c, jnp.sum(df), on, lc)
 
     c_ref[i] = jax.lax.fori_loop(0, T, step, c)

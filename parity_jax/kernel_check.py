@@ -192,8 +192,9 @@ def _check_interval(shape, b):
         p0 = core.init_params(shape, b)
         step = steps.make(shape)
         state = steps.over_groups(step.init, len(shape.lead))(p0, b.lr, b.wd)
-        p1, _ = steps.interval(shape, step, streams, shared, p0, state, (b.lr, b.wd, b.steps),
-                               jnp.zeros((), jnp.int32), b.valid, CHECK_STEPS)
+        p1, _ = steps.interval(shape, step, streams, shared, p0, state,
+                               core.step_hyper(shape, b), jnp.zeros((), jnp.int32), b.valid,
+                               CHECK_STEPS)
     return p0, p1
 
 

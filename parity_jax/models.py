@@ -7,12 +7,17 @@ so they output zero, receive zero gradient and stay zero. Neuron j's draws come 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 # Sub-streams of a trial's init key.
 _W1, _SEL, _B1, _A, _C, _HIDDEN = range(6)
+
+# model.param: how init scales and per-layer learning rates scale with the width (``scalings``)
+PARAMS = ("standard", "mup", "mean_field")
 
 
 @struct.dataclass
@@ -48,13 +53,17 @@ def init_params(
     width: jax.Array,
     sparse: jax.Array,
     s: jax.Array,
+    param: str = "standard",
+    base_width: int = 1,
 ) -> Params:
     """One trial's parameters, padded to width W.
 
     dense: every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     sparse: each first-layer neuron has exactly s non-zero input weights at distinct uniformly
     chosen coordinates, each ~ U(-1/sqrt(s), 1/sqrt(s)); biases and later layers as dense.
-    ``width``, ``sparse`` and ``s`` are traced values, so they never cause a recompile.
+    ``param`` (static; ``PARAMS``) other than "standard" multiplies each layer's bound by
+    ``scalings(...).init``. ``width``, ``sparse`` and ``s`` are traced values, so they never
+    cause a recompile.
     """
     width = jnp.asarray(width, jnp.int32)
     live = jnp.arange(W) < width  # (W,) real neurons
@@ -83,10 +92,77 @@ def init_params(
     wh, bh = jax.vmap(hidden)(layer_keys) if depth > 1 else (
         jnp.zeros((0, W, W)), jnp.zeros((0, W)))
 
+    scaled = scalings(param, base_width, width)
+    if scaled is not None:  # w1, b1 and wh keep the standard bounds (multiplier 1)
+        init = scaled.init
+        a, c, bh = a * init.a, c * init.c, bh * init.bh
     mask = live.astype(jnp.float32)
     return Params(
         w1=w1 * mask[:, None], b1=b1 * mask, wh=wh, bh=bh, a=a * mask, c=c
     )
+
+
+class Scalings(NamedTuple):
+    """Per-layer multipliers (``Params`` of per-trial arrays shaped like ``width``): ``init``
+    on the standard init's bounds, ``lr`` on the learning rate."""
+
+    init: Params
+    lr: Params
+
+
+def scalings(param: str, base_width: int, width: jax.Array, step: str = "sgd"
+             ) -> Scalings | None:
+    """How ``param`` scales each layer's init and learning rate with a trial's ``width``
+    (traced; elementwise over any shape), relative to the standard parametrization; None for
+    "standard" (nothing is multiplied). Written once: the model's init, the fused step, the
+    optax steps and the kernel all read it.
+
+    Every parametrization keeps the standard forward pass and is written in "init scale x
+    per-layer learning rate" form. A forward multiplier alpha on a layer is, under SGD, the
+    same training dynamics as init x alpha and lr x alpha^2 on the un-multiplied weight (under
+    Adam, whose update ignores the gradient's scale: lr x alpha) -- the abc-parametrization
+    symmetry of Yang & Hu 2021, "Feature Learning in Infinite-Width Neural Networks", §3.
+
+    mup (Yang et al. 2022, "Tensor Programs V", Table 3, with base shapes: rho = width /
+    base_width, so mup equals standard at width == base_width; fan_in of a bias is 1):
+        layer                          init variance     SGD lr        Adam lr
+        input weights w1, all biases   1 / fan_in        x fan_out     x 1
+        output weights a               1 / fan_in^2      x 1/fan_in    x 1/fan_in
+        hidden weights wh              1 / fan_in        x 1           x 1/fan_in
+      i.e. relative to standard: a's bound x rho^-1/2 (sqrt(base) / width, not 1/sqrt(width));
+      the biases whose standard bound is 1/sqrt(width) (bh, c) x rho^1/2 (1/sqrt(base): a
+      bias's fan_in is 1, so its init does not shrink with width); lr x rho on w1, b1, bh
+      (fan_out = width), x 1/rho on a, x 1 on wh and c (fan_out = 1). Adam: x 1 on w1 and the
+      biases, x 1/rho on wh and a.
+    mean_field: the same table with base_width = 1 (rho = width; depth 1 only: the config
+      refuses more). That is the two-layer mean-field model (Mei, Montanari & Nguyen 2018;
+      Chizat & Bach 2018; Abbe, Boix-Adsera & Misiakiewicz 2022)
+        f(x) = (1/N) sum_j a_j relu(w_j . x + b_j) + c,  a_j, c ~ U(-1, 1),
+        SGD with lr eta N on each neuron's (a_j, w_j, b_j) and eta on c.
+      Derivation: write a'_j = a_j / N, so f = sum_j a'_j relu(.) + c is the standard forward
+      pass with a' ~ U(-1, 1) / N (bound x rho^-1/2 of 1/sqrt(N)). dL/da'_j = N dL/da_j, so
+      a_j <- a_j - eta N dL/da_j reads a'_j <- a'_j - (eta / N) dL/da'_j: lr x 1/N on a'.
+      w_j, b_j see the same function, so their lr is eta N (x rho); c: lr eta, bound 1.
+      (With weight decay the two forms differ: see below.)
+
+    Weight decay: the per-layer lr multiplies the whole coupled update,
+    w <- w - eta_l (g + wd w) (PyTorch param groups, mup's MuSGD), so wd's shrinkage per step
+    is scaled with the layer's lr.
+    """
+    if param == "standard":
+        return None
+    if param not in PARAMS:
+        raise ValueError(f"unknown parametrization {param!r}")
+    base = 1 if param == "mean_field" else base_width
+    rho = jnp.asarray(width).astype(jnp.float32) / base
+    one, up, down = jnp.ones_like(rho), rho, 1.0 / rho
+    init = Params(w1=one, b1=one, wh=one, bh=jnp.sqrt(rho), a=jax.lax.rsqrt(rho),
+                  c=jnp.sqrt(rho))
+    if step == "adam":
+        lr = Params(w1=one, b1=one, wh=down, bh=one, a=down, c=one)
+    else:
+        lr = Params(w1=up, b1=up, wh=one, bh=up, a=down, c=one)
+    return Scalings(init=init, lr=lr)
 
 
 def smallest(u: jax.Array, s: jax.Array) -> jax.Array:

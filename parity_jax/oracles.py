@@ -17,17 +17,24 @@ from parity_jax.tasks.xy import Shared
 
 def reference_params(
     data_key, init_key, *, n, k, m, noise, width, depth, sparse, s, lr, wd, batch, loss, steps,
-    online=False,
+    online=False, param="standard", base_width=1, optimizer="sgd",
 ) -> Params:
     """Parameters of one parity trial after ``steps`` plain SGD steps (no evaluation, no
     stopping): docs/DESIGN.md §1 with the unpadded width and ``optax``. ``m``, ``width``,
     ``steps`` are Python ints; ``online``: each step's minibatch is fresh, ``m`` is unused.
+
+    ``param`` (``models.PARAMS``) is written here from the papers, not from
+    ``models.scalings``: "mup" as TP V's Table 3 per label (``optax.multi_transform``),
+    "mean_field" in its forward-multiplier form (``_mean_field``); ``optimizer``: "sgd" or
+    "adam" (mup and standard).
     """
     data = make_data(data_key, n, k, m, noise, m, 1)
     params = models.init_params(init_key, n, width, depth, width, sparse, s)
-    opt = optax.inject_hyperparams(
-        lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))
-    )(lr=lr, wd=wd)
+    forward, back = models.apply, lambda p: p
+    if param == "mean_field":
+        params, forward, back, opt = _mean_field(params, width, depth, lr, wd)
+    else:
+        params, opt = _per_label(params, param, width, base_width, lr, wd, optimizer)
 
     def step(carry, t):
         p, opt_state = carry
@@ -38,14 +45,71 @@ def reference_params(
             xb, yb = data.x_train[idx], data.y_train[idx]
 
         def loss_of(p):
-            return jnp.mean(models.loss_fn(loss, models.apply(p, xb), yb))
+            return jnp.mean(models.loss_fn(loss, forward(p, xb), yb))
 
         updates, opt_state = opt.update(jax.grad(loss_of)(p), opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), None
 
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)),
                                   jnp.arange(steps, dtype=jnp.int32))
-    return params
+    return back(params)
+
+
+_LABELS = Params(w1="w1", b1="b1", wh="wh", bh="bh", a="a", c="c")
+
+
+def _per_label(params: Params, param, width, base_width, lr, wd, optimizer):
+    """(init, optimizer) of "standard" or "mup" from the standard init's draws.
+
+    mup, Tensor Programs V (Yang et al. 2022) Table 3 with base shapes, rho = width / base:
+    init variance 1/fan_in for input and hidden weights (the standard draws), 1/fan_in^2 for
+    the output weights (bound sqrt(base) / width), biases' fan_in is 1 (bound 1/sqrt(base)
+    where standard's is 1/sqrt(width)); SGD lr x fan_out for input weights and biases (x rho;
+    x 1 for the output bias), x 1/fan_in for output weights, x 1 for hidden weights; Adam lr
+    x 1 for input weights and biases, x 1/fan_in for output and hidden weights.
+    """
+    rho = width / base_width
+    if param == "mup":
+        draw = jnp.sqrt(float(width))  # the standard bound 1/sqrt(width) undone: U(-1, 1)
+        params = params.replace(a=params.a * draw * (base_width ** 0.5 / width),
+                                bh=params.bh * draw / base_width ** 0.5,
+                                c=params.c * draw / base_width ** 0.5)
+        if optimizer == "adam":
+            mult = {"w1": 1.0, "b1": 1.0, "wh": 1 / rho, "bh": 1.0, "a": 1 / rho, "c": 1.0}
+        else:
+            mult = {"w1": rho, "b1": rho, "wh": 1.0, "bh": rho, "a": 1 / rho, "c": 1.0}
+    else:  # standard: the textbook optimizer
+        base = optax.adam if optimizer == "adam" else optax.sgd
+        return params, optax.inject_hyperparams(
+            lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), base(lr)))(lr=lr, wd=wd)
+    base = optax.adam if optimizer == "adam" else optax.sgd
+    opt = optax.multi_transform(
+        {label: optax.chain(optax.add_decayed_weights(wd), base(lr * x))
+         for label, x in mult.items()}, _LABELS)
+    return params, opt
+
+
+def _mean_field(params: Params, width, depth, lr, wd):
+    """The two-layer mean-field model (Mei, Montanari & Nguyen 2018; Chizat & Bach 2018):
+    f(x) = (1/N) sum_j a_j relu(w_j . x + b_j) + c with a_j, c ~ U(-1, 1) (the standard
+    init's draws, its bounds undone), w_j, b_j as standard; SGD with lr eta N on every
+    neuron's (a_j, w_j, b_j) and eta on c. Returns (init, forward, back, optimizer); ``back``
+    maps to the engine's parameters, a' = a / N. With wd > 0 the two forms differ (wd N a
+    against wd a / N in a's step): compare at wd = 0.
+    """
+    assert depth == 1, "the mean-field model has one hidden layer"
+    N = float(width)
+    draw = jnp.sqrt(N)
+    params = params.replace(a=params.a * draw, c=params.c * draw)
+
+    def forward(p, x):
+        return jax.nn.relu(x @ p.w1.T + p.b1[None]) @ p.a / N + p.c
+
+    labels = Params(w1="neuron", b1="neuron", wh="neuron", bh="neuron", a="neuron", c="c")
+    opt = optax.multi_transform(
+        {"neuron": optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr * N)),
+         "c": optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))}, labels)
+    return params, forward, lambda p: p.replace(a=p.a / N), opt
 
 
 def reference_xy(data: Shared, init_key, order_key, rows, *, m: int, width: int, depth: int,

@@ -36,8 +36,9 @@ LAYOUTS = ("blocked", "vmapped")
 
 class Step(NamedTuple):
     """``init(params, lr, wd) -> state`` of one trial; ``update(params, state, x, y, lr, wd,
-    mask) -> (params, state)``: one step of one group on its minibatch (x, y), leaving the
-    trials where ``mask`` is False unchanged."""
+    mask, scales) -> (params, state)``: one step of one group on its minibatch (x, y), leaving
+    the trials where ``mask`` is False unchanged. ``scales``: per-layer lr multipliers
+    (``models.scalings(...).lr``, per-trial leaves) or None (standard: nothing multiplied)."""
 
     init: Callable[..., Any]
     update: Callable[..., tuple[Params, Any]]
@@ -48,20 +49,30 @@ def bcast(v: jax.Array, leaf: jax.Array) -> jax.Array:
     return v.reshape(v.shape + (1,) * (leaf.ndim - v.ndim))
 
 
-def sgd_update(params: Params, grads: Params, lr, wd, mask) -> Params:
-    """Coupled weight decay SGD, w <- w - lr * (g + wd * w), only where ``mask``.
+def sgd_update(params: Params, grads: Params, lr, wd, mask, scales: Params | None = None
+               ) -> Params:
+    """Coupled weight decay SGD, w <- w - lr_l * (g + wd * w), only where ``mask``; lr_l is
+    ``lr`` times the layer's ``scales`` (``models.scalings``) when given.
 
     Equal to optax.chain(add_decayed_weights(wd), sgd(lr)) (tested).
     """
 
-    def upd(p, g):
-        new = p - bcast(lr, p) * (g + bcast(wd, p) * p)
+    def upd(p, g, eta):
+        new = p - bcast(eta, p) * (g + bcast(wd, p) * p)
         return jnp.where(bcast(mask, p), new, p)
 
-    return jax.tree.map(upd, params, grads)
+    return jax.tree.map(upd, params, grads, layer_lrs(lr, params, scales))
 
 
-def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
+def layer_lrs(lr, params: Params, scales: Params | None) -> Params:
+    """Each layer's per-trial learning rate: ``lr`` itself (standard: the same array, no
+    arithmetic), or ``lr`` times the layer's multiplier."""
+    if scales is None:
+        return jax.tree.map(lambda _: lr, params)
+    return jax.tree.map(lambda s: lr * s, scales)
+
+
+def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask, scales=None) -> Params:
     """One SGD step of a depth-1 group (P trials, one minibatch x (B, n), y (B,)), with a
     hand-written backward pass and the coupled weight-decay update fused in.
 
@@ -86,14 +97,14 @@ def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask) -> Params:
     # Per-trial (P,) lr/wd/mask against (P, ...) leaves, in the leaves' own shapes: an added
     # unit axis would put bitcasts between w1 and its update, and XLA:CPU then copies the
     # updated w1 into the loop carry every step instead of updating it in place.
-    return sgd_update(params, grads, lr, wd, mask)
+    return sgd_update(params, grads, lr, wd, mask, scales)
 
 
 def fused(loss: str) -> Step:
     """The depth-1 fused SGD step (no optimizer state)."""
 
-    def update(params, state, x, y, lr, wd, mask):
-        return fused_group_step(loss, params, x, y, lr, wd, mask), state
+    def update(params, state, x, y, lr, wd, mask, scales=None):
+        return fused_group_step(loss, params, x, y, lr, wd, mask, scales), state
 
     return Step(init=lambda params, lr, wd: (), update=update)
 
@@ -121,9 +132,11 @@ def autodiff(name: str, group_loss: Callable, packed: bool) -> Step:
     def init(params, lr, wd):
         return opt(lr, wd).init(params)
 
-    def update(params, state, x, y, lr, wd, mask):
+    def update(params, state, x, y, lr, wd, mask, scales=None):
         grads = jax.grad(group_loss)(params, x, y)
         updates, state = per_trial(update_fn)(grads, state, params)
+        if scales is not None:  # per-layer lr: the whole (decayed, Adam-scaled) update
+            updates = jax.tree.map(lambda u, s: u * bcast(s, u), updates, scales)
         updates = jax.tree.map(lambda u: jnp.where(bcast(mask, u), u, 0.0), updates)
         return optax.apply_updates(params, updates), state
 
@@ -148,29 +161,30 @@ def over_groups(fn: Callable, lead: int) -> Callable:
 def interval(shape, step: Step, streams, shared, params, state, hyper, t0, active,
              n_steps: int):
     """Runs ``n_steps`` steps from global step ``t0`` for the trials where ``active``;
-    ``hyper``: (lr, wd, steps) per trial. Returns (params, state)."""
+    ``hyper``: (lr, wd, steps, scales): per-trial lr, wd, steps and the per-layer lr multipliers
+    (``models.scalings(...).lr`` or None). Returns (params, state)."""
     if shape.kernel != "off":
         return kernel.interval(shape, streams, params, hyper, t0, active, n_steps), state
     task = shape.task
-    lr, wd, steps = hyper
+    lr, wd, steps, scales = hyper
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
     if shape.layout == "blocked":
         def group(args):
-            p, st, stream, lr, wd, act, steps = args
+            p, st, stream, lr, wd, act, steps, scales = args
             draws = task.interval_draws(stream, ts)
 
             def body(carry, t_draw):
                 t, draw = t_draw
                 x, y = task.drawn_batch(stream, draw, shared)
-                return step.update(*carry, x, y, lr, wd, act & (t < steps)), None
+                return step.update(*carry, x, y, lr, wd, act & (t < steps), scales), None
 
             return jax.lax.scan(body, (p, st), (ts, draws))[0]
 
-        return jax.lax.map(group, (params, state, streams, lr, wd, active, steps))
+        return jax.lax.map(group, (params, state, streams, lr, wd, active, steps, scales))
 
     def body(carry, t):
         xb, yb = jax.vmap(lambda s: task.minibatch(s, t, shared))(streams)
         mask = active & (t < steps)
-        return jax.vmap(step.update)(*carry, xb, yb, lr, wd, mask), None
+        return jax.vmap(step.update)(*carry, xb, yb, lr, wd, mask, scales), None
 
     return jax.lax.scan(body, (params, state), ts)[0]

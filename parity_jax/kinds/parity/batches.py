@@ -96,7 +96,8 @@ def make_plan(study: Study, memory_budget: int | None = None, n_devices: int = 1
         # parity study's programs come in the order they always did
         target = json.dumps(sparse.target_fields(c), sort_keys=True)
         return (c.n, c.depth, wb[c.width], c.batch, c.n_test, c.eval_every, c.loss, c.online,
-                c.record_curves, c.precision, m_bucket(c.m), target)
+                c.record_curves, c.precision, m_bucket(c.m), target, c.param,
+                c.base_width if c.param == "mup" else 1)
 
     max_m: dict[tuple, int] = defaultdict(lambda: 1)  # online buckets hold no training set
     max_steps: dict[tuple, int] = defaultdict(int)
@@ -113,7 +114,8 @@ def make_plan(study: Study, memory_budget: int | None = None, n_devices: int = 1
 
     batches: list[plan.PlannedBatch] = []
     for key in sorted(buckets):
-        n, depth, W, batch, n_test, eval_every, loss, online, curves, precision, _, _ = key
+        (n, depth, W, batch, n_test, eval_every, loss, online, curves, precision, _, _, param,
+         base_width) = key
         streams = buckets[key]
         biggest = max(len(v) for v in streams.values())
         P = max(1, min(biggest, group_neurons // W))
@@ -138,7 +140,7 @@ def make_plan(study: Study, memory_budget: int | None = None, n_devices: int = 1
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
-            precision=precision,
+            precision=precision, param=param, base_width=base_width,
             kernel=parity_jax.kernel.select(platform, depth, step, W,
                                   trials=sum(len(v) for v in streams.values()))
             if kernel is None or depth != 1 else kernel)

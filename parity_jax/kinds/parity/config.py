@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from parity_jax import config, targets
+from parity_jax import config, models, targets
 from parity_jax.config import (
     INF,
     INITS,
@@ -96,12 +96,19 @@ class Task:
 
 @dataclass(frozen=True)
 class Model:
-    """MLP n -> width (-> width)* -> 1; ``s`` is used by sparse cells only."""
+    """MLP n -> width (-> width)* -> 1; ``s`` is used by sparse cells only.
+
+    ``param``: how init and per-layer learning rates scale with width (``models.scalings``):
+    "standard", "mup" (equal to standard at ``base_width``; ``base_width`` is used by mup
+    cells only) or "mean_field" (the two-layer mean-field model: depth 1).
+    """
 
     width: Grid[int] = 100
     depth: Grid[int] = 1
     init: Grid[str] = "dense"
     s: Grid[int] = 2
+    param: Grid[str] = "standard"
+    base_width: Grid[int] = 32
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ class Train:
 # default, so stores written before them keep their fingerprints (and resume). Every target
 # parameter is one too, at None (``later_defaults``).
 LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
-                  "inputs": "boolean", "target": targets.DEFAULT}
+                  "inputs": "boolean", "target": targets.DEFAULT, "param": "standard",
+                  "base_width": Model.base_width}
 
 
 def later_defaults() -> dict:
@@ -184,6 +192,8 @@ RULES: dict[str, Rule] = {
     "model.depth": int_rule(1, MAX_DEPTH, grid=True),
     "model.init": choice_rule(INITS, grid=True),
     "model.s": int_rule(1, "n", grid=True, note=" for sparse init"),
+    "model.param": choice_rule(models.PARAMS, grid=True),
+    "model.base_width": int_rule(1, INT32_MAX, grid=True, note=" (used by mup only)"),
     "train.lr": float_rule(0.0, INF, lo_open=True, hi_open=True, grid=True),
     "train.wd": float_rule(0.0, INF, lo_open=False, hi_open=True, grid=True),
     "train.batch": int_rule(1, INT32_MAX, grid=True),
@@ -322,6 +332,8 @@ class Study(config.StudyConfig):
                 d["s"] = None  # dense cells ignore s
             if d["online"]:
                 d["m"] = None  # online cells have no training set
+            if d["param"] != "mup":
+                d["base_width"] = Model.base_width  # only mup cells read it
             for key in floats:
                 d[key] = float(d[key])
             targets.check_name(d["target"])
@@ -405,6 +417,8 @@ class Cell:
     precision: str = "float32"
     inputs: str = "boolean"
     target: str = targets.DEFAULT
+    param: str = "standard"  # models.PARAMS
+    base_width: int = Model.base_width  # mup's base width (the default for other cells)
     params: tuple[tuple[str, targets.ParamValue], ...] = ()  # targets.cell_params
 
     def __getattr__(self, name: str):
@@ -418,6 +432,9 @@ class Cell:
             raise ConfigError(f"task.k = {self.k}: must be an integer in 1..n (n = {self.n})")
         targets.check(self.target, k=self.k, inputs=self.inputs, params=dict(self.params),
                       noise=self.noise, loss=self.loss)
+        if self.param == "mean_field" and self.depth != 1:
+            raise ConfigError(f"model.param = 'mean_field' needs depth 1 (the two-layer "
+                              f"mean-field model), got model.depth = {self.depth}")
         if self.s is not None and self.s > self.n:
             raise ConfigError(
                 f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
