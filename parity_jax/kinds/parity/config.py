@@ -17,9 +17,9 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from parity_jax import config, targets
+from parity_jax import config, targets, terms
 from parity_jax.config import (
     INF,
     INITS,
@@ -33,7 +33,7 @@ from parity_jax.config import (
     float_rule,
     int_rule,
 )
-from parity_jax.errors import ConfigError, show
+from parity_jax.errors import ConfigError
 
 LOSSES = ("hinge", "logistic", "square")
 VARIES = ("both", "init", "data")
@@ -122,13 +122,21 @@ class Train:
     init_seed: Grid[int] = 0
     record_curves: Grid[bool] = False  # store every evaluation's test error and train loss
     precision: Grid[str] = "float32"  # float32 (exact) | tf32 | bfloat16: matmul precision
+    # A real-valued target's NMSE: test MSE / its population variance ("population", the
+    # default: the threshold means the same in every trial) or / its test labels' variance
+    # ("test", what older stores mean: it moves the threshold 2.4x between trials of
+    # degree-3 Hermite over 1000 points). terms.py; unused by ±1 targets
+    nmse: Grid[str] | None = None
+    recover: Grid[float] | None = None  # and every term's recovery >= it (None: unmeasured)
 
 
 # Settings added after stores existed: left out of a study's or cell's identity while at their
 # default, so stores written before them keep their fingerprints (and resume). Every target
-# parameter is one too, at None (``later_defaults``).
+# parameter is one too, at None (``later_defaults``). A stored study or cell without ``nmse``
+# means "test" (``Study.from_stored``); a new study of a real-valued target takes "population".
 LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
-                  "inputs": "boolean", "target": targets.DEFAULT}
+                  "inputs": "boolean", "target": targets.DEFAULT, "nmse": "test",
+                  "recover": None}
 
 
 def later_defaults() -> dict:
@@ -185,6 +193,8 @@ RULES: dict[str, Rule] = {
     "train.init_seed": int_rule(0, INT32_MAX, grid=True),
     "train.record_curves": Rule("bool", grid=True),
     "train.precision": choice_rule(PRECISIONS, grid=True),
+    "train.nmse": choice_rule(terms.NMSE_MODES, grid=True, optional=True),
+    "train.recover": Rule("float", lo=0.0, hi=1.0, grid=True, optional=True),
     "adaptive.target": float_rule(0.0, 1.0, lo_open=True, hi_open=True),
     "adaptive.alpha": float_rule(0.0, 0.5, lo_open=True, hi_open=False),
     "adaptive.first": int_rule(1, config.MAX_TRIALS),
@@ -225,6 +235,20 @@ class Study(config.StudyConfig):
         if isinstance(train, Train) and train.loss is None and isinstance(task, Task) \
                 and all(_binary(t) for t in config.axis(task.target)):
             object.__setattr__(self, "train", dataclasses.replace(train, loss="hinge"))
+        # a new real-valued study succeeds by the population variance (``from_stored``: old)
+        if isinstance(self.train, Train) and self.train.nmse is None \
+                and isinstance(task, Task) and not all(_binary(t)
+                                                       for t in config.axis(task.target)):
+            object.__setattr__(self, "train", dataclasses.replace(self.train,
+                                                                  nmse="population"))
+
+    @classmethod
+    def from_stored(cls, d: dict) -> Study:
+        """A stored study (``to_dict``); stored without ``train.nmse``: "test"."""
+        train = d.get("train")
+        if isinstance(train, dict) and "nmse" not in train:
+            d = {**d, "train": {**train, "nmse": "test"}}
+        return cls.from_dict(d)
 
     @staticmethod
     def rule_for(key: str) -> Rule:
@@ -256,6 +280,8 @@ class Study(config.StudyConfig):
             d["task"] = self.task.to_dict()
         if self.adaptive is None:  # added after stores existed: their fingerprints stay
             del d["adaptive"]
+        if isinstance(self.train, Train) and self.train.nmse is None:  # ±1 targets only
+            del d["train"]["nmse"]
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
@@ -300,11 +326,15 @@ class Study(config.StudyConfig):
             if d["online"]:
                 d["m"] = None  # online cells have no training set
             for key in floats:
-                d[key] = float(d[key])
+                d[key] = None if d[key] is None else float(d[key])
             targets.check_name(d["target"])
             d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given})
             if d["loss"] is None:  # the target's natural loss
                 d["loss"] = "hinge" if _binary(d["target"]) else "square"
+            if _binary(d["target"]):
+                d["nmse"] = None  # a ±1 target succeeds by its test error
+            elif d["nmse"] is None:
+                d["nmse"] = "population"
             cell = Cell(**d)
             cell.check()
             if cell not in seen:
@@ -326,30 +356,6 @@ def _count_cells(axes: dict[str, list]) -> int:
         math.prod(len(axes[p.name]) for p in targets.get(t).params if p.name in axes)
         if t in targets.registered() else 1 for t in axes["target"])
     return plain * inits * data * per_target
-
-
-def check_task(task: Task) -> dict:
-    """The settings of a task of single values (``kinds.parity.sample.sample``), each checked by its
-    rule and the target's rules; returns them as a dict (the cell's task settings, its
-    target's parameters under ``params``)."""
-    if not isinstance(task, Task):
-        raise ConfigError(f"task: must be a Task, got {type(task).__name__}")
-    d: dict[str, Any] = {}
-    for name in (*_TASK_FIELDS, *(p for p, _ in task.params)):
-        key = f"task.{name}"
-        rule = RULES.get(key) or Study.rule_for(key)
-        v = getattr(task, name)
-        if rule.grid and isinstance(v, list | tuple):
-            raise ConfigError(f"{key} = {show(v)}: must be one value here (not a grid axis)")
-        rule.check(key, v)
-        d[name] = v
-    if d["k"] > d["n"]:
-        raise ConfigError(f"task.k = {d['k']}: must be an integer in 1..n (n = {d['n']})")
-    targets.check_name(d["target"])
-    d["params"] = targets.cell_params(d["target"], dict(task.params))
-    targets.check(d["target"], k=d["k"], inputs=d["inputs"], params=dict(d["params"]),
-                  noise=d["noise"])
-    return d
 
 
 @dataclass(frozen=True)
@@ -383,6 +389,8 @@ class Cell:
     inputs: str = "boolean"
     target: str = targets.DEFAULT
     params: tuple[tuple[str, targets.ParamValue], ...] = ()  # targets.cell_params
+    nmse: str | None = None  # a real-valued target's normaliser (None: a ±1 target)
+    recover: float | None = None
 
     def __getattr__(self, name: str):
         if not name.startswith("_") and name in targets.param_names():
@@ -395,6 +403,7 @@ class Cell:
             raise ConfigError(f"task.k = {self.k}: must be an integer in 1..n (n = {self.n})")
         targets.check(self.target, k=self.k, inputs=self.inputs, params=dict(self.params),
                       noise=self.noise, loss=self.loss)
+        terms.check_recover(self.target, self.recover)
         if self.s is not None and self.s > self.n:
             raise ConfigError(
                 f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
@@ -427,9 +436,12 @@ class Cell:
                 f"(at most {MAX_EVALS} recorded evaluations per trial)")
 
     def key(self) -> str:
-        """Canonical JSON of the cell, its identity in the store."""
-        return json.dumps(config.without_later_defaults(self.to_dict(), later_defaults()),
-                          sort_keys=True)
+        """Canonical JSON of the cell, its identity in the store (a ±1 cell's None nmse
+        left out)."""
+        d = config.without_later_defaults(self.to_dict(), later_defaults())
+        if d.get("nmse", "") is None:
+            del d["nmse"]
+        return json.dumps(d, sort_keys=True)
 
     def to_dict(self) -> dict:
         """Every setting, each registered target parameter a key of its own (None where the
@@ -451,6 +463,8 @@ def cell_record(stored: dict) -> dict:
     """A stored cell's settings as a record: later settings' defaults filled in, its target's
     parameters as the cell holds them (JSON lists as tuples: hashable)."""
     record = {**later_defaults(), **stored}
+    if _binary(record["target"]):
+        record["nmse"] = None  # what a ±1 cell holds (``Study._expand``)
     if record["target"] in targets.registered():
         for p in targets.get(record["target"]).params:
             if record.get(p.name) is not None:
