@@ -79,7 +79,6 @@ def terms_of(target: str, k: int, params: Mapping[str, Any]) -> tuple[Term, ...]
     return _TERMS[target](dict(params), k)
 
 
-@functools.lru_cache(maxsize=256)
 def population_moments(target: str, k: int, params: tuple, inputs: str) -> tuple[float, float]:
     """(variance, mean square) of target ``target``'s labels over its input distribution
     ``inputs`` (``params``: the cell's (name, value) pairs): exact for a built-in (sum of its
@@ -90,11 +89,13 @@ def population_moments(target: str, k: int, params: tuple, inputs: str) -> tuple
         return var, var
     if t.variance is not None:
         return t.variance, t.variance
-    return _estimate(target, k, params, inputs)
+    return _estimate(t, k, params, inputs)
 
 
-def _estimate(target: str, k: int, params: tuple, inputs: str) -> tuple[float, float]:
-    """(variance, mean square) over ``ESTIMATE_ROWS`` fixed inputs, in float64."""
+@functools.lru_cache(maxsize=256)
+def _estimate(t: targets.Target, k: int, params: tuple, inputs: str) -> tuple[float, float]:
+    """(variance, mean square) of target ``t`` (the registered entry itself: a name registered
+    anew is estimated anew) over ``ESTIMATE_ROWS`` fixed inputs, in float64."""
     import jax
     import numpy as np
 
@@ -103,11 +104,11 @@ def _estimate(target: str, k: int, params: tuple, inputs: str) -> tuple[float, f
     z = (jax.random.rademacher(key, shape, dtype="float32") if inputs == "boolean"
          else jax.random.normal(key, shape, dtype="float32"))
     try:
-        y = np.asarray(targets.values(target, z, targets.Args(k=k, params=dict(params))),
-                       np.float64)
+        y = np.asarray(t.fn(z, targets.Args(k=k, params=dict(params))), np.float32)
     except Exception as e:  # a registered function that fails: one line, as check_labels's
-        raise ConfigError(f"task.target = {show(target)}: its function failed on z of shape "
+        raise ConfigError(f"task.target = {show(t.name)}: its function failed on z of shape "
                           f"{shape} (its population variance): {errors.error_line(e)}") from None
+    y = y.astype(np.float64)  # the float32 labels a program sees, summed in float64
     return float(np.mean(np.square(y - np.mean(y)))), float(np.mean(np.square(y)))
 
 

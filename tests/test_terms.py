@@ -41,7 +41,6 @@ def registered():
     yield register
     for name in names:
         targets._TARGETS.pop(name, None)
-    terms.population_moments.cache_clear()
 
 
 # ---- population variance: exact for the built-ins, against independent computations -------
