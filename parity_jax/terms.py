@@ -13,7 +13,7 @@ zero-variance rule (issue 30, item 3).
   target's as declared (``register_target(..., variance=...)``), else estimated once on
   ``ESTIMATE_ROWS`` inputs drawn from ``jax.random.key(ESTIMATE_SEED)`` (the same sample in
   every process and run).
-- One rule: the variance a study's success divides by (``tasks.sparse.success_moments``: the
+- One rule: the variance a study's success divides by (``tasks.success.success_moments``: the
   population's, or the test labels') is refused by :func:`check_variance` when it is below
   ``targets.MIN_RELATIVE_VARIANCE`` times the labels' mean square -- the value the program
   divides by is the value checked, so the check and the normaliser never disagree.
