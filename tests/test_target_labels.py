@@ -4,8 +4,7 @@
 by (near) zero -- its population variance (train.nmse = "population"), or a test set's labels
 (train.nmse = "test"): one rule, ``terms.check_variance`` -- are refused with one line before
 anything is stored -- never a silent p = 0 or a 'diverged' trial. And a target with a
-parameter, added in this file alone, runs from a TOML
-file through run, report and check."""
+parameter, added in this file alone, runs from a TOML file through run, report and check."""
 
 from __future__ import annotations
 
