@@ -226,14 +226,15 @@ def main(config: str | Path = HERE / "tasks.toml", out: str | Path = "runs/tasks
     png = figure(cells, families, out / "tasks.png")
     setup = [f"{len(studies)} studies, one per target family, stored in `{out}/<family>`; "
              f"config `{Path(config).name}`. Success: a ±1-valued target's test error <= "
-             "threshold; a real-valued one's normalized test MSE (MSE / Var y on the test set) "
-             "<= threshold.", ""]
+             "threshold; a real-valued one's normalized test MSE (MSE / Var y, Var y the "
+             "target's population variance, or the test set's: column nmse) <= threshold.", ""]
     rows = []
     for family, study in studies:
         cs = [c for c in cells if c["family"] == family]
         c0 = cs[0]
         rows.append({"family": family, "target": c0["target"], "k": c0["k"], "n": c0["n"],
                      "inputs": c0["inputs"], "loss": c0["loss"], "metric": c0["metric"],
+                     "nmse": c0.get("nmse") or "-",
                      "threshold": c0["threshold"], "lr": c0["lr"], "steps": c0["steps"],
                      "m": " ".join(str(m) for m in sorted({c["m"] for c in cs})),
                      "width": " ".join(str(w) for w in sorted({c["width"] for c in cs})),

@@ -64,6 +64,12 @@ class StudyConfig:
         return study
 
     @classmethod
+    def from_stored(cls, d: dict):
+        """Builds the study a store holds (its ``to_dict``): ``from_dict``, unless a kind's
+        later settings mean something else when a stored study lacks them."""
+        return cls.from_dict(d)
+
+    @classmethod
     def from_toml(cls, path: str | Path):
         """Loads and validates a TOML study file."""
         return cls.from_dict(read_toml(path))
@@ -271,7 +277,9 @@ def values(study: Any, key: str) -> list:
         raise ConfigError(f"{key}: an empty list has no values")
     for v in vals:
         rule.check(key, v)
-    same = float if rule.kind == "float" else json.dumps  # 1 and 1.0 are one lr, as 0.1, 0.10
+    def same(v):  # 1 and 1.0 are one lr, as 0.1, 0.10 (None: an optional float not given)
+        return float(v) if rule.kind == "float" and v is not None else json.dumps(v)
+
     if len({same(v) for v in vals}) != len(vals):
         raise ConfigError(f"{key}: list has duplicate values {show(vals)}")
     return vals

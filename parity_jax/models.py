@@ -18,6 +18,7 @@ _W1, _SEL, _B1, _A, _C, _HIDDEN = range(6)
 
 # model.param: how init scales and per-layer learning rates scale with the width (``scalings``)
 PARAMS = ("standard", "mup", "mean_field")
+BASE_WIDTH = 32  # the default width at which mup equals standard (``model.base_width``)
 
 
 @struct.dataclass

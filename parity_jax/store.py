@@ -350,7 +350,8 @@ class Store:
                 stored = json.loads(self.meta["study"])
                 if not isinstance(stored, dict):
                     raise TypeError("not a JSON object")
-                self._study = self.study_kind.study_type.from_dict(stored)
+                cls = self.study_kind.study_type  # from_stored: config.StudyConfig's
+                self._study = getattr(cls, "from_stored", cls.from_dict)(stored)
             except ConfigError as e:
                 if digest(stored) != self.meta["fingerprint"]:  # not as a version wrote it
                     raise _damaged(self.path, [f"meta: its stored study is refused ({e}) and "
@@ -467,12 +468,14 @@ class Store:
         transaction."""
         if not rows:
             return
-        holes = ", ".join("?" * len(rows[0]))
+        width = len(self.query(f"PRAGMA table_info({self.study_kind.rows_table})"))
+        if any(v is not None for r in rows for v in r[width:]):  # made before those columns
+            raise StoreError(f"out: {self.path} was made before a column its trials need")
         self._contents = None
         try:
             with self.conn:
-                self.conn.executemany(
-                    f"INSERT INTO {self.study_kind.rows_table} VALUES ({holes})", rows)
+                self.conn.executemany(f"INSERT INTO {self.study_kind.rows_table} VALUES "
+                                      f"({', '.join('?' * width)})", [r[:width] for r in rows])
                 if curves:
                     self.conn.executemany(
                         f"INSERT INTO {self.study_kind.curves_table} VALUES (?, ?, ?, ?)",

@@ -17,8 +17,9 @@ key. The study's ``[task]`` table, a cell, the stored record, ``plan``'s task co
   data key), p = ``degree``; Gaussian inputs only.
 
 A ±1 target succeeds by test error <= threshold; a real-valued one by the normalized test MSE
-(MSE / Var y, the variance over the test set) <= threshold: :func:`metric`. Users add targets
-with :func:`register_target`; the name, not the code, is a study's identity.
+(MSE / Var y) <= threshold: :func:`metric`, Var y the target's population variance
+(``train.nmse = "population"``) or the test set's (``"test"``): ``parity_jax.terms``.
+Users add targets with :func:`register_target`; the name, not the code, is a study's identity.
 
 JAX is imported by the label functions when they are traced, not here: a study's config reads
 the registry without importing JAX.
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
 INPUTS = ("boolean", "gaussian")  # task.inputs: uniform ±1, or N(0, I_n)
 MAX_DEGREE = 10  # hermite's degree p: He_p grows as t^p
-# A real-valued target's labels must vary over a test set by at least this (relative to their
-# mean square) to normalise its MSE by: a constant target has nothing to learn or measure.
+# The variance a real-valued target's success divides its MSE by must be at least this, relative
+# to the labels' mean square (``terms.check_variance``): a constant target has nothing to learn.
 MIN_RELATIVE_VARIANCE = 1e-6
 FLOAT32_MAX = 3.4028234663852886e38
 ParamValue = int | float | tuple  # a target parameter's value, as a cell holds it (hashable)
@@ -80,6 +81,7 @@ class Target:
     draw: Callable[[jax.Array, int], jax.Array] | None = None  # (key, k) -> a stream's draw
     check: Callable[[Mapping[str, Any], int], None] | None = None  # params that relate (k)
     source: Callable | None = None  # the function given to register_target (None: built-in)
+    variance: float | None = None  # a registered target's declared population variance
 
 
 # ---- the built-ins ---------------------------------------------------------------------------
@@ -215,7 +217,8 @@ DEFAULT = "parity"  # the target of a study that names none (its own code path: 
 
 def register_target(name: str, fn: Callable, *, binary: bool = False,
                     inputs: tuple[str, ...] = INPUTS,
-                    params: Mapping[str, tuple] | None = None) -> None:
+                    params: Mapping[str, tuple] | None = None,
+                    variance: float | None = None) -> None:
     """Registers ``fn`` as target ``name`` for studies of this process (``task.target``).
 
     Args:
@@ -229,6 +232,9 @@ def register_target(name: str, fn: Callable, *, binary: bool = False,
       params: its parameters, ``[task]`` keys of a study: name -> (type, lo, hi, default), type
         ``int`` or ``float``, [lo, hi] the allowed range, default None for a required one. Each
         may be a grid axis.
+      variance: a real-valued target's population variance over its inputs (what its success
+        divides the test MSE by, ``train.nmse = "population"``); None: estimated once on a
+        fixed sample (``terms.population_moments``). It must not depend on the parameters.
 
     Raises:
       ConfigError: a built-in's name, a name already registered to another function, or bad
@@ -248,15 +254,21 @@ def register_target(name: str, fn: Callable, *, binary: bool = False,
         raise bad("target", name, f"inputs = {list(inputs)}: each must be one of "
                   f"{', '.join(INPUTS)}")
     declared = _params(name, params)
+    if variance is not None and (binary or isinstance(variance, bool) or not isinstance(
+            variance, int | float) or not 0 < variance < math.inf):
+        raise bad("target", name, f"variance = {show(variance)}: must be a positive number, "
+                  "for a real-valued target")
+    variance = None if variance is None else float(variance)
     old = _TARGETS.get(name)
     if old is not None and (old.source is not fn or old.binary != binary
-                            or old.inputs != inputs or old.params != declared):
+                            or old.inputs != inputs or old.params != declared
+                            or old.variance != variance):
         # a program compiled for this name holds the first function: another one under the
         # same name would silently train the old target
         raise bad("target", name, "already registered (to another function or settings); "
                   "choose another name")
     _TARGETS[name] = Target(name, lambda z, args: fn(z, **args.params), binary=binary,
-                            inputs=inputs, params=declared, source=fn)
+                            inputs=inputs, params=declared, source=fn, variance=variance)
 
 
 _RESERVED = ("n", "k", "m", "n_test", "noise", "online", "inputs", "target")
@@ -318,7 +330,8 @@ def is_binary(name: str) -> bool:
 
 def metric(name: str) -> str:
     """What success of target ``name`` measures: "error" (test error, a ±1 target) or "nmse"
-    (normalized test MSE, a real-valued one); either way the tracker's "error" <= threshold."""
+    (normalized test MSE, a real-valued one: ``train.nmse`` says by which variance); either
+    way the tracker's "error" <= threshold."""
     return "error" if is_binary(name) else "nmse"
 
 
@@ -388,13 +401,11 @@ def check(target: str, *, k: int, inputs: str = "boolean",
                           "real-valued; use loss = \"square\"")
 
 
-def check_labels(name: str, y, rows: int, *, what: str = "labels",
-                 variance: bool = True) -> None:
+def check_labels(name: str, y, rows: int, *, what: str = "labels") -> None:
     """Labels of target ``name`` as evaluated (numpy, host side): shape (rows,), finite and
-    within float32, ±1 where declared binary, and (``variance``: a test set) a real-valued
-    target's not constant. A
-    ConfigError naming task.target otherwise: a label the training cannot use never becomes a
-    silent p = 0 or a 'diverged' trial."""
+    within float32, ±1 where declared binary. A ConfigError naming task.target otherwise: a
+    label the training cannot use never becomes a silent p = 0 or a 'diverged' trial. (A
+    real-valued target's variance is the one rule of ``terms.check_variance``.)"""
     import numpy as np
 
     y = np.asarray(y)
@@ -410,17 +421,7 @@ def check_labels(name: str, y, rows: int, *, what: str = "labels",
     if np.any(out):
         raise ConfigError(f"{where}: {what} not finite or beyond float32's range (e.g. "
                           f"{show(float(y64[out][0]))})")
-    if get(name).binary:
-        if y.dtype.kind == "b" or not np.all(np.abs(y64) == 1):
-            odd = y64[np.abs(y64) != 1]
-            raise ConfigError(f"{where}: declared binary, but its {what} are not all ±1 (e.g. "
-                              f"{show(float(odd[0]) if odd.size else bool(y.flat[0]))})")
-        return
-    if not variance:
-        return
-    var = float(np.mean(np.square(y64 - np.mean(y64))))
-    scale = float(np.mean(np.square(y64)))
-    if rows < 2 or not var > MIN_RELATIVE_VARIANCE * max(scale, 1e-30):
-        raise ConfigError(f"{where}: its {what} have variance {var:.3g} over {rows} rows; a "
-                          "real-valued target's success divides the test MSE by it (a constant "
-                          "target, or n_test < 2, cannot be measured)")
+    if get(name).binary and (y.dtype.kind == "b" or not np.all(np.abs(y64) == 1)):
+        odd = y64[np.abs(y64) != 1]
+        raise ConfigError(f"{where}: declared binary, but its {what} are not all ±1 (e.g. "
+                          f"{show(float(odd[0]) if odd.size else bool(y.flat[0]))})")

@@ -1,7 +1,8 @@
 """Trackers: what a run keeps of its evaluations (docs/DESIGN.md §2).
 
 - ``FirstHit`` (parity): the first evaluation whose test error is at most the trial's
-  threshold; with ``stop_on_success`` the trial stops there.
+  threshold (and, for ``FirstHit(terms=T)``, whose T per-term recoveries are each at least the
+  trial's ``recover``); with ``stop_on_success`` the trial stops there.
 - ``BestValidation`` (tabular model selection): the evaluation with the lowest validation loss,
   with its validation and test error.
 
@@ -12,6 +13,7 @@ steps_run, diverged, curves, final)``, all per trial (arrays of the batch's lead
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, runtime_checkable
 
 import jax
@@ -60,6 +62,7 @@ class FirstHitInputs:
 
     threshold: jax.Array  # float32: success = test error <= threshold
     stop_on_success: jax.Array  # bool
+    recover: jax.Array | None = None  # float32: and every term's recovery >= recover (terms)
 
 
 @struct.dataclass
@@ -67,6 +70,8 @@ class FirstHitState:
     hit: jax.Array  # step of the first hit, -1 if none
     err: jax.Array  # test error at the last evaluation
     stopped: jax.Array
+    rec_hit: jax.Array | None = None  # (..., T) per-term recovery at the first hit (NaN: none)
+    rec_last: jax.Array | None = None  # (..., T) at the last evaluation
 
 
 @struct.dataclass
@@ -81,26 +86,42 @@ class Outcome:
     diverged: jax.Array
     curve_error: jax.Array  # (..., curves): test error at each evaluation (NaN: none)
     curve_loss: jax.Array  # (..., curves): train loss at each evaluation (NaN: none)
+    recovery_hit: jax.Array | None = None  # (..., T) per-term recovery at the first hit
+    recovery_end: jax.Array | None = None  # (..., T) at the last evaluation (NaN if diverged)
 
 
+@dataclasses.dataclass(frozen=True)
 class FirstHit:
+    """The first hit; with ``terms`` = T > 0 the task's evaluations hold a (..., T)
+    "recovery" (``tasks.success.recovery``) and a hit also needs each term's >= recover."""
+
+    terms: int = 0
     curves = ("error", "loss")  # the metrics a recorded curve holds
 
-    @staticmethod
-    def init(lead: tuple[int, ...]) -> FirstHitState:
+    def init(self, lead: tuple[int, ...]) -> FirstHitState:
+        nan = jnp.full(lead + (self.terms,), jnp.nan, jnp.float32) if self.terms else None
         return FirstHitState(hit=jnp.full(lead, -1, jnp.int32), err=jnp.ones(lead, jnp.float32),
-                             stopped=jnp.zeros(lead, bool))
+                             stopped=jnp.zeros(lead, bool), rec_hit=nan, rec_last=nan)
 
-    @staticmethod
-    def update(st: FirstHitState, metrics: dict, evaluated, diverged, steps_run,
+    def update(self, st: FirstHitState, metrics: dict, evaluated, diverged, steps_run,
                inputs: FirstHitInputs) -> FirstHitState:
         err = metrics["error"]
-        new_hit = evaluated & (st.hit < 0) & (err <= inputs.threshold)
+        good = err <= inputs.threshold
+        rec_hit = rec_last = None
+        if self.terms:
+            rec = metrics["recovery"]
+            good = good & jnp.all(rec >= inputs.recover[..., None], axis=-1)
+        new_hit = evaluated & (st.hit < 0) & good
         hit = jnp.where(new_hit, steps_run, st.hit)
+        if self.terms:
+            rec_hit = jnp.where(new_hit[..., None], rec, st.rec_hit)
+            rec_last = jnp.where(evaluated[..., None], rec,
+                                 jnp.where(diverged[..., None], jnp.nan, st.rec_last))
         return FirstHitState(
             hit=hit,
             err=jnp.where(evaluated, err, jnp.where(diverged, jnp.nan, st.err)),
             stopped=st.stopped | (inputs.stop_on_success & (hit >= 0)),
+            rec_hit=rec_hit, rec_last=rec_last,
         )
 
     @staticmethod
@@ -118,6 +139,8 @@ class FirstHit:
             diverged=diverged,
             curve_error=curves["error"],
             curve_loss=curves["loss"],
+            recovery_hit=st.rec_hit,
+            recovery_end=st.rec_last,
         )
 
 
@@ -179,6 +202,9 @@ class BestValidation:
             curve_test_error=curves["test_error"])
 
 
-def make(name: str) -> Tracker:
-    """The tracker a program's shape names (``Shape.tracker``)."""
-    return {"first_hit": FirstHit, "best_validation": BestValidation}[name]
+def make(name: str | Tracker) -> Tracker:
+    """The tracker a program's shape names (``Shape.tracker``: a name of ``TRACKERS``, or a
+    tracker with settings of its own, ``FirstHit(terms=3)``)."""
+    if not isinstance(name, str):
+        return name
+    return {"first_hit": FirstHit(), "best_validation": BestValidation}[name]

@@ -23,7 +23,7 @@ LAYERS = {
     "models": ENGINE, "tasks": ENGINE, "targets": ENGINE, "trackers": ENGINE, "steps": ENGINE,
     "kernel": ENGINE, "kernel_check": ENGINE, "core": ENGINE, "devices": ENGINE,
     "oracles": ENGINE, "keys": ENGINE, "datasets": ENGINE, "forest": ENGINE, "timing": ENGINE,
-    "alternatives": ENGINE,
+    "alternatives": ENGINE, "terms": ENGINE,
     "plan": DRIVER, "costs": DRIVER, "runner": DRIVER, "store": DRIVER, "lock": DRIVER,
     "merge": DRIVER, "check": DRIVER, "results": DRIVER, "multihost": DRIVER, "kinds": DRIVER,
     "stored": DRIVER,

@@ -1,9 +1,10 @@
 """A target's labels, checked once where the target is evaluated (``targets.check_labels``,
 ``kinds.parity.sample``): labels that do not fit float32, a registered target that says it is
-±1 and is not, or returns the wrong shape, and a real-valued target that is constant over a test
-set are refused with one line before anything is stored -- never a silent p = 0 or a
-'diverged' trial. And a target with a parameter, added in this file alone, runs from a TOML
-file through run, report and check."""
+±1 and is not, or returns the wrong shape, and a real-valued target whose success would divide
+by (near) zero -- its population variance (train.nmse = "population"), or a test set's labels
+(train.nmse = "test"): one rule, ``terms.check_variance`` -- are refused with one line before
+anything is stored -- never a silent p = 0 or a 'diverged' trial. And a target with a
+parameter, added in this file alone, runs from a TOML file through run, report and check."""
 
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ def registered():
         targets._TARGETS.pop(name, None)
 
 
-def _study(target: str, **task) -> Study:
+def _study(target: str, nmse: str | None = None, **task) -> Study:
     task = {"n": 8, "k": 2, "m": 32, "n_test": 16, **task}
     return Study(name="labels", seeds=2, task=Task(target=target, **task),
-                 model=Model(width=4), train=Train(steps=20, eval_every=10,
+                 model=Model(width=4), train=Train(steps=20, eval_every=10, nmse=nmse,
                                                    loss=task.pop("loss", None)))
 
 
@@ -62,24 +63,44 @@ def test_a_polynomial_the_config_can_refuse_is_refused_there(task, match):
         _study("polynomial", **task).validate()
 
 
+POPULATION = r"its population variance \(train.nmse = \"population\"\) is 0;"
+TEST_SET = r"the variance of the test labels of data index 0 \(n_test = 16, train.nmse = " \
+    r"\"test\"\) is 0;"
+
+
 @pytest.mark.parametrize("task,match", [
-    (dict(terms=[[1], [1]], coefs=[1, -1]), "n_test = 16\\) have variance 0"),  # cancelling
-    (dict(terms=[[1]], coefs=[1e-300]), "n_test = 16\\) have variance 0"),  # 0 in float32
-    (dict(terms=[[1]], coefs=[1], n_test=1), "task.n_test = 1: must be at least 2"),
+    (dict(terms=[[1], [1]], coefs=[1, -1]), POPULATION),  # cancelling terms
+    (dict(terms=[[1, 2], [2, 1]], coefs=[2, -2]), POPULATION),  # one monomial, twice
+    (dict(terms=[[1]], coefs=[1e-300]), POPULATION),  # 0 in float32
+    (dict(terms=[[1], [1]], coefs=[1, -1], nmse="test"), TEST_SET),
+    (dict(terms=[[1]], coefs=[1e-300], nmse="test"), TEST_SET),
+    (dict(terms=[[1]], coefs=[1], n_test=1, nmse="test"),
+     "task.n_test = 1: must be at least 2 for target = 'polynomial' with train.nmse = "
+     "\"test\""),
 ])
-def test_a_real_valued_target_constant_over_a_test_set_is_refused(task, match, tmp_path):
+def test_a_real_valued_target_whose_success_divides_by_zero_is_refused(task, match, tmp_path):
     _refused(_study("polynomial", **task), tmp_path / "out", match)
+
+
+def test_the_population_variance_needs_no_test_set_that_varies(tmp_path):
+    # n_test = 1: no test-set variance, but the population's (1) is what success divides by
+    study = _study("polynomial", terms=[[1]], coefs=[1], n_test=1)
+    assert study.cells()[0].nmse == "population"
+    kinds.named("parity").work(study)  # not refused
 
 
 def test_a_test_set_of_equal_labels_is_refused_naming_its_data_index(tmp_path):
     # y = z1 (staircase, k = 1): the 2 test labels of a stream are equal half the time, so
     # among 16 streams some trial would divide its MSE by 0 -- p = 0 without a word
-    study = dataclasses.replace(_study("staircase", k=1, n_test=2), seeds=16)
-    _refused(study, tmp_path / "o", r"the test labels of data index \d+ \(n_test = 2\) have "
-                                    r"variance 0")
-    fine = dataclasses.replace(_study("staircase", k=1, n_test=64), seeds=16)
+    study = dataclasses.replace(_study("staircase", k=1, n_test=2, nmse="test"), seeds=16)
+    _refused(study, tmp_path / "o", r"the variance of the test labels of data index \d+ "
+                                    r"\(n_test = 2, train.nmse = \"test\"\) is 0")
+    fine = dataclasses.replace(_study("staircase", k=1, n_test=64, nmse="test"), seeds=16)
     fine.validate()
     kinds.named("parity").work(fine)  # every stream's 64 labels vary: no refusal
+    # by the population variance (1) the 2-point test sets are no obstacle
+    kinds.named("parity").work(dataclasses.replace(_study("staircase", k=1, n_test=2),
+                                                   seeds=16))
 
 
 def test_registered_labels_that_cannot_train_are_refused_before_anything_is_stored(
@@ -93,7 +114,7 @@ def test_registered_labels_that_cannot_train_are_refused_before_anything_is_stor
     registered("t_wide", lambda z: z)
     registered("t_column", lambda z: z[:, :1])
     registered("t_raises", lambda z: z.reshape(3, -1)[0])
-    for name, match in [("t_const", "variance 0"), ("t_nan", "not finite"),
+    for name, match in [("t_const", "population variance .* is 0;"), ("t_nan", "not finite"),
                         ("t_inf", "not finite or beyond float32"),
                         ("t_01", "declared binary, but its labels are not all ±1"),
                         ("t_half", "not all ±1"), ("t_bool", "not all ±1"),
@@ -109,7 +130,8 @@ def test_registered_labels_that_cannot_train_are_refused_before_anything_is_stor
 def test_the_command_line_refuses_them_with_one_line_and_exit_2(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text('[task]\nn = 8\nk = 2\nn_test = 1\ntarget = "staircase"\n'
-                      '[model]\nwidth = 4\n[train]\nsteps = 10\neval_every = 10\n')
+                      '[model]\nwidth = 4\n[train]\nsteps = 10\neval_every = 10\n'
+                      'nmse = "test"\n')
     assert cli.main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: task.n_test = 1: must be at least 2 for target = 'staircase'")
@@ -131,8 +153,9 @@ def test_sample_bounds_rows_times_n_as_the_config_bounds_m_times_n():
 def test_check_labels_accepts_exactly_the_labels_a_program_can_use(shape, dtype, value, binary,
                                                                    spread):
     """Random shapes, dtypes and values: check_labels passes exactly (shape (rows,), finite
-    float32 numbers, ±1 where binary, a real-valued one not constant) and fails with one
-    ConfigError line otherwise."""
+    float32 numbers, ±1 where binary; a real-valued target's variance is the one rule of
+    ``terms.check_variance``, not this check's) and fails with one ConfigError line
+    otherwise."""
     name = "majority" if binary else "staircase"
     y = np.full(shape, value)
     if spread and y.size:
@@ -142,8 +165,7 @@ def test_check_labels_accepts_exactly_the_labels_a_program_can_use(shape, dtype,
     v = y.astype(np.float64)
     usable = bool(np.all(np.isfinite(v)) and np.all(np.abs(v) <= targets.FLOAT32_MAX))
     ok = (y.shape == (16,) and usable
-          and (y.dtype.kind != "b" and np.all(np.abs(v) == 1) if binary
-               else float(np.var(v)) > 0))
+          and (not binary or (y.dtype.kind != "b" and np.all(np.abs(v) == 1))))
     try:
         targets.check_labels(name, y, 16)
     except ConfigError as e:

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from parity_jax import models, targets
+from parity_jax import models, targets, terms
 from parity_jax.models import Params
-from parity_jax.tasks import interval_indices, minibatch_indices, typed_key
+from parity_jax.tasks import interval_indices, minibatch_indices, success, typed_key
 
 # Sub-streams of a trial's data key (_DRAW: its target's per-stream draw, e.g. random signs
 # of a direction).
@@ -211,10 +211,13 @@ def online_target_minibatch(task: SparseTask, order_key: jax.Array, t: jax.Array
     return x, _flip(task, _labels(task, x, coords, draw), u, noise)
 
 
-def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> jax.Array:
-    """(P,) normalized test MSE: mean (f(x) - y)^2 over the test set / its variance of y (the
-    mean square deviation from its mean), over row chunks of ``chunk`` rows (0: all at once)."""
-    var = jnp.mean(jnp.square(y - jnp.mean(y)))
+def _test_nmse(params: Params, x: jax.Array, y: jax.Array, var: jax.Array | None = None,
+               chunk: int = 0) -> jax.Array:
+    """(P,) normalized test MSE: mean (f(x) - y)^2 over the test set / ``var`` (None: the
+    test labels' variance, their mean square deviation from their mean), over row chunks of
+    ``chunk`` rows (0: all at once)."""
+    if var is None:
+        var = jnp.mean(jnp.square(y - jnp.mean(y)))
     if not chunk or chunk >= x.shape[0]:
         f = models.apply_packed(params, x)
         return jnp.mean(jnp.square(f - y[:, None]), axis=0) / var
@@ -225,11 +228,18 @@ def _test_nmse(params: Params, x: jax.Array, y: jax.Array, chunk: int = 0) -> ja
 def target_fields(cell) -> dict:
     """The static ``SparseTask`` fields of a cell's target (or a task's of single values: its
     inputs, target, k and ``params``, the target's (name, value) pairs): inputs and target, and
-    for targets other than parity the static k and its parameters."""
+    for targets other than parity the static k and its parameters; with ``nmse`` =
+    "population", the target's population moments; with ``recover`` set, its terms."""
     if cell.target == targets.DEFAULT:
         return {"inputs": cell.inputs, "target": cell.target}
-    return {"inputs": cell.inputs, "target": cell.target, "k": cell.k,
-            "params": tuple(cell.params)}
+    out = {"inputs": cell.inputs, "target": cell.target, "k": cell.k,
+           "params": tuple(cell.params)}
+    if getattr(cell, "nmse", None) == "population":
+        out["population"] = terms.population_moments(cell.target, cell.k, tuple(cell.params),
+                                                     cell.inputs)
+    if getattr(cell, "recover", None) is not None:
+        out["terms"] = terms.terms_of(cell.target, cell.k, dict(cell.params))
+    return out
 
 
 # ---- the task in the core -------------------------------------------------------------------
@@ -312,6 +322,10 @@ class SparseTask:
     target: str = targets.DEFAULT  # a registered target (parity_jax.targets)
     k: int = 0  # |S| of a target other than parity (parity: 0, k per group)
     params: tuple[tuple[str, object], ...] = ()  # its target's parameters (hashable values)
+    # a real-valued target's (variance, mean square) over its inputs: success divides the test
+    # MSE by that variance (train.nmse = "population"); (): by the test labels' variance
+    population: tuple[float, float] = ()
+    terms: tuple = ()  # its terms (``terms.Term``) whose recovery is measured (train.recover)
 
     packed = True  # a group's P trials share their minibatches: one wide GEMM
 
@@ -432,10 +446,20 @@ class SparseTask:
 
     def evaluate(self, loss: str, params: Params, data: Data, shared, with_loss: bool) -> dict:
         """(G, P) "error" of every trial -- its test error (a ±1 target) or normalized test MSE
-        (a real-valued one: ``targets.metric``) -- and its train loss if ``with_loss``."""
-        error = _test_error if targets.is_binary(self.target) else _test_nmse
+        (a real-valued one: ``targets.metric``, over ``success.success_moments``' variance),
+        its train loss if ``with_loss``, and (G, P, T) "recovery" of its target's T ``terms``
+        (``success.recovery``) if it has any."""
+        if targets.is_binary(self.target):
+            error = _test_error
+        else:
+            def error(p, x, y, chunk):
+                return _test_nmse(p, x, y, success.success_moments(self, y)[0], chunk=chunk)
         out = {"error": jax.lax.map(lambda a: error(*a, chunk=self.eval_rows),
                                     (params, data.x_test, data.y_test))}
+        if self.terms:
+            out["recovery"] = jax.lax.map(
+                lambda a: success.recovery(*a, self.terms, chunk=self.eval_rows),
+                (params, data.x_test, data.y_test, data.coords))
         if with_loss:
             out["loss"] = self.train_loss(loss, params, data)
         return out

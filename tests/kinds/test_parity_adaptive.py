@@ -153,7 +153,8 @@ def test_every_adaptive_trial_is_the_full_studys_trial_bit_for_bit(tmp_path, cap
     # a trial the rule never wanted (a cell that stopped at 8 seeds, its seed 15) is a problem
     stopped = next(c["cell"] for c in cells if c["trials"] == 8)
     with sqlite3.connect(tmp_path / "adaptive" / "results.sqlite") as conn:
-        conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)", f[(stopped, 15)])
+        row = f[(stopped, 15)]  # every column of its store's trials table
+        conn.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
     problems, _ = check.check(tmp_path / "adaptive")
     assert problems == [f"trial (cell {stopped}, seed 15): stored, but the study's adaptive "
                         "rule stopped its cell before this seed"]

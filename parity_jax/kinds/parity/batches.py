@@ -133,10 +133,11 @@ def make_plan(study: Study, memory_budget: int | None = None, n_devices: int = 1
         if not groups:
             continue
         step = "fused" if depth == 1 else "sgd"
+        task = sparse.SparseTask(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
+                                 eval_rows=EVAL_ROWS, **sparse.target_fields(cells[first[key]]))
         shape = Shape(
-            task=sparse.SparseTask(n=n, M=max_m[key], batch=batch, n_test=n_test, online=online,
-                                   eval_rows=EVAL_ROWS,
-                                   **sparse.target_fields(cells[first[key]])),
+            task=task, tracker=trackers.FirstHit(terms=len(task.terms)) if task.terms
+            else "first_hit",
             depth=depth, W=W, G=1, P=P, eval_every=eval_every, loss=loss, step=step,
             layout="blocked" if cpu and depth == 1 else "vmapped",
             curves=math.ceil(max_steps[key] / eval_every) if curves else 0,
@@ -185,7 +186,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: plan.PlannedBatch,
     G, P = pb.shape.G, pb.shape.P
 
     ints = {f: np.zeros((G, P), np.int32) for f in ("width", "s", "steps", "init_id", "init_i")}
-    floats = {f: np.zeros((G, P), np.float32) for f in ("lr", "wd", "threshold")}
+    floats = {f: np.zeros((G, P), np.float32) for f in ("lr", "wd", "threshold", "recover")}
     bools = {f: np.zeros((G, P), bool) for f in ("sparse", "stop_on_success", "valid")}
     g_int = {f: np.zeros(G, np.int32) for f in ("k", "m", "data_id", "data_i")}
     noise = np.zeros(G, np.float32)
@@ -210,6 +211,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: plan.PlannedBatch,
             ints["init_id"][g, p], ints["init_i"][g, p] = keys.init_id(c.n), init_i
             floats["lr"][g, p], floats["wd"][g, p] = c.lr, c.wd
             floats["threshold"][g, p] = c.threshold
+            floats["recover"][g, p] = c.recover or 0.0
             bools["sparse"][g, p] = c.init == "sparse"
             bools["stop_on_success"][g, p] = c.stop_on_success
             bools["valid"][g, p] = t not in skip
@@ -224,5 +226,7 @@ def batch_inputs(study: Study, cells: list[Cell], pb: plan.PlannedBatch,
         s=jnp.asarray(ints["s"]), lr=jnp.asarray(floats["lr"]), wd=jnp.asarray(floats["wd"]),
         steps=jnp.asarray(ints["steps"]), valid=jnp.asarray(bools["valid"]),
         track=trackers.FirstHitInputs(threshold=jnp.asarray(floats["threshold"]),
-                                      stop_on_success=jnp.asarray(bools["stop_on_success"])),
+                                      stop_on_success=jnp.asarray(bools["stop_on_success"]),
+                                      recover=jnp.asarray(floats["recover"])
+                                      if pb.shape.task.terms else None),
     )

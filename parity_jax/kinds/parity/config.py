@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from parity_jax import config, models, targets
+from parity_jax import config, models, targets, terms
 from parity_jax.config import (
     INF,
     INITS,
     INT32_MAX,
     MAX_DEPTH,
-    MAX_EVALS,
     MAX_STEPS,
     Grid,
     Rule,
@@ -34,6 +32,13 @@ from parity_jax.config import (
     int_rule,
 )
 from parity_jax.errors import ConfigError, show
+from parity_jax.kinds.parity.cell import (  # noqa: F401 -- part of this module's face
+    LATER_DEFAULTS,
+    Cell,
+    binary,
+    cell_record,
+    later_defaults,
+)
 
 LOSSES = ("hinge", "logistic", "square")
 VARIES = ("both", "init", "data")
@@ -108,7 +113,7 @@ class Model:
     init: Grid[str] = "dense"
     s: Grid[int] = 2
     param: Grid[str] = "standard"
-    base_width: Grid[int] = 32
+    base_width: Grid[int] = models.BASE_WIDTH
 
 
 @dataclass(frozen=True)
@@ -129,26 +134,12 @@ class Train:
     init_seed: Grid[int] = 0
     record_curves: Grid[bool] = False  # store every evaluation's test error and train loss
     precision: Grid[str] = "float32"  # float32 (exact) | tf32 | bfloat16: matmul precision
-
-
-# Settings added after stores existed: left out of a study's or cell's identity while at their
-# default, so stores written before them keep their fingerprints (and resume). Every target
-# parameter is one too, at None (``later_defaults``).
-LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
-                  "inputs": "boolean", "target": targets.DEFAULT, "param": "standard",
-                  "base_width": Model.base_width}
-
-
-def later_defaults() -> dict:
-    """``LATER_DEFAULTS`` and every registered target parameter (None: not given)."""
-    return {**LATER_DEFAULTS, **dict.fromkeys(targets.param_names())}
-
-
-def _binary(target) -> bool:
-    """Whether ``target`` is a registered ±1-valued target (an unknown name counts as ±1 here:
-    the cell check refuses it, naming task.target)."""
-    return not isinstance(target, str) or target not in targets.registered() \
-        or targets.is_binary(target)
+    # A real-valued target's NMSE: test MSE / its population variance ("population", the
+    # default: the threshold means the same in every trial) or / its test labels' variance
+    # ("test", what older stores mean: it moves the threshold 2.4x between trials of
+    # degree-3 Hermite over 1000 points). terms.py; unused by ±1 targets
+    nmse: Grid[str] | None = None
+    recover: Grid[float] | None = None  # and every term's recovery >= it (None: unmeasured)
 
 
 @dataclass(frozen=True)
@@ -207,6 +198,8 @@ RULES: dict[str, Rule] = {
     "train.init_seed": int_rule(0, INT32_MAX, grid=True),
     "train.record_curves": Rule("bool", grid=True),
     "train.precision": choice_rule(PRECISIONS, grid=True),
+    "train.nmse": choice_rule(terms.NMSE_MODES, grid=True, optional=True),
+    "train.recover": Rule("float", lo=0.0, hi=1.0, grid=True, optional=True),
     "adaptive.target": float_rule(0.0, 1.0, lo_open=True, hi_open=True),
     "adaptive.alpha": float_rule(0.0, 0.5, lo_open=True, hi_open=False),
     "adaptive.first": int_rule(1, config.MAX_TRIALS),
@@ -248,8 +241,22 @@ class Study(config.StudyConfig):
         # among the grid's, each cell takes its target's (``_expand``)
         task, train = self.task, self.train
         if isinstance(train, Train) and train.loss is None and isinstance(task, Task) \
-                and all(_binary(t) for t in config.axis(task.target)):
+                and all(binary(t) for t in config.axis(task.target)):
             object.__setattr__(self, "train", dataclasses.replace(train, loss="hinge"))
+        # a new real-valued study succeeds by the population variance (``from_stored``: old)
+        if isinstance(self.train, Train) and self.train.nmse is None \
+                and isinstance(task, Task) and not all(binary(t)
+                                                       for t in config.axis(task.target)):
+            object.__setattr__(self, "train", dataclasses.replace(self.train,
+                                                                  nmse="population"))
+
+    @classmethod
+    def from_stored(cls, d: dict) -> Study:
+        """A stored study (``to_dict``); stored without ``train.nmse``: "test"."""
+        train = d.get("train")
+        if isinstance(train, dict) and "nmse" not in train:
+            d = {**d, "train": {**train, "nmse": "test"}}
+        return cls.from_dict(d)
 
     @staticmethod
     def rule_for(key: str) -> Rule:
@@ -283,6 +290,8 @@ class Study(config.StudyConfig):
         for section in ("adaptive", "select"):  # added after stores existed: fingerprints stay
             if getattr(self, section) is None:
                 del d[section]
+        if isinstance(self.train, Train) and self.train.nmse is None:  # ±1 targets only
+            del d["train"]["nmse"]
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
@@ -335,11 +344,15 @@ class Study(config.StudyConfig):
             if d["param"] != "mup":
                 d["base_width"] = Model.base_width  # only mup cells read it
             for key in floats:
-                d[key] = float(d[key])
+                d[key] = None if d[key] is None else float(d[key])
             targets.check_name(d["target"])
             d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given})
             if d["loss"] is None:  # the target's natural loss
-                d["loss"] = "hinge" if _binary(d["target"]) else "square"
+                d["loss"] = "hinge" if binary(d["target"]) else "square"
+            if binary(d["target"]):
+                d["nmse"] = None  # a ±1 target succeeds by its test error
+            elif d["nmse"] is None:
+                d["nmse"] = "population"
             cell = Cell(**d)
             cell.check()
             if cell not in seen:
@@ -361,141 +374,6 @@ def _count_cells(axes: dict[str, list]) -> int:
         math.prod(len(axes[p.name]) for p in targets.get(t).params if p.name in axes)
         if t in targets.registered() else 1 for t in axes["target"])
     return plain * inits * data * per_target
-
-
-def check_task(task: Task) -> dict:
-    """The settings of a task of single values (``kinds.parity.sample.sample``), each checked by its
-    rule and the target's rules; returns them as a dict (the cell's task settings, its
-    target's parameters under ``params``)."""
-    if not isinstance(task, Task):
-        raise ConfigError(f"task: must be a Task, got {type(task).__name__}")
-    d: dict[str, Any] = {}
-    for name in (*_TASK_FIELDS, *(p for p, _ in task.params)):
-        key = f"task.{name}"
-        rule = RULES.get(key) or Study.rule_for(key)
-        v = getattr(task, name)
-        if rule.grid and isinstance(v, list | tuple):
-            raise ConfigError(f"{key} = {show(v)}: must be one value here (not a grid axis)")
-        rule.check(key, v)
-        d[name] = v
-    if d["k"] > d["n"]:
-        raise ConfigError(f"task.k = {d['k']}: must be an integer in 1..n (n = {d['n']})")
-    targets.check_name(d["target"])
-    d["params"] = targets.cell_params(d["target"], dict(task.params))
-    targets.check(d["target"], k=d["k"], inputs=d["inputs"], params=dict(d["params"]),
-                  noise=d["noise"])
-    return d
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One grid point: every setting of a trial except its seed index. Its target's
-    parameters are ``params`` (read as attributes too: ``cell.degree``)."""
-
-    n: int
-    k: int
-    m: int | None  # None when online
-    n_test: int
-    noise: float
-    width: int
-    depth: int
-    init: str
-    s: int | None
-    lr: float
-    wd: float
-    batch: int
-    loss: str
-    steps: int
-    eval_every: int
-    threshold: float
-    stop_on_success: bool
-    vary: str
-    data_seed: int
-    init_seed: int
-    online: bool = False
-    record_curves: bool = False
-    precision: str = "float32"
-    inputs: str = "boolean"
-    target: str = targets.DEFAULT
-    param: str = "standard"  # models.PARAMS
-    base_width: int = Model.base_width  # mup's base width (the default for other cells)
-    params: tuple[tuple[str, targets.ParamValue], ...] = ()  # targets.cell_params
-
-    def __getattr__(self, name: str):
-        if not name.startswith("_") and name in targets.param_names():
-            return dict(self.params).get(name)
-        raise AttributeError(f"'Cell' object has no attribute {name!r}")
-
-    def check(self) -> None:
-        """Cross-field rules (single-field rules are checked while expanding)."""
-        if self.k > self.n:
-            raise ConfigError(f"task.k = {self.k}: must be an integer in 1..n (n = {self.n})")
-        targets.check(self.target, k=self.k, inputs=self.inputs, params=dict(self.params),
-                      noise=self.noise, loss=self.loss)
-        if self.param == "mean_field" and self.depth != 1:
-            raise ConfigError(f"model.param = 'mean_field' needs depth 1 (the two-layer "
-                              f"mean-field model), got model.depth = {self.depth}")
-        if self.s is not None and self.s > self.n:
-            raise ConfigError(
-                f"model.s = {self.s}: must be an integer in 1..n (n = {self.n}) for sparse init"
-            )
-        # one trial's arrays stay within int32 indexing (INT32_MAX elements each)
-        n, width = self.n, self.width
-        if n * width > INT32_MAX:
-            raise ConfigError(f"model.width = {width}: must be at most {INT32_MAX // n} for "
-                              f"n = {n} (n x width <= {INT32_MAX}: one trial's first layer)")
-        if self.depth > 1 and (self.depth - 1) * width * width > INT32_MAX:
-            raise ConfigError(
-                f"model.width = {width}: must be at most "
-                f"{math.isqrt(INT32_MAX // (self.depth - 1))} for depth = {self.depth} "
-                f"((depth - 1) x width^2 <= {INT32_MAX}: one trial's hidden layers)")
-        if self.m is not None and self.m * n > INT32_MAX:
-            raise ConfigError(f"task.m = {self.m}: must be at most {INT32_MAX // n} for n = {n} "
-                              f"(m x n <= {INT32_MAX}: one training set)")
-        if self.n_test * n > INT32_MAX:
-            raise ConfigError(f"task.n_test = {self.n_test}: must be at most {INT32_MAX // n} "
-                              f"for n = {n} (n_test x n <= {INT32_MAX}: one test set)")
-        if self.batch * max(n, width) > INT32_MAX:
-            raise ConfigError(
-                f"train.batch = {self.batch}: must be at most {INT32_MAX // max(n, width)} for "
-                f"n = {n}, width = {width} (batch x max(n, width) <= {INT32_MAX}: one "
-                "minibatch)")
-        if self.record_curves and -(-self.steps // self.eval_every) > MAX_EVALS:
-            raise ConfigError(
-                f"train.eval_every = {self.eval_every}: must be at least "
-                f"{-(-self.steps // MAX_EVALS)} for steps = {self.steps} with record_curves "
-                f"(at most {MAX_EVALS} recorded evaluations per trial)")
-
-    def key(self) -> str:
-        """Canonical JSON of the cell, its identity in the store."""
-        return json.dumps(config.without_later_defaults(self.to_dict(), later_defaults()),
-                          sort_keys=True)
-
-    def to_dict(self) -> dict:
-        """Every setting, each registered target parameter a key of its own (None where the
-        cell's target has no such parameter)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-             if f.name != "params"}
-        return {**d, **dict.fromkeys(targets.param_names()), **dict(self.params)}
-
-    def seed_indices(self, i: int) -> tuple[int, int]:
-        """(data index, init index) of seed i under this cell's ``vary``."""
-        if self.vary == "init":
-            return self.data_seed, i
-        if self.vary == "data":
-            return i, self.init_seed
-        return i, i
-
-
-def cell_record(stored: dict) -> dict:
-    """A stored cell's settings as a record: later settings' defaults filled in, its target's
-    parameters as the cell holds them (JSON lists as tuples: hashable)."""
-    record = {**later_defaults(), **stored}
-    if record["target"] in targets.registered():
-        for p in targets.get(record["target"]).params:
-            if record.get(p.name) is not None:
-                record[p.name] = p.hashable(record[p.name])
-    return record
 
 
 DEFAULT_STUDY = Study(

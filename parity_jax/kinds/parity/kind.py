@@ -17,7 +17,14 @@ from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity import adaptive, report, sample
 from parity_jax.kinds.parity.batches import batch_inputs, make_plan
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Study, cell_record
-from parity_jax.kinds.parity.rows import SCHEMA, Row, read_curve, read_row
+from parity_jax.kinds.parity.rows import (
+    SCHEMA,
+    Row,
+    read_curve,
+    read_row,
+    recovery_json,
+    recovery_list,
+)
 from parity_jax.kinds.protocol import Decoded, Round
 
 # -- the kind ----------------------------------------------------------------------------------
@@ -95,11 +102,16 @@ class ParityWork:
                     curves.append(stored.Curve(t.cell, t.seed, *(
                         np.asarray(c[g, p, :evals], "<f4").tobytes()
                         for c in (outcome.curve_error, outcome.curve_loss))))
+                recovery = (None, None)
+                if cell.recover is not None:  # per-term recovery: at the hit, at the end
+                    recovery = (recovery_json(outcome.recovery_hit[g, p])
+                                if outcome.success[g, p] else None,
+                                recovery_json(outcome.recovery_end[g, p]))
                 rows.append(Row(
                     t.cell, t.seed, bool(outcome.success[g, p]),
                     int(outcome.first_hit[g, p]) if outcome.success[g, p] else None,
                     _real(outcome.test_error[g, p]), _real(outcome.train_loss[g, p]),
-                    int(outcome.steps_run[g, p]), bool(outcome.diverged[g, p]),
+                    int(outcome.steps_run[g, p]), bool(outcome.diverged[g, p]), *recovery,
                 ))
         valid = np.array([[t is not None and t not in skip for t in row] for row in pb.slots])
         return Decoded(rows, curves, int(np.sum(np.where(valid, outcome.steps_run, 0))))
@@ -141,7 +153,9 @@ class ParityKind:
         return read_curve(raw, grid, seeds, rows)
 
     def record(self, row: Row) -> dict:
-        return {**row._asdict(), "success": bool(row.success), "diverged": bool(row.diverged)}
+        return {**row._asdict(), "success": bool(row.success), "diverged": bool(row.diverged),
+                "recovery_hit": recovery_list(row.recovery_hit),
+                "recovery_end": recovery_list(row.recovery_end)}
 
     def wanted(self, study: Study, rows: dict) -> Round | None:
         if study.adaptive is None:

@@ -41,10 +41,13 @@ def summarize(cells: list[dict], trials: list[dict], adaptive=None,
     diverged, ``metric`` (what success measured: "error", the test error, or "nmse", the
     normalized test MSE of a real-valued target), ``median_compute`` (the median training
     FLOPs to the first hit over the successful trials, ``flops.flops_to_step``) and
-    ``trial_steps`` (SGD steps summed over its trials). An adaptive study's cells (``adaptive``:
-    its ``[adaptive]``, ``seeds`` the most per cell) add ``cs_low``, ``cs_high`` (the
-    anytime-valid interval at level alpha, ``reduce.confidence_sequence``), ``decision``
-    ("above" / "below" the target, "open" at the most seeds, None while running) and
+    ``trial_steps`` (SGD steps summed over its trials); a cell with ``recover`` adds
+    ``recovery_end`` and ``recovery_hit``: per term of its target, the median recovery over
+    its trials at their last evaluation and over its successes at their first hit. An adaptive
+    study's cells (``adaptive``: its ``[adaptive]``, ``seeds`` the most per cell) add
+    ``cs_low``, ``cs_high`` (the anytime-valid interval at level alpha,
+    ``reduce.confidence_sequence``), ``decision`` ("above" / "below" the target, "open" at the
+    most seeds, None while running) and
     ``full_trial_steps`` (an estimate of the cell run with every seed: its mean steps per
     trial times ``seeds``).
 
@@ -74,6 +77,9 @@ def summarize(cells: list[dict], trials: list[dict], adaptive=None,
         )
         if selects is not None:
             rec.update(select_over=selects.over, **select.half_fields(ts))
+        if rec.get("recover") is not None:
+            rec["recovery_end"] = _median_terms(t.get("recovery_end") for t in ts)
+            rec["recovery_hit"] = _median_terms(t.get("recovery_hit") for t in ts)
         if adaptive is not None:
             success = {(c["cell"], t["seed"]): t["success"] for t in ts}
             _, decision = kind_adaptive.cell_state(adaptive, seeds, c["cell"], success)
@@ -83,6 +89,15 @@ def summarize(cells: list[dict], trials: list[dict], adaptive=None,
             rec["full_trial_steps"] = rec["trial_steps"] / len(ts) * seeds if ts else None
         records.append(rec)
     return records
+
+
+def _median_terms(lists) -> list | None:
+    """Per term, the median of the finite recoveries of ``lists`` (None: none measured)."""
+    rows = [r for r in lists if r is not None]
+    if not rows:
+        return None
+    cols = [[v for v in col if v is not None] for col in zip(*rows, strict=True)]
+    return [float(np.median(c)) if c else None for c in cols]
 
 
 def trial_records(cells: Mapping[int, dict], trials: list[dict]) -> list[dict]:
@@ -150,11 +165,13 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
     keys = varying or ["width", "m", "init"]
     # what success measured, where a real-valued target's normalized MSE is among it
     metric = ["metric"] if any(r.get("metric", "error") != "error" for r in records) else []
+    recovery = any(r.get("recovery_end") is not None for r in records)
     adaptive = any("decision" in r for r in records)
     # p against the step budget: records from ``summarize`` hold the first hits
     by_step = [budget.COLUMN] if all("first_hits" in r for r in records) else []
     cols = keys + metric + ["trials", "successes", "p", "95% CI", *by_step, "median_first_hit",
-                            "TFLOP to hit"] + (["CS (anytime)", "decision"] if adaptive else [])
+                            "TFLOP to hit"] + (["CS (anytime)", "decision"] if adaptive else []) \
+        + (["recovery (median per term, end)"] if recovery else [])
     rows = [[*(r[k] for k in keys + metric), str(r["trials"]), str(r["successes"]),
              "-" if r["p"] is None else f"{r['p']:.2f}",
              f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
@@ -162,6 +179,7 @@ def cells_table(records: Sequence[Mapping], target: float = 0.5) -> str:
              _tflop(r.get("median_compute"))]
             + ([f"[{r['cs_low']:.2f}, {r['cs_high']:.2f}]", r["decision"] or "running"]
                if adaptive else [])
+            + ([_terms_text(r.get("recovery_end"))] if recovery else [])
             for r in records]
     lines = render.text_table(rows, cols)
     if adaptive:
@@ -218,6 +236,11 @@ def adaptive_summary(records: Sequence[Mapping], keys: Sequence[str]) -> list[st
                 best[label] = r["m"]
         lines += [f"  {label}:  m = {render.format_value(m)}" for label, m in best.items()]
     return lines
+
+
+def _terms_text(values: list | None) -> str:
+    """Per-term recoveries in a table cell: "0.98 0.95 0.41" ("-": none measured)."""
+    return "-" if values is None else " ".join("-" if v is None else f"{v:.2f}" for v in values)
 
 
 def _tflop(flops: float | None) -> str:

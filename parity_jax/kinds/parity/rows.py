@@ -1,14 +1,20 @@
 """A parity study's stored rows: the ``trials`` table (one :class:`Row` per finished trial)
 and the ``curves`` table (a trial's test error and train loss at each evaluation, for cells with
 ``record_curves``), each row checked where it is read.
+
+A cell with ``train.recover`` stores each trial's per-term recovery (``terms``) at its first hit
+and at its last evaluation as JSON lists, one number per term (null where not finite), in the
+trials columns ``recovery_hit`` and ``recovery_end`` (NULL otherwise). Stores made before these
+columns existed have 8 columns; their rows read with both None.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import NamedTuple
 
-from parity_jax import errors, stored, targets
+from parity_jax import errors, stored, targets, terms
 
 
 class Row(NamedTuple):
@@ -22,6 +28,21 @@ class Row(NamedTuple):
     train_loss: float | None
     steps_run: int
     diverged: bool
+    recovery_hit: str | None = None  # JSON list: per-term recovery at the first hit
+    recovery_end: str | None = None  # JSON list: at the last evaluation
+
+
+OLD_COLUMNS = 8  # a trials row of a store made before the recovery columns
+
+
+def recovery_json(values) -> str:
+    """Per-term recoveries as stored: a JSON list, null where not finite."""
+    return json.dumps([float(v) if math.isfinite(v) else None for v in map(float, values)])
+
+
+def recovery_list(text: str | None) -> list | None:
+    """A stored recovery column as a list (None: not measured)."""
+    return None if text is None else json.loads(text)
 
 
 SCHEMA = """
@@ -34,6 +55,8 @@ CREATE TABLE trials (
     train_loss REAL,
     steps_run INTEGER NOT NULL,
     diverged INTEGER NOT NULL,
+    recovery_hit TEXT,
+    recovery_end TEXT,
     PRIMARY KEY (cell, seed)
 );
 CREATE TABLE curves (
@@ -49,12 +72,13 @@ CREATE TABLE curves (
 
 def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]:
     """A stored parity trial, or the problems that make it unreadable."""
-    if len(raw) != len(Row._fields):
+    if len(raw) not in (OLD_COLUMNS, len(Row._fields)):
         return None, [f"trials row {errors.show(raw[:2])}: {len(raw)} columns, not "
                       f"{len(Row._fields)}"]
+    raw = tuple(raw) + (None,) * (len(Row._fields) - len(raw))
     where, bad = stored.where(raw, "trials", len(grid), seeds)
     if not bad:
-        _, _, success, first_hit, test_error, train_loss, steps_run, diverged = raw
+        _, _, success, first_hit, test_error, train_loss, steps_run, diverged = raw[:8]
         steps = grid[raw[0]].steps
         if not (stored.is_flag(success) and stored.is_flag(diverged)):
             bad.append("success/diverged not a flag")
@@ -79,9 +103,32 @@ def read_row(raw: tuple, grid: list, seeds: int) -> tuple[Row | None, list[str]]
                 bad.append(f"first_hit {first_hit} outside (0, steps_run]")
             if diverged and test_error is not None:
                 bad.append("diverged but has a test error")
+            bad += _recovery_problems(grid[raw[0]], bool(success), raw[8], raw[9])
     if bad:
         return None, [f"{where}: {b}" for b in bad]
     return Row(*raw[:4], *(None if v is None else float(v) for v in raw[4:6]), *raw[6:]), []
+
+
+def _recovery_problems(cell, success: bool, hit, end) -> list[str]:
+    """What is wrong with a trial's recovery columns: a list of one number (or null) per term
+    of its cell's target where the cell has ``recover`` (at the hit: only if it succeeded),
+    NULL elsewhere."""
+    if cell.recover is None:
+        return [] if hit is None and end is None else ["recovery stored for a cell without "
+                                                       "train.recover"]
+    count = len(terms.terms_of(cell.target, cell.k, dict(cell.params)))
+    out = []
+    for name, text, want in (("recovery_hit", hit, success), ("recovery_end", end, True)):
+        try:
+            v = None if not isinstance(text, str) else json.loads(text)
+        except ValueError:
+            v = None
+        ok = (isinstance(v, list) and len(v) == count
+              and all(x is None or stored.is_real(x) for x in v))
+        if (text is not None) != want or (want and not ok):
+            out.append(f"{name} {errors.show(text)} is not "
+                       + (f"a JSON list of {count} recoveries" if want else "NULL"))
+    return out
 
 
 def read_curve(raw: tuple, grid: list, seeds: int,
