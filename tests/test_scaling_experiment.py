@@ -14,6 +14,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 scaling = load_experiment("scaling")
 
 
+@pytest.mark.quick
 def test_the_default_config_scales_lr_and_takes_success_from_one_place():
     settings, families = scaling.load(EXPERIMENTS / "scaling.toml")
     assert [f["family"] for f in families] == ["parity", "staircase", "leap2", "hermite2",
@@ -34,6 +35,7 @@ def test_the_default_config_scales_lr_and_takes_success_from_one_place():
             assert all(c.direction == "sphere" and c.inputs == "gaussian" for c in cells)
 
 
+@pytest.mark.quick
 def test_censored_medians_and_the_fitted_exponent():
     rng = np.random.default_rng(1)
     ns = [16, 32, 64, 128]
@@ -57,6 +59,7 @@ def test_censored_medians_and_the_fitted_exponent():
     assert scaling.effective_slope("ie3", [16, 256]) == 2.0
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("edit,message", [
     (lambda t: t.replace('theory = "ie2"', 'theory = "ie9"'),
      "families.hermite2.theory = 'ie9': must be one of leap3, leap2, leap1, ie2, ie3"),

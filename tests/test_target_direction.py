@@ -114,6 +114,7 @@ def test_direction_is_refused_where_it_means_nothing(task, message):
         sample(Task(n=10, k=3, **task), 0, 4)
 
 
+@pytest.mark.slow  # a study
 def test_a_sphere_study_runs_online_and_stores_its_direction(tmp_path):
     study = Study(seeds=2, task=_sphere(n=10, k=1, degree=2, n_test=300, online=True),
                   model=Model(width=32), train=Train(steps=200, eval_every=100, lr=0.02,
