@@ -10,7 +10,8 @@ seeds) against the exponent theory predicts (``THEORY``). ``--quick``: the tiny 
 (``scaling_quick.toml``, seconds). The config is the shared settings plus ``[families.NAME]``
 tables (``n``: the grid; ``theory``: a key of ``THEORY``; ``task``/``model``/``train``
 merged in); ``[success]`` sets every family's threshold in one place; ``n0`` is the dimension
-at which ``train.lr`` and ``train.eval_every`` hold (lr ~ 1/n, eval_every ~ n). Each (family,
+at which ``train.lr`` and ``train.eval_every`` hold (lr ~ (n0/n)^lr_power, lr_power = 1 by
+default, and eval_every ~ 1/lr). Each (family,
 n) is one study in DIR/NAME/n<n> (each resumes alone). Writes scaling.png and report.md.
 """
 
@@ -74,6 +75,7 @@ def load(config: str | Path) -> tuple[dict, list[dict]]:
     families = d.pop("families", None)
     success = d.pop("success", None)
     n0 = d.pop("n0", None)
+    power = d.pop("lr_power", 1.0)
     if not isinstance(families, dict) or not families:
         raise ConfigError("families: must be one or more tables [families.NAME] (the settings "
                           "each target family adds to the shared study)")
@@ -86,6 +88,9 @@ def load(config: str | Path) -> tuple[dict, list[dict]]:
     if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
         raise ConfigError(f"n0 = {n0!r}: must be a positive integer (the dimension at which "
                           "train.lr and train.eval_every hold)")
+    if isinstance(power, bool) or not isinstance(power, int | float) or not 0 <= power <= 2:
+        raise ConfigError(f"lr_power = {power!r}: must be a number in [0, 2] (lr(n) = lr * "
+                          "(n0 / n)^lr_power)")
     out = []
     for family, extra in families.items():
         if not FAMILY_NAME.fullmatch(family) or not isinstance(extra, dict):
@@ -115,15 +120,17 @@ def load(config: str | Path) -> tuple[dict, list[dict]]:
             s["task"]["n"] = n
             train = s.setdefault("train", {})
             try:
-                train["lr"] = float(train.get("lr", 0.1)) * n0 / n
-                train["eval_every"] = max(1, round(int(train.get("eval_every", 100)) * n / n0))
+                # lr(n) = lr(n0) (n0 / n)^power; evaluations every ~ 1 / lr
+                train["lr"] = float(train.get("lr", 0.1)) * n0**power / n**power
+                train["eval_every"] = max(1, round(int(train.get("eval_every", 100))
+                                                   * n**power / n0**power))
                 train["threshold"] = float(
                     success["error" if targets.metric(target) == "error" else "nmse"])
                 studies.append(Study.from_dict(s))
             except (ConfigError, TypeError, ValueError) as e:
                 raise ConfigError(f"families.{family} (n = {n}): {e}") from None
         out.append({"family": family, "theory": theory, "n": sorted(ns), "studies": studies})
-    return {"n0": n0, "success": success, "seeds": d.get("seeds")}, out
+    return {"n0": n0, "lr_power": power, "success": success, "seeds": d.get("seeds")}, out
 
 
 # ---- statistics ------------------------------------------------------------------------------
@@ -267,13 +274,13 @@ def _sections(settings: dict, families: list[dict], config, out: Path, wall: flo
         f"`{out}/<family>/n<n>`; config `{Path(config).name}`. Online SGD (a fresh minibatch "
         f"of {c.batch} every step), MLP width {c.width}, weight decay {c.wd:g}, "
         f"{settings['seeds']} seeds (data, direction, init and minibatches all vary). The "
-        f"learning rate scales as lr(n) = lr(n0) * n0 / n (n0 = {settings['n0']}): the "
-        "theorems' step sizes shrink with n, and at a fixed lr the per-step noise "
-        "(~ lr * n / batch) would change with n. Success: test error <= "
+        f"learning rate scales as lr(n) = lr(n0) * (n0 / n)^{settings['lr_power']:g} (n0 = "
+        f"{settings['n0']}; power 1: the per-step noise, ~ lr * n / batch, is the same at "
+        "every n, as in the theorems' scaling limits; 0: a fixed lr). Success: test error <= "
         f"{settings['success']['error']:g} (±1-valued targets), normalized test MSE "
         f"(MSE / Var y on the test set) <= {settings['success']['nmse']:g} (real-valued); "
         "the first-hit step is the first evaluation at which it holds (evaluations every "
-        "eval_every(n) = eval_every(n0) * n / n0 steps: the resolution of a median).",
+        "eval_every(n) = eval_every(n0) * lr(n0) / lr(n) steps: the resolution of a median).",
         "",
         "Censoring: a trial that does not succeed within its step budget counts as a first hit "
         "of +inf (>= budget). A median is censored (shown as `>= budget`) when half the seeds "

@@ -36,6 +36,21 @@ def test_the_default_config_scales_lr_and_takes_success_from_one_place():
 
 
 @pytest.mark.quick
+def test_lr_power_zero_keeps_the_lr_fixed(tmp_path):
+    config = tmp_path / "fixed.toml"
+    config.write_text((EXPERIMENTS / "scaling_quick.toml").read_text()
+                      .replace("n0 = 8", "n0 = 8\nlr_power = 0"))
+    settings, families = scaling.load(config)
+    cells = [s.cells()[0] for s in families[0]["studies"]]
+    assert settings["lr_power"] == 0 and [c.n for c in cells] == [6, 10]
+    assert [c.lr for c in cells] == [0.2, 0.2] and [c.eval_every for c in cells] == [20, 20]
+    _, families = scaling.load(EXPERIMENTS / "scaling_quick.toml")  # lr_power = 1 (default)
+    cells = [s.cells()[0] for s in families[0]["studies"]]
+    assert [c.eval_every for c in cells] == [15, 25]
+    assert [c.lr for c in cells] == pytest.approx([0.2 * 8 / 6, 0.2 * 8 / 10])
+
+
+@pytest.mark.quick
 def test_censored_medians_and_the_fitted_exponent():
     rng = np.random.default_rng(1)
     ns = [16, 32, 64, 128]
@@ -67,6 +82,8 @@ def test_censored_medians_and_the_fitted_exponent():
      "families.parity.n = [6]: must be a list of at least two distinct"),
     (lambda t: t.replace("nmse = 0.3", "nmse = 1.5"), "success: must be a table"),
     (lambda t: t.replace("n0 = 8", "n0 = 0"), "n0 = 0: must be a positive integer"),
+    (lambda t: t.replace("n0 = 8", "n0 = 8\nlr_power = -1"),
+     "lr_power = -1: must be a number in [0, 2]"),
     (lambda t: t.replace('direction = "sphere"', 'direction = "round"'),
      "families.hermite2 (n = 6): task.direction = 'round': must be one of sparse, sphere"),
 ])
