@@ -13,8 +13,10 @@ key. The study's ``[task]`` table, a cell, the stored record, ``plan``'s task co
 - ``staircase``: sum_{j<=k} prod_{i<=j} z_i;
 - ``polynomial``: sum_j coefs[j] prod_{i in terms[j]} z_i, ``terms`` of positions 1..k (a leap
   function z1 + z1 z2 z3 is terms ((1,), (1, 2, 3)), coefs (1, 1));
-- ``hermite``: He_p(<u, x>) / sqrt(p!), u = signs / sqrt(k) on S (random signs drawn from the
-  data key), p = ``degree``; Gaussian inputs only.
+- ``hermite``: He_p(<u, x>) / sqrt(p!), p = ``degree``; Gaussian inputs only. ``direction``
+  "sparse" (the default): u = signs / sqrt(k) on S (random signs drawn from the data key);
+  "sphere": u uniform on the unit sphere of R^n (a normalised Gaussian vector drawn from the
+  data key), independent of S: the single-index model of online-SGD theory.
 
 A ±1 target succeeds by test error <= threshold; a real-valued one by the normalized test MSE
 (MSE / Var y) <= threshold: :func:`metric`, Var y the target's population variance
@@ -32,7 +34,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from parity_jax.config import Rule, float_rule, int_rule
+from parity_jax.config import Rule, choice_rule, float_rule, int_rule
 from parity_jax.errors import ConfigError, bad, show
 
 if TYPE_CHECKING:
@@ -66,6 +68,10 @@ class Param:
     default: Any = None
     doc: str = ""
     hashable: Callable[[Any], Any] = lambda v: v  # as a cell holds it (lists -> tuples)
+    # the value meaning what the target did before the parameter existed: left out of a cell
+    # (and a study), so cells and stores from before keep their identity
+    implicit: Any = None
+    strict: bool = False  # given for a target without it: refused, not ignored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +84,10 @@ class Target:
     inputs: tuple[str, ...]  # the input distributions it is defined on
     params: tuple[Param, ...] = ()
     k_rule: Callable[[int], str | None] | None = None  # what k must be, or None when allowed
-    draw: Callable[[jax.Array, int], jax.Array] | None = None  # (key, k) -> a stream's draw
+    # (key, k, n, params) -> a stream's draw
+    draw: Callable[[jax.Array, int, int, Mapping[str, Any]], jax.Array] | None = None
+    # params -> whether its function reads every coordinate, x (rows, n), instead of z = x_S
+    dense: Callable[[Mapping[str, Any]], bool] | None = None
     check: Callable[[Mapping[str, Any], int], None] | None = None  # params that relate (k)
     source: Callable | None = None  # the function given to register_target (None: built-in)
     variance: float | None = None  # a registered target's declared population variance
@@ -131,17 +140,27 @@ def _hermite(z, args):
     import jax.numpy as jnp
 
     # a sum, not a dot: exact float32 whatever the default matmul precision (TF32 on GPUs)
-    t = jnp.sum(z * args.draw[None, :], axis=-1) / jnp.float32(math.sqrt(z.shape[-1]))
+    t = jnp.sum(z * args.draw[None, :], axis=-1)
+    if not _sphere(args.params):  # z = x_S, the draw its signs: u = signs / sqrt(k)
+        t = t / jnp.float32(math.sqrt(z.shape[-1]))
     p = args.params["degree"]
     return hermite_polynomial(p, t) / jnp.float32(math.sqrt(math.factorial(p)))
 
 
-def _hermite_signs(key, k: int):
-    """(k,) ±1 signs of hermite's direction u = signs / sqrt(k) on S."""
+def _sphere(params: Mapping[str, Any]) -> bool:
+    return params.get("direction", SPARSE) == "sphere"
+
+
+def _hermite_draw(key, k: int, n: int, params: Mapping[str, Any]):
+    """hermite's direction: (k,) ±1 signs (u = signs / sqrt(k) on S), or with direction
+    "sphere" u itself, (n,) uniform on the unit sphere (a normalised Gaussian vector)."""
     import jax
     import jax.numpy as jnp
 
-    return jax.random.rademacher(key, (k,), dtype=jnp.float32)
+    if not _sphere(params):
+        return jax.random.rademacher(key, (k,), dtype=jnp.float32)
+    g = jax.random.normal(key, (n,), dtype=jnp.float32)
+    return g / jnp.sqrt(jnp.sum(g * g))
 
 
 def _odd(k: int) -> str | None:
@@ -202,14 +221,19 @@ _COEFS = Param("coefs", Rule("custom", check_fn=lambda name, v: check_coefs(v)),
 _DEGREE = Param("degree", int_rule(1, MAX_DEGREE, grid=True),
                 doc=f"the Hermite degree p, an integer in 1..{MAX_DEGREE}")
 
+SPARSE, DIRECTIONS = "sparse", ("sparse", "sphere")  # hermite's direction u
+_DIRECTION = Param("direction", choice_rule(DIRECTIONS, grid=True), default=SPARSE,
+                   doc="hermite's direction u: sparse (signs / sqrt(k) on S) or sphere (uniform "
+                   "on the unit sphere of R^n)", implicit=SPARSE, strict=True)
+
 _BUILTINS = {t.name: t for t in (
     Target("parity", _parity, binary=True, inputs=("boolean",)),
     Target("majority", _majority, binary=True, inputs=INPUTS, k_rule=_odd),
     Target("staircase", _staircase, binary=False, inputs=INPUTS),
     Target("polynomial", _polynomial, binary=False, inputs=INPUTS, params=(_TERMS, _COEFS),
            check=_check_polynomial),
-    Target("hermite", _hermite, binary=False, inputs=("gaussian",), params=(_DEGREE,),
-           draw=_hermite_signs),
+    Target("hermite", _hermite, binary=False, inputs=("gaussian",),
+           params=(_DEGREE, _DIRECTION), draw=_hermite_draw, dense=_sphere),
 )}
 _TARGETS: dict[str, Target] = dict(_BUILTINS)
 DEFAULT = "parity"  # the target of a study that names none (its own code path: sparse.py)
@@ -323,6 +347,19 @@ def param_rule(name: str) -> Rule:
     return next(p.rule for t in _TARGETS.values() for p in t.params if p.name == name)
 
 
+def implicit(name: str) -> Any:
+    """The implicit value of parameter ``name`` (``Param.implicit``; None if it has none)."""
+    return next((p.implicit for t in _TARGETS.values() for p in t.params if p.name == name),
+                None)
+
+
+def reads_all(name: str, params: Mapping[str, Any]) -> bool:
+    """Whether target ``name`` with these parameters reads every coordinate, x (rows, n),
+    instead of z = x_S (hermite's sphere direction)."""
+    dense = get(name).dense
+    return dense is not None and dense(params)
+
+
 def is_binary(name: str) -> bool:
     """Whether target ``name`` is ±1-valued (as declared)."""
     return get(name).binary
@@ -346,14 +383,26 @@ def cell_params(name: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], .
     """A cell's parameters of target ``name``, from the ``[task]`` values ``given`` (a
     parameter of another target is ignored, as dense cells ignore ``s``): (name, value) pairs
     in the target's order, hashable, defaults filled in."""
+    own = get(name).params
+    for pname, v in given.items():
+        strict = [p for t in _TARGETS.values() for p in t.params if p.name == pname and p.strict]
+        if v is not None and strict and pname not in {p.name for p in own}:
+            if v == strict[0].implicit:
+                continue  # what every target did before the parameter existed
+            users = sorted(t.name for t in _TARGETS.values() if strict[0] in t.params)
+            raise ConfigError(f"task.{pname} = {show(v)}: means nothing for target = "
+                              f"{show(name)}; only for target = {' or '.join(users)} (allowed "
+                              f"values: {', '.join(strict[0].rule.choices)})")
     out = []
-    for p in get(name).params:
+    for p in own:
         v = given.get(p.name)
         if v is None:
             v = p.default
         if v is None:
             raise ConfigError(f"task.{p.name}: required for target = {show(name)} ({p.doc})")
         p.rule.check(f"task.{p.name}", v)
+        if p.implicit is not None and v == p.implicit:
+            continue  # left out: the cell is the one it was before the parameter existed
         out.append((p.name, p.hashable(v)))
     return tuple(out)
 
@@ -361,7 +410,7 @@ def cell_params(name: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], .
 def label(name: str, params: Mapping[str, Any]) -> str:
     """A target with its parameters, for a table or a title ("hermite degree=3",
     "polynomial (2 terms)"): a number as name=value, a list by its length."""
-    shown = [f"{k}={v}" if isinstance(v, int | float) else f"({len(v)} {k})"
+    shown = [f"{k}={v}" if isinstance(v, int | float | str) else f"({len(v)} {k})"
              for k, v in params.items() if v is not None]
     return " ".join([name, *shown])
 

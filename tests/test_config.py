@@ -405,8 +405,11 @@ def test_every_shipped_config_is_within_the_bounds():
     for path in paths:
         d = cfg.read_toml(path)
         d.pop("lottery", None)
-        if "families" in d:  # experiments/tasks*.toml: a study per family
-            for _, study in load_experiment("tasks").load(path):
+        if "families" in d:  # experiments/tasks*.toml: a study per family (scaling: and n)
+            studies = ([s for f in load_experiment("scaling").load(path)[1]
+                        for s in f["studies"]] if path.stem.startswith("scaling")
+                       else [s for _, s in load_experiment("tasks").load(path)])
+            for study in studies:
                 study.validate()
             continue
         (TabularStudy if "datasets" in d else Study).from_dict(d).validate()

@@ -90,8 +90,8 @@ def test_sample_labels_are_the_numpy_target_of_the_secret_coordinates(task):
         assert abs(x.var() - 1) < 5 * math.sqrt(2 / x.size)
     key = _data_key(task, 5, 2)
     draw = targets.get(task.target).draw  # hermite's signs, from the data key's _DRAW stream
-    signs = (np.asarray(draw(jax.random.fold_in(key, sparse._DRAW), task.k)) if draw
-             else None)
+    signs = (np.asarray(draw(jax.random.fold_in(key, sparse._DRAW), task.k, task.n,
+                             dict(task.params))) if draw else None)
     ref = _numpy_target(task, x[:, S], signs)
     if task.noise:  # a ±1 target's labels flipped at about the noise rate, never elsewhere
         assert set(np.unique(y)) <= {-1.0, 1.0}

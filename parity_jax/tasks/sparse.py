@@ -146,14 +146,21 @@ def ordered_secret(data_key: jax.Array, n: int, k: int) -> tuple[jax.Array, jax.
 def target_draw(task: SparseTask, data_key: jax.Array) -> jax.Array | None:
     """The stream's draw of its target (``targets.Target.draw``; None if it has none)."""
     draw = targets.get(task.target).draw
-    return None if draw is None else draw(jax.random.fold_in(data_key, _DRAW), task.k)
+    return None if draw is None else draw(jax.random.fold_in(data_key, _DRAW), task.k,
+                                          task.n, dict(task.params))
+
+
+def target_z(task: SparseTask, x: jax.Array, coords: jax.Array) -> jax.Array:
+    """What the target's function reads of (rows, n) inputs: z = x_S (rows, k), or x itself
+    for a target that reads every coordinate (``targets.reads_all``: hermite's sphere)."""
+    return x if targets.reads_all(task.target, dict(task.params)) else x[:, coords]
 
 
 def _labels(task: SparseTask, x: jax.Array, coords: jax.Array,
             draw: jax.Array | None) -> jax.Array:
     """y = target(x_S) of (rows, n) inputs, float32 (rows,)."""
     args = targets.Args(k=task.k, params=dict(task.params), draw=draw)
-    return targets.values(task.target, x[:, coords], args)
+    return targets.values(task.target, target_z(task, x, coords), args)
 
 
 def input_set(inputs: str, key: jax.Array, which: str, rows: int, n: int) -> jax.Array:

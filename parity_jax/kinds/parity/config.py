@@ -80,8 +80,10 @@ class Task:
         if unknown:
             raise ConfigError(f"task.{unknown[0]}: unknown key; allowed: "
                               f"{', '.join(self.extra_keys(fixed=True))}")
-        object.__setattr__(self, "params",
-                           tuple((p, v) for p, v in given.items() if v is not None))
+        # a parameter at its implicit value is left out: the study it was before it existed
+        object.__setattr__(self, "params", tuple(
+            (p, v) for p, v in given.items()
+            if v is not None and not (isinstance(v, str) and v == targets.implicit(p))))
 
     def __getattr__(self, name: str):
         # a target parameter not given reads as None (only called when lookup fails)

@@ -110,7 +110,7 @@ def check_labels(static: sparse.SparseTask, key: jax.Array, rows: int,
     args = targets.Args(k=static.k, params=dict(static.params),
                         draw=sparse.target_draw(static, key))
     try:
-        y = targets.get(static.target).fn(x[:, coords], args)
+        y = targets.get(static.target).fn(sparse.target_z(static, x, coords), args)
     except Exception as e:  # a registered function that fails on z (rows, k): one line
         raise errors.ConfigError(f"task.target = {errors.show(static.target)}: its function "
                                  f"failed on z of shape ({rows}, {static.k}): "
