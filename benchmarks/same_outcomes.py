@@ -163,6 +163,14 @@ def compare_study(a: dict, b: dict) -> tuple[int, int, list[str]]:
             compared, differing = compared + n, differing + n
             lines.append(f"  {t}: only in {'A' if tb is None else 'B'} ({n} rows)")
             continue
+        added = tb["columns"][len(ta["columns"]):]
+        if (added and tb["columns"][:len(ta["columns"])] == ta["columns"]
+                and ta["key"] == tb["key"]
+                and all(v is None for r in tb["rows"] for v in r[len(ta["columns"]):])):
+            # a newer store format's nullable columns, null in every row of B: compare the rest
+            lines.append(f"  {t}: columns added in B, null in every row: {', '.join(added)}")
+            tb = {**tb, "columns": ta["columns"],
+                  "rows": [r[:len(ta["columns"])] for r in tb["rows"]]}
         if ta["columns"] != tb["columns"] or ta["key"] != tb["key"]:
             n = max(len(ta["rows"]), len(tb["rows"]))
             compared, differing = compared + n, differing + n

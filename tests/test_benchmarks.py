@@ -60,6 +60,24 @@ def test_same_outcomes_compares_equal_dumps_as_identical(tmp_path, capsys):
     assert "ALL IDENTICAL" in capsys.readouterr().out
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("added,same", [("null", True), ("7", False)])
+def test_same_outcomes_compares_a_newer_formats_null_columns_by_the_rest(tmp_path, capsys,
+                                                                        added, same):
+    # a store format with added nullable columns (recovery_hit/_end) made every row differ
+    old = '{"meta": {}, "tables": {"t": {"columns": ["a", "b"], "key": ["a"], ' \
+          '"rows": [[1, 2.5]]}}}'
+    new = '{"meta": {}, "tables": {"t": {"columns": ["a", "b", "c"], "key": ["a"], ' \
+          f'"rows": [[1, 2.5, {added}]]}}}}}}'
+    for name, text in (("A", old), ("B", new)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "default.json").write_text(text)
+    code = _same_outcomes().main(["--compare", str(tmp_path / "A"), str(tmp_path / "B")])
+    out = capsys.readouterr().out
+    assert code == (0 if same else 1)
+    assert ("columns added in B, null in every row: c" in out) == same
+
+
 def _gpu_check(out: str, cwd: Path, **env) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(GPU_CHECK)], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "OUT": out, **env}, timeout=120)
