@@ -21,13 +21,14 @@ import importlib
 # (and the command line's start, its --help and its errors) does not import JAX.
 _PARITY, _TABULAR = "kinds.parity.config", "kinds.tabular.config"
 _EXPORTS = {"DEFAULT_STUDY": _PARITY, "Cell": _PARITY, "Model": _PARITY, "Study": _PARITY,
-            "Task": _PARITY, "Train": _PARITY, "Adaptive": _PARITY, "Select": _PARITY, "TabularStudy": _TABULAR,
+            "Task": _PARITY, "Train": _PARITY, "Adaptive": _PARITY, "Select": _PARITY,
+            "TabularStudy": _TABULAR,
             "ConfigError": "errors", "StoreError": "errors", "Results": "results",
             "run": "runner", "register_target": "targets", "sample": "kinds.parity.sample",
             "register_kind": "kinds"}
 
-__all__ = ["DEFAULT_STUDY", "Adaptive", "Cell", "ConfigError", "Model", "Results", "Select", "Study", "StoreError",
-           "TabularStudy", "Task", "Train", "register_kind", "register_target", "run", "sample"]
+__all__ = ["DEFAULT_STUDY", "Adaptive", "Cell", "ConfigError", "Model", "Results", "Select",
+           "Study", "StoreError", "TabularStudy", "Task", "Train", "register_kind", "register_target", "run", "sample"]
 
 
 def __getattr__(name: str):

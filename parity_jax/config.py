@@ -35,6 +35,10 @@ MAX_EVALS = 10**6  # evaluations a trial records (record_curves; every tabular t
 MAX_DEPTH = 16  # hidden layers are unrolled in the compiled program
 MAX_CONFIG_BYTES = 2**20  # a study config is small: more is not a config (or not a file)
 INITS = ("dense", "sparse")
+# how init and per-layer learning rates scale with width (``models.scalings``), and the default
+# width at which mup equals standard (``model.base_width``)
+PARAMS = ("standard", "mup", "mean_field")
+BASE_WIDTH = 32
 
 _T = TypeVar("_T")
 Grid: TypeAlias = _T | list[_T] | tuple[_T, ...]

@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from parity_jax.config import PARAMS
+
 # Sub-streams of a trial's init key.
 _W1, _SEL, _B1, _A, _C, _HIDDEN = range(6)
 
 # model.param: how init scales and per-layer learning rates scale with the width (``scalings``)
-PARAMS = ("standard", "mup", "mean_field")
-BASE_WIDTH = 32  # the default width at which mup equals standard (``model.base_width``)
 
 
 @struct.dataclass
@@ -62,7 +62,7 @@ def init_params(
     dense: every weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     sparse: each first-layer neuron has exactly s non-zero input weights at distinct uniformly
     chosen coordinates, each ~ U(-1/sqrt(s), 1/sqrt(s)); biases and later layers as dense.
-    ``param`` (static; ``PARAMS``) other than "standard" multiplies each layer's bound by
+    ``param`` (static; ``config.PARAMS``) other than "standard" multiplies each layer's bound by
     ``scalings(...).init``. ``width``, ``sparse`` and ``s`` are traced values, so they never
     cause a recompile.
     """

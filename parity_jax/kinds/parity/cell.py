@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from parity_jax import config, models, targets, terms
+from parity_jax import config, targets, terms
 from parity_jax.config import INT32_MAX, MAX_EVALS
 from parity_jax.errors import ConfigError
 
@@ -19,7 +19,7 @@ from parity_jax.errors import ConfigError
 # means "test" (``Study.from_stored``); a new study of a real-valued target takes "population".
 LATER_DEFAULTS = {"online": False, "record_curves": False, "precision": "float32",
                   "inputs": "boolean", "target": targets.DEFAULT, "param": "standard",
-                  "base_width": models.BASE_WIDTH, "nmse": "test", "recover": None}
+                  "base_width": config.BASE_WIDTH, "nmse": "test", "recover": None}
 
 
 def later_defaults() -> dict:
@@ -64,8 +64,8 @@ class Cell:
     precision: str = "float32"
     inputs: str = "boolean"
     target: str = targets.DEFAULT
-    param: str = "standard"  # models.PARAMS
-    base_width: int = models.BASE_WIDTH  # mup's base width (the default for other cells)
+    param: str = "standard"  # config.PARAMS
+    base_width: int = config.BASE_WIDTH  # mup's base width (the default for other cells)
     params: tuple[tuple[str, targets.ParamValue], ...] = ()  # targets.cell_params
     nmse: str | None = None  # a real-valued target's normaliser (None: a ±1 target)
     recover: float | None = None

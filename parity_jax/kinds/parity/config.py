@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from parity_jax import config, models, targets, terms
+from parity_jax import config, targets, terms
 from parity_jax.config import (
     INF,
     INITS,
@@ -115,7 +115,7 @@ class Model:
     init: Grid[str] = "dense"
     s: Grid[int] = 2
     param: Grid[str] = "standard"
-    base_width: Grid[int] = models.BASE_WIDTH
+    base_width: Grid[int] = config.BASE_WIDTH
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ RULES: dict[str, Rule] = {
     "model.depth": int_rule(1, MAX_DEPTH, grid=True),
     "model.init": choice_rule(INITS, grid=True),
     "model.s": int_rule(1, "n", grid=True, note=" for sparse init"),
-    "model.param": choice_rule(models.PARAMS, grid=True),
+    "model.param": choice_rule(config.PARAMS, grid=True),
     "model.base_width": int_rule(1, INT32_MAX, grid=True, note=" (used by mup only)"),
     "train.lr": float_rule(0.0, INF, lo_open=True, hi_open=True, grid=True),
     "train.wd": float_rule(0.0, INF, lo_open=False, hi_open=True, grid=True),
