@@ -28,7 +28,8 @@ _EXPORTS = {"DEFAULT_STUDY": _PARITY, "Cell": _PARITY, "Model": _PARITY, "Study"
             "register_kind": "kinds"}
 
 __all__ = ["DEFAULT_STUDY", "Adaptive", "Cell", "ConfigError", "Model", "Results", "Select",
-           "Study", "StoreError", "TabularStudy", "Task", "Train", "register_kind", "register_target", "run", "sample"]
+           "Study", "StoreError", "TabularStudy", "Task", "Train", "register_kind",
+           "register_target", "run", "sample"]
 
 
 def __getattr__(name: str):
