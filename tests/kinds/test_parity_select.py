@@ -4,6 +4,7 @@ naive best-of p is biased upward), and the report of a tiny study."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import faults
@@ -79,6 +80,20 @@ def test_select_needs_its_axis_to_be_a_list_of_two_or_more(tmp_path, capsys):
         _study(one)
     wd = PLAIN.replace("steps = 600", "steps = 600\nwd = [0.0, 0.01]") + "[select]\nover='wd'\n"
     assert _study(wd).select.over == "wd"
+
+
+@pytest.mark.quick
+def test_select_needs_two_seeds_and_no_adaptive_section(tmp_path, capsys):
+    # one seed planned fine and reported "-" for every group; with [adaptive] the halves'
+    # sizes depend on the outcomes
+    one_seed = re.sub(r"seeds = \d+", "seeds = 1", PLAIN) + '[select]\nover = "lr"\n'
+    adaptive = PLAIN + '[select]\nover = "lr"\n[adaptive]\nfirst = 1\n'
+    for text, message in ((one_seed, "error: seeds = 1: must be at least 2 with [select]"),
+                          (adaptive, "error: select: must not be combined with [adaptive]")):
+        config = tmp_path / "s.toml"
+        config.write_text(text)
+        assert cli.main(["plan", str(config)]) == 2
+        assert one_error(capsys).startswith(message)
 
 
 @pytest.mark.quick

@@ -312,6 +312,13 @@ class Study(config.StudyConfig):
             if self.select.over not in axes:
                 raise ConfigError(f"select.over = {show(self.select.over)}: must be a [train] "
                                   f"grid axis of at least 2 values; allowed: {allowed}")
+            if self.seeds < 2:  # one seed: no half to choose on and another to measure on
+                raise ConfigError(f"seeds = {self.seeds}: must be at least 2 with [select] "
+                                  "(chosen on one half of the seeds, measured on the other)")
+            if self.adaptive is not None:  # the halves' sizes would depend on the outcomes
+                raise ConfigError("select: must not be combined with [adaptive] (the seed "
+                                  "halves' sizes would depend on the outcomes; allowed: one "
+                                  "of the two)")
 
     def cells(self) -> list[Cell]:
         """Expands the grid into validated cells, in a deterministic order (computed once per

@@ -5,8 +5,8 @@ and its p measured on the other, both ways, and the held-out counts pooled
 (``reduce.cross_fit``, where the estimate and its interval are derived). ``report`` shows per
 group the value chosen on each half, the held-out p with its interval, and every value's p.
 
-An adaptive study's cells stop on their outcomes, so their halves' sizes depend on them: the
-held-out estimate is then only as honest as the adaptive p itself (unbiased for fixed seeds).
+A study may not have both ``[select]`` and ``[adaptive]`` (``Study.validate``): an adaptive
+cell stops on its outcomes, so its halves' sizes would depend on them.
 """
 
 from __future__ import annotations
