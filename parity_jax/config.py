@@ -56,6 +56,25 @@ def without_later_defaults(d: dict, later: dict) -> dict:
     return {k: v for k, v in d.items() if not (k in later and v == later[k])}
 
 
+def differences(stored: dict, new: dict, most: int = 3) -> str:
+    """", differs in KEY (stored: A, here: B); ..." for the first ``most`` dotted settings where
+    two studies' ``to_dict`` differ ("" where none does): what a store that "holds another
+    study" holds. A setting an older version did not store shows as "-" (``train.nmse``: such
+    a store means "test")."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    a, b = flat(stored), flat(new)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k, "-") != b.get(k, "-")]
+    return "".join(
+        f"{'; ' if i else ', differs in '}{k} (stored: {show(a.get(k, '-'))}, here: "
+        f"{show(b.get(k, '-'))})" for i, k in enumerate(keys[:most])) + (
+        f"; and {len(keys) - most} more" if len(keys) > most else "")
+
+
 class StudyConfig:
     """What every kind's study dataclass shares: read from a parsed TOML dict (``SECTIONS``,
     checked by its ``RULES`` through ``validate``) or a file, and its fingerprint."""

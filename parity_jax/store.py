@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from parity_jax import errors, kinds, lock
+from parity_jax import config, errors, kinds, lock
 from parity_jax.errors import ConfigError, CorruptStore, StoreError, digest
 from parity_jax.stored import Curve, is_int
 
@@ -266,12 +266,10 @@ class Store:
         if path.exists():
             store = cls.open(out)
             if store.meta.get("fingerprint") != study.fingerprint():
-                other = store.study_name()
+                other = store.study_name(study.to_dict())
                 store.close()
-                raise StoreError(
-                    f"out: {out} holds another study ({other!r}); "
-                    "use a new --out directory, or the same config to resume"
-                )
+                raise StoreError(f"out: {out} holds another study ({other}); use a new --out "
+                                 "directory, or the same config to resume")
             try:
                 stored = store.data()
             except StoreError:
@@ -364,12 +362,14 @@ class Store:
                     from None
         return self._study
 
-    def study_name(self) -> str:
-        """The stored study's name, as far as it can be read ("?" if not)."""
+    def study_name(self, other: dict | None = None) -> str:
+        """The stored study's name, as far as it can be read ("?" if not), and with ``other``
+        (a study's ``to_dict``) the first settings where they differ."""
         try:
-            return str(json.loads(self.meta["study"]).get("name", "?"))
+            stored = json.loads(self.meta["study"])
+            return repr(str(stored.get("name", "?"))) + config.differences(stored, other or {})
         except (KeyError, ValueError, TypeError, AttributeError):
-            return "?"
+            return "'?'"
 
     def data(self) -> dict | None:
         """A tabular store's dataset fingerprints (None for parity stores)."""

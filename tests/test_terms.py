@@ -413,8 +413,10 @@ def test_a_store_made_before_train_nmse_keeps_its_meaning_and_resumes(tmp_path):
     assert check.check(out)[0] == []
     # the same config without nmse is a new study (population): refused, the store untouched
     config.write_text(TINY)
-    with pytest.raises(StoreError, match="holds another study"):
+    with pytest.raises(StoreError, match="holds another study") as e:
         parity_jax.run(kinds.load_study(config), out, progress=None)
+    # the setting that differs is named (it said "use ... the same config to resume")
+    assert "differs in train.nmse (stored: '-', here: 'population')" in str(e.value)
     # with nmse = "test" it resumes: the missing trials written into the 8 columns
     config.write_text(TINY + 'nmse = "test"\n')
     results = parity_jax.run(kinds.load_study(config), out, progress=None)
@@ -422,3 +424,21 @@ def test_a_store_made_before_train_nmse_keeps_its_meaning_and_resumes(tmp_path):
     assert check.check(out)[0] == []
     with sqlite3.connect(out / "results.sqlite") as conn:
         assert len(conn.execute("SELECT * FROM trials").fetchone()) == 8
+
+
+def test_a_study_built_before_its_target_is_registered_reads_back_as_it_ran(registered,
+                                                                             tmp_path):
+    # it was built with nmse unresolved (the target unknown, so "±1"), stored without nmse,
+    # ran its cells by the population variance, and read back as "test": a damaged store
+    def make():
+        return Study(name="late", seeds=2,
+                     task=Task(n=8, k=2, m=64, n_test=64, target="late_target"),
+                     model=Model(width=8),
+                     train=Train(steps=20, eval_every=10, threshold=0.5, loss="square"))
+
+    early = make()
+    registered("late_target", lambda z: z[:, 0] + 0.5 * z[:, 1], binary=False)
+    assert early.fingerprint() == make().fingerprint()
+    assert early.to_dict()["train"]["nmse"] == "population"
+    parity_jax.run(early, out=tmp_path, progress=None)
+    assert {t["nmse"] for t in parity_jax.Results(tmp_path).trials()} == {"population"}

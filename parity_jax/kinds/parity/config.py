@@ -292,8 +292,15 @@ class Study(config.StudyConfig):
         for section in ("adaptive", "select"):  # added after stores existed: fingerprints stay
             if getattr(self, section) is None:
                 del d[section]
-        if isinstance(self.train, Train) and self.train.nmse is None:  # ±1 targets only
-            del d["train"]["nmse"]
+        if isinstance(self.train, Train) and self.train.nmse is None:
+            # resolved now, not only when built: a study built before its real-valued target
+            # was registered runs its cells by the population variance (``_expand``) and must
+            # say so, or it reads back as "test" (``from_stored``)
+            if isinstance(self.task, Task) and all(binary(t)
+                                                   for t in config.axis(self.task.target)):
+                del d["train"]["nmse"]  # ±1 targets only
+            else:
+                d["train"]["nmse"] = "population"
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
