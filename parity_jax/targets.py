@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from parity_jax.config import Rule, choice_rule, float_rule, int_rule
@@ -379,16 +379,19 @@ def values(name: str, z: jax.Array, args: Args | None = None) -> jax.Array:
     return get(name).fn(z, Args() if args is None else args).astype(jnp.float32)
 
 
-def cell_params(name: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def cell_params(name: str, given: Mapping[str, Any],
+                grid: Sequence[str] = ()) -> tuple[tuple[str, Any], ...]:
     """A cell's parameters of target ``name``, from the ``[task]`` values ``given`` (a
-    parameter of another target is ignored, as dense cells ignore ``s``): (name, value) pairs
-    in the target's order, hashable, defaults filled in."""
+    parameter of another target is ignored, as dense cells ignore ``s``; a strict one is
+    refused unless a target of the study's ``grid`` reads it): (name, value) pairs in the
+    target's order, hashable, defaults filled in."""
     own = get(name).params
     for pname, v in given.items():
         strict = [p for t in _TARGETS.values() for p in t.params if p.name == pname and p.strict]
         if v is not None and strict and pname not in {p.name for p in own}:
-            if v == strict[0].implicit:
-                continue  # what every target did before the parameter existed
+            if v == strict[0].implicit or any(
+                    strict[0] in _TARGETS[t].params for t in grid if t in _TARGETS):
+                continue  # what every target did before it existed, or another cell's
             users = sorted(t.name for t in _TARGETS.values() if strict[0] in t.params)
             raise ConfigError(f"task.{pname} = {show(v)}: means nothing for target = "
                               f"{show(name)}; only for target = {' or '.join(users)} (allowed "

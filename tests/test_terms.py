@@ -442,3 +442,28 @@ def test_a_study_built_before_its_target_is_registered_reads_back_as_it_ran(regi
     assert early.to_dict()["train"]["nmse"] == "population"
     parity_jax.run(early, out=tmp_path, progress=None)
     assert {t["nmse"] for t in parity_jax.Results(tmp_path).trials()} == {"population"}
+
+
+@pytest.mark.quick
+def test_settings_no_cell_reads_leave_the_study_alone_and_mixed_grids_take_them_per_cell():
+    # recover = 0.5 over [majority, staircase] and direction = "sphere" over [staircase,
+    # hermite] were refused; nmse on a ±1 study and base_width without mup cells changed the
+    # fingerprint of identical cells
+    def make(task=None, model=None, train=None):
+        return Study(name="x", seeds=2, task=Task(**{"n": 8, "k": 3, "m": 64, **(task or {})}),
+                     model=Model(**(model or {})), train=Train(**(train or {})))
+
+    mixed = make({"target": ["majority", "staircase"]}, train={"recover": 0.5})
+    assert sorted((c.target, c.recover) for c in mixed.cells()) == [
+        ("majority", None), ("staircase", 0.5)]
+    sphere = make({"target": ["staircase", "hermite"], "inputs": "gaussian", "degree": 2,
+                   "direction": "sphere"})
+    assert sorted((c.target, dict(c.params).get("direction")) for c in sphere.cells()) == [
+        ("hermite", "sphere"), ("staircase", None)]
+    with pytest.raises(ConfigError, match="^train.recover = 0.5: target = 'parity' lists no"):
+        make({"target": "parity"}, train={"recover": 0.5}).cells()
+    plain = make({"target": "parity"}).fingerprint()
+    assert make({"target": "parity"}, train={"nmse": "population"}).fingerprint() == plain
+    assert make({"target": "parity"}, model={"base_width": 64}).fingerprint() == plain
+    assert make({"target": "parity"}, model={"base_width": 64, "param": "mup"}).fingerprint() \
+        != make({"target": "parity"}, model={"param": "mup"}).fingerprint()

@@ -296,11 +296,11 @@ class Study(config.StudyConfig):
             # resolved now, not only when built: a study built before its real-valued target
             # was registered runs its cells by the population variance (``_expand``) and must
             # say so, or it reads back as "test" (``from_stored``)
-            if isinstance(self.task, Task) and all(binary(t)
-                                                   for t in config.axis(self.task.target)):
-                del d["train"]["nmse"]  # ±1 targets only
-            else:
-                d["train"]["nmse"] = "population"
+            d["train"]["nmse"] = "population"
+        if isinstance(self.task, Task) and all(binary(t) for t in config.axis(self.task.target)):
+            del d["train"]["nmse"]  # ±1 targets only: no cell reads it
+        if isinstance(self.model, Model) and "mup" not in config.axis(self.model.param):
+            d["model"]["base_width"] = config.BASE_WIDTH  # no cell reads it
         return {k: config.without_later_defaults(v, later_defaults()) if isinstance(v, dict)
                 else v for k, v in d.items()}
 
@@ -362,18 +362,24 @@ class Study(config.StudyConfig):
             for key in floats:
                 d[key] = None if d[key] is None else float(d[key])
             targets.check_name(d["target"])
-            d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given})
+            d["params"] = targets.cell_params(d["target"], {p: d.pop(p) for p in given},
+                                              grid=config.axis(self.task.target))
             if d["loss"] is None:  # the target's natural loss
                 d["loss"] = "hinge" if binary(d["target"]) else "square"
             if binary(d["target"]):
                 d["nmse"] = None  # a ±1 target succeeds by its test error
             elif d["nmse"] is None:
                 d["nmse"] = "population"
+            if not terms.has_terms(d["target"]):
+                d["recover"] = None  # nothing to recover (refused below if no cell has terms)
             cell = Cell(**d)
             cell.check()
             if cell not in seen:
                 seen.add(cell)
                 cells.append(cell)
+        recover = [r for r in config.axis(self.train.recover) if r is not None]
+        if recover and not any(terms.has_terms(c.target) for c in cells):
+            terms.check_recover(cells[0].target, recover[0])
         return cells
 
 
