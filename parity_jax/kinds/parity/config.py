@@ -297,7 +297,8 @@ class Study(config.StudyConfig):
             # was registered runs its cells by the population variance (``_expand``) and must
             # say so, or it reads back as "test" (``from_stored``)
             d["train"]["nmse"] = "population"
-        if isinstance(self.task, Task) and all(binary(t) for t in config.axis(self.task.target)):
+        if isinstance(self.train, Train) and isinstance(self.task, Task) and all(
+                binary(t) for t in config.axis(self.task.target)):
             del d["train"]["nmse"]  # ±1 targets only: no cell reads it
         if isinstance(self.model, Model) and "mup" not in config.axis(self.model.param):
             d["model"]["base_width"] = config.BASE_WIDTH  # no cell reads it
