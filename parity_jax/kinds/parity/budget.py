@@ -28,7 +28,11 @@ def _order(v) -> tuple:
 
 
 def checkpoints(record: Mapping) -> str:
-    """p at each of ``CHECKPOINTS`` x the cell's steps, as the report's column shows it."""
+    """p at each of ``CHECKPOINTS`` x the cell's steps, as the report's column shows it.
+
+    Between two evaluations P(first hit <= t) is the value at the last evaluation before t: a
+    lower bound on the p of a study whose budget is t, which would also evaluate at t itself
+    (where t is not a multiple of ``eval_every``)."""
     ps = [reduce.p_at(record["first_hits"], record["trials"], f * record["steps"])
           for f in CHECKPOINTS]
     return " ".join("-" if p is None else f"{p:.2f}" for p in ps)
