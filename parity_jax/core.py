@@ -42,7 +42,7 @@ class Shape:
     loss: str
     step: str = "fused"  # steps.STEPS
     layout: str = "vmapped"  # steps.LAYOUTS: "blocked" on CPUs
-    tracker: str = "first_hit"  # trackers.TRACKERS
+    tracker: str | trackers.Tracker = "first_hit"  # trackers.TRACKERS, or one (FirstHit(terms))
     curves: int = 0  # evaluations recorded per trial (0: none)
     precision: str = "float32"  # of every matmul: config.PRECISIONS (float32 = exact)
     kernel: str = "off"  # kernel.KERNELS: "pallas" runs depth-1 intervals as one GPU kernel
