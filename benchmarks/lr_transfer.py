@@ -2,11 +2,13 @@
 parametrization (model.param = standard | mup | mean_field; parity_jax.models.scalings).
 
     python benchmarks/lr_transfer.py [--widths 32,128,512,1024] [--lrs 2^-7..2^0]
-                                     [--seeds 3] [--steps 3000] [--n 30] [--k 3] [--json F]
+                                     [--seeds 3] [--steps 3000] [--n 30] [--k 3] [--wd 0]
+                                     [--json F]
 
 One study: an online sparse parity (n 30, k 3: a fresh minibatch every step, so nothing is
 memorised), square loss (hinge's bounded gradient hides the instability a too large lr causes),
-no weight decay, mup's base width 32, the width x lr x param grid, ``seeds`` trials per cell.
+weight decay ``--wd`` (default 0), mup's base width 32, the width x lr x param grid, ``seeds``
+trials per cell.
 A trial's time is its first hit (the first evaluation, every 50 steps, with test error at most
 0.1; ``steps`` + 1 when it never hits); the best lr of (param, width) is the lr of the smallest
 median time (ties: the smaller lr). The property: under mup and mean_field the best lr stays
@@ -32,13 +34,13 @@ BASE_WIDTH = 32
 
 
 def study(widths, lrs, seeds: int, steps: int, n: int = 30, k: int = 3,
-          loss: str = "square") -> Study:
+          loss: str = "square", wd: float = 0.0) -> Study:
     """The sweep as one parity study."""
     return Study(
         name="lr-transfer", seeds=seeds,
         task=Task(n=n, k=k, n_test=1000, online=True),
         model=Model(width=list(widths), param=list(PARAMS), base_width=BASE_WIDTH),
-        train=Train(lr=list(lrs), wd=0.0, batch=32, loss=loss, steps=steps, eval_every=50,
+        train=Train(lr=list(lrs), wd=wd, batch=32, loss=loss, steps=steps, eval_every=50,
                     threshold=0.1, stop_on_success=True))
 
 
@@ -76,9 +78,9 @@ def table(rows: list[dict], steps: int) -> str:
 
 
 def measure(widths, lrs, seeds: int, steps: int, n: int = 30, k: int = 3,
-            out: str | None = None) -> dict:
+            out: str | None = None, wd: float = 0.0) -> dict:
     """Runs the sweep (in a temporary store unless ``out``) and returns its result."""
-    s = study(widths, lrs, seeds, steps, n, k)
+    s = study(widths, lrs, seeds, steps, n, k, wd=wd)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = run(s, out or tmp, progress=None)
@@ -102,11 +104,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--n", type=int, default=30)
     p.add_argument("--k", type=int, default=3)
+    p.add_argument("--wd", type=float, default=0.0, help="weight decay (coupled)")
     p.add_argument("--json", default=str(Path(__file__).resolve().parent / "lr_transfer.json"))
     a = p.parse_args(argv)
     try:
         result = measure([int(w) for w in a.widths.split(",")], _floats(a.lrs), a.seeds,
-                         a.steps, a.n, a.k)
+                         a.steps, a.n, a.k, wd=a.wd)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

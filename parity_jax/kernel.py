@@ -196,10 +196,11 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     lr, wd, steps, scales = hyper
     G, P, W, n = params.w1.shape
     N = G * P
-    # each layer's lr (w1, b1, a, c); standard passes its one lr, so its program is the one
-    # it was before parametrizations existed
-    layer_lrs = [lr] if scales is None else [lr * s for s in (scales.w1, scales.b1, scales.a,
-                                                             scales.c)]
+    # each layer's lr, then each layer's wd (w1, b1, a, c: MuSGD's lr * m_l and wd / m_l);
+    # standard passes its one lr and wd, so its program is the one it was before
+    # parametrizations existed
+    mults = [] if scales is None else [scales.w1, scales.b1, scales.a, scales.c]
+    hyper = [lr, wd] if scales is None else [lr * m for m in mults] + [wd / m for m in mults]
     wp, np_, bp, tw = geometry(W, n, task.batch)
     ts = t0 + jnp.arange(n_steps, dtype=jnp.int32)
     xs, ys, rows = jax.vmap(lambda s: task.interval_source(s, ts))(streams)
@@ -213,7 +214,7 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     c = params.c.reshape(N)
     interpret = shape.kernel == "interpret"
     body = functools.partial(
-        _kernel, lrs=len(layer_lrs), loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
+        _kernel, lrs=len(hyper) // 2, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
         nt=wp // tw, precision=dot_precision(shape), barrier=not interpret)
     extra = {}
     if not interpret:
@@ -226,11 +227,11 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
         body,
         out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
         grid=(N,),
-        input_output_aliases={len(layer_lrs) + 5 + j: j for j in range(4)},
+        input_output_aliases={len(hyper) + 4 + j: j for j in range(4)},
         interpret=interpret,
         name="parity_jax_fused_interval",
         **extra,
-    )(*(v.reshape(N) for v in layer_lrs), wd.reshape(N), left, rows, xs, ys, w1, b1, a, c)
+    )(*(v.reshape(N) for v in hyper), left, rows, xs, ys, w1, b1, a, c)
     w1, b1, a, c = out
     return params.replace(w1=w1[:, :W, :n].reshape(G, P, W, n),
                           b1=b1[:, :W].reshape(G, P, W), a=a[:, :W].reshape(G, P, W),
@@ -240,15 +241,16 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
 def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
     """One trial's interval. Refs hold every trial's (or group's) arrays: this program reads
     and writes its own trial ``i`` (of group ``i // P``) only. The first ``lrs`` refs are the
-    learning rates: one for every layer, or one per layer (w1, b1, a, c: ``models.scalings``).
+    learning rates, the next ``lrs`` the weight decays: one for every layer, or one per layer
+    (w1, b1, a, c: ``models.scalings``).
     """
-    (wd_ref, left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in, w1_ref, b1_ref, a_ref,
-     c_ref) = refs[lrs:]
+    (left_ref, rows_ref, x_ref, y_ref, w1_in, b1_in, a_in, c_in, w1_ref, b1_ref, a_ref,
+     c_ref) = refs[2 * lrs:]
     i = pl.program_id(0)
     g = i // P
-    lr = [ref[i] for ref in refs[:lrs]]
-    lw, lb, la, lc = lr * 4 if lrs == 1 else lr
-    wd, left = wd_ref[i], left_ref[i]
+    lr, wd = [ref[i] for ref in refs[:lrs]], [ref[i] for ref in refs[lrs:2 * lrs]]
+    lw, lb, la, lc = zip(lr * 4, wd * 4, strict=True) if lrs == 1 else zip(lr, wd, strict=True)
+    left = left_ref[i]
     bp = rows_ref.shape[-1]
     live = jnp.arange(bp) < B  # padded minibatch rows add nothing
 
@@ -265,7 +267,8 @@ def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
     def loss_grad(f, y):
         return jnp.where(live, models.loss_grad(loss, f, y) / B, 0.0)
 
-    def sgd(p, grad, on, lr):  # coupled weight decay, only on the trial's live steps
+    def sgd(p, grad, on, hyper):  # coupled weight decay, only on the trial's live steps
+        lr, wd = hyper
         return jnp.where(on, p - lr * (grad + wd * p), p)
 
     def update(w, b, a, z, h, x, df, on):

@@ -105,7 +105,8 @@ def init_params(
 
 class Scalings(NamedTuple):
     """Per-layer multipliers (``Params`` of per-trial arrays shaped like ``width``): ``init``
-    on the standard init's bounds, ``lr`` on the learning rate."""
+    on the standard init's bounds, ``lr`` on the learning rate (SGD: on the gradient step,
+    not on the weight decay; see ``scalings``)."""
 
     init: Params
     lr: Params
@@ -144,11 +145,18 @@ def scalings(param: str, base_width: int, width: jax.Array, step: str = "sgd"
       pass with a' ~ U(-1, 1) / N (bound x rho^-1/2 of 1/sqrt(N)). dL/da'_j = N dL/da_j, so
       a_j <- a_j - eta N dL/da_j reads a'_j <- a'_j - (eta / N) dL/da'_j: lr x 1/N on a'.
       w_j, b_j see the same function, so their lr is eta N (x rho); c: lr eta, bound 1.
-      (With weight decay the two forms differ: see below.)
+      (Weight decay: see below.)
 
-    Weight decay: the per-layer lr multiplies the whole coupled update,
-    w <- w - eta_l (g + wd w) (PyTorch param groups, mup's MuSGD), so wd's shrinkage per step
-    is scaled with the layer's lr.
+    Weight decay (coupled), as mup's optimizers (microsoft/mup, ``mup/optim.py``) apply it:
+    SGD: MuSGD's param group per layer, lr x m_l and weight_decay / m_l (m_l: this table's SGD
+    lr multiplier), i.e.  w <- w - eta m_l g - eta wd w:  the multiplier scales the gradient
+    step only, and the decay per step, eta wd, is the same at every width and in every layer.
+    (The fused step and the kernel compute MuSGD's form, eta m_l (g + (wd / m_l) w), so mup at
+    its base width is standard bit for bit; the optax sgd step is given m_l g.)
+    Adam: MuAdam with coupled decay scales only the lr, so the whole Adam update of
+    (g + wd w) is multiplied by m_l (its Adam column). Standard: w <- w - eta (g + wd w).
+    In the mean-field form above, the SGD rule is decay wd / N on each neuron's (a_j, w_j, b_j)
+    (lr eta N: eta N (wd / N) = eta wd) and wd on c.
     """
     if param == "standard":
         return None

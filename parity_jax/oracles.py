@@ -67,6 +67,10 @@ def _per_label(params: Params, param, width, base_width, lr, wd, optimizer):
     where standard's is 1/sqrt(width)); SGD lr x fan_out for input weights and biases (x rho;
     x 1 for the output bias), x 1/fan_in for output weights, x 1 for hidden weights; Adam lr
     x 1 for input weights and biases, x 1/fan_in for output and hidden weights.
+
+    Weight decay as microsoft/mup's ``mup/optim.py`` applies it: MuSGD's param group of a
+    layer with lr multiplier x has lr * x and weight_decay / x; MuAdam (coupled decay) scales
+    the lr only.
     """
     rho = width / base_width
     if param == "mup":
@@ -83,8 +87,9 @@ def _per_label(params: Params, param, width, base_width, lr, wd, optimizer):
         return params, optax.inject_hyperparams(
             lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), base(lr)))(lr=lr, wd=wd)
     base = optax.adam if optimizer == "adam" else optax.sgd
+    decay = {label: wd if optimizer == "adam" else wd / x for label, x in mult.items()}
     opt = optax.multi_transform(
-        {label: optax.chain(optax.add_decayed_weights(wd), base(lr * x))
+        {label: optax.chain(optax.add_decayed_weights(decay[label]), base(lr * x))
          for label, x in mult.items()}, _LABELS)
     return params, opt
 
@@ -94,8 +99,12 @@ def _mean_field(params: Params, width, depth, lr, wd):
     f(x) = (1/N) sum_j a_j relu(w_j . x + b_j) + c with a_j, c ~ U(-1, 1) (the standard
     init's draws, its bounds undone), w_j, b_j as standard; SGD with lr eta N on every
     neuron's (a_j, w_j, b_j) and eta on c. Returns (init, forward, back, optimizer); ``back``
-    maps to the engine's parameters, a' = a / N. With wd > 0 the two forms differ (wd N a
-    against wd a / N in a's step): compare at wd = 0.
+    maps to the engine's parameters, a' = a / N.
+
+    Weight decay: lambda = wd / N on the neurons (coupled, lr eta N), wd on c. In this form a
+    neuron's step is theta <- theta - eta N (g + lambda theta), so its decay per step is
+    eta N lambda = eta wd: the same at every N, which is the engine's (MuSGD's) rule for its
+    parameters (a' = a / N decays by the same factor as a).
     """
     assert depth == 1, "the mean-field model has one hidden layer"
     N = float(width)
@@ -107,7 +116,7 @@ def _mean_field(params: Params, width, depth, lr, wd):
 
     labels = Params(w1="neuron", b1="neuron", wh="neuron", bh="neuron", a="neuron", c="c")
     opt = optax.multi_transform(
-        {"neuron": optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr * N)),
+        {"neuron": optax.chain(optax.add_decayed_weights(wd / N), optax.sgd(lr * N)),
          "c": optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr))}, labels)
     return params, forward, lambda p: p.replace(a=p.a / N), opt
 

@@ -38,7 +38,8 @@ class Step(NamedTuple):
     """``init(params, lr, wd) -> state`` of one trial; ``update(params, state, x, y, lr, wd,
     mask, scales) -> (params, state)``: one step of one group on its minibatch (x, y), leaving
     the trials where ``mask`` is False unchanged. ``scales``: per-layer lr multipliers
-    (``models.scalings(...).lr``, per-trial leaves) or None (standard: nothing multiplied)."""
+    (``models.scalings(...).lr``, per-trial leaves; SGD: MuSGD's lr x m_l and wd / m_l, Adam:
+    the whole update x m_l) or None (standard: nothing multiplied)."""
 
     init: Callable[..., Any]
     update: Callable[..., tuple[Params, Any]]
@@ -51,25 +52,34 @@ def bcast(v: jax.Array, leaf: jax.Array) -> jax.Array:
 
 def sgd_update(params: Params, grads: Params, lr, wd, mask, scales: Params | None = None
                ) -> Params:
-    """Coupled weight decay SGD, w <- w - lr_l * (g + wd * w), only where ``mask``; lr_l is
-    ``lr`` times the layer's ``scales`` (``models.scalings``) when given.
+    """Coupled weight decay SGD, w <- w - lr_l * (g + wd_l * w), only where ``mask``; lr_l,
+    wd_l are ``lr``, ``wd`` (standard), or with ``scales`` MuSGD's lr * m_l and wd / m_l
+    (``layer_hyper``).
 
-    Equal to optax.chain(add_decayed_weights(wd), sgd(lr)) (tested).
+    Equal to optax.chain(add_decayed_weights(wd_l), sgd(lr_l)) (tested).
     """
 
-    def upd(p, g, eta):
-        new = p - bcast(eta, p) * (g + bcast(wd, p) * p)
+    def upd(p, g, eta, decay):
+        new = p - bcast(eta, p) * (g + bcast(decay, p) * p)
         return jnp.where(bcast(mask, p), new, p)
 
-    return jax.tree.map(upd, params, grads, layer_lrs(lr, params, scales))
+    lrs, wds = layer_hyper(lr, wd, params, scales)
+    return jax.tree.map(upd, params, grads, lrs, wds)
 
 
-def layer_lrs(lr, params: Params, scales: Params | None) -> Params:
-    """Each layer's per-trial learning rate: ``lr`` itself (standard: the same array, no
-    arithmetic), or ``lr`` times the layer's multiplier."""
+def layer_hyper(lr, wd, params: Params, scales: Params | None) -> tuple[Params, Params]:
+    """Each layer's per-trial SGD learning rate and weight decay: ``lr`` and ``wd`` themselves
+    (standard: the same arrays, no arithmetic), or MuSGD's param group of a layer with lr
+    multiplier m_l: lr * m_l and wd / m_l, so the decay per step, lr * wd, is the same at
+    every width and layer (``models.scalings``)."""
     if scales is None:
-        return jax.tree.map(lambda _: lr, params)
-    return jax.tree.map(lambda s: lr * s, scales)
+        return jax.tree.map(lambda _: lr, params), jax.tree.map(lambda _: wd, params)
+    return jax.tree.map(lambda s: lr * s, scales), jax.tree.map(lambda s: wd / s, scales)
+
+
+def scale(tree: Params, scales: Params) -> Params:
+    """Each layer's leaf times its per-trial multiplier."""
+    return jax.tree.map(lambda u, s: u * bcast(s, u), tree, scales)
 
 
 def fused_group_step(loss: str, params: Params, x, y, lr, wd, mask, scales=None) -> Params:
@@ -134,9 +144,11 @@ def autodiff(name: str, group_loss: Callable, packed: bool) -> Step:
 
     def update(params, state, x, y, lr, wd, mask, scales=None):
         grads = jax.grad(group_loss)(params, x, y)
+        if scales is not None and name == "sgd":  # MuSGD: lr (m_l g + wd w)
+            grads = scale(grads, scales)
         updates, state = per_trial(update_fn)(grads, state, params)
-        if scales is not None:  # per-layer lr: the whole (decayed, Adam-scaled) update
-            updates = jax.tree.map(lambda u, s: u * bcast(s, u), updates, scales)
+        if scales is not None and name == "adam":  # MuAdam: m_l x the whole decayed update
+            updates = scale(updates, scales)
         updates = jax.tree.map(lambda u: jnp.where(bcast(mask, u), u, 0.0), updates)
         return optax.apply_updates(params, updates), state
 

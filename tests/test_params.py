@@ -12,7 +12,7 @@ import pytest
 from conftest import make_batch
 from test_core import _assert_params_close, _trial_params
 
-from parity_jax import devices, models, oracles
+from parity_jax import devices, models, oracles, steps
 from parity_jax.errors import ConfigError
 from parity_jax.kinds.parity import batches
 from parity_jax.kinds.parity.config import DEFAULT_STUDY, Model, Study, Task, Train
@@ -83,7 +83,7 @@ def test_bad_parametrizations_are_refused_naming_the_field(model, message):
     assert str(e.value) == message
 
 
-def _engine_and_oracle(shape_factory, param, step="fused", kernel="off", layout=None, wd=0.01,
+def _engine_and_oracle(shape_factory, param, step="fused", kernel="off", layout=None, wd=0.05,
                        optimizer="sgd", depth=1):
     trials = [{**t, "wd": wd} for t in TRIALS]
     groups = [{"data": 0, "m": 100, "trials": trials}]
@@ -109,11 +109,44 @@ def _steps(shape_factory, param, **kw):
     return list(_engine_and_oracle(shape_factory, param, **kw))
 
 
+@pytest.mark.parametrize("param,wd", [("mup", 0.05), ("mean_field", 0.05), ("mean_field", 0.0)])
+def test_the_fused_step_equals_the_oracle(shape_factory, param, wd):
+    # with decay: MuSGD's (lr x m_l, wd / m_l) per label for mup; lambda = wd / N in the
+    # mean-field form (oracles._mean_field)
+    _steps(shape_factory, param, wd=wd)
+
+
+def _zero_gradient_step(step, param, width, lr, wd):
+    """Two trials (widths ``width``) of ones after one ``step`` update of a zero loss."""
+    P = len(width)
+    ones = models.Params(w1=jnp.ones((P, 4, 3)), b1=jnp.ones((P, 4)), wh=jnp.ones((P, 1, 4, 4)),
+                         bh=jnp.ones((P, 1, 4)), a=jnp.ones((P, 4)), c=jnp.ones((P,)))
+    lr, wd = jnp.full((P,), lr), jnp.full((P,), wd)
+    scales = models.scalings(param, BASE, jnp.asarray(width, jnp.float32), step).lr
+    if step == "fused":
+        zero = jax.tree.map(jnp.zeros_like, ones)
+        return steps.sgd_update(ones, zero, lr, wd, jnp.ones((P,), bool), scales)
+    opt = steps.autodiff(step, lambda p, x, y: jnp.float32(0.0), packed=True)
+    state = jax.vmap(opt.init)(ones, lr, wd)
+    return opt.update(ones, state, None, None, lr, wd, jnp.ones((P,), bool), scales)[0]
+
+
+@pytest.mark.parametrize("step", ["fused", "sgd"])
 @pytest.mark.parametrize("param", ["mup", "mean_field"])
-def test_the_fused_step_equals_the_oracle(shape_factory, param):
-    # mean_field's forward-multiplier oracle equals the engine's form only without weight
-    # decay: wd's shrinkage of a is wd N a there and wd a / N here (models.scalings)
-    _steps(shape_factory, param, wd=0.0 if param == "mean_field" else 0.01)
+def test_the_sgd_decay_per_step_is_lr_times_wd_at_every_width_and_layer(param, step):
+    # MuSGD: the lr multiplier scales the gradient step, not the decay (models.scalings)
+    new = _zero_gradient_step(step, param, [16, 512], lr=0.5, wd=0.01)
+    for leaf in jax.tree.leaves(new):
+        np.testing.assert_allclose(np.asarray(leaf), 1 - 0.5 * 0.01, rtol=1e-6)
+
+
+def test_adam_multiplies_its_whole_decayed_update():
+    # MuAdam with coupled decay scales the lr only: a zero gradient's Adam update of wd * w
+    # (about lr in size at the first step) times the layer's Adam multiplier
+    new = _zero_gradient_step("adam", "mup", [16], lr=0.01, wd=0.01)
+    adam = models.scalings("mup", BASE, jnp.float32(16), "adam").lr  # rho = 4
+    for leaf, m in zip(jax.tree.leaves(new), jax.tree.leaves(adam), strict=True):
+        np.testing.assert_allclose(np.asarray(leaf), 1 - 0.01 * float(m), rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -122,8 +155,7 @@ def test_the_fused_step_equals_the_oracle(shape_factory, param):
     ("mup", "adam", "adam", "vmapped"), ("mup", "fused", "sgd", "vmapped")])
 def test_the_optax_steps_and_layouts_equal_the_oracle(shape_factory, param, step, optimizer,
                                                       layout):
-    _steps(shape_factory, param, step=step, optimizer=optimizer, layout=layout,
-           wd=0.0 if param == "mean_field" else 0.01)
+    _steps(shape_factory, param, step=step, optimizer=optimizer, layout=layout)
 
 
 @pytest.mark.slow
@@ -137,8 +169,7 @@ def test_mup_hidden_layers_equal_the_oracle(shape_factory, step):
 @pytest.mark.parametrize("param", ["mup", "mean_field"])
 def test_the_kernel_equals_the_oracle(shape_factory, param):
     kernel = "pallas" if jax.default_backend() == "gpu" else "interpret"
-    _steps(shape_factory, param, kernel=kernel, layout="vmapped",
-           wd=0.0 if param == "mean_field" else 0.01)
+    _steps(shape_factory, param, kernel=kernel, layout="vmapped")
 
 
 def test_mup_at_its_base_width_is_standard(shape_factory):
