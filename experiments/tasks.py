@@ -164,25 +164,31 @@ def _interval(c: dict) -> str:
 
 
 def width_effect(cells: list[dict]) -> dict:
-    """Per (init, m): does p rise from the narrowest to the widest net (Wilson intervals
-    disjoint), and where does it fall as width grows (``experiment.decreases``)?"""
+    """Per (init, m): does p rise, or fall, from the narrowest to the widest net (Wilson
+    intervals disjoint), and where does it fall as width grows (``experiment.decreases``)?"""
     groups = defaultdict(list)
     for c in cells:
         groups[c["init"], c["m"]].append(c)
-    rises, flat = [], 0
+    rises, falls, flat = [], [], 0
     for key, cs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         cs.sort(key=lambda c: c["width"])
         lo, hi = cs[0], cs[-1]
         if hi["ci_low"] > lo["ci_high"]:
             rises.append((key, lo, hi))
+        elif hi["ci_high"] < lo["ci_low"]:
+            falls.append((key, lo, hi))
         elif lo["p"] == hi["p"]:
             flat += 1
     pairs, drops = experiment.decreases(cells, "width", ("init", "m"))
     significant = [f for f in drops if f[-1]]
-    verdict = ("helps" if rises and not significant else
-               "mixed" if rises else "hurts" if significant else "no significant effect")
-    return {"groups": len(groups), "rises": rises, "flat": flat, "pairs": pairs,
-            "drops": drops, "significant_drops": significant, "verdict": verdict}
+    steps_up = [(key, a, b) for key, cs in sorted(groups.items(), key=lambda kv: str(kv[0]))
+                for a, b in zip(cs, cs[1:], strict=False) if b["ci_low"] > a["ci_high"]]
+    better, worse = rises or steps_up, significant or falls
+    verdict = ("helps" if better and not worse else "mixed" if better and worse else
+               "hurts" if worse else "no significant effect")
+    return {"groups": len(groups), "rises": rises, "falls": falls, "flat": flat,
+            "pairs": pairs, "drops": drops, "significant_drops": significant,
+            "significant_rises": steps_up, "verdict": verdict}
 
 
 def sparse_effect(cells: list[dict]) -> dict:
@@ -231,18 +237,28 @@ def family_lines(family: str, cells: list[dict]) -> list[str]:
     """The report's paragraph on one family."""
     w, s = width_effect(cells), sparse_effect(cells)
     saturated = sum(c["p"] in (0.0, 1.0) for c in cells)
-    lines = [f"**{family}**: width {w['verdict']}, sparse init {s['verdict']}."]
+    lines = [f"**{family}**: width {w['verdict']}"
+             + (f", sparse init {s['verdict']}." if s["cells"] else " (dense only).")]
     lines.append(
         f"- Width: in {len(w['rises'])} of {w['groups']} (init, m) settings p rises from the "
         f"narrowest to the widest net with disjoint Wilson intervals"
         + (" (" + "; ".join(f"{k[0]} m = {k[1]}: {_interval(lo)} -> {_interval(hi)}"
                             for k, lo, hi in w["rises"]) + ")" if w["rises"] else "")
-        + f"; {w['flat']} equal at both ends. p falls as width grows in {len(w['drops'])} of "
-        f"{w['pairs']} adjacent pairs, {len(w['significant_drops'])} significantly"
+        + f", falls in {len(w['falls'])}"
+        + (" (" + "; ".join(f"{k[0]} m = {k[1]}: {_interval(lo)} -> {_interval(hi)}"
+                            for k, lo, hi in w["falls"]) + ")" if w["falls"] else "")
+        + f"; {w['flat']} equal at both ends. Between adjacent widths p rises significantly "
+        f"in {len(w['significant_rises'])} of {w['pairs']} pairs"
+        + (" (" + "; ".join(f"{k[0]} m = {k[1]}: width {a['width']} -> {b['width']}, "
+                            f"{_interval(a)} -> {_interval(b)}"
+                            for k, a, b in w["significant_rises"]) + ")"
+           if w["significant_rises"] else "")
+        + f"; it falls in {len(w['drops'])} of "
+        f"{w['pairs']}, {len(w['significant_drops'])} significantly"
         + (" (" + "; ".join(f"{d[0]['init']} m = {d[0]['m']}: width {d[1]} -> {d[2]}, "
                             f"{d[3]:.2f} -> {d[4]:.2f}" for d in w["significant_drops"]) + ")"
            if w["significant_drops"] else "") + ".")
-    lines.append(
+    lines.append("- Sparse vs dense: no (m, width) cell has both." if not s["cells"] else
         f"- Sparse vs dense over {s['cells']} (m, width) cells: sparse higher in "
         f"{len(s['higher'])} ({len(s['sig_higher'])} with disjoint intervals"
         + (": " + "; ".join(f"m = {k[0]}, width {k[1]}: {_interval(sp)} vs {_interval(de)}"
@@ -268,8 +284,8 @@ def family_lines(family: str, cells: list[dict]) -> list[str]:
 
 
 def figure(cells: list[dict], families: list[str], path: Path) -> Path:
-    """One column per family, dense (top) and sparse (bottom): p vs m, one line per width,
-    with Wilson 95% error bars."""
+    """One column per family, dense (top) and sparse (bottom): the held-out p (``tuned``) vs
+    m, one line per width, with its Wilson 95% error bars (design effect 2)."""
     fig = Figure(figsize=(3.2 * len(families), 5.6))
     axes = fig.subplots(2, len(families), sharey=True, squeeze=False)
     widths = sorted({c["width"] for c in cells})
@@ -285,7 +301,8 @@ def figure(cells: list[dict], families: list[str], path: Path) -> Path:
                     continue
                 xs = np.array([c["m"] for c in rs], float)
                 ys = np.array([c["p"] for c in rs], float)
-                err = [ys - [c["ci_low"] for c in rs], np.array([c["ci_high"] for c in rs]) - ys]
+                err = np.maximum(0, [ys - [c["ci_low"] for c in rs],  # rounding: >= 0
+                                     np.array([c["ci_high"] for c in rs]) - ys])
                 ax.errorbar(xs, ys, yerr=err, color=colors[width], marker="o", ms=3,
                             capsize=2, label=f"width {width}")
             ax.set_xscale("log")
@@ -300,7 +317,7 @@ def figure(cells: list[dict], families: list[str], path: Path) -> Path:
             if i == 1:
                 ax.set_xlabel("training samples m")
             if j == 0:
-                ax.set_ylabel("p(success)")
+                ax.set_ylabel("held-out p (lr tuned)")
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return files.save_figure(fig, path, dpi=100)
