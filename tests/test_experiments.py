@@ -216,7 +216,7 @@ lottery = load_experiment("lottery")
 
 TASKS_TINY = """
 name = "tiny"
-seeds = 3
+seeds = 4
 [task]
 n = 10
 n_test = 200
@@ -225,14 +225,22 @@ m = [40, 80]
 width = [4, 16]
 init = ["dense", "sparse"]
 s = 2
+param = "mup"
 [train]
 steps = 300
 batch = 8
+lr = [0.05, 0.2]
+[select]
+over = "lr"
 [families.parity]
 task = { target = "parity", k = 2 }
 [families.leap]
 task = { target = "polynomial", k = 3, terms = [[1], [1, 2, 3]], coefs = [1.0, 1.0] }
 train = { threshold = 0.5 }
+[baseline]
+families = ["leap"]
+model = { param = "standard", init = "dense" }
+train = { lr = 0.05 }
 """
 
 
@@ -243,17 +251,45 @@ def test_tasks_on_a_tiny_config(tmp_path):
     out = tmp_path / "out"
     result = tasks.main(config, out, progress=None)
     assert [f for f, _ in result["studies"]] == ["parity", "leap"]
-    assert len(result["cells"]) == 16 and all(c["trials"] == 3 for c in result["cells"])
+    assert len(result["cells"]) == 32 and all(c["trials"] == 4 for c in result["cells"])
     by = {c["family"]: c for c in result["cells"]}
-    assert (by["parity"]["loss"], by["parity"]["metric"]) == ("hinge", "error")
+    assert (by["parity"]["loss"], by["parity"]["metric"], by["parity"]["param"]) == \
+        ("hinge", "error", "mup")
     assert (by["leap"]["loss"], by["leap"]["metric"], by["leap"]["threshold"]) == \
         ("square", "nmse", 0.5)
     assert all((out / f / "results.sqlite").exists() for f in ("parity", "leap"))
-    _check_outputs(result, out, ["tasks.png"], ["**parity**: width", "**leap**: width",
-                                                "Data-compute frontier"])
+    # one record per (family, init, m, width), its p the held-out one: the lr chosen on one
+    # half of the seeds scored on the other, every seed held out once
+    records = result["records"]
+    assert len(records) == 16 and all(r["trials"] == 4 for r in records)
+    arms = {(c["family"], c["init"], c["m"], c["width"], c["lr"]): c for c in result["cells"]}
+    for r in records:
+        even, odd = (arms[r["family"], r["init"], r["m"], r["width"], lr] for lr in r["chosen"])
+        assert even["successes_even"] / even["trials_even"] == max(
+            arms[r["family"], r["init"], r["m"], r["width"], lr]["successes_even"] / 2
+            for lr in (0.05, 0.2))
+        assert r["successes"] == even["successes_odd"] + odd["successes_even"]
+        assert len(r["first_hits"]) == r["successes"]
+        assert r["ci_low"] - 1e-12 <= r["p"] <= r["ci_high"] + 1e-12  # Wilson rounds
+    # the old protocol on the same cells: standard parametrization, one lr, no selection
+    base = result["baseline_cells"]
+    assert len(base) == 4 and {(c["family"], c["param"], c["lr"], c["init"]) for c in base} \
+        == {("leap", "standard", 0.05, "dense")} and (out / "leap-baseline").is_dir()
+    _check_outputs(result, out, ["tasks.png", "p_vs_steps.png"],
+                   ["**parity**: width", "**leap**: width", "Data-compute frontier",
+                    "held-out p", "at one lr for every width", "The old protocol"])
     # a family's bad setting names the family and the field
     config.write_text(TASKS_TINY.replace('k = 2 }', 'k = 2, target2 = 1 }'))
     with pytest.raises(parity_jax.ConfigError, match="families.parity: .*target2"):
+        tasks.main(config, out, progress=None)
+    config.write_text(TASKS_TINY.replace('[select]\nover = "lr"\n', ""))
+    with pytest.raises(parity_jax.ConfigError, match='families.parity: .*over = "lr"'):
+        tasks.main(config, out, progress=None)
+    config.write_text(TASKS_TINY.replace("lr = 0.05 }", "lr = [0.05, 0.1] }"))
+    with pytest.raises(parity_jax.ConfigError, match=r"baseline \(leap\): .*single value"):
+        tasks.main(config, out, progress=None)
+    config.write_text(TASKS_TINY.replace('families = ["leap"]', 'families = ["leap3"]'))
+    with pytest.raises(parity_jax.ConfigError, match="baseline.families"):
         tasks.main(config, out, progress=None)
     config.write_text(TASKS_TINY.split("[families.parity]")[0])
     with pytest.raises(parity_jax.ConfigError, match="families: must be"):
@@ -268,6 +304,10 @@ def test_tasks_configs_hold_the_five_families(name):
                                                     "polynomial", "hermite"]
     assert targets["hermite"].inputs == "gaussian" and targets["hermite"].degree == 3
     assert targets["leap2"].terms == ((1,), (1, 2, 3))
+    for _, study in studies:  # the fair protocol: a width-aware parametrization, lr tuned
+        cells = study.cells()
+        assert {c.param for c in cells} == {"mup"} and study.select.over == "lr"
+        assert len({c.lr for c in cells}) >= 3
 
 
 tasks = load_experiment("tasks")
