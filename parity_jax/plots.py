@@ -98,13 +98,7 @@ def line_panels(records: list[dict], x: str, y: str, series: str, path: str | Pa
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files.save_figure(fig, path, dpi=110)
-    return path
+    return _save(fig, path, title)
 
 
 def curves(records: list[dict], path: str | Path, *, per_panel: int = 4,
@@ -168,6 +162,11 @@ def step_panels(panels: dict[str, list], path: str | Path, *, ylabel: str, title
             for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
                 seen.setdefault(n, h)
         axes.flat[0].legend(list(seen.values()), list(seen), fontsize=6, loc="upper left")
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | Path, title: str | None = None) -> Path:
+    """A panel figure's title, layout and file (its folder made where missing)."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

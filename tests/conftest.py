@@ -18,7 +18,7 @@ jax.config.update("jax_debug_key_reuse", True)
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from parity_jax import devices, trackers  # noqa: E402
+from parity_jax import devices, targets, trackers  # noqa: E402
 from parity_jax.core import Batch, Shape  # noqa: E402
 from parity_jax.kinds.parity.config import Model, Study, Task, Train  # noqa: E402
 from parity_jax.tasks import sparse  # noqa: E402
@@ -197,3 +197,17 @@ def small_batch(shape):
     return make_batch([{"data": g, "m": shape.task.M, "trials": [
         {"init": p, "width": shape.W} for p in range(shape.P)]} for g in range(shape.G)],
         P=shape.P)
+
+
+@pytest.fixture
+def registered():
+    """Registers targets for one test; they are gone after it."""
+    names = []
+
+    def register(name, fn, **kw):
+        targets.register_target(name, fn, **kw)
+        names.append(name)
+
+    yield register
+    for name in names:
+        targets._TARGETS.pop(name, None)

@@ -24,20 +24,6 @@ from parity_jax.kinds.parity.config import Model, Study, Task, Train
 from parity_jax.kinds.parity.sample import sample
 
 
-@pytest.fixture
-def registered():
-    """Registers targets for one test; they are gone after it."""
-    names = []
-
-    def register(name, fn, **kw):
-        targets.register_target(name, fn, **kw)
-        names.append(name)
-
-    yield register
-    for name in names:
-        targets._TARGETS.pop(name, None)
-
-
 def _study(target: str, nmse: str | None = None, **task) -> Study:
     task = {"n": 8, "k": 2, "m": 32, "n_test": 16, **task}
     return Study(name="labels", seeds=2, task=Task(target=target, **task),

@@ -29,20 +29,6 @@ def _cube(z, scale=1.0):
     return scale * jnp.sum(z**3, axis=-1)
 
 
-@pytest.fixture
-def registered():
-    """Registers targets for one test; they are gone after it."""
-    names = []
-
-    def register(name, fn, **kw):
-        targets.register_target(name, fn, **kw)
-        names.append(name)
-
-    yield register
-    for name in names:
-        targets._TARGETS.pop(name, None)
-
-
 # ---- population variance: exact for the built-ins, against independent computations -------
 
 
