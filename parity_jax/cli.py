@@ -166,7 +166,7 @@ def _default_out(name: str) -> Path:
 
 
 def _cmd_plan(args) -> int:
-    from parity_jax import costs
+    from parity_jax import costs, devices, race
     from parity_jax.runner import prepare
 
     study = kinds.load_study(args.config) if args.config else kinds.default_study()
@@ -175,10 +175,11 @@ def _cmd_plan(args) -> int:
     p, n_devices = prep.units, prep.n_devices
     budget = prep.settings.get("memory_budget") or costs.default_memory_budget()
     progs = p.programs()
+    where = devices.verdicts_file()
     print(f"study {study.name!r}: {len(p.cells)} cells x {study.seeds} seeds; shard "
           f"{prep.shard_text}: {p.n_trials} trials; memory budget {render.size(budget)}, "
           f"{n_devices} device(s)")
-    cols = ["program", "task", "n", "depth", "W", "M", "G x P", "chunk", "step", "kernel",
+    cols = ["program", "task", "n", "depth", "W", "M", "G x P", "chunk", "step", "engine",
             "precision", "batches", "trials", "peak memory", "TFLOP (max)"]
     rows = []
     for i, r in enumerate(progs):
@@ -186,7 +187,8 @@ def _cmd_plan(args) -> int:
         step = shape.step + (f" ({shape.layout})" if shape.kernel == "off" else "")
         rows.append([str(i), shape.task.label, str(shape.task.features), str(shape.depth),
                      str(shape.W), str(shape.task.train_rows), f"{shape.G} x {shape.P}",
-                     str(shape.chunk), step, shape.kernel, shape.precision, str(r["batches"]),
+                     str(shape.chunk), step, race.planned(shape, where), shape.precision,
+                     str(r["batches"]),
                      str(r["trials"]), render.size(r["peak_bytes"]),
                      f"{r['flops'] / 1e12:.3g}"])
     print("\n".join(render.text_table(rows, cols)))
@@ -252,6 +254,12 @@ def _cmd_report(args) -> int:
         sys.stdout.write(render.csv_text(records))
     else:
         print(results.summary_table(target))
+        engines = sorted(results.engines().values(), key=lambda e: e.get("program", ""))
+        if engines:
+            print("\nengine per program (the first batch's; trials of one engine equal "
+                  "another's within float32 rounding):")
+            print("\n".join(render.text_table([[e["engine"], str(e.get("program", "?"))]
+                                                for e in engines], ["engine", "program"])))
     return 0
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core, errors, kernel_check, settings
+from parity_jax import core, errors, kernel_check, multihost, race, settings
 from parity_jax.errors import ConfigError
 
 
@@ -220,66 +220,103 @@ def train_on_devices(shape: core.Shape, b: core.Batch, n_devices: int | None = N
 
 
 class FailSafe:
-    """``train_on_devices`` with the fused kernel's fail-safe, for one run (in
-    ``kernel_check.failsafe()`` modes; otherwise plain ``train_on_devices``).
+    """``train_on_devices`` on each program's engine, decided at the program's first use in a
+    run, with the fused kernel's fail-safe.
 
-    Before a program first runs the kernel, its geometry's verdict (``kernel_check.verdict``:
-    cached, or a self-check now) and its own lowering and compiling decide whether it may; a program
-    whose kernel disagrees with the XLA step, or fails to lower, compile or run, trains on the
-    XLA step instead (the same shape with ``kernel="off"``) after one line to ``warn`` naming
-    it, the error and ``PARITY_JAX_KERNEL=off``. A failed lowering or compile is recorded as
-    its geometry's verdict; an error while running holds for this run only.
+    The engine: the one the study's store recorded for the program (``recorded``, by
+    ``race.program_key``: a resumed study keeps it, whatever a new race would say); else,
+    where the program has a choice ("auto" mode: ``race.candidates``), the engine race's
+    verdict (cached, or measured now: ``race.race``; process 0 decides for a multi-host job);
+    else its own (a forced ``PARITY_JAX_KERNEL``, or nothing to choose). A recorded engine
+    that cannot run here (another platform, a forced ``PARITY_JAX_KERNEL``) gives way with one
+    warning line.
+
+    In ``kernel_check.failsafe()`` modes a kernel engine is then checked: its geometry's
+    verdict (``kernel_check.verdict``) and its own lowering and compiling decide whether it
+    may run; a program whose kernel disagrees with the XLA step, or fails to lower, compile or
+    run, trains on the XLA step instead (the same shape with ``kernel="off"``) after one line
+    to ``warn`` naming it, the error and ``PARITY_JAX_KERNEL=off``. A failed lowering or
+    compile is recorded as its geometry's verdict; an error while running holds for this run
+    only. ``engines``: the engine each program's first batch ran with in this run, by program
+    key ({"engine", "program"}: what the runner stores).
     """
 
-    def __init__(self, warn: Callable[[str], None] | None = None):
+    def __init__(self, warn: Callable[[str], None] | None = None,
+                 recorded: dict[str, dict] | None = None):
         self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-        self._runs: dict[tuple[core.Shape, int], core.Shape] = {}  # -> the shape it runs
+        self.recorded = {k: v["engine"] for k, v in (recorded or {}).items()}
+        self.engines: dict[str, dict] = {}
+        # (shape, devices) -> the shape it runs and its engine's name
+        self._runs: dict[tuple[core.Shape, int], tuple[core.Shape, str]] = {}
 
     def train(self, shape: core.Shape, b: core.Batch, n_devices: int | None = None):
-        """``train_on_devices``, on the XLA step where the kernel is not safe."""
-        if shape.kernel == "off" or not kernel_check.failsafe():
-            return train_on_devices(shape, b, n_devices)
+        """``train_on_devices``, on the program's engine (the XLA step where a kernel is not
+        safe)."""
         key = (shape, used(shape, n_devices))
         if key not in self._runs:
             self._runs[key] = self._first_use(shape, b, n_devices)
-        runs = self._runs[key]
-        if runs.kernel == "off":
+        runs, name = self._runs[key]
+        self.engines.setdefault(race.program_key(shape), {"engine": name,
+                                                          "program": race.program_text(shape)})
+        if runs.kernel == "off" or not kernel_check.failsafe():
             return train_on_devices(runs, b, n_devices)
         try:  # errors while running surface here, not at the fetch
             return jax.block_until_ready(train_on_devices(runs, b, n_devices))
         except Exception as e:
             # out of memory is the budget's (the runner's memory error); in a multi-host job
             # one process alone cannot change its program
-            if out_of_memory(e) or jax.process_count() > 1:
+            if errors.out_of_memory(e) or jax.process_count() > 1:
                 raise
             self.warn(kernel_check.warning(shape, kernel_check.failure(e)))
-            self._runs[key] = dataclasses.replace(shape, kernel="off")
-            return train_on_devices(self._runs[key], b, n_devices)
+            self._runs[key] = dataclasses.replace(shape, kernel="off"), race.XLA
+            self.engines[race.program_key(shape)]["engine"] = race.XLA  # if none stored yet
+            return train_on_devices(self._runs[key][0], b, n_devices)
 
     def _first_use(self, shape: core.Shape, b: core.Batch, n_devices: int | None
-                   ) -> core.Shape:
-        """The shape a program's batches run: its own, or on the XLA step (warned)."""
+                   ) -> tuple[core.Shape, str]:
+        """(the shape a program's batches run, its engine's name): its engine's, or the XLA
+        step's (warned)."""
+        engines = {e.name: e for e in race.candidates(shape)}
+        names = list(engines)
+        want = self.recorded.get(race.program_key(shape))
+        if want is not None and want not in engines:
+            self.warn(f"warning: the study's program ({kernel_check.describe(shape)}) ran on "
+                      f"{want} and runs on {names[0]} here "
+                      "(another device or PARITY_JAX_KERNEL): its new trials agree with the "
+                      "stored ones only within float32 rounding")
+            want = None
+        if len(names) > 1:  # process 0 decides: its store's record, or the race
+            if want is None and jax.process_index() == 0:
+                verdict = race.race(shape, verdicts_file(), self.warn)
+                want = verdict.engine
+                self.warn(f"engine race for the program ({kernel_check.describe(shape)}), "
+                          f"trial-steps/s: {verdict.table()}")
+            want = names[multihost.lead_says(names.index(want) if want in engines else 0)]
+        engine = engines[want or names[0]]
+        runs = dataclasses.replace(shape, kernel=engine.runs)
+        if runs.kernel == "off" or not kernel_check.failsafe() or engine.check is not None:
+            return runs, engine.name
+        runs = self._checked(runs, b, n_devices)
+        return runs, engine.name if runs.kernel != "off" else race.XLA
+
+    def _checked(self, shape: core.Shape, b: core.Batch, n_devices: int | None
+                 ) -> core.Shape:
+        """``shape`` where its kernel passes its check and compiles, else the XLA step's."""
         where = verdicts_file()
         ok, detail = kernel_check.verdict(shape, where)
         if ok:
             try:  # the first call reuses this executable
                 program(shape, n_devices).lower(b).compile()
             except Exception as e:  # noqa: BLE001 -- any error of the kernel is its verdict
-                if out_of_memory(e):  # the batch's size, not the kernel's geometry
+                if errors.out_of_memory(e):  # the batch's size, not the kernel's geometry
                     raise
                 ok, detail = False, kernel_check.failure(e)
                 kernel_check.record(shape, False, math.nan, detail, where)
         if _on_every_process(ok):
             return shape
         self.warn(kernel_check.warning(shape, detail if not ok else
-                                 "its check failed on another process of this job"))
+                                       "its check failed on another process of this job"))
         return dataclasses.replace(shape, kernel="off")
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Whether ``e`` is a device (or host) out-of-memory error."""
-    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) \
-        or "out of memory" in str(e).lower()
 
 
 def _on_every_process(ok: bool) -> bool:

@@ -72,3 +72,9 @@ def error_line(e: BaseException, limit: int = 200) -> str:
 def digest(obj: Any) -> str:
     """A short stable hash of a JSON-serialisable object (a study's fingerprint)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is a device (or host) out-of-memory error."""
+    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) \
+        or "out of memory" in str(e).lower()

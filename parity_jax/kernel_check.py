@@ -143,7 +143,7 @@ def _compare(shape, draw: int) -> tuple[bool, float, float]:
     pre-activations (a few percent of checks at W = 256), so a mismatch is confirmed on a
     second draw before the kernel is turned off; a fault fails both.
     """
-    b = _check_batch(shape, draw)
+    b = check_batch(shape, draw)
     p0, xla = _check_interval(dataclasses.replace(shape, kernel="off"), b)
     _, ker = _check_interval(shape, b)
     task = shape.task
@@ -162,9 +162,10 @@ def _compare(shape, draw: int) -> tuple[bool, float, float]:
     return worst <= 1.0, rel, worst
 
 
-def _check_batch(shape, draw: int):
+def check_batch(shape, draw: int, steps: int = CHECK_STEPS):
     """The self-check's batch: G groups (each its own data) of P trials, of widths W down to
-    5/8 W (padded neurons), dense and sparse (s = 2) inits, the default lr and wd."""
+    5/8 W (padded neurons), dense and sparse (s = 2) inits, the default lr and wd, each trial
+    running ``steps`` steps (the race's timed batch is this one with steps enough)."""
     G, P, W, n = shape.G, shape.P, shape.W, shape.task.n
     root = jax.random.key(draw)
     trial = np.arange(G * P).reshape(G, P)
@@ -177,7 +178,7 @@ def _check_batch(shape, draw: int):
         init_key=jax.vmap(lambda i: jax.random.fold_in(root, G + i))(trial.ravel()).reshape(G, P),
         width=np.maximum(1, W - W * trial // (2 * G * P)).astype(np.int32),
         sparse=trial % 2 == 1, s=full(min(2, n), np.int32),
-        lr=full(0.1, np.float32), wd=full(0.01, np.float32), steps=full(CHECK_STEPS, np.int32),
+        lr=full(0.1, np.float32), wd=full(0.01, np.float32), steps=full(steps, np.int32),
         valid=full(True, bool),
         track=trackers.FirstHitInputs(threshold=full(0.0, np.float32),
                                       stop_on_success=full(False, bool)))
@@ -200,8 +201,9 @@ def _check_interval(shape, b):
 
 def verdict_key(shape) -> str:
     """What a verdict holds for: the device kind, jax and jaxlib versions and the geometry."""
+    param = "" if shape.param == "standard" else f", {shape.param} (base {shape.base_width})"
     return (f"{jax.local_devices()[0].device_kind} | jax {jax.__version__} | jaxlib "
-            f"{jaxlib.__version__} | {shape.kernel}: {describe(shape)}")
+            f"{jaxlib.__version__} | {shape.kernel}: {describe(shape)}{param}")
 
 
 def verdict(shape, path: str | None) -> tuple[bool, str]:
@@ -209,24 +211,36 @@ def verdict(shape, path: str | None) -> tuple[bool, str]:
     process, the verdicts file ``path`` (JSON; None: this process only) or ``self_check``
     now (then recorded in both)."""
     key = verdict_key(shape)
-    if key not in _verdicts and path:
-        entry = _read(path).get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("ok"), bool):
+    entry = cached_entry(key, path)
+    if isinstance(entry, dict) and isinstance(entry.get("ok"), bool):
+        if key not in _verdicts:  # read from the file: say where, once
             _verdicts[key] = {**entry, "detail": f"{short(entry.get('detail', ''))} (verdict "
                                                  f"cached in {errors.one_line(path)}; delete "
                                                  "it to check again)"}
-    if key not in _verdicts:
+    else:
         ok, rel, detail = self_check(shape)
         record(shape, ok, rel, detail, path)
     return _verdicts[key]["ok"], _verdicts[key]["detail"]
 
 
 def record(shape, ok: bool, max_rel_err: float, detail: str, path: str | None) -> None:
-    """Keeps a verdict on a program's geometry, in this process and in ``path`` (replaced
-    atomically; a file that cannot be written keeps it in this process only)."""
-    key = verdict_key(shape)
-    entry = {"ok": ok, "max_rel_err": max_rel_err if math.isfinite(max_rel_err) else None,
-             "detail": detail}
+    """Keeps a verdict on a program's geometry, in this process and in ``path``."""
+    keep(verdict_key(shape), {"ok": ok, "detail": detail,
+                              "max_rel_err": max_rel_err if math.isfinite(max_rel_err) else None},
+         path)
+
+
+def cached_entry(key: str, path: str | None):
+    """A verdict (the kernel's, or the engine race's: ``parity_jax.race``) from this process
+    or, failing that, from the verdicts file ``path``: None when neither holds it."""
+    if key in _verdicts:
+        return _verdicts[key]
+    return _read(path).get(key) if path else None
+
+
+def keep(key: str, entry: dict, path: str | None) -> None:
+    """Keeps a verdict in this process and in ``path`` (replaced atomically; a file that
+    cannot be written keeps it in this process only)."""
     _verdicts[key] = entry
     if not path:
         return

@@ -51,6 +51,7 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                     continue
                 rows[key], origin[key] = row, store.path
         curves = {r[:2]: r for store in stores for r in store.curve_rows()}
+        engines = _engines(stores)
         settings = {"merged_from": [str(s.path) for s in stores]}
         data = first.data()
     except StoreError as e:  # an input that cannot be read: not --out's fault
@@ -62,11 +63,24 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
             store.close()
     out = Path(out)
     with lock(out):  # one writer: a run or another merge into ``out`` is refused at once
-        return _merge_into(out, study, rows, origin, curves, settings, data, duplicates)
+        return _merge_into(out, study, rows, origin, curves, settings, data, duplicates,
+                           engines)
+
+
+def _engines(stores: list[Store]) -> dict[str, dict]:
+    """The engine each program ran with, over the inputs: where shards ran one program on
+    different engines (other devices), all of them, joined by "+" (a resume races again)."""
+    out: dict[str, dict] = {}
+    for store in stores:
+        for key, record in store.engines().items():
+            seen = out.setdefault(key, dict(record))
+            names = set(seen["engine"].split("+")) | {record["engine"]}
+            seen["engine"] = "+".join(sorted(names))
+    return out
 
 
 def _merge_into(out: Path, study, rows: dict, origin: dict, curves: dict, settings: dict,
-                data: dict | None, duplicates: int) -> tuple[int, int]:
+                data: dict | None, duplicates: int, engines: dict) -> tuple[int, int]:
     created = not (out / FILENAME).exists()
     target = Store.open_for_run(out, study, study.cells(), settings, data)
     try:
@@ -80,7 +94,7 @@ def _merge_into(out: Path, study, rows: dict, origin: dict, curves: dict, settin
                 raise StoreError(f"merge: trial (cell {key[0]}, seed {key[1]}) differs between "
                                  f"{origin[key]} and {target.path}; nothing written")
         new = [row for key, row in sorted(rows.items()) if key not in existing]
-        target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves])
+        target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves], engines)
     except BaseException:
         target.close()
         if created:  # leave no empty store behind (nor a directory ``lock`` made)

@@ -34,8 +34,14 @@ class Results:
             self._trials = store.trials()
             self._curves = store.curve_rows()
             self.study = store.study()
+            self._engines = store.engines()
         finally:
             store.close()
+
+    def engines(self) -> dict[str, dict]:
+        """The engine each program ran with (its first batch's), by program key:
+        {"engine": "xla", "pallas", ...; "program": the program in a few words}."""
+        return {k: dict(v) for k, v in self._engines.items()}
 
     def cells(self, frame: bool = False):
         return _maybe_frame(self.study_kind.cells(self._cells, self._trials, self.study), frame)

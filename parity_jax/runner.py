@@ -22,7 +22,7 @@ from typing import NamedTuple, TextIO
 import jax
 
 from parity_jax import costs, devices, kinds, multihost, plan, render
-from parity_jax.errors import ConfigError, StoreError
+from parity_jax.errors import ConfigError, StoreError, out_of_memory
 from parity_jax.lock import lock
 from parity_jax.progress import Progress
 from parity_jax.results import Results
@@ -229,7 +229,8 @@ def _train(prep: Prepared, study, units: plan.Plan, done: set, store: Store | No
           devices.CompileStats() as compiled):
         rows = {r[:2]: r for r in store.rows()} if rounds and store is not None else None
         state = _State(prep, done, rows, store, budget, out, bar, sigint,
-                       devices.FailSafe(warn=bar.warn))
+                       devices.FailSafe(warn=bar.warn,
+                                        recorded=store.engines() if store is not None else None))
         while True:
             want = None
             if rounds:  # process 0 decides what this round runs, from the stored rows
@@ -285,7 +286,7 @@ class _State:
                                                          self.store is not None,
                                                          self.failsafe.train)
         except (jax.errors.JaxRuntimeError, MemoryError) as e:
-            if not devices.out_of_memory(e):
+            if not out_of_memory(e):
                 raise
             raise ConfigError(
                 f"memory: the device ran out of memory in a batch "
@@ -299,7 +300,7 @@ class _State:
         if self.store is None:
             return
         try:
-            self.store.add_trials(new, curves)
+            self.store.add_trials(new, curves, self.failsafe.engines)
         except StoreError as e:
             if jax.process_count() == 1:
                 raise

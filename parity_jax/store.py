@@ -1,7 +1,8 @@
 """The results store: SQLite at ``OUT/results.sqlite``, one for every kind of study.
 
 Tables: ``meta`` (format, study kind, resolved study config, its fingerprint, plan settings,
-for studies that read data the fingerprints of the datasets' splits), ``cells`` (one row per
+for studies that read data the fingerprints of the datasets' splits, the engine each program
+ran with: ``Store.engines``), ``cells`` (one row per
 grid cell, its settings as JSON), and the tables of the store's kind (``StudyKind.schema``:
 parity's ``trials`` and ``curves``, tabular's ``tabular_trials``; stores made before study
 kinds existed hold every kind's). Each finished batch is written in one transaction, so a
@@ -24,7 +25,7 @@ from typing import NamedTuple
 
 from parity_jax import config, errors, kinds, lock
 from parity_jax.errors import ConfigError, CorruptStore, StoreError, digest
-from parity_jax.stored import Curve, is_int
+from parity_jax.stored import Curve, cell_problems, plan_problems
 
 FORMAT = "parity_jax/1"
 FILENAME = lock.FILENAME
@@ -34,18 +35,14 @@ BUSY_SECONDS = 30  # how long a command waits for a store another program holds 
 # these tables.
 KIND_BEFORE_KINDS = "parity"
 TABLES_BEFORE_KINDS = {"meta", "cells", "trials", "curves"}
+ENGINE = "engine "  # meta keys: ENGINE + a program's key (``race.program_key``)
 
 
+# the base tables; a store of a kind adds the kind's own (``StudyKind.schema``)
 _BASE_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE cells (cell INTEGER PRIMARY KEY, settings TEXT NOT NULL UNIQUE);
 """
-
-
-def _schema(kind: kinds.StudyKind) -> str:
-    """The tables of a store of ``kind``: the base ones and the kind's own (stores made before
-    this held every kind's, the others' empty)."""
-    return _BASE_SCHEMA + kind.schema
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -180,55 +177,6 @@ class Contents(NamedTuple):
     problems: list[str]
 
 
-def _cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]]:
-    """The stored cells (settings parsed), or the problems: every cell of the study's grid
-    stored once, with its settings."""
-    cells, problems, seen = [], [], set()
-    for i, settings in rows:
-        where = f"cells row {errors.show(i)}"
-        if not (is_int(i) and 0 <= i < len(grid)):
-            problems.append(f"{where}: not a cell of the stored study's grid")
-            continue
-        try:
-            parsed = json.loads(settings) if isinstance(settings, str) else None
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            problems.append(f"{where}: settings are not a JSON object")
-        elif parsed != json.loads(grid[i].key()):
-            problems.append(f"{where}: settings differ from the stored study's grid")
-        else:
-            seen.add(i)
-            cells.append({"cell": i, **parsed})
-    missing = len(grid) - len(seen)
-    if missing and not problems:
-        problems.append(f"cells: {missing} cell(s) of the stored study's grid missing")
-    return cells, problems
-
-
-_PLAN_TYPES = {"memory_budget": "a positive integer", "devices": "a positive integer",
-               "shard": "i/N with 0 <= i < N", "platform": "text",
-               "merged_from": "a list of paths"}
-
-
-def _plan_problems(settings: dict, kind: kinds.StudyKind) -> list[str]:
-    """What is wrong with stored plan settings (the values a resumed run and check use): the
-    ones every kind has, then the kind's own (``plan_problems``)."""
-    def ok(key, v):
-        if key in ("memory_budget", "devices"):
-            return is_int(v) and v >= 1
-        if key == "shard":
-            i, _, n = v.partition("/") if isinstance(v, str) else ("", "", "")
-            return i.isdigit() and n.isdigit() and int(i) < int(n)
-        if key == "platform":
-            return isinstance(v, str)
-        return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-    return [f"meta: plan setting {key} = {errors.show(v)} is not {_PLAN_TYPES[key]}"
-            for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)] \
-        + kind.plan_problems(settings)
-
-
 class Store:
     """An open results store bound to one study."""
 
@@ -297,7 +245,7 @@ class Store:
                 (out / name).unlink(missing_ok=True)
             conn = _connect(tmp)
             with conn:
-                conn.executescript(_schema(kinds.of(study)))
+                conn.executescript(_BASE_SCHEMA + kinds.of(study).schema)
                 meta = {
                     "format": FORMAT,
                     "kind": kinds.of(study).name,
@@ -391,7 +339,7 @@ class Store:
                 from None
         if not isinstance(settings, dict):
             raise _damaged(self.path, ["meta: its plan settings are not a JSON object"])
-        problems = _plan_problems(settings, self.study_kind)
+        problems = plan_problems(settings, self.study_kind)
         if problems:
             raise _damaged(self.path, problems)
         return settings
@@ -418,7 +366,7 @@ class Store:
     def _read(self) -> Contents:
         study = self.study()
         grid = study.cells()
-        cells, problems = _cell_problems(
+        cells, problems = cell_problems(
             self.query("SELECT cell, settings FROM cells ORDER BY cell"), grid)
         kind = self.study_kind
         cells = [{"cell": c.pop("cell"), **kind.cell_record(c)} for c in cells]
@@ -463,9 +411,21 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def add_trials(self, rows: list[tuple], curves: list[Curve] = ()) -> None:
+    def engines(self) -> dict[str, dict]:
+        """The engine each program ran with (its first batch's), by program key: {"engine",
+        "program"} (a value that cannot be read is left out: a resume races again)."""
+        out = {}
+        for key, value in self.meta.items():
+            with contextlib.suppress(ValueError, TypeError):  # damaged: not a record
+                record = json.loads(value) if str(key).startswith(ENGINE) else None
+                if isinstance(record, dict) and isinstance(record.get("engine"), str):
+                    out[key.removeprefix(ENGINE)] = record
+        return out
+
+    def add_trials(self, rows: list[tuple], curves: list[Curve] = (),
+                   engines: dict[str, dict] | None = None) -> None:
         """Appends one batch's outcomes (and the curves of trials among them) in a single
-        transaction."""
+        transaction, with the engines of programs not yet recorded (``engines``)."""
         if not rows:
             return
         width = len(self.query(f"PRAGMA table_info({self.study_kind.rows_table})"))
@@ -480,6 +440,9 @@ class Store:
                     self.conn.executemany(
                         f"INSERT INTO {self.study_kind.curves_table} VALUES (?, ?, ?, ?)",
                         curves)
+                self.conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                    (ENGINE + k, json.dumps(v, sort_keys=True))
+                    for k, v in (engines or {}).items()])
         except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written
             raise StoreError(f"out: cannot write to {self.path}: {e}; the trials stored "
                              "before are intact, rerun to resume once it is writable") from None

@@ -6,6 +6,7 @@ other (the store reaches the kinds through their registry).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import NamedTuple
 
@@ -50,3 +51,54 @@ def where(raw: tuple, table: str, cells: int, seeds: int,
     if not (0 <= cell < cells and 0 <= seed < seeds):
         return where, ["outside the study's grid"]
     return where, []
+
+
+# -- a store's cells and plan settings, checked where they are read ------------------------------
+
+def cell_problems(rows: list[tuple], grid: list) -> tuple[list[dict], list[str]]:
+    """The stored cells (settings parsed), or the problems: every cell of the study's grid
+    stored once, with its settings."""
+    cells, problems, seen = [], [], set()
+    for i, settings in rows:
+        where = f"cells row {errors.show(i)}"
+        if not (is_int(i) and 0 <= i < len(grid)):
+            problems.append(f"{where}: not a cell of the stored study's grid")
+            continue
+        try:
+            parsed = json.loads(settings) if isinstance(settings, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            problems.append(f"{where}: settings are not a JSON object")
+        elif parsed != json.loads(grid[i].key()):
+            problems.append(f"{where}: settings differ from the stored study's grid")
+        else:
+            seen.add(i)
+            cells.append({"cell": i, **parsed})
+    missing = len(grid) - len(seen)
+    if missing and not problems:
+        problems.append(f"cells: {missing} cell(s) of the stored study's grid missing")
+    return cells, problems
+
+
+_PLAN_TYPES = {"memory_budget": "a positive integer", "devices": "a positive integer",
+               "shard": "i/N with 0 <= i < N", "platform": "text",
+               "merged_from": "a list of paths"}
+
+
+def plan_problems(settings: dict, kind) -> list[str]:
+    """What is wrong with stored plan settings (the values a resumed run and check use): the
+    ones every kind has, then the kind's own (``plan_problems``)."""
+    def ok(key, v):
+        if key in ("memory_budget", "devices"):
+            return is_int(v) and v >= 1
+        if key == "shard":
+            i, _, n = v.partition("/") if isinstance(v, str) else ("", "", "")
+            return i.isdigit() and n.isdigit() and int(i) < int(n)
+        if key == "platform":
+            return isinstance(v, str)
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    return [f"meta: plan setting {key} = {errors.show(v)} is not {_PLAN_TYPES[key]}"
+            for key, v in settings.items() if key in _PLAN_TYPES and not ok(key, v)] \
+        + kind.plan_problems(settings)

@@ -227,15 +227,15 @@ def _subjaxprs(params):
                 yield x
 
 
-def test_plan_shows_each_programs_kernel(tmp_path, monkeypatch, capsys):
+def test_plan_shows_each_programs_engine(tmp_path, monkeypatch, capsys):
     from parity_jax import cli
 
     config = _write(tmp_path / "tiny.toml", TINY_TOML)
-    for env in ("off", "interpret"):
+    for env, engine in (("off", "xla"), ("interpret", "interpret")):
         monkeypatch.setenv(kernel.ENV, env)
         assert cli.main(["plan", str(config)]) == 0
         header, row = capsys.readouterr().out.splitlines()[1:3]
-        assert " kernel " in header and f" {env} " in row
+        assert " engine " in header and f" {engine} " in row
     monkeypatch.setenv(kernel.ENV, "fast")
     assert cli.main(["plan", str(config)]) == 2
     assert capsys.readouterr().err.startswith("error: PARITY_JAX_KERNEL = 'fast'")

@@ -1,0 +1,281 @@
+"""The engine race: on first contact with a device, which engine runs a program, measured.
+
+A program's candidates (``candidates``) are the XLA step ("xla") and, in "auto" mode, each
+variant of the fused kernel this device can run for it (``kernel.variants``: the float32 FMA
+kernel, the 3xTF32 and, on exact ±1 inputs, the 2xTF32 tensor-core kernels; only where
+``kernel.select`` made the program eligible). ``race`` first checks each kernel for correctness
+(``kernel_check.verdict``: the numeric self-check against the XLA step, cached); one that fails
+to compile, run or agree is out, with one warning line. Then it times every correct candidate
+on the program's geometry (``marginal_rate``) and picks the fastest -- the XLA step unless a
+kernel beats it by ``MARGIN``, so a choice made on timing noise favours the reference. This is
+what cuDNN's and Triton's autotuners and XLA's GEMM autotuner do: measure on the device, keep
+the choice.
+
+The verdict -- the choice and every candidate's rate (trial-steps per second) -- is cached per
+(device kind, jax and jaxlib versions, geometry, candidates) beside the correctness verdicts
+(``kernel_check.VERDICTS_FILE``), so a second study on the device races nothing. A study's
+store records the engine each program ran with (``program_key``), and a resumed study reuses it
+whatever a new race would say: engines agree only within float32 rounding.
+
+``ENGINES`` is the test hook: engines added to every race (a fake that is faster, slower,
+wrong or crashing), each running one of the real kernels underneath.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parity_jax import core, errors, kernel, kernel_check, steps
+
+MARGIN = 0.10  # a kernel must beat the XLA step's rate by this fraction to be chosen
+RACE_SECONDS = 4.0  # the timing budget of one geometry's race (all candidates; compiles apart)
+CALL_STEPS = 16  # steps per timed call (each call is one interval of the program's step)
+REPEATS = 3  # interleaved (short, long) pairs per candidate; medians of each
+MIN_SPAN = 0.02  # seconds: the long runs' extra calls are at least this long (timer noise)
+XLA = "xla"  # the XLA step's name among the engines (its programs' ``Shape.kernel`` is "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """An engine a program may run on, by ``name``.
+
+    ``runs``: the ``Shape.kernel`` its programs run. ``check(shape) -> (ok, max_rel_err,
+    detail)``: its correctness on a program (None: the kernel self-check,
+    ``kernel_check.verdict``; the XLA step is the reference and is not checked). ``speed``: a
+    factor on its measured rate (1 for real engines; the tests' fakes are faster or slower)."""
+
+    name: str
+    runs: str
+    check: Callable | None = None
+    speed: float = 1.0
+
+
+ENGINES: dict[str, Engine] = {}  # the test hook: engines added to every race
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A race's outcome: the chosen engine, each candidate's marginal rate (trial-steps per
+    second; None: out of the race) and why each one out is out."""
+
+    engine: str
+    rates: dict[str, float | None]
+    out: dict[str, str]
+
+    def table(self) -> str:
+        """The rates in one line: ``xla 1.2M, pallas 0.9M (chosen), pallas-3xtf32 out``."""
+        return ", ".join(
+            f"{n} " + ("out" if r is None else f"{r / 1e6:.3g}M")
+            + (" (chosen)" if n == self.engine else "") for n, r in self.rates.items())
+
+
+def name(kernel: str) -> str:
+    """The engine that runs a ``Shape.kernel``: the XLA step for "off", else the kernel."""
+    return XLA if kernel == "off" else kernel
+
+
+def program_key(shape) -> str:
+    """What identifies a program across runs of a study, whatever its batch size or engine: a
+    digest of its shape with G and the kernel left out (a resume's batches may differ in G)."""
+    text = repr(dataclasses.replace(shape, G=0, kernel="off"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def program_text(shape) -> str:
+    """A program in a few words (reports): its task, sizes, step and precision."""
+    task = shape.task
+    batch = getattr(task, "batch", None)
+    return (f"{task.label}: n={task.features}, M={task.train_rows}, depth {shape.depth}, "
+            f"W={shape.W}, P={shape.P}" + (f", batch {batch}" if batch else "")
+            + f", {shape.step}, {shape.loss}, {shape.precision}")
+
+
+def candidates(shape) -> list[Engine]:
+    """The engines a program of ``shape`` races among here: the XLA step first, then in "auto"
+    mode the kernel variants ``kernel.select`` made it eligible for, then ``ENGINES``. A
+    forced ``PARITY_JAX_KERNEL`` (or an ineligible program) leaves its own engine alone."""
+    own = [Engine(name(shape.kernel), shape.kernel)]
+    if kernel.requested() != "auto" or shape.depth != 1 or shape.step != "fused":
+        return own
+    out = [Engine(XLA, "off")]
+    if shape.kernel != "off":
+        prefix = shape.kernel.split("-")[0]  # "pallas" (or "interpret" in tests)
+        out += [Engine(name, name) for name in
+                (prefix + ("-" + v if v else "") for v in kernel.variants(shape))]
+    out += ENGINES.values()
+    return out if len(out) > 1 else own
+
+
+def verdict_key(shape, names: list[str]) -> str:
+    """What a race's verdict holds for: the device, versions, geometry, trials timed and the
+    candidates."""
+    return (kernel_check.verdict_key(dataclasses.replace(shape, kernel="race"))
+            + f", {timed_trials(shape)} trials: {', '.join(names)}")
+
+
+def timed_trials(shape) -> int:
+    """Trials a race times: one chunk of the program's groups (what it computes at once)."""
+    return shape.chunk * shape.P
+
+
+def cached(shape, path: str | None) -> Verdict | None:
+    """The race's verdict on ``shape``'s geometry from this process or ``path``, if any."""
+    names = [e.name for e in candidates(shape)]
+    return _cached(verdict_key(shape, names), names, path)
+
+
+def _cached(key: str, names: list[str], path: str | None) -> Verdict | None:
+    entry = kernel_check.cached_entry(key, path)
+    if not isinstance(entry, dict) or entry.get("engine") not in names:
+        return None
+    rates = entry.get("rates")
+    if not isinstance(rates, dict) or set(rates) != set(names):
+        return None
+    out = entry.get("out") if isinstance(entry.get("out"), dict) else {}
+    return Verdict(entry["engine"], {n: _rate(rates[n]) for n in names},
+                   {n: kernel_check.short(v) for n, v in out.items() if n in names})
+
+
+def _rate(v) -> float | None:
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) and v > 0 else None
+
+
+def race(shape, path: str | None, warn: Callable[[str], None]) -> Verdict:
+    """The engine a program of ``shape`` runs on this device: the cached verdict, or a race
+    now (recorded in this process and in ``path``). Each kernel that fails its check, or
+    fails to compile or run while timed, is out with one line to ``warn``."""
+    engines = candidates(shape)
+    names = [e.name for e in engines]
+    key = verdict_key(shape, names)
+    found = _cached(key, names, path)
+    if found is not None:
+        return found
+    rates: dict[str, float | None] = {}
+    out: dict[str, str] = {}
+    budget = RACE_SECONDS / len(engines)
+    for e in engines:
+        run = dataclasses.replace(shape, kernel=e.runs)
+        try:
+            ok, detail = _correct(e, run, path)
+            if ok:
+                rates[e.name] = marginal_rate(run, budget) * e.speed
+        except Exception as err:  # noqa: BLE001 -- any error of a candidate is its verdict
+            if e.name == XLA or errors.out_of_memory(err):
+                raise
+            ok, detail = False, kernel_check.failure(err)
+        if not ok:
+            rates[e.name], out[e.name] = None, detail
+            warn(warning(shape, e.name, detail))
+    rates = {n: rates.get(n) for n in names}
+    v = Verdict(choose(rates), rates, out)
+    kernel_check.keep(key, {"engine": v.engine, "rates": v.rates, "out": v.out}, path)
+    return v
+
+
+def _correct(e: Engine, shape, path: str | None) -> tuple[bool, str]:
+    """(ok, detail) of an engine on a program: the XLA step is the reference."""
+    if e.runs == "off" and e.check is None:
+        return True, "the reference"
+    if e.check is not None:
+        ok, _, detail = e.check(shape)
+        return ok, detail
+    return kernel_check.verdict(shape, path)
+
+
+def choose(rates: dict[str, float | None]) -> str:
+    """The fastest candidate with a rate; the XLA step unless a kernel beats its rate by more
+    than ``MARGIN``."""
+    timed = {n: r for n, r in rates.items() if r is not None}
+    best = max(timed, key=timed.get)
+    if XLA in timed and timed[best] <= (1 + MARGIN) * timed[XLA]:
+        return XLA
+    return best
+
+
+def warning(shape, name: str, detail: str) -> str:
+    """The one line of a kernel out of a program's race."""
+    return (f"warning: the fused kernel {name} is out of the race for the program "
+            f"({kernel_check.describe(shape)}): {kernel_check.short(detail)}; the other "
+            "engines race on (PARITY_JAX_KERNEL=off skips the kernel)")
+
+
+# -- timing ------------------------------------------------------------------------------------
+
+def marginal_rate(shape, budget: float = RACE_SECONDS) -> float:
+    """Trial-steps per second of a program's step, marginal: one chunk of its groups
+    (``timed_trials``) runs c1 and c2 calls of ``CALL_STEPS`` steps, interleaved, ``REPEATS``
+    times, and the rate is trials x steps x (c2 - c1) / (median t(c2) - median t(c1)) -- the
+    set-up (data, init, transfers, dispatch) cancels. c2 is sized so that the extra calls
+    take at least ``MIN_SPAN`` and the whole measurement about ``budget`` seconds; a
+    candidate whose single call already takes the budget is timed once (its average rate,
+    set-up included: it has lost anyway)."""
+    run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), CALL_STEPS,
+                            _batch(shape))
+    trials = timed_trials(shape)
+    run(1)  # compile (and warm)
+    one = _seconds(run, 1)
+    if one >= budget / 2:
+        return trials * CALL_STEPS / one
+    extra = max(1, math.ceil(MIN_SPAN / one))
+    extra = min(extra * 4, max(extra, int(budget / (2 * REPEATS * one)) - 1))
+    short, long = [], []
+    for _ in range(REPEATS):
+        short.append(_seconds(run, 1))
+        long.append(_seconds(run, 1 + extra))
+    span = statistics.median(long) - statistics.median(short)
+    if span <= 0:  # below the timer's resolution: the average rate of the long runs
+        return trials * CALL_STEPS * (1 + extra) / statistics.median(long)
+    return trials * CALL_STEPS * extra / span
+
+
+def _seconds(run: Callable, calls: int) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(run(calls))
+    return time.perf_counter() - start
+
+
+def _batch(shape) -> core.Batch:
+    """The timed batch: one chunk of the self-check's mix of trials (widths, dense and sparse
+    inits), with steps enough that none stops."""
+    one = dataclasses.replace(shape, G=shape.chunk)
+    return kernel_check.check_batch(one, draw=0, steps=np.iinfo(np.int32).max)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _calls(shape, n_steps: int, b, calls):
+    """Final parameters after ``calls`` intervals of ``n_steps`` steps (``calls`` is traced:
+    one compile per candidate)."""
+    with jax.default_matmul_precision(core.MATMUL_PRECISION[shape.precision]):
+        b = core.typed(shape, b)
+        streams, shared = shape.task.prepare(b.task, b.shared)
+        p0 = core.init_params(shape, b)
+        step = steps.make(shape)
+        state = steps.over_groups(step.init, len(shape.lead))(p0, b.lr, b.wd)
+        hyper = core.step_hyper(shape, b)
+
+        def body(i, carry):
+            p, s = carry
+            return steps.interval(shape, step, streams, shared, p, s, hyper,
+                                  (i * n_steps).astype(jnp.int32), b.valid, n_steps)
+
+        return jax.lax.fori_loop(0, calls, body, (p0, state))[0]
+
+
+def planned(shape, path: str | None) -> str:
+    """A program's engine as ``plan`` knows it before running: its only candidate, the cached
+    race's choice, or "measured on first use"."""
+    engines = candidates(shape)
+    if len(engines) == 1:
+        return engines[0].name
+    found = cached(shape, path)
+    return "measured on first use" if found is None else f"{found.engine} (measured)"
