@@ -58,10 +58,11 @@ def _packed_per_group(shape: Shape) -> int:
     data = (task.M + task.n_test) * (task.n + 1)
     params = (2 if shape.step == "fused" else 4) * pw * per_neuron
     curves = 2 * shape.P * shape.curves
-    if shape.kernel != "off":  # no step activations in memory: the kernel's own buffers
-        acts = kernel.extra_floats(shape)
-    else:
-        acts = _step_floats(shape) if shape.layout == "vmapped" else 0
+    acts = _step_floats(shape) if shape.layout == "vmapped" else 0
+    if shape.kernel != "off":  # the kernel's own buffers, no step activations; unless the
+        # engine race or the fail-safe may run the program on the XLA step: the larger
+        acts = max(kernel.extra_floats(shape),
+                   acts if kernel.requested() in ("auto", "interpret") else 0)
     return 4 * (data + params + curves + acts)
 
 

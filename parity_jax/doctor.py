@@ -6,7 +6,7 @@ exactness of a matmul at the engine's precision; batch invariance (a group alone
 of several, bit for bit, through the engine's own programs); the fused kernel against the XLA
 step at the default study's geometries; compile time of one program, cold and from the
 persistent cache; throughput of the kernel, the XLA step and the naive ``jit(vmap)`` optax
-program (``bench``'s and ``alternatives``' timers).
+program; the engine race at the default geometries (the last two timed in ``speed``).
 
 Every check reports a status: ``ok``, ``fail`` (it ran and the property does not hold, or it
 raised: the first line of the error, never a traceback), ``timeout`` (the budget ran out before
@@ -35,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from parity_jax import (
-    alternatives,
     bench,
     core,
     devices,
@@ -45,10 +44,10 @@ from parity_jax import (
     kernel_check,
     kinds,
     plan,
-    render,
     settings,
-    timing,
+    speed,
 )
+from parity_jax.errors import OutOfBudget
 from parity_jax.kinds.parity.config import Model, Study, Task, Train
 
 STATUSES = ("ok", "fail", "timeout", "skipped")
@@ -85,10 +84,6 @@ SIZES = {
 # float32 matmul error, relative to sum_k |a_ik| |b_kj|: exact float32 accumulation stays
 # near 1e-7 at these sizes; TF32's rounding of the inputs (10-bit mantissas) gives ~1e-4.
 FLOAT32_TOL = 1e-5
-
-
-class OutOfBudget(Exception):
-    """The doctor's time budget ran out while a check was running."""
 
 
 @contextlib.contextmanager
@@ -244,25 +239,12 @@ def check_batch_invariance(row: dict, sizes: Sizes) -> None:
                          f"differ (max |diff| {row['max_abs_diff']:.1e})"))
 
 
-def _kernel_mode() -> tuple[str | None, str]:
-    """The kernel this platform runs (None: none) and why."""
-    want = kernel.requested()
-    if want == "off":
-        return None, f"{kernel.ENV}=off"
-    if jax.default_backend() == "cpu" or want == "interpret":
-        return "interpret", "Pallas interpret mode"
-    mode = kernel.select(jax.default_backend(), 1, "fused", W=0, trials=kernel.MIN_TRIALS)
-    if mode == "off":
-        return None, f"no kernel on {jax.default_backend()}"
-    return mode, "compiled"
-
-
 def check_kernel(row: dict, sizes: Sizes) -> None:
     """The fused kernel against the XLA step at the default study's geometries (n = 50, batch
     32; registers and tiles): ``kernel_check.self_check`` of each program, the very check a run
     makes before a program's first use of the kernel (a short interval from the same
     parameters, within a tolerance derived from float32 rounding), never its cached verdict."""
-    mode, why = _kernel_mode()
+    mode, why = speed.kernel_mode()
     row["mode"] = mode
     if mode is None:
         row.update(status="skipped", summary=why)
@@ -346,60 +328,11 @@ def check_compile(row: dict, sizes: Sizes, deadline: float) -> None:
                       + ("" if ok else " (no cache hit: the persistent cache did not work)"))
 
 
-def check_throughput(row: dict, sizes: Sizes, deadline: float) -> None:
-    """Trial-steps/s of the kernel, the XLA step and the naive jit(vmap) optax program
-    (vary = init), each a marginal rate T*S / (t(2S) - t(S)), timed interleaved."""
-    mode, why = _kernel_mode()
-    if mode == "interpret":  # a CPU's kernel: no speed to measure
-        mode, why = None, "interpret mode (not a speed)"
-    row.update(steps=sizes.steps, repeats=sizes.repeats, kernel=mode or why, rows=[])
-    S = sizes.steps
-    for width, trials in sizes.throughput:
-        if time.monotonic() > deadline:
-            raise OutOfBudget("ran past the time budget")
-        r: dict = {"width": width, "trials": trials, "errors": {}}
-        row["rows"].append(r)
-        builders: dict[str, Callable[[], dict]] = {
-            "xla": lambda w=width, T=trials: bench.engine_timers(w, T, "init", S,
-                                                                 kernel_mode="off")[1],
-            "naive": lambda w=width, T=trials: alternatives.naive_timers(w, T, "init", S)}
-        if mode is not None:
-            builders["kernel"] = lambda w=width, T=trials: bench.engine_timers(
-                w, T, "init", S, kernel_mode=mode)[1]
-        timers: dict = {}
-        for name, build in builders.items():
-            built = timing.guarded(r["errors"], name, build)
-            if built is not None:
-                timers.update({(name, s): fn for s, fn in built.items()})
-        timing_errors: dict = {}
-        t = timing.interleaved(timers, sizes.repeats, timing_errors)
-        for (name, _), message in timing_errors.items():
-            r["errors"].setdefault(name, message)
-        for name in builders:
-            have = {s: t[(name, s)] for s in (S, 2 * S) if (name, s) in t}
-            r[name] = timing.marginal(trials, S, have, r["errors"], name)
-        for a, b in (("kernel", "xla"), ("kernel", "naive"), ("xla", "naive")):
-            if r.get(a) and r.get(b):
-                r[f"{a}_x_{b}"] = r[a] / r[b]
-    failed = any(r["errors"] for r in row["rows"])
-    row["status"] = "fail" if failed else "ok"
-    row["summary"] = "; ".join(_throughput_summary(r) for r in row["rows"])
-
-
-def _throughput_summary(r: dict) -> str:
-    """One throughput row in a line: each column's rate (or error), then the ratios."""
-    cells = [f"{name} error: {r['errors'][name]}" if name in r["errors"]
-             else f"{name} {render.format_si(r[name])}/s"
-             for name in ("kernel", "xla", "naive") if name in r or name in r["errors"]]
-    ratios = [f"{a.replace('_x_', '/')} {r[a]:.1f}x"
-              for a in ("kernel_x_xla", "kernel_x_naive", "xla_x_naive") if a in r]
-    return f"{r['width']} x {r['trials']}: " + ", ".join(cells + ratios)
-
-
 CHECKS: list[tuple[str, Callable]] = [
     ("device", check_device), ("float32", check_float32),
     ("batch_invariance", check_batch_invariance), ("kernel", check_kernel),
-    ("compile", check_compile), ("throughput", check_throughput)]
+    ("compile", check_compile), ("throughput", speed.check_throughput),
+    ("race", speed.check_race)]
 
 
 def main(budget: float = 300.0, json_path: str | Path | None = None) -> int:
@@ -469,7 +402,8 @@ def _run_check(name: str, fn: Callable, row: dict, sizes: Sizes, deadline: float
     """One check until it returns or the budget runs out; its failure goes into its row."""
     if progress:
         print(f"doctor: {name} ...", file=progress, flush=True)
-    args = (row, sizes, deadline) if name in ("compile", "throughput") else (row, sizes)
+    args = (row, sizes, deadline) if name in ("compile", "throughput", "race") \
+        else (row, sizes)
     try:
         with _alarm(deadline - time.monotonic()):
             fn(*args)

@@ -28,6 +28,10 @@ class CorruptStore(StoreError):
     problem, exit status 1; every other command as an error, exit status 2)."""
 
 
+class OutOfBudget(Exception):
+    """A time budget (the doctor's) ran out while a check was running."""
+
+
 class _Repr(reprlib.Repr):
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > 128:  # huge TOML ints: repr() refuses past 4300 digits

@@ -39,7 +39,6 @@ from parity_jax import core, errors, kernel, kernel_check, steps
 
 MARGIN = 0.10  # a kernel must beat the XLA step's rate by this fraction to be chosen
 RACE_SECONDS = 4.0  # the timing budget of one geometry's race (all candidates; compiles apart)
-CALL_STEPS = 16  # steps per timed call (each call is one interval of the program's step)
 REPEATS = 3  # interleaved (short, long) pairs per candidate; medians of each
 MIN_SPAN = 0.02  # seconds: the long runs' extra calls are at least this long (timer noise)
 XLA = "xla"  # the XLA step's name among the engines (its programs' ``Shape.kernel`` is "off")
@@ -100,12 +99,15 @@ def program_text(shape) -> str:
             + f", {shape.step}, {shape.loss}, {shape.precision}")
 
 
-def candidates(shape) -> list[Engine]:
+def candidates(shape, auto: bool | None = None) -> list[Engine]:
     """The engines a program of ``shape`` races among here: the XLA step first, then in "auto"
     mode the kernel variants ``kernel.select`` made it eligible for, then ``ENGINES``. A
-    forced ``PARITY_JAX_KERNEL`` (or an ineligible program) leaves its own engine alone."""
+    forced ``PARITY_JAX_KERNEL`` (or an ineligible program) leaves its own engine alone.
+    ``auto``: race as in "auto" mode whatever ``PARITY_JAX_KERNEL`` says (the doctor)."""
     own = [Engine(name(shape.kernel), shape.kernel)]
-    if kernel.requested() != "auto" or shape.depth != 1 or shape.step != "fused":
+    if auto is None:
+        auto = kernel.requested() == "auto"
+    if not auto or shape.depth != 1 or shape.step != "fused":
         return own
     out = [Engine(XLA, "off")]
     if shape.kernel != "off":
@@ -150,11 +152,13 @@ def _rate(v) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) and v > 0 else None
 
 
-def race(shape, path: str | None, warn: Callable[[str], None]) -> Verdict:
+def race(shape, path: str | None, warn: Callable[[str], None], auto: bool | None = None
+         ) -> Verdict:
     """The engine a program of ``shape`` runs on this device: the cached verdict, or a race
     now (recorded in this process and in ``path``). Each kernel that fails its check, or
-    fails to compile or run while timed, is out with one line to ``warn``."""
-    engines = candidates(shape)
+    fails to compile or run while timed, is out with one line to ``warn``. ``auto``: as
+    ``candidates``'s."""
+    engines = candidates(shape, auto)
     names = [e.name for e in engines]
     key = verdict_key(shape, names)
     found = _cached(key, names, path)
@@ -213,19 +217,20 @@ def warning(shape, name: str, detail: str) -> str:
 
 def marginal_rate(shape, budget: float = RACE_SECONDS) -> float:
     """Trial-steps per second of a program's step, marginal: one chunk of its groups
-    (``timed_trials``) runs c1 and c2 calls of ``CALL_STEPS`` steps, interleaved, ``REPEATS``
-    times, and the rate is trials x steps x (c2 - c1) / (median t(c2) - median t(c1)) -- the
-    set-up (data, init, transfers, dispatch) cancels. c2 is sized so that the extra calls
-    take at least ``MIN_SPAN`` and the whole measurement about ``budget`` seconds; a
-    candidate whose single call already takes the budget is timed once (its average rate,
-    set-up included: it has lost anyway)."""
-    run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), CALL_STEPS,
-                            _batch(shape))
+    (``timed_trials``) runs c1 and c2 intervals of S steps (its own evaluation interval, at
+    most one kernel call's ``kernel.CALL_STEPS``: each call reloads the trials' weights),
+    interleaved, ``REPEATS`` times, and the rate is trials x S x (c2 - c1) / (median t(c2) -
+    median t(c1)) -- the set-up (data, init, transfers, dispatch) cancels. c2 is sized so
+    that the extra intervals take at least ``MIN_SPAN`` and the whole measurement about
+    ``budget`` seconds; a candidate whose single interval already takes half the budget is
+    timed once (its average rate, set-up included: it has lost anyway)."""
+    S = min(shape.eval_every, kernel.CALL_STEPS)
+    run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), S, _batch(shape))
     trials = timed_trials(shape)
     run(1)  # compile (and warm)
     one = _seconds(run, 1)
     if one >= budget / 2:
-        return trials * CALL_STEPS / one
+        return trials * S / one
     extra = max(1, math.ceil(MIN_SPAN / one))
     extra = min(extra * 4, max(extra, int(budget / (2 * REPEATS * one)) - 1))
     short, long = [], []
@@ -234,8 +239,8 @@ def marginal_rate(shape, budget: float = RACE_SECONDS) -> float:
         long.append(_seconds(run, 1 + extra))
     span = statistics.median(long) - statistics.median(short)
     if span <= 0:  # below the timer's resolution: the average rate of the long runs
-        return trials * CALL_STEPS * (1 + extra) / statistics.median(long)
-    return trials * CALL_STEPS * extra / span
+        return trials * S * (1 + extra) / statistics.median(long)
+    return trials * S * extra / span
 
 
 def _seconds(run: Callable, calls: int) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_jax import cli, devices, doctor, kernel, kernel_check
+from parity_jax import alternatives, bench, cli, devices, doctor, kernel, kernel_check, speed
 from parity_jax.kinds.parity.report import CELL_FIELDS
 
 
@@ -51,6 +51,14 @@ def test_doctor_on_the_cpu_passes_every_check_and_writes_its_json(tmp_path, caps
     assert (row["width"], row["trials"]) == (100, 64) and not row["errors"]
     assert row["xla"] > 0 and row["naive"] > 0
     assert row["xla_x_naive"] == pytest.approx(row["xla"] / row["naive"])
+    r = checks["race"]  # the XLA step against the interpret-mode kernel's variants
+    assert [g["width"] for g in r["rows"]] == [100, 256]
+    for g in r["rows"]:
+        assert list(g["rates"])[0] == "xla" and "interpret" in g["rates"]
+        assert g["engine"] in g["rates"] and g["rates"][g["engine"]] > 0 and not g["out"]
+    assert r["rows"][0]["engine_x_naive"] == pytest.approx(
+        r["rows"][0]["rates"][r["rows"][0]["engine"]] / row["naive"])
+    assert "naive" not in r["rows"][1]  # the throughput check timed width 100 only
 
 
 @pytest.fixture
@@ -153,9 +161,9 @@ def test_a_rate_lost_in_timing_noise_is_an_error_not_a_number(tmp_path, monkeypa
                                  2 * doctor.SIZES["cpu"].steps: lambda: time.sleep(second)}
 
     xla = timers(0.03, 0.01)
-    monkeypatch.setattr(doctor.bench, "engine_timers", lambda *a, **kw: ({}, xla()))
-    monkeypatch.setattr(doctor.alternatives, "naive_timers", timers(0.01, 0.03))
-    two_checks("throughput", doctor.check_throughput)
+    monkeypatch.setattr(bench, "engine_timers", lambda *a, **kw: ({}, xla()))
+    monkeypatch.setattr(alternatives, "naive_timers", timers(0.01, 0.03))
+    two_checks("throughput", speed.check_throughput)
     out = tmp_path / "d.json"
     assert cli.main(["doctor", "--json", str(out)]) == 1
     t = json.loads(out.read_text())["checks"]["throughput"]

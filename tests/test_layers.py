@@ -28,7 +28,8 @@ LAYERS = {
     "merge": DRIVER, "check": DRIVER, "results": DRIVER, "kinds": DRIVER,
     "stored": DRIVER,
     "reduce": DRIVER, "render": DRIVER, "plots": DRIVER,
-    "cli": INTERFACE, "doctor": INTERFACE, "bench": INTERFACE, "experiment": INTERFACE,
+    "cli": INTERFACE, "doctor": INTERFACE, "speed": INTERFACE, "bench": INTERFACE,
+    "experiment": INTERFACE,
     "__main__": INTERFACE,
 }
 
