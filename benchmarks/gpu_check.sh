@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, in one invocation and at most 8 minutes: every stage has its own time limit
-# (they sum to 450 s; 464 s with the 2 s each is given to exit after it), and after every
+# (they sum to 435 s; 449 s with the 2 s each is given to exit after it), and after every
 # stage everything so far is archived again as $OUT/all.tgz -- the only file ever in $OUT --
 # so a run killed at any point still carries back what it did. Work files (logs, stores,
 # compile cache) live in a temporary directory.
@@ -11,8 +11,10 @@
 # Needs no install: the repository on PYTHONPATH, $PYTHON (default python3) with jax.
 # Stages: nvidia-smi; `parity-jax doctor` (device, float32 exactness, batch invariance, the
 # kernel against the XLA step at the default study's geometries, compile cold and warm,
-# kernel / XLA step / naive jit(vmap) throughput); the study's plan; the study cold with the
-# kernel, cold with PARITY_JAX_KERNEL=off, and warm (same compile cache); then a comparison
+# XLA step / naive jit(vmap) throughput, the engine race at those geometries); the study's
+# plan; the study cold in auto mode (its log has one "engine race" line per program: every
+# candidate's rate and the choice), cold with PARITY_JAX_KERNEL=off, and warm (same compile
+# cache and race verdicts: no race); then a comparison
 # per cell of trials, successes and median first hit (kernel vs XLA step; warm vs cold, which
 # must be identical). QUICK=1: the kernel in Pallas' interpret mode on a tiny study.
 # OUT is made absolute (relative to where the script is called from) and created before any
@@ -80,17 +82,18 @@ export PARITY_JAX_CACHE="$WORK/cache"
 
 stage device 10 bash -c 'if command -v nvidia-smi > /dev/null; then nvidia-smi; else
   echo "no nvidia-smi here"; fi'
-stage doctor 160 "${PJ[@]}" doctor --budget 140 --json "$LOGS/doctor.json"
-stage plan 15 "${PJ[@]}" plan "$STUDY"
-PARITY_JAX_KERNEL=$KERNEL stage study_kernel 110 "${PJ[@]}" run "$STUDY" \
+stage doctor 170 "${PJ[@]}" doctor --budget 155 --json "$LOGS/doctor.json"
+stage plan 10 "${PJ[@]}" plan "$STUDY"
+PARITY_JAX_KERNEL=$KERNEL stage study_kernel 150 "${PJ[@]}" run "$STUDY" \
   --out "$LOGS/study_kernel"
-PARITY_JAX_KERNEL=off stage study_xla 90 "${PJ[@]}" run "$STUDY" --out "$LOGS/study_xla"
-PARITY_JAX_KERNEL=$KERNEL stage study_warm 40 "${PJ[@]}" run "$STUDY" --out "$LOGS/study_warm"
-stage compare 25 bash -c 'cd "$2" && "$0" "$1" study_kernel study_xla \
+PARITY_JAX_KERNEL=off stage study_xla 55 "${PJ[@]}" run "$STUDY" --out "$LOGS/study_xla"
+PARITY_JAX_KERNEL=$KERNEL stage study_warm 25 "${PJ[@]}" run "$STUDY" --out "$LOGS/study_warm"
+stage compare 15 bash -c 'cd "$2" && "$0" "$1" study_kernel study_xla \
     --json compare_kernel_xla.json; a=$?
   "$0" "$1" study_kernel study_warm --identical --json compare_cold_warm.json; b=$?
   echo "programs of the kernel run that fell back to the XLA step (warning lines naming" \
     "PARITY_JAX_KERNEL=off): $(grep -c PARITY_JAX_KERNEL=off study_kernel.log)"
+  grep "engine race" study_kernel.log
   exit $((a || b))' "$PY" "$PWD/benchmarks/compare_runs.py" "$LOGS"
 cat "$LOGS/compare.log"
 date -u +%FT%TZ > "$LOGS/finished.txt"

@@ -5,8 +5,9 @@ Checks, in order (cheapest and most important first): the device and versions; f
 exactness of a matmul at the engine's precision; batch invariance (a group alone vs in a batch
 of several, bit for bit, through the engine's own programs); the fused kernel against the XLA
 step at the default study's geometries; compile time of one program, cold and from the
-persistent cache; throughput of the kernel, the XLA step and the naive ``jit(vmap)`` optax
-program; the engine race at the default geometries (the last two timed in ``speed``).
+persistent cache; throughput of the XLA step and the naive ``jit(vmap)`` optax program; the
+engine race at the default study's geometries: every candidate's rate (the XLA step, the
+kernel's variants), the choice, its ratio to the naive program (the last two in ``speed``).
 
 Every check reports a status: ``ok``, ``fail`` (it ran and the property does not hold, or it
 raised: the first line of the error, never a traceback), ``timeout`` (the budget ran out before

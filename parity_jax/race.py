@@ -38,7 +38,7 @@ import numpy as np
 from parity_jax import core, errors, kernel, kernel_check, steps
 
 MARGIN = 0.10  # a kernel must beat the XLA step's rate by this fraction to be chosen
-RACE_SECONDS = 4.0  # the timing budget of one geometry's race (all candidates; compiles apart)
+RACE_SECONDS = 3.0  # the timing budget of one geometry's race (all candidates; compiles apart)
 REPEATS = 3  # interleaved (short, long) pairs per candidate; medians of each
 MIN_SPAN = 0.02  # seconds: the long runs' extra calls are at least this long (timer noise)
 XLA = "xla"  # the XLA step's name among the engines (its programs' ``Shape.kernel`` is "off")

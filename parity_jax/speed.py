@@ -1,6 +1,7 @@
-"""What ``parity-jax doctor`` times: the engine race at the default study's geometries, and
-the throughput of the kernel, the XLA step and the naive ``jit(vmap)`` optax program (each a
-marginal rate, timed interleaved: ``timing``, ``race.marginal_rate``)."""
+"""What ``parity-jax doctor`` times: the throughput of the XLA step and the naive
+``jit(vmap)`` optax program, and the engine race at the default study's geometries (every
+candidate: the XLA step and the kernel's variants). Each is a marginal rate, timed interleaved
+(``timing``, ``race.marginal_rate``)."""
 
 from __future__ import annotations
 
@@ -66,12 +67,10 @@ def check_race(row: dict, sizes, deadline: float) -> None:
 
 
 def check_throughput(row: dict, sizes, deadline: float) -> None:
-    """Trial-steps/s of the kernel, the XLA step and the naive jit(vmap) optax program
-    (vary = init), each a marginal rate T*S / (t(2S) - t(S)), timed interleaved."""
-    mode, why = kernel_mode()
-    if mode == "interpret":  # a CPU's kernel: no speed to measure
-        mode, why = None, "interpret mode (not a speed)"
-    row.update(steps=sizes.steps, repeats=sizes.repeats, kernel=mode or why, rows=[])
+    """Trial-steps/s of the XLA step and the naive jit(vmap) optax program (vary = init), each
+    a marginal rate T*S / (t(2S) - t(S)) of a whole study's batches, timed interleaved (the
+    kernel's variants are timed by the race, ``check_race``, at the same sizes)."""
+    row.update(steps=sizes.steps, repeats=sizes.repeats, rows=[])
     S = sizes.steps
     for width, trials in sizes.throughput:
         if time.monotonic() > deadline:
@@ -82,9 +81,6 @@ def check_throughput(row: dict, sizes, deadline: float) -> None:
             "xla": lambda w=width, T=trials: bench.engine_timers(w, T, "init", S,
                                                                  kernel_mode="off")[1],
             "naive": lambda w=width, T=trials: alternatives.naive_timers(w, T, "init", S)}
-        if mode is not None:
-            builders["kernel"] = lambda w=width, T=trials: bench.engine_timers(
-                w, T, "init", S, kernel_mode=mode)[1]
         timers: dict = {}
         for name, build in builders.items():
             built = timing.guarded(r["errors"], name, build)
@@ -99,9 +95,8 @@ def check_throughput(row: dict, sizes, deadline: float) -> None:
             r[name] = timing.marginal(trials, S, have, r["errors"], name)
         if r["naive"]:
             _naive[(width, trials)] = r["naive"]
-        for a, b in (("kernel", "xla"), ("kernel", "naive"), ("xla", "naive")):
-            if r.get(a) and r.get(b):
-                r[f"{a}_x_{b}"] = r[a] / r[b]
+        if r["xla"] and r["naive"]:
+            r["xla_x_naive"] = r["xla"] / r["naive"]
     failed = any(r["errors"] for r in row["rows"])
     row["status"] = "fail" if failed else "ok"
     row["summary"] = "; ".join(_throughput_summary(r) for r in row["rows"])
@@ -111,7 +106,6 @@ def _throughput_summary(r: dict) -> str:
     """One throughput row in a line: each column's rate (or error), then the ratios."""
     cells = [f"{name} error: {r['errors'][name]}" if name in r["errors"]
              else f"{name} {render.format_si(r[name])}/s"
-             for name in ("kernel", "xla", "naive") if name in r or name in r["errors"]]
-    ratios = [f"{a.replace('_x_', '/')} {r[a]:.1f}x"
-              for a in ("kernel_x_xla", "kernel_x_naive", "xla_x_naive") if a in r]
+             for name in ("xla", "naive") if name in r or name in r["errors"]]
+    ratios = [f"xla/naive {r['xla_x_naive']:.1f}x"] if "xla_x_naive" in r else []
     return f"{r['width']} x {r['trials']}: " + ", ".join(cells + ratios)
