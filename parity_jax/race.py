@@ -112,7 +112,7 @@ def candidates(shape, auto: bool | None = None) -> list[Engine]:
     out = [Engine(XLA, "off")]
     if shape.kernel != "off":
         prefix = shape.kernel.split("-")[0]  # "pallas" (or "interpret" in tests)
-        out += [Engine(name, name) for name in
+        out += [Engine(k, k) for k in
                 (prefix + ("-" + v if v else "") for v in kernel.variants(shape))]
     out += ENGINES.values()
     return out if len(out) > 1 else own

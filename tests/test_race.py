@@ -115,6 +115,7 @@ def test_nothing_to_choose_on_a_cpu_or_in_a_forced_mode(study, monkeypatch):
         assert [e.runs for e in race.candidates(shape)] == [shape.kernel]
 
 
+@pytest.mark.slow
 def test_the_interpret_mode_kernel_loses_to_the_xla_step(tmp_path, capsys):
     # the real race where a CPU has a choice: both correct, both timed, the XLA step faster
     # at the default study's n and batch and width 512, where interpreting the kernel costs
@@ -130,6 +131,7 @@ def test_the_interpret_mode_kernel_loses_to_the_xla_step(tmp_path, capsys):
     assert 0 < v.rates["interpret"] < v.rates["xla"], v.rates
 
 
+@pytest.mark.slow
 def test_a_faster_candidate_runs_the_study(study, reference, tmp_path, capsys):
     trials, err = _run(study, tmp_path, capsys, FAST, SLOW)
     assert trials == reference["interpret"]  # the chosen engine's outcomes, every trial
@@ -139,6 +141,7 @@ def test_a_faster_candidate_runs_the_study(study, reference, tmp_path, capsys):
     assert "fake-fast" in line and "(chosen)" in line and "fake-slow" in line
 
 
+@pytest.mark.slow
 def test_slower_wrong_and_crashing_candidates_leave_the_xla_step(study, reference, tmp_path,
                                                                  capsys, monkeypatch):
     real = kernel._call
@@ -161,6 +164,7 @@ def test_slower_wrong_and_crashing_candidates_leave_the_xla_step(study, referenc
     assert "fake-wrong out" in line and "fake-crash out" in line and "xla" in line
 
 
+@pytest.mark.slow
 def test_a_resumed_study_keeps_its_recorded_engine(study, reference, tmp_path, capsys):
     trials, _ = _run(study, tmp_path, capsys, FAST)
     store = Store.open(tmp_path)  # lose half the trials, as a kill would
@@ -176,6 +180,7 @@ def test_a_resumed_study_keeps_its_recorded_engine(study, reference, tmp_path, c
     assert _one_program(tmp_path) == "fake-fast"
 
 
+@pytest.mark.slow
 def test_a_recorded_engine_this_device_lacks_gives_way_with_one_warning(study, reference,
                                                                       tmp_path, capsys):
     _run(study, tmp_path, capsys, FAST)
@@ -194,6 +199,7 @@ def test_a_recorded_engine_this_device_lacks_gives_way_with_one_warning(study, r
     assert _one_program(tmp_path) == "fake-fast"  # the first batch's engine stays recorded
 
 
+@pytest.mark.slow
 def test_the_verdict_is_cached_beside_the_compile_cache(study, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PARITY_JAX_CACHE", str(tmp_path / "cache" / "jax"))
     devices.setup()
@@ -220,6 +226,7 @@ def _toml(tmp_path, text=ONE_PROGRAM):
     return path
 
 
+@pytest.mark.slow
 def test_report_shows_each_programs_engine(study, tmp_path, capsys):
     _run(study, tmp_path / "out", capsys, FAST)
     assert cli.main(["report", str(tmp_path / "out")]) == 0
