@@ -51,6 +51,28 @@ def test_split_is_two_tf32_numbers_summing_to_the_value():
     assert np.all(np.abs(lo) <= 2.0 ** -11 * np.abs(v))
 
 
+DIMS = (((1,), (1,)), ((), ()))  # the forward dot's: w (W, n) . x (B, n)
+
+
+def test_split_dots_have_float32_accuracy():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((64, 50)).astype(np.float32)
+    gauss = rng.standard_normal((32, 50)).astype(np.float32)
+    signs = rng.choice(np.float32([-1, 1]), (32, 50))
+    for x in (gauss, signs):
+        exact = w.astype(np.float64) @ x.T.astype(np.float64)
+        # a float32 dot's rounding bound (n u sum|terms|), twice: the split's 2^-22 per product
+        bound = 2 * 50 * 2.0 ** -24 * (np.abs(w).astype(np.float64) @ np.abs(x).T)
+        one = np.asarray(kernel._plain(kernel.tf32(jnp.asarray(w)), x, DIMS, kernel.TF32))
+        assert np.abs(one - exact).max() > 10 * bound.max()  # one TF32 pass: far off
+        three = np.asarray(kernel._three_pass(jnp.asarray(w), jnp.asarray(x), DIMS, None))
+        assert np.all(np.abs(three - exact) <= bound)
+    # with +-1 inputs (xlo = 0) the two passes are the three, to the bit
+    two = kernel._two_pass(jnp.asarray(w), jnp.asarray(signs), DIMS, None)
+    three = kernel._three_pass(jnp.asarray(w), jnp.asarray(signs), DIMS, None)
+    np.testing.assert_array_equal(np.asarray(two), np.asarray(three))
+
+
 def _shape(W, precision="float32", inputs="boolean", kernel_name="interpret"):
     task = sparse.SparseTask(n=50, M=2000, batch=32, n_test=256, inputs=inputs, target=(
         "parity" if inputs == "boolean" else "staircase"), k=0 if inputs == "boolean" else 3)
