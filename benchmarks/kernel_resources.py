@@ -116,18 +116,21 @@ def main(widths: list[int], warps: list[int] | None = None, n: int = 50,
     """One line per width, kernel variant and num_warps (default: the kernel's own choice)."""
     print(f"jax {jax.__version__}; n={n}, batch={batch}, float32 program, boolean inputs")
     for W in widths:
+        wp, np_, bp, tw = kernel.geometry(W, n, batch)
+        where = "registers" if tw == wp else f"tiles of {tw}"
         for name in kernels:
-            shape = Shape(task=sparse.SparseTask(n=n, M=1000, batch=batch, n_test=256,
-                                                 inputs="boolean"),
-                          depth=1, W=W, G=1, P=2, eval_every=100, loss="hinge",
-                          layout="vmapped", kernel=name)
-            vari = kernel.variant(name)
-            wp, np_, bp, tw = kernel.geometry(W, n, batch)
-            [ttir] = triton_modules(shape)
-            where = "registers" if tw == wp else f"tiles of {tw}"
-            for nw in warps or [kernel.num_warps(tw, np_, vari)]:
+            [ttir] = triton_modules(_shape(W, n, batch, name))
+            for nw in warps or [kernel.num_warps(tw, np_, kernel.variant(name))]:
                 print(f"width {W} {name}: Wp={wp} np={np_} Bp={bp} {where}, num_warps={nw}: "
                       f"{resources(ttir, nw)}", flush=True)
+
+
+def _shape(W: int, n: int, batch: int, name: str) -> Shape:
+    """A float32 program of the boolean-input parity task (every variant may run it) with
+    the kernel ``name``."""
+    task = sparse.SparseTask(n=n, M=1000, batch=batch, n_test=256, inputs="boolean")
+    return Shape(task=task, depth=1, W=W, G=1, P=2, eval_every=100, loss="hinge",
+                 layout="vmapped", precision="float32", kernel=name)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ wider trial's weights fit neither on-chip nor, many at once, in L2 -- and "off" 
 Variants (``variants``, ``variant``): a float32 program's dots may run on TF32 tensor cores
 without losing float32 accuracy, by splitting each float32 operand v into two TF32 numbers,
 v = hi + lo (``split``), and summing the dots of the parts that matter:
-- "3xtf32" (any inputs): a.b = ahi.bhi + ahi.blo + alo.bhi, three TF32 dots;
+- "3xtf32" (any inputs): a.b ~ ahi.bhi + ahi.blo + alo.bhi, three TF32 dots (alo.blo, about
+  2^-22 of a.b, is dropped);
 - "2xtf32" (boolean inputs only): one operand of both of the kernel's dots (w.x forward,
   dz.x backward) is the input x, whose +-1 and 0 are exact TF32 numbers, so only the other
   operand is split: w.x = whi.x + wlo.x, two TF32 dots.
@@ -41,8 +42,10 @@ The split is done here with integer bit operations (``tf32``), not by Triton's d
 the same arithmetic runs in interpret mode on a CPU (``interpreted``): a product of two TF32
 numbers (11-bit significands) is exact in float32 there as on a tensor core. The split
 variants keep their hi and lo copies in registers, so they run fewer, fatter threads
-(``num_warps``). Each is checked against the XLA step at float32's tolerance
-(``kernel_check.self_check``) before it runs.
+(``num_warps``). The tests check each, in interpret mode, against the XLA step at float32's
+tolerance (``kernel_check.self_check``); their speed on a GPU is not measured yet. ``select``
+names "pallas-3xtf32" under ``3xtf32``; a program of another variant names it in
+``Shape.kernel`` (``KERNELS``).
 
 Lowering: Pallas' Triton backend (``compiler_params``), which jax 0.10 and 0.11 both have
 (0.11 marks it deprecated in favour of Mosaic GPU). It is imported when a kernel is built, never
@@ -142,16 +145,19 @@ TF32 = jax.lax.Precision.HIGH  # Triton: a TF32 tensor-core dot
 
 
 def _plain(a, x, dims, precision):
+    """One dot at the program's precision (float32: IEEE FMAs in Triton)."""
     return jax.lax.dot_general(a, x, dims, precision=precision)
 
 
 def _three_pass(a, x, dims, precision):
+    """3xtf32: both operands split, three TF32 dots."""
     (ahi, alo), (xhi, xlo) = split(a), split(x)
     small = _plain(ahi, xlo, dims, TF32) + _plain(alo, xhi, dims, TF32)
     return small + _plain(ahi, xhi, dims, TF32)
 
 
 def _two_pass(a, x, dims, precision):
+    """2xtf32: ``a`` split, ``x`` exact in TF32 (boolean inputs), two TF32 dots."""
     ahi, alo = split(a)
     return _plain(alo, x, dims, TF32) + _plain(ahi, x, dims, TF32)
 

@@ -168,11 +168,12 @@ def test_long_intervals_run_as_several_calls(shape_factory, monkeypatch):
                                                                            online=True)))
 
 
-@pytest.mark.skipif(not GPU, reason="3xTF32 dots need a GPU's tensor cores")
+@pytest.mark.skipif(not GPU, reason="TF32 split dots need a GPU's tensor cores")
+@pytest.mark.parametrize("mode", ["pallas-3xtf32", "pallas-2xtf32"])
 @pytest.mark.parametrize("W", [16, 600])
-def test_3xtf32_dots_equal_the_float32_xla_step(shape_factory, W):
+def test_split_tf32_dots_equal_the_float32_xla_step(shape_factory, W, mode):
     shape = shape_factory(G=2, P=3, W=W, loss="logistic", layout="vmapped")
-    _assert_close(*_both(shape, GROUPS, mode="pallas-3xtf32"))
+    _assert_close(*_both(shape, GROUPS, mode=mode))
 
 
 @pytest.mark.parametrize("W,online,loss,precision,mode,prec", [
