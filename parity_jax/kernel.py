@@ -119,10 +119,12 @@ def variants(shape) -> tuple[str, ...]:
 def tf32(v):
     """``v`` (float32) rounded to the nearest TF32 number (10 explicit significand bits), ties
     away from zero: half a TF32 ulp (bit 12) is added to the bits, and the 13 bits below
-    TF32's significand cleared."""
+    TF32's significand cleared. NaN and infinities are kept as they are (a GPU's NaN,
+    0x7FFFFFFF, would carry into the sign bit and become -0: a diverged trial's weights would
+    look finite to its dots)."""
     bits = jax.lax.bitcast_convert_type(v, jnp.int32)
     bits = (bits + jnp.int32(0x1000)) & jnp.int32(-0x2000)  # -0x2000: the mask 0xFFFFE000
-    return jax.lax.bitcast_convert_type(bits, jnp.float32)
+    return jnp.where(jnp.isfinite(v), jax.lax.bitcast_convert_type(bits, jnp.float32), v)
 
 
 def split(v):

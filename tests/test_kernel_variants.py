@@ -40,6 +40,15 @@ def test_tf32_rounds_to_the_nearest_tf32_number():
     assert np.all(hi[~nonzero] == 0)
 
 
+def test_tf32_keeps_nan_and_infinities():
+    # 0x7FFFFFFF: a GPU's NaN, whose bits plus half a TF32 ulp would carry into the sign
+    special = np.array([0x7FFFFFFF, 0xFFFFFFFF, 0x7FC00000, 0x7F800000, 0xFF800000],
+                       np.uint32).view(np.float32)
+    hi, lo = (np.asarray(p) for p in kernel.split(jnp.asarray(special)))
+    np.testing.assert_array_equal(hi, special)
+    assert np.all(np.isnan(lo))  # hi + lo stays non-finite: the dot sees it
+
+
 def test_split_is_two_tf32_numbers_summing_to_the_value():
     v = _values(seed=1)
     hi, lo = (np.asarray(p) for p in kernel.split(jnp.asarray(v)))
