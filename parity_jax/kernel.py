@@ -128,7 +128,7 @@ def tf32(v):
 
 
 def split(v):
-    """(hi, lo): two TF32 numbers with hi + lo = ``v`` within 2^-22 of it (v - hi is exact
+    """(hi, lo): two TF32 numbers with hi + lo = ``v`` within 2^-22 |v| (v - hi is exact
     in float32; lo rounds it to TF32)."""
     hi = tf32(v)
     return hi, tf32(v - hi)
