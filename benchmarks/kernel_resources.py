@@ -7,10 +7,13 @@ kernel's Triton IR with the ``triton`` package to a cubin and reads its resource
 the ``cuobjdump`` that ships with it. Needs ``pip install triton`` beside jax (a Python 3.12
 virtual environment with jax 0.11 and triton 3.x was used for benchmarks/RESULTS.md):
 
-    TRITON_DEFAULT_FP_FUSION=1 python benchmarks/kernel_resources.py [--warps 4,8,16] 10 100 1000
+    TRITON_DEFAULT_FP_FUSION=1 python benchmarks/kernel_resources.py [--warps 4,8,16]
+        [--kernels pallas,pallas-3xtf32,pallas-2xtf32] 10 100 1000
 
-Prints one line per width: the geometry (padded width, features, batch, tile), the kernel's
-num_warps, and REG / STACK (spilled bytes per thread) / shared memory.
+Prints one line per width and dot variant (``kernel.variants``; a float32 program of the
+boolean-input sparse task, which may run all three): the geometry (padded width, features,
+batch, tile), the kernel's num_warps, REG / STACK (spilled bytes per thread) / shared memory,
+and the SASS's tensor-core (HMMA, HGMMA) and float32 FMA (FFMA) instruction counts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import jax.numpy as jnp  # noqa: E402
 from parity_jax import core, kernel, trackers  # noqa: E402
 from parity_jax.core import Shape  # noqa: E402
 from parity_jax.tasks import sparse  # noqa: E402
+
+VARIANTS = ("pallas", "pallas-3xtf32", "pallas-2xtf32")  # the GPU kernel's dot variants
 
 
 def triton_modules(shape: Shape) -> list[str]:
@@ -74,7 +79,8 @@ def _batch(shape: Shape) -> core.Batch:
 
 
 def resources(ttir: str, num_warps: int, num_stages: int = 1) -> str:
-    """cuobjdump's resource line for the kernel compiled for sm_90."""
+    """cuobjdump's resource line for the kernel compiled for sm_90, and its SASS's count of
+    tensor-core (HMMA, HGMMA) and float32 FMA (FFMA) instructions."""
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -87,28 +93,44 @@ def resources(ttir: str, num_warps: int, num_stages: int = 1) -> str:
         cubin = os.path.join(tmp, "kernel.cubin")
         with open(cubin, "wb") as f:
             f.write(compiled.asm["cubin"])
-        tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-        out = subprocess.run([os.path.join(tools, "cuobjdump"), "--dump-resource-usage", cubin],
-                             capture_output=True, text=True, check=True).stdout
+        out = _cuobjdump("--dump-resource-usage", cubin)
+        sass = _cuobjdump("-sass", cubin).splitlines()
     line = next(x for x in out.splitlines() if "REG:" in x).split()
-    return " ".join(x for x in line if x.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL")) \
-        + f" (Triton shared {compiled.metadata.shared} B)"
+    usage = " ".join(x for x in line if x.split(":")[0] in ("REG", "STACK", "SHARED", "LOCAL"))
+    mma = sum("HMMA" in x or "HGMMA" in x for x in sass)
+    ffma = sum("FFMA" in x for x in sass)
+    return f"{usage} (Triton shared {compiled.metadata.shared} B) HMMA/HGMMA:{mma} FFMA:{ffma}"
+
+
+def _cuobjdump(*args: str) -> str:
+    """The output of the ``cuobjdump`` that ships with triton."""
+    import triton
+
+    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    return subprocess.run([os.path.join(tools, "cuobjdump"), *args], capture_output=True,
+                          text=True, check=True).stdout
 
 
 def main(widths: list[int], warps: list[int] | None = None, n: int = 50,
-         batch: int = 32) -> None:
-    """One line per width and num_warps (default: the kernel's own choice)."""
-    print(f"jax {jax.__version__}; n={n}, batch={batch}, float32 (IEEE FMA dots)")
+         batch: int = 32, kernels: tuple[str, ...] = VARIANTS) -> None:
+    """One line per width, kernel variant and num_warps (default: the kernel's own choice)."""
+    print(f"jax {jax.__version__}; n={n}, batch={batch}, float32 program, boolean inputs")
     for W in widths:
-        shape = Shape(task=sparse.SparseTask(n=n, M=1000, batch=batch, n_test=256), depth=1, W=W,
-                      G=1, P=2, eval_every=100, loss="hinge", layout="vmapped",
-                      kernel="pallas")
         wp, np_, bp, tw = kernel.geometry(W, n, batch)
-        [ttir] = triton_modules(shape)
         where = "registers" if tw == wp else f"tiles of {tw}"
-        for nw in warps or [kernel.num_warps(tw, np_)]:
-            print(f"width {W}: Wp={wp} np={np_} Bp={bp} {where}, num_warps={nw}: "
-                  f"{resources(ttir, nw)}", flush=True)
+        for name in kernels:
+            [ttir] = triton_modules(_shape(W, n, batch, name))
+            for nw in warps or [kernel.num_warps(tw, np_, kernel.variant(name))]:
+                print(f"width {W} {name}: Wp={wp} np={np_} Bp={bp} {where}, num_warps={nw}: "
+                      f"{resources(ttir, nw)}", flush=True)
+
+
+def _shape(W: int, n: int, batch: int, name: str) -> Shape:
+    """A float32 program of the boolean-input parity task (every variant may run it) with
+    the kernel ``name``."""
+    task = sparse.SparseTask(n=n, M=1000, batch=batch, n_test=256, inputs="boolean")
+    return Shape(task=task, depth=1, W=W, G=1, P=2, eval_every=100, loss="hinge",
+                 layout="vmapped", precision="float32", kernel=name)
 
 
 if __name__ == "__main__":
@@ -116,4 +138,7 @@ if __name__ == "__main__":
     warps = None
     if args[:1] == ["--warps"]:
         warps, args = [int(w) for w in args[1].split(",")], args[2:]
-    main([int(w) for w in args] or [10, 100, 1000], warps)
+    kernels = VARIANTS
+    if args[:1] == ["--kernels"]:
+        kernels, args = tuple(args[1].split(",")), args[2:]
+    main([int(w) for w in args] or [10, 100, 1000], warps, kernels=kernels)

@@ -28,8 +28,24 @@ wider trial's weights fit neither on-chip nor, many at once, in L2 -- and "off" 
 - ``interpret``: the kernel in Pallas' interpret mode on any platform (how the tests check it
   on a CPU);
 - ``3xtf32``: as ``on``, with float32 programs' kernel dots as three TF32 tensor-core passes
-  (``Shape.kernel = "pallas-3xtf32"``) instead of IEEE float32 FMAs; an experiment until a GPU
-  has shown it equal to the float32 path within the tests' tolerances.
+  (``Shape.kernel = "pallas-3xtf32"``).
+
+Variants (``variants``, ``variant``): a float32 program's dots may run on TF32 tensor cores
+without losing float32 accuracy, by splitting each float32 operand v into two TF32 numbers,
+v = hi + lo (``split``), and summing the dots of the parts that matter:
+- "3xtf32" (any inputs): a.b ~ ahi.bhi + ahi.blo + alo.bhi, three TF32 dots (alo.blo, about
+  2^-22 of a.b, is dropped);
+- "2xtf32" (boolean inputs only): one operand of both of the kernel's dots (w.x forward,
+  dz.x backward) is the input x, whose +-1 and 0 are exact TF32 numbers, so only the other
+  operand is split: w.x = whi.x + wlo.x, two TF32 dots.
+The split is done here with integer bit operations (``tf32``), not by Triton's dot algorithm, so
+the same arithmetic runs in interpret mode on a CPU (``interpreted``): a product of two TF32
+numbers (11-bit significands) is exact in float32 there as on a tensor core. The split
+variants keep their hi and lo copies in registers, so they run fewer, fatter threads
+(``num_warps``). The tests check each, in interpret mode, against the XLA step at float32's
+tolerance (``kernel_check.self_check``); their speed on a GPU is not measured yet. ``select``
+names "pallas-3xtf32" under ``3xtf32``; a program of another variant names it in
+``Shape.kernel`` (``KERNELS``).
 
 Lowering: Pallas' Triton backend (``compiler_params``), which jax 0.10 and 0.11 both have
 (0.11 marks it deprecated in favour of Mosaic GPU). It is imported when a kernel is built, never
@@ -63,12 +79,16 @@ try:
 except ImportError as e:  # a jax without Pallas: no kernel (``available``), the rest works
     pl, _NO_PALLAS = None, f": {type(e).__name__}: {e}"
 
-KERNELS = ("off", "pallas", "pallas-3xtf32", "interpret")
+KERNELS = ("off", "pallas", "pallas-3xtf32", "pallas-2xtf32", "interpret", "interpret-3xtf32",
+           "interpret-2xtf32")
 ENV = settings.KERNEL  # overrides ``select``: one of ``settings.KERNEL_CHOICES``
 MIN_TRIALS = 128  # about one trial per SM of an H100 (132)
 MAX_WIDTH = 4096  # padded width; w1 of 4096 x 64 floats is 1 MiB
 REG_FLOATS = 8192  # a trial's padded w1 is held in registers up to this many floats
 TILE = 64  # neurons per tile when it is not
+# warps of a trial's program, at most, by dot variant: a split variant's hi and lo copies
+# spill at 16 warps (128 registers a thread) and fit at 8 (255) in the register geometry
+MAX_WARPS = {"": 16, "3xtf32": 8, "2xtf32": 8}
 CALL_STEPS = 256  # steps per kernel call: an interval's draws are made a call at a time
 
 # config.PRECISIONS -> the kernel's dots (Triton: IEEE FMA for float32, TF32 otherwise)
@@ -76,11 +96,84 @@ PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.HIG
              "bfloat16": jax.lax.Precision.DEFAULT}
 
 
-def dot_precision(shape):
-    """The precision of the kernel's dots in a program of ``shape``."""
-    if shape.kernel == "pallas-3xtf32" and shape.precision == "float32":
-        return jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
-    return PRECISION[shape.precision]
+def variant(name: str) -> str:
+    """The dot variant of a kernel name (``KERNELS``): "" (plain dots), "3xtf32" or "2xtf32"."""
+    return name.partition("-")[2]
+
+
+def interpreted(name: str) -> bool:
+    """Whether a kernel name runs in Pallas' interpret mode (a CPU's kernel)."""
+    return name.startswith("interpret")
+
+
+def variants(shape) -> tuple[str, ...]:
+    """The dot variants a depth-1 fused program of ``shape`` may run: plain dots always; in a
+    float32 program also "3xtf32", and "2xtf32" where the task's inputs are exact TF32
+    numbers (boolean: +-1, and 0 in padding)."""
+    if shape.precision != "float32":
+        return ("",)
+    boolean = getattr(shape.task, "inputs", None) == "boolean"
+    return ("", "3xtf32", "2xtf32") if boolean else ("", "3xtf32")
+
+
+def tf32(v):
+    """``v`` (float32) rounded to the nearest TF32 number (10 explicit significand bits), ties
+    away from zero: half a TF32 ulp (bit 12) is added to the bits, and the 13 bits below
+    TF32's significand cleared. NaN and infinities are kept as they are (a GPU's NaN,
+    0x7FFFFFFF, would carry into the sign bit and become -0: a diverged trial's weights would
+    look finite to its dots)."""
+    bits = jax.lax.bitcast_convert_type(v, jnp.int32)
+    bits = (bits + jnp.int32(0x1000)) & jnp.int32(-0x2000)  # -0x2000: the mask 0xFFFFE000
+    return jnp.where(jnp.isfinite(v), jax.lax.bitcast_convert_type(bits, jnp.float32), v)
+
+
+def split(v):
+    """(hi, lo): two TF32 numbers with hi + lo = ``v`` within 2^-22 |v| (v - hi is exact
+    in float32; lo rounds it to TF32)."""
+    hi = tf32(v)
+    return hi, tf32(v - hi)
+
+
+# The split dots, after Ootomo & Yokota (2022), "Recovering single precision accuracy from
+# Tensor Cores while surpassing the FP32 theoretical peak performance" (IJHPCA), and NVIDIA
+# CUTLASS's 3xTF32 (``OpMultiplyAddFastF32``): a = ahi + alo, b = bhi + blo, and a.b without
+# its alo.blo term (2^-22 of it) is three TF32 dots, the small terms summed first. Each dot's
+# operands are exact TF32 numbers, so the tensor core's rounding of them is a no-op, and every
+# product (two 11-bit significands) is exact in float32: a CPU's float32 dot (interpret mode)
+# computes the same products. Where the second operand is the boolean input x (+-1 or 0, exact
+# in TF32: x = xhi, xlo = 0), the two terms with xlo vanish and a.x = ahi.x + alo.x exactly
+# as the 3-pass sum, in two passes.
+TF32 = jax.lax.Precision.HIGH  # Triton: a TF32 tensor-core dot
+
+
+def _plain(a, x, dims, precision):
+    """One dot at the program's precision (float32: IEEE FMAs in Triton)."""
+    return jax.lax.dot_general(a, x, dims, precision=precision)
+
+
+def _three_pass(a, x, dims, precision):
+    """3xtf32: both operands split, three TF32 dots."""
+    (ahi, alo), (xhi, xlo) = split(a), split(x)
+    small = _plain(ahi, xlo, dims, TF32) + _plain(alo, xhi, dims, TF32)
+    return small + _plain(ahi, xhi, dims, TF32)
+
+
+def _two_pass(a, x, dims, precision):
+    """2xtf32: ``a`` split, ``x`` exact in TF32 (boolean inputs), two TF32 dots."""
+    ahi, alo = split(a)
+    return _plain(alo, x, dims, TF32) + _plain(ahi, x, dims, TF32)
+
+
+DOTS = {"": _plain, "3xtf32": _three_pass, "2xtf32": _two_pass}  # by ``variant``
+
+
+def kernel_dot(shape):
+    """The kernel's dot of a program of ``shape``: ``dot(a, x, dims)``, x the minibatch's
+    inputs. A variant splits the dots of float32 programs only (TF32 and bfloat16 programs
+    round their operands anyway)."""
+    precision = PRECISION[shape.precision]
+    dot = DOTS[variant(shape.kernel)] if shape.precision == "float32" else _plain
+    return functools.partial(dot, precision=precision)
 
 
 def variants(shape) -> tuple[str, ...]:
@@ -151,7 +244,8 @@ def _pow2(v: int, floor: int = 16) -> int:
 def geometry(W: int, n: int, batch: int) -> tuple[int, int, int, int]:
     """(Wp, np, Bp, TW): padded width, features and batch of the kernel (Triton's tensors
     have power-of-two sides of at least 16 in a dot) and its neurons per tile (TW = Wp: the
-    register geometry)."""
+    register geometry). Every dot variant has the same: the width is the M side of both
+    dots (w.x and dz.x), Wp or TILE, a multiple of 64 from 64 neurons."""
     np_, bp = _pow2(n), _pow2(batch)
     wp = _pow2(W)
     if wp * np_ <= REG_FLOATS:
@@ -159,12 +253,13 @@ def geometry(W: int, n: int, batch: int) -> tuple[int, int, int, int]:
     return TILE * -(-W // TILE), np_, bp, TILE
 
 
-def num_warps(tw: int, np_: int) -> int:
-    """Warps of a trial's program: enough threads that a (tw, np) block of weights and its
-    step's temporaries stay in registers without spilling (checked for sm_90 by
-    benchmarks/kernel_resources.py)."""
+def num_warps(tw: int, np_: int, variant: str = "") -> int:
+    """Warps of a trial's program of dot ``variant``: enough threads that a (tw, np) block of
+    weights and its step's temporaries stay in registers without spilling, and few enough
+    that each thread has the registers its variant needs (``MAX_WARPS``; checked for sm_90
+    by benchmarks/kernel_resources.py)."""
     floats = tw * np_
-    return 16 if floats > 4096 else 8 if floats > 2048 else 4
+    return min(MAX_WARPS[variant], 16 if floats > 4096 else 8 if floats > 2048 else 4)
 
 
 def extra_floats(shape) -> int:
@@ -217,17 +312,17 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
     b1 = jnp.pad(params.b1.reshape(N, W), ((0, 0), (0, wp - W)))
     a = jnp.pad(params.a.reshape(N, W), ((0, 0), (0, wp - W)))
     c = params.c.reshape(N)
-    interpret = shape.kernel == "interpret"
+    interpret = interpreted(shape.kernel)
     body = functools.partial(
         _kernel, lrs=len(hyper) // 2, loss=shape.loss, T=n_steps, B=task.batch, P=P, tw=tw,
-        nt=wp // tw, precision=dot_precision(shape), barrier=not interpret)
+        nt=wp // tw, dot=kernel_dot(shape), barrier=not interpret)
     extra = {}
     if not interpret:
         pltriton = _triton()
         # num_stages=1: no software pipelining, whose prefetches would read a tile before
         # this step's store of it (the tile geometry reads what it wrote a step before)
-        extra["compiler_params"] = pltriton.CompilerParams(num_warps=num_warps(tw, np_),
-                                                           num_stages=1)
+        warps = num_warps(tw, np_, variant(shape.kernel))
+        extra["compiler_params"] = pltriton.CompilerParams(num_warps=warps, num_stages=1)
     out = pl.pallas_call(
         body,
         out_shape=[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in (w1, b1, a, c)],
@@ -243,7 +338,7 @@ def _call(shape, streams, params: Params, hyper, t0, active, n_steps: int) -> Pa
                           c=c.reshape(G, P))
 
 
-def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
+def _kernel(*refs, lrs, loss, T, B, P, tw, nt, dot, barrier):
     """One trial's interval. Refs hold every trial's (or group's) arrays: this program reads
     and writes its own trial ``i`` (of group ``i // P``) only. The first ``lrs`` refs are the
     learning rates, the next ``lrs`` the weight decays: one for every layer, or one per layer
@@ -264,7 +359,7 @@ def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
         return x_ref[g, r, :], y_ref[g, r]
 
     def forward(w, b, a, x):
-        z = jax.lax.dot_general(w, x, (((1,), (1,)), ((), ())), precision=precision)
+        z = dot(w, x, (((1,), (1,)), ((), ())))
         z = z + b[:, None]  # (tw, bp)
         h = jnp.where(live[None, :], jnp.maximum(z, 0.0), 0.0)  # padded rows: nothing
         return z, h, jnp.sum(a[:, None] * h, axis=0)
@@ -278,7 +373,7 @@ def _kernel(*refs, lrs, loss, T, B, P, tw, nt, precision, barrier):
 
     def update(w, b, a, z, h, x, df, on):
         dz = jnp.where(z > 0, a[:, None] * df[None, :], 0.0)
-        gw = jnp.dot(dz, x, precision=precision)
+        gw = dot(dz, x, (((1,), (0,)), ((), ())))
         return (sgd(w, gw, on, lw), sgd(b, jnp.sum(dz, axis=1), on, lb),
                 sgd(a, jnp.sum(h * df[None, :], axis=1), on, la))
 

@@ -168,21 +168,20 @@ def test_long_intervals_run_as_several_calls(shape_factory, monkeypatch):
                                                                            online=True)))
 
 
-X3 = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
-
-
-@pytest.mark.skipif(not GPU, reason="3xTF32 dots need a GPU's tensor cores")
+@pytest.mark.skipif(not GPU, reason="TF32 split dots need a GPU's tensor cores")
+@pytest.mark.parametrize("mode", ["pallas-3xtf32", "pallas-2xtf32"])
 @pytest.mark.parametrize("W", [16, 600])
-def test_3xtf32_dots_equal_the_float32_xla_step(shape_factory, W):
+def test_split_tf32_dots_equal_the_float32_xla_step(shape_factory, W, mode):
     shape = shape_factory(G=2, P=3, W=W, loss="logistic", layout="vmapped")
-    _assert_close(*_both(shape, GROUPS, mode="pallas-3xtf32"))
+    _assert_close(*_both(shape, GROUPS, mode=mode))
 
 
 @pytest.mark.parametrize("W,online,loss,precision,mode,prec", [
     (16, False, "hinge", "float32", "pallas", jax.lax.Precision.HIGHEST),
     (1000, False, "logistic", "float32", "pallas", jax.lax.Precision.HIGHEST),
     (100, True, "square", "tf32", "pallas", jax.lax.Precision.HIGH),
-    (100, False, "hinge", "float32", "pallas-3xtf32", X3),
+    (100, False, "hinge", "float32", "pallas-3xtf32", jax.lax.Precision.HIGH),
+    (1000, False, "logistic", "float32", "pallas-2xtf32", jax.lax.Precision.HIGH),
 ])
 def test_the_kernel_lowers_for_cuda(shape_factory, monkeypatch, W, online, loss, precision,
                                     mode, prec):
@@ -198,9 +197,13 @@ def test_the_kernel_lowers_for_cuda(shape_factory, monkeypatch, W, online, loss,
     groups = [{"data": 0, "m": 100, "trials": [{"init": 0, "width": W}, {"init": 1}]}]
     traced = jax.jit(core.train, static_argnums=0).trace(shape, make_batch(groups, P=2))
     assert "__gpu$xla.gpu.triton" in traced.lower(lowering_platforms=("cuda",)).as_text()
-    # every dot of the kernel carries the shape's precision (float32: IEEE FMA in Triton)
+    # every dot of the kernel carries the shape's precision (float32: IEEE FMA in Triton), or
+    # TF32 in a split variant's passes: 3 per dot for 3xtf32, 2 for 2xtf32
     dots = [e for e in _kernel_eqns(traced.jaxpr) if e.primitive.name == "dot_general"]
     assert dots and all(e.params["precision"] in (prec, (prec, prec)) for e in dots)
+    passes = {"": 1, "3xtf32": 3, "2xtf32": 2}[kernel.variant(mode)]
+    tiles = kernel.geometry(W, 50, 32)[3] < W
+    assert len(dots) == passes * (3 if tiles else 2)  # tiles: the forward pass twice
 
 
 def _kernel_eqns(jaxpr):
