@@ -176,11 +176,6 @@ def kernel_dot(shape):
     return functools.partial(dot, precision=precision)
 
 
-def variants(shape) -> tuple[str, ...]:
-    """The kernel variants a depth-1 fused program may run ("": the plain kernel)."""
-    return ("",)
-
-
 def requested() -> str:
     """``PARITY_JAX_KERNEL``, read now (``settings.kernel``): "auto" by default; a value not
     allowed is an error naming the variable."""
