@@ -9,8 +9,9 @@ Run mode: each study goes through the checkout's CLI (``run``, and ``merge`` for
 one) in its own process with ``PYTHONPATH=CHECKOUT``, ``PARITY_JAX_CACHE=off``, every other
 ``PARITY_JAX_*`` variable unset and a fixed ``--memory-budget``; then every row of every table
 of its results.sqlite but ``meta`` is dumped, ordered by the primary key, blobs as hex, to
-``OUT/<study>.json``, with meta's entries but ``plan`` (which names paths and the budget): the
-study, its fingerprint, the data's hashes. Only the CLI and the store's file format are used,
+``OUT/<study>.json``, with meta's entries but ``plan`` (which names paths and the budget) and
+the engine records (``engine <program>``, in newer stores only): the study, its fingerprint,
+the data's hashes. Only the CLI and the store's file format are used,
 never the package's Python API, so a checkout whose modules were renamed runs the same.
 Compare mode prints, per study and table, the rows compared and the rows that differ (with the
 first difference), and the meta entries that differ; exit 1 if any differs or is missing.
@@ -123,7 +124,9 @@ def dump_store(path: Path) -> dict:
                     for r in con.execute(f'SELECT * FROM "{t}" ORDER BY {order}')]
             tables[t] = {"columns": columns, "key": key, "rows": rows}
         # meta but "plan" (which names paths and the budget): the study, its fingerprint, ...
-        meta = dict(con.execute("SELECT key, value FROM meta WHERE key != 'plan' ORDER BY key"))
+        # and but the engine records (which engine ran each program: newer stores only)
+        meta = dict(con.execute("SELECT key, value FROM meta WHERE key != 'plan' AND key NOT "
+                                "LIKE 'engine %' ORDER BY key"))
     finally:
         con.close()
     return {"store": str(path), "meta": meta, "tables": tables}
