@@ -232,3 +232,22 @@ def test_report_shows_each_programs_engine(study, tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "engine per program" in out and "fake-fast" in out and "W=8" in out
+
+
+@pytest.mark.slow
+def test_merged_shards_keep_every_engine_a_program_ran_with(study, tmp_path, capsys):
+    from parity_jax import merge
+
+    race.ENGINES["fake-fast"] = FAST
+    run(study, tmp_path / "a", shard="0/2", progress=None)
+    race.ENGINES.clear()  # the other shard on a device without the fake: the XLA step
+    run(study, tmp_path / "b", shard="1/2", progress=None)
+    merge.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert _one_program(tmp_path / "merged") == "fake-fast+xla"
+    store = Store.open(tmp_path / "merged")  # a damaged record is no record: a resume races
+    with store.conn:
+        store.conn.execute("UPDATE meta SET value = '{not json' WHERE key LIKE 'engine %'")
+    store.close()
+    store = Store.open(tmp_path / "merged")
+    assert store.engines() == {} and len(store.rows()) == 8
+    store.close()
