@@ -256,12 +256,13 @@ class FailSafe:
         if key not in self._runs:
             self._runs[key] = self._first_use(shape, b, n_devices)
         runs, name = self._runs[key]
-        self.engines.setdefault(race.program_key(shape), {"engine": name,
-                                                          "program": race.program_text(shape)})
         if runs.kernel == "off" or not kernel_check.failsafe():
+            self._note(shape, name)
             return train_on_devices(runs, b, n_devices)
         try:  # errors while running surface here, not at the fetch
-            return jax.block_until_ready(train_on_devices(runs, b, n_devices))
+            outcome = jax.block_until_ready(train_on_devices(runs, b, n_devices))
+            self._note(shape, name)
+            return outcome
         except Exception as e:
             # out of memory is the budget's (the runner's memory error); in a multi-host job
             # one process alone cannot change its program
@@ -269,8 +270,17 @@ class FailSafe:
                 raise
             self.warn(kernel_check.warning(shape, kernel_check.failure(e)))
             self._runs[key] = dataclasses.replace(shape, kernel="off"), race.XLA
-            self.engines[race.program_key(shape)]["engine"] = race.XLA  # if none stored yet
+            self._note(shape, race.XLA)
             return train_on_devices(self._runs[key][0], b, n_devices)
+
+    def _note(self, shape: core.Shape, name: str) -> None:
+        """Notes that a batch of the program ran on engine ``name``: its record is every engine
+        its trials ran on, the store's and this run's, joined by "+" ("pallas+xla")."""
+        key = race.program_key(shape)
+        before = self.engines.get(key, {}).get("engine") or self.recorded.get(key)
+        ran = set(before.split("+")) if before else set()
+        self.engines[key] = {"engine": "+".join(sorted(ran | {name})),
+                             "program": race.program_text(shape)}
 
     def _first_use(self, shape: core.Shape, b: core.Batch, n_devices: int | None
                    ) -> tuple[core.Shape, str]:
@@ -280,24 +290,43 @@ class FailSafe:
         names = list(engines)
         want = self.recorded.get(race.program_key(shape))
         if want is not None and want not in engines:
-            self.warn(f"warning: the study's program ({kernel_check.describe(shape)}) ran on "
-                      f"{want} and runs on {names[0]} here "
-                      "(another device or PARITY_JAX_KERNEL): its new trials agree with the "
-                      "stored ones only within float32 rounding")
+            ran = f"ran on {want.replace('+', ' and ')}"
+            now = ("its engines race again" if len(names) > 1 else
+                   f"it runs on {names[0]} here (another device or PARITY_JAX_KERNEL)")
+            self.warn(f"warning: the study's program ({kernel_check.describe(shape)}) {ran}; "
+                      f"{now}: its new trials agree with the stored ones only within float32 "
+                      "rounding")
             want = None
         if len(names) > 1:  # process 0 decides: its store's record, or the race
-            if want is None and jax.process_index() == 0:
-                verdict = race.race(shape, verdicts_file(), self.warn)
-                want = verdict.engine
-                self.warn(f"engine race for the program ({kernel_check.describe(shape)}), "
-                          f"trial-steps/s: {verdict.table()}")
-            want = names[multihost.lead_says(names.index(want) if want in engines else 0)]
+            want = names[self._decided(shape, names, want)]
         engine = engines[want or names[0]]
         runs = dataclasses.replace(shape, kernel=engine.runs)
         if runs.kernel == "off" or not kernel_check.failsafe() or engine.check is not None:
             return runs, engine.name
         runs = self._checked(runs, b, n_devices)
         return runs, engine.name if runs.kernel != "off" else race.XLA
+
+    def _decided(self, shape: core.Shape, names: list[str], want: str | None) -> int:
+        """The index of process 0's engine in ``names`` on every process: ``want`` (the
+        store's record), or the race's choice (one line to ``warn``). A race that fails on
+        process 0 fails on every process (they would wait for it forever)."""
+        code = 0
+        if jax.process_index() == 0:
+            try:
+                if want is None:
+                    verdict = race.race(shape, verdicts_file(), self.warn)
+                    want = verdict.engine
+                    self.warn(f"engine race for the program ({kernel_check.describe(shape)})"
+                              + (" (cached)" if verdict.cached else "")
+                              + f", trial-steps/s: {verdict.table()}")
+                code = names.index(want)
+            except BaseException:
+                multihost.lead_says(-1)
+                raise
+        code = multihost.lead_says(code)
+        if code < 0:
+            raise RuntimeError("the engine race failed on process 0 of this job (see its error)")
+        return code
 
     def _checked(self, shape: core.Shape, b: core.Batch, n_devices: int | None
                  ) -> core.Shape:

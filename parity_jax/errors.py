@@ -28,8 +28,9 @@ class CorruptStore(StoreError):
     problem, exit status 1; every other command as an error, exit status 2)."""
 
 
-class OutOfBudget(Exception):
-    """A time budget (the doctor's) ran out while a check was running."""
+class OutOfBudget(BaseException):
+    """A time budget (the doctor's alarm) ran out while a check was running: like Ctrl-C, no
+    check's own failure (``except Exception`` lets it through)."""
 
 
 class _Repr(reprlib.Repr):

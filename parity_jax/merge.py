@@ -51,7 +51,7 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                     continue
                 rows[key], origin[key] = row, store.path
         curves = {r[:2]: r for store in stores for r in store.curve_rows()}
-        engines = _engines(stores)
+        engines = _engines([store.engines() for store in stores])
         settings = {"merged_from": [str(s.path) for s in stores]}
         data = first.data()
     except StoreError as e:  # an input that cannot be read: not --out's fault
@@ -67,14 +67,15 @@ def merge(inputs: list[str | Path], out: str | Path) -> tuple[int, int]:
                            engines)
 
 
-def _engines(stores: list[Store]) -> dict[str, dict]:
-    """The engine each program ran with, over the inputs: where shards ran one program on
-    different engines (other devices), all of them, joined by "+" (a resume races again)."""
+def _engines(records: list[dict[str, dict]]) -> dict[str, dict]:
+    """The engines each program ran with, over stores' records (``Store.engines``): where
+    shards ran one program on different engines (other devices), all of them, joined by "+"
+    (a resume races again)."""
     out: dict[str, dict] = {}
-    for store in stores:
-        for key, record in store.engines().items():
+    for engines in records:
+        for key, record in engines.items():
             seen = out.setdefault(key, dict(record))
-            names = set(seen["engine"].split("+")) | {record["engine"]}
+            names = set(seen["engine"].split("+")) | set(record["engine"].split("+"))
             seen["engine"] = "+".join(sorted(names))
     return out
 
@@ -94,7 +95,8 @@ def _merge_into(out: Path, study, rows: dict, origin: dict, curves: dict, settin
                 raise StoreError(f"merge: trial (cell {key[0]}, seed {key[1]}) differs between "
                                  f"{origin[key]} and {target.path}; nothing written")
         new = [row for key, row in sorted(rows.items()) if key not in existing]
-        target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves], engines)
+        target.add_trials(new, [curves[r[:2]] for r in new if r[:2] in curves],
+                          _engines([target.engines(), engines]))
     except BaseException:
         target.close()
         if created:  # leave no empty store behind (nor a directory ``lock`` made)
@@ -102,5 +104,4 @@ def _merge_into(out: Path, study, rows: dict, origin: dict, curves: dict, settin
         raise
     target.close()
     return len(new), duplicates + len(rows) - len(new)
-
 

@@ -2,14 +2,14 @@
 
 A program's candidates (``candidates``) are the XLA step ("xla") and, in "auto" mode, each
 variant of the fused kernel this device can run for it (``kernel.variants``: the float32 FMA
-kernel, the 3xTF32 and, on exact ±1 inputs, the 2xTF32 tensor-core kernels; only where
-``kernel.select`` made the program eligible). ``race`` first checks each kernel for correctness
-(``kernel_check.verdict``: the numeric self-check against the XLA step, cached); one that fails
-to compile, run or agree is out, with one warning line. Then it times every correct candidate
-on the program's geometry (``marginal_rate``) and picks the fastest -- the XLA step unless a
-kernel beats it by ``MARGIN``, so a choice made on timing noise favours the reference. This is
-what cuDNN's and Triton's autotuners and XLA's GEMM autotuner do: measure on the device, keep
-the choice.
+kernel and the 3xTF32 tensor-core kernel, or on exact ±1 inputs the 2xTF32 one instead; only
+where ``kernel.select`` made the program eligible). ``race`` first checks each kernel for
+correctness (``kernel_check.verdict``: the numeric self-check against the XLA step, cached);
+one that fails to compile, run or agree is out, with one warning line. Then it times every
+correct candidate on the program's geometry, interleaved (``Timed``, ``measure``: marginal
+rates) and picks the fastest -- the XLA step unless a kernel beats it by ``MARGIN``, so a
+choice made on timing noise favours the reference. This is what cuDNN's and Triton's
+autotuners and XLA's GEMM autotuner do: measure on the device, keep the choice.
 
 The verdict -- the choice and every candidate's rate (trial-steps per second) -- is cached per
 (device kind, jax and jaxlib versions, geometry, candidates) beside the correctness verdicts
@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import hashlib
 import math
-import statistics
 import time
 from collections.abc import Callable
 
@@ -35,12 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core, errors, kernel, kernel_check, steps
+from parity_jax import core, errors, kernel, kernel_check, steps, timing
 
 MARGIN = 0.10  # a kernel must beat the XLA step's rate by this fraction to be chosen
 RACE_SECONDS = 3.0  # the timing budget of one geometry's race (all candidates; compiles apart)
 REPEATS = 3  # interleaved (short, long) pairs per candidate; medians of each
 MIN_SPAN = 0.02  # seconds: the long runs' extra calls are at least this long (timer noise)
+FAILED_TIMED = "the kernel failed while timed"
 XLA = "xla"  # the XLA step's name among the engines (its programs' ``Shape.kernel`` is "off")
 
 
@@ -70,6 +70,7 @@ class Verdict:
     engine: str
     rates: dict[str, float | None]
     out: dict[str, str]
+    cached: bool = dataclasses.field(default=False, compare=False)  # read, not raced now
 
     def table(self) -> str:
         """The rates in one line: ``xla 1.2M, pallas 0.9M (chosen), pallas-3xtf32 out``."""
@@ -84,9 +85,10 @@ def name(kernel: str) -> str:
 
 
 def program_key(shape) -> str:
-    """What identifies a program across runs of a study, whatever its batch size or engine: a
-    digest of its shape with G and the kernel left out (a resume's batches may differ in G)."""
-    text = repr(dataclasses.replace(shape, G=0, kernel="off"))
+    """What identifies a program across runs of a study, whatever its batch size, platform or
+    engine: a digest of its shape with G (a resume's batches may differ in it), the kernel,
+    the layout and the chunk (which the platform picks) left out."""
+    text = repr(dataclasses.replace(shape, G=0, kernel="off", layout="", chunk=0))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -121,10 +123,14 @@ def candidates(shape, auto: bool | None = None) -> list[Engine]:
 
 
 def verdict_key(shape, names: list[str]) -> str:
-    """What a race's verdict holds for: the device, versions, geometry, trials timed and the
-    candidates."""
+    """What a race's verdict holds for: the device, versions, geometry (and what else moves
+    the timing: the steps of an interval, the trials timed as groups x trials, the task's
+    rows, inputs and target, as a digest of the task) and the candidates."""
+    S = min(shape.eval_every, kernel.CALL_STEPS)
     return (kernel_check.verdict_key(dataclasses.replace(shape, kernel="race"))
-            + f", {timed_trials(shape)} trials: {', '.join(names)}")
+            + f", {S} steps an interval, {shape.chunk} x {shape.P} trials, task "
+            + f"{hashlib.sha256(repr(shape.task).encode()).hexdigest()[:12]}: "
+            + ", ".join(names))
 
 
 def timed_trials(shape) -> int:
@@ -147,7 +153,7 @@ def _cached(key: str, names: list[str], path: str | None) -> Verdict | None:
         return None
     out = entry.get("out") if isinstance(entry.get("out"), dict) else {}
     return Verdict(entry["engine"], {n: _rate(rates[n]) for n in names},
-                   {n: kernel_check.short(v) for n, v in out.items() if n in names})
+                   {n: kernel_check.short(v) for n, v in out.items() if n in names}, cached=True)
 
 
 def _rate(v) -> float | None:
@@ -158,30 +164,35 @@ def race(shape, path: str | None, warn: Callable[[str], None], auto: bool | None
          ) -> Verdict:
     """The engine a program of ``shape`` runs on this device: the cached verdict, or a race
     now (recorded in this process and in ``path``). Each kernel that fails its check, or
-    fails to compile or run while timed, is out with one line to ``warn``. ``auto``: as
-    ``candidates``'s."""
+    fails to compile or run while timed, is out with one line to ``warn``; one whose rate is
+    lost in timing noise is out without one. ``auto``: as ``candidates``'s. The doctor's
+    alarm (``errors.OutOfBudget``) is no candidate's failure: it ends the race."""
     engines = candidates(shape, auto)
     names = [e.name for e in engines]
     key = verdict_key(shape, names)
     found = _cached(key, names, path)
     if found is not None:
         return found
-    rates: dict[str, float | None] = {}
     out: dict[str, str] = {}
-    budget = RACE_SECONDS / len(engines)
+    timed: dict[str, Timed] = {}
+    share = RACE_SECONDS / len(engines)
     for e in engines:
         run = dataclasses.replace(shape, kernel=e.runs)
         try:
             ok, detail = _correct(e, run, path)
             if ok:
-                rates[e.name] = marginal_rate(run, budget) * e.speed
+                timed[e.name] = Timed.prepare(run, share, e.speed)
         except Exception as err:  # noqa: BLE001 -- any error of a candidate is its verdict
             if e.name == XLA or errors.out_of_memory(err):
                 raise
             ok, detail = False, kernel_check.failure(err)
         if not ok:
-            rates[e.name], out[e.name] = None, detail
+            out[e.name] = detail
             warn(warning(shape, e.name, detail))
+    rates = measure(timed, out)
+    for name in timed:  # failed while timed (timing noise is no failure: no warning)
+        if out.get(name, "").startswith(FAILED_TIMED):
+            warn(warning(shape, name, out[name]))
     rates = {n: rates.get(n) for n in names}
     v = Verdict(choose(rates), rates, out)
     kernel_check.keep(key, {"engine": v.engine, "rates": v.rates, "out": v.out}, path)
@@ -200,8 +211,10 @@ def _correct(e: Engine, shape, path: str | None) -> tuple[bool, str]:
 
 def choose(rates: dict[str, float | None]) -> str:
     """The fastest candidate with a rate; the XLA step unless a kernel beats its rate by more
-    than ``MARGIN``."""
+    than ``MARGIN``, or when the XLA step has no rate (lost in noise: nothing to compare)."""
     timed = {n: r for n, r in rates.items() if r is not None}
+    if XLA in rates and XLA not in timed:
+        return XLA
     best = max(timed, key=timed.get)
     if XLA in timed and timed[best] <= (1 + MARGIN) * timed[XLA]:
         return XLA
@@ -217,38 +230,82 @@ def warning(shape, name: str, detail: str) -> str:
 
 # -- timing ------------------------------------------------------------------------------------
 
-def marginal_rate(shape, budget: float = RACE_SECONDS) -> float:
-    """Trial-steps per second of a program's step, marginal: one chunk of its groups
-    (``timed_trials``) runs c1 and c2 intervals of S steps (its own evaluation interval, at
-    most one kernel call's ``kernel.CALL_STEPS``: each call reloads the trials' weights),
-    interleaved, ``REPEATS`` times, and the rate is trials x S x (c2 - c1) / (median t(c2) -
-    median t(c1)) -- the set-up (data, init, transfers, dispatch) cancels. c2 is sized so
-    that the extra intervals take at least ``MIN_SPAN`` and the whole measurement about
-    ``budget`` seconds; a candidate whose single interval already takes half the budget is
-    timed once (its average rate, set-up included: it has lost anyway)."""
-    S = min(shape.eval_every, kernel.CALL_STEPS)
-    run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), S, _batch(shape))
-    trials = timed_trials(shape)
-    run(1)  # compile (and warm)
-    one = _seconds(run, 1)
-    if one >= budget / 2:
-        return trials * S / one
-    extra = max(1, math.ceil(MIN_SPAN / one))
-    extra = min(extra * 4, max(extra, int(budget / (2 * REPEATS * one)) - 1))
-    short, long = [], []
-    for _ in range(REPEATS):
-        short.append(_seconds(run, 1))
-        long.append(_seconds(run, 1 + extra))
-    span = statistics.median(long) - statistics.median(short)
-    if span <= 0:  # below the timer's resolution: the average rate of the long runs
-        return trials * S * (1 + extra) / statistics.median(long)
-    return trials * S * extra / span
+@dataclasses.dataclass
+class Timed:
+    """A candidate ready to be timed: ``timers`` {1: c intervals, 2: 2c intervals} of S steps
+    of one chunk of its program (``timed_trials``), or, for one whose single interval took
+    half its share of the budget, ``rate`` already (its average rate, set-up included: it has
+    lost anyway)."""
+
+    trials: int
+    steps: int  # c S: the steps of the short run
+    speed: float
+    timers: dict[int, Callable] = dataclasses.field(default_factory=dict)
+    rate: float | None = None
+
+    @classmethod
+    def prepare(cls, shape, share: float, speed: float = 1.0) -> Timed:
+        """Compiles and warms the candidate's timing program and sizes c: the extra c
+        intervals of the long run take at least ``MIN_SPAN``, and its ``REPEATS`` pairs about
+        ``share`` seconds (3 c t(1) each; at least c = 1). S is the program's own evaluation
+        interval, at most one kernel call's ``kernel.CALL_STEPS`` (each call reloads the
+        trials' weights)."""
+        S = min(shape.eval_every, kernel.CALL_STEPS)
+        run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), S,
+                                _batch(shape))
+        jax.block_until_ready(run(1))  # compile and warm
+        start = time.perf_counter()
+        jax.block_until_ready(run(1))
+        one = time.perf_counter() - start
+        trials = timed_trials(shape)
+        if one >= share / 2:
+            return cls(trials, S, speed, rate=trials * S / one)
+        c = max(1, min(math.ceil(MIN_SPAN / one), int(share / (3 * REPEATS * one))))
+        return cls(trials, c * S, speed, {k: functools.partial(
+            lambda k: jax.block_until_ready(run(k * c)), k) for k in (1, 2)})
 
 
-def _seconds(run: Callable, calls: int) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(run(calls))
-    return time.perf_counter() - start
+def measure(timed: dict[str, Timed], out: dict[str, str], tries: int = 2
+            ) -> dict[str, float | None]:
+    """Every candidate's marginal rate, trials x c S / (median t(2c) - median t(c)): their
+    runs interleaved over ``REPEATS`` rounds (``timing.interleaved``: a slow spell or a clock
+    ramp hits every candidate alike), the set-up (data, init, transfers, dispatch) cancelled,
+    times ``speed``. A candidate that fails while timed has none and its reason in ``out``
+    (the XLA step's failure is raised); one whose rate is lost in noise (t(2c) <= t(c)) is
+    timed again, up to ``tries`` rounds in all, then has none either."""
+    rates, noisy = _measured(timed, out)
+    if noisy and tries > 1:
+        for name in noisy:
+            out.pop(name)
+        rates.update(measure({n: timed[n] for n in noisy}, out, tries - 1))
+    return rates
+
+
+def _measured(timed: dict[str, Timed], out: dict[str, str]
+              ) -> tuple[dict[str, float | None], set[str]]:
+    """One round of ``measure``: (the rates, the names whose rate was lost in noise)."""
+    timers = {(name, k): fn for name, t in timed.items() for k, fn in t.timers.items()}
+    failed: dict = {}
+    seconds = timing.interleaved(timers, REPEATS, failed)
+    rates: dict[str, float | None] = {}
+    noisy = set()
+    for name, t in timed.items():
+        lost = {k: v for (n, k), v in failed.items() if n == name}
+        if lost and name == XLA:
+            raise RuntimeError(f"the XLA step failed while timed: {next(iter(lost.values()))}")
+        if lost:
+            out[name] = f"{FAILED_TIMED}: {next(iter(lost.values()))}"
+            rates[name] = None
+            continue
+        noise: dict = {}
+        rate = t.rate if not t.timers else timing.marginal(
+            t.trials, t.steps, {t.steps: seconds[(name, 1)], 2 * t.steps: seconds[(name, 2)]},
+            noise, name)
+        if noise:
+            out[name] = noise[name]
+            noisy.add(name)
+        rates[name] = None if rate is None else rate * t.speed
+    return rates, noisy
 
 
 def _batch(shape) -> core.Batch:

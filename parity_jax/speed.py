@@ -32,12 +32,14 @@ def kernel_mode() -> tuple[str | None, str]:
 
 
 def check_race(row: dict, sizes, deadline: float) -> None:
-    """The engine race a study's first use of a program runs (``race.race``, measured now,
-    never a cached verdict), at the default study's geometries (``sizes.kernel_widths`` at n =
-    50, batch 32, ``sizes.kernel_trials`` trials): every candidate's marginal rate, the choice,
-    and the chosen engine's rate over the naive ``jit(vmap)`` program's (where the throughput
-    check timed it at that width and trials). On a CPU the candidates are the XLA step and the
-    kernel's variants in interpret mode."""
+    """The engine race a study's first use of a program runs (``race.race``, measured now:
+    the verdicts file is not read), at the default study's geometries (``sizes.kernel_widths``
+    at n = 50, batch 32, ``sizes.kernel_trials`` trials): every candidate's marginal rate, the
+    choice, the lines of candidates out, and the chosen engine's rate over the naive
+    ``jit(vmap)`` program's where the throughput check timed that width and trials (the race
+    times one chunk on one device, the throughput check a whole batch on every device: a
+    ratio of what each gives). On a CPU the candidates are the XLA step and the kernel's
+    variants in interpret mode."""
     mode, why = kernel_mode()
     if mode is None:
         row.update(status="skipped", summary=f"nothing to race: {why}")
@@ -52,7 +54,8 @@ def check_race(row: dict, sizes, deadline: float) -> None:
         v = race.race(shape, None, warnings.append, auto=True)
         r = {"width": width, "trials": sizes.kernel_trials, "program": race.program_text(shape),
              "timed_trials": race.timed_trials(shape), "rates": v.rates, "out": v.out,
-             "engine": v.engine}
+             "engine": v.engine, "warnings": warnings[:]}
+        warnings.clear()
         naive = _naive.get((width, sizes.kernel_trials))
         if naive:
             r["naive"], r["engine_x_naive"] = naive, v.rates[v.engine] / naive
@@ -62,8 +65,8 @@ def check_race(row: dict, sizes, deadline: float) -> None:
         f"width {r['width']}: " + ", ".join(
             f"{n} " + ("out" if rate is None else f"{render.format_si(rate)}/s")
             for n, rate in r["rates"].items())
-        + f" -> {r['engine']}" + (f" ({r['engine_x_naive']:.1f}x naive)" if "naive" in r
-                                  else "") for r in row["rows"])
+        + f" -> {r['engine']}" + (f" ({r['engine_x_naive']:.1f}x the naive program's rate)"
+                                  if "naive" in r else "") for r in row["rows"])
 
 
 def check_throughput(row: dict, sizes, deadline: float) -> None:

@@ -412,8 +412,9 @@ class Store:
     # -- writing ---------------------------------------------------------------------------------
 
     def engines(self) -> dict[str, dict]:
-        """The engine each program ran with (its first batch's), by program key: {"engine",
-        "program"} (a value that cannot be read is left out: a resume races again)."""
+        """The engines each program ran with, by program key: {"engine" ("pallas", or several
+        joined by "+"), "program"} (a value that cannot be read is left out: a resume races
+        again)."""
         out = {}
         for key, value in self.meta.items():
             with contextlib.suppress(ValueError, TypeError):  # damaged: not a record
@@ -425,8 +426,9 @@ class Store:
     def add_trials(self, rows: list[tuple], curves: list[Curve] = (),
                    engines: dict[str, dict] | None = None) -> None:
         """Appends one batch's outcomes (and the curves of trials among them) in a single
-        transaction, with the engines of programs not yet recorded (``engines``)."""
-        if not rows:
+        transaction, with the engine records of the programs that ran (``engines``: each
+        replaces its program's record)."""
+        if not rows and not engines:
             return
         width = len(self.query(f"PRAGMA table_info({self.study_kind.rows_table})"))
         if any(v is not None for r in rows for v in r[width:]):  # made before those columns
@@ -440,7 +442,7 @@ class Store:
                     self.conn.executemany(
                         f"INSERT INTO {self.study_kind.curves_table} VALUES (?, ?, ?, ?)",
                         curves)
-                self.conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                self.conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                     (ENGINE + k, json.dumps(v, sort_keys=True))
                     for k, v in (engines or {}).items()])
         except sqlite3.DatabaseError as e:  # read-only, disk full, locked: nothing written

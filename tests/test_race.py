@@ -5,11 +5,15 @@ warning line where they must, and a study whose stored outcomes are the chosen e
 store records each program's engine and a resume keeps it; verdicts are cached; ``plan`` and
 ``report`` show the engine."""
 
+import dataclasses
+import types
+
 import jax
 import pytest
 from conftest import TINY_TOML
 
 from parity_jax import cli, devices, kernel, kernel_check, kinds, race
+from parity_jax.errors import OutOfBudget
 from parity_jax.kinds.parity.config import Study
 from parity_jax.results import Results
 from parity_jax.runner import run
@@ -41,7 +45,7 @@ def _fresh(monkeypatch):
     kernel_check._verdicts.clear()
     devices._program.cache_clear()
     jax.clear_caches()  # a patched kernel is traced anew
-    monkeypatch.setattr(race, "RACE_SECONDS", 0.5)
+    monkeypatch.setattr(race, "RACE_SECONDS", 1.0)
     monkeypatch.setattr(race, "ENGINES", {})
     monkeypatch.setenv("PARITY_JAX_CACHE", "off")  # verdicts in this process only
     monkeypatch.delenv(kernel.ENV, raising=False)
@@ -104,6 +108,67 @@ def test_the_xla_step_wins_unless_a_kernel_beats_it_by_the_margin():
 
 
 @pytest.mark.quick
+def test_no_xla_rate_means_nothing_to_compare_the_kernels_with():
+    assert race.choose({"xla": None, "pallas": 2.0}) == "xla"
+    assert race.choose({"fake-fast": 2.0, "fake-slow": 1.0}) == "fake-fast"
+
+
+@pytest.mark.quick
+def test_a_gpu_program_races_the_kernel_variants_its_inputs_allow(study, monkeypatch):
+    # a program as a GPU's plan makes it (kernel "pallas"), built on the CPU
+    shape = dataclasses.replace(kinds.parity.make_plan(study).shapes[0], kernel="pallas")
+    assert [e.name for e in race.candidates(shape)] == ["xla", "pallas", "pallas-2xtf32"]
+    gaussian = dataclasses.replace(shape, task=types.SimpleNamespace(inputs="gaussian"))
+    assert [e.name for e in race.candidates(gaussian)] == ["xla", "pallas", "pallas-3xtf32"]
+    tf32 = dataclasses.replace(shape, precision="tf32")
+    assert [e.name for e in race.candidates(tf32)] == ["xla", "pallas"]
+    monkeypatch.setenv(kernel.ENV, "on")
+    assert [e.name for e in race.candidates(shape)] == ["pallas"]
+    # a verdict's key moves with what moves the timing, and not with the batch size
+    names = ["xla", "pallas"]
+    key = race.verdict_key(shape, names)
+    for other in (dataclasses.replace(shape, eval_every=7),
+                  dataclasses.replace(shape, task=dataclasses.replace(shape.task, M=9))):
+        assert race.verdict_key(other, names) != key
+    assert race.verdict_key(dataclasses.replace(shape, G=shape.G * 2), names) == key
+    assert race.program_key(dataclasses.replace(shape, G=3, kernel="off", layout="blocked",
+                                                chunk=1)) == race.program_key(shape)
+
+
+@pytest.mark.quick
+def test_the_marginal_rate_cancels_the_set_up_and_noise_is_no_rate(monkeypatch):
+    # fake timings: 0.5 s of set-up plus 0.01 s a step for xla, 0.005 s a step for a kernel
+    # (twice as fast); a third candidate whose long run is no longer than its short one
+    per_step = {"xla": 0.01, "fast": 0.005}
+    timed = {name: race.Timed(trials=4, steps=10, speed=1.0,
+                              timers={1: (name, 10), 2: (name, 20)}) for name in per_step}
+    timed["noisy"] = race.Timed(trials=4, steps=10, speed=1.0,
+                                timers={1: ("noisy", 10), 2: ("noisy", 20)})
+
+    def interleaved(timers, repeats, failed):
+        return {k: 0.5 + (per_step[n] * steps if n in per_step else 0.1)
+                for k, (n, steps) in timers.items()}
+
+    monkeypatch.setattr(race.timing, "interleaved", interleaved)
+    out = {}
+    rates = race.measure(timed, out)  # the noisy one is timed twice, then has no rate
+    assert rates["xla"] == pytest.approx(4 * 10 / (0.01 * 10))  # 400 trial-steps/s
+    assert rates["fast"] == pytest.approx(800)
+    assert rates["noisy"] is None and "timing noise" in out["noisy"]
+    assert race.choose(rates) == "fast"
+
+
+def test_the_doctors_alarm_ends_a_race_it_is_no_candidates_failure(study):
+    def alarm(shape):
+        raise OutOfBudget("ran past the time budget")
+
+    race.ENGINES["fake-alarm"] = race.Engine("fake-alarm", "interpret", check=alarm)
+    shape = kinds.parity.make_plan(study).shapes[0]
+    with pytest.raises(OutOfBudget):
+        race.race(shape, None, print)
+
+
+@pytest.mark.quick
 def test_nothing_to_choose_on_a_cpu_or_in_a_forced_mode(study, monkeypatch):
     shape = kinds.parity.make_plan(study).shapes[0]
     assert [e.name for e in race.candidates(shape)] == ["xla"]
@@ -127,8 +192,8 @@ def test_the_interpret_mode_kernel_loses_to_the_xla_step(tmp_path, capsys):
     race.ENGINES["interpret"] = race.Engine("interpret", "interpret")
     v = race.race(shape, None, print)
     assert capsys.readouterr().out == ""  # no warning: the kernel agrees
-    assert v.engine == "xla" and set(v.rates) == {"xla", "interpret"}
-    assert 0 < v.rates["interpret"] < v.rates["xla"], v.rates
+    assert v.engine == "xla" and set(v.rates) == {"xla", "interpret"}, v
+    assert v.rates["interpret"] > 0 and not v.out, v
 
 
 @pytest.mark.slow
@@ -195,13 +260,21 @@ def test_a_recorded_engine_this_device_lacks_gives_way_with_one_warning(study, r
     assert [t for t in trials if t["seed"] == 1] == \
         [t for t in reference["off"] if t["seed"] == 1]
     [warning] = [line for line in err if "warning" in line]
-    assert "ran on fake-fast and runs on xla here" in warning
-    assert _one_program(tmp_path) == "fake-fast"  # the first batch's engine stays recorded
+    assert "ran on fake-fast; it runs on xla here" in warning
+    assert _one_program(tmp_path) == "fake-fast+xla"  # every engine its trials ran on
 
 
 @pytest.mark.slow
 def test_the_verdict_is_cached_beside_the_compile_cache(study, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PARITY_JAX_CACHE", str(tmp_path / "cache" / "jax"))
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        _cached_verdict(study, tmp_path, monkeypatch, capsys)
+    finally:  # devices.setup() pointed JAX's compile cache at tmp_path
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+def _cached_verdict(study, tmp_path, monkeypatch, capsys):
     devices.setup()
     race.ENGINES.update({e.name: e for e in (FAST, SLOW)})
     shape = kinds.parity.make_plan(study).shapes[0]
@@ -213,8 +286,9 @@ def test_the_verdict_is_cached_beside_the_compile_cache(study, tmp_path, monkeyp
     def no_timing(*args):
         raise AssertionError("a cached verdict times nothing")
 
-    monkeypatch.setattr(race, "marginal_rate", no_timing)
-    assert race.race(shape, where, print) == first
+    monkeypatch.setattr(race.Timed, "prepare", no_timing)
+    again = race.race(shape, where, print)
+    assert again == first and again.cached and not first.cached
     assert race.planned(shape, where) == "fake-fast (measured)"
     cli.main(["plan", str(_toml(tmp_path))])
     assert "fake-fast (measured)" in capsys.readouterr().out
