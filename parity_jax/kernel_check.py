@@ -144,8 +144,8 @@ def _compare(shape, draw: int) -> tuple[bool, float, float]:
     second draw before the kernel is turned off; a fault fails both.
     """
     b = check_batch(shape, draw)
-    p0, xla = _check_interval(dataclasses.replace(shape, kernel="off"), b)
-    _, ker = _check_interval(shape, b)
+    p0, xla = intervals(dataclasses.replace(shape, kernel="off"), CHECK_STEPS, b, 1)
+    _, ker = intervals(shape, CHECK_STEPS, b, 1)
     task = shape.task
     K = task.batch + task.n + shape.W + 2
     scale = K * EPS32 + OPERAND_EPS[shape.precision]
@@ -184,19 +184,26 @@ def check_batch(shape, draw: int, steps: int = CHECK_STEPS):
                                       stop_on_success=full(False, bool)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _check_interval(shape, b):
-    """(initial, after ``CHECK_STEPS`` steps) parameters of a check batch."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def intervals(shape, n_steps: int, b, calls):
+    """(initial, final) parameters of a batch ``b`` after ``calls`` intervals of ``n_steps``
+    steps from step 0, without evaluations (``calls`` is traced: one compile per shape and
+    n_steps). The self-check runs one interval of ``CHECK_STEPS``; the engine race times
+    several (``parity_jax.race``)."""
     with jax.default_matmul_precision(core.MATMUL_PRECISION[shape.precision]):
         b = core.typed(shape, b)
         streams, shared = shape.task.prepare(b.task, b.shared)
         p0 = core.init_params(shape, b)
         step = steps.make(shape)
         state = steps.over_groups(step.init, len(shape.lead))(p0, b.lr, b.wd)
-        p1, _ = steps.interval(shape, step, streams, shared, p0, state,
-                               core.step_hyper(shape, b), jnp.zeros((), jnp.int32), b.valid,
-                               CHECK_STEPS)
-    return p0, p1
+        hyper = core.step_hyper(shape, b)
+
+        def body(i, carry):
+            p, s = carry
+            return steps.interval(shape, step, streams, shared, p, s, hyper,
+                                  (i * n_steps).astype(jnp.int32), b.valid, n_steps)
+
+        return p0, jax.lax.fori_loop(0, calls, body, (p0, state))[0]
 
 
 def verdict_key(shape) -> str:

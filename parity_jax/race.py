@@ -31,10 +31,9 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from parity_jax import core, errors, kernel, kernel_check, steps, timing
+from parity_jax import core, errors, kernel, kernel_check, timing
 
 MARGIN = 0.10  # a kernel must beat the XLA step's rate by this fraction to be chosen
 RACE_SECONDS = 3.0  # the timing budget of one geometry's race (all candidates; compiles apart)
@@ -251,8 +250,8 @@ class Timed:
         interval, at most one kernel call's ``kernel.CALL_STEPS`` (each call reloads the
         trials' weights)."""
         S = min(shape.eval_every, kernel.CALL_STEPS)
-        run = functools.partial(_calls, dataclasses.replace(shape, G=shape.chunk), S,
-                                _batch(shape))
+        run = functools.partial(kernel_check.intervals,
+                                dataclasses.replace(shape, G=shape.chunk), S, _batch(shape))
         jax.block_until_ready(run(1))  # compile and warm
         start = time.perf_counter()
         jax.block_until_ready(run(1))
@@ -313,26 +312,6 @@ def _batch(shape) -> core.Batch:
     inits), with steps enough that none stops."""
     one = dataclasses.replace(shape, G=shape.chunk)
     return kernel_check.check_batch(one, draw=0, steps=np.iinfo(np.int32).max)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _calls(shape, n_steps: int, b, calls):
-    """Final parameters after ``calls`` intervals of ``n_steps`` steps (``calls`` is traced:
-    one compile per candidate)."""
-    with jax.default_matmul_precision(core.MATMUL_PRECISION[shape.precision]):
-        b = core.typed(shape, b)
-        streams, shared = shape.task.prepare(b.task, b.shared)
-        p0 = core.init_params(shape, b)
-        step = steps.make(shape)
-        state = steps.over_groups(step.init, len(shape.lead))(p0, b.lr, b.wd)
-        hyper = core.step_hyper(shape, b)
-
-        def body(i, carry):
-            p, s = carry
-            return steps.interval(shape, step, streams, shared, p, s, hyper,
-                                  (i * n_steps).astype(jnp.int32), b.valid, n_steps)
-
-        return jax.lax.fori_loop(0, calls, body, (p0, state))[0]
 
 
 def planned(shape, path: str | None) -> str:

@@ -1,7 +1,7 @@
 """What ``parity-jax doctor`` times: the throughput of the XLA step and the naive
 ``jit(vmap)`` optax program, and the engine race at the default study's geometries (every
 candidate: the XLA step and the kernel's variants). Each is a marginal rate, timed interleaved
-(``timing``, ``race.marginal_rate``)."""
+(``timing``, ``race.measure``)."""
 
 from __future__ import annotations
 

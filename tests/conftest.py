@@ -139,6 +139,22 @@ def make_batch(groups: list[dict], P: int, *, seed: int = 0) -> Batch:
 
 
 @pytest.fixture
+def fresh_kernel_state():
+    """No kernel verdicts and no traced program before and after the test (a patched kernel is
+    traced anew)."""
+    from parity_jax import kernel_check
+
+    def clear():
+        kernel_check._verdicts.clear()
+        devices._program.cache_clear()
+        jax.clear_caches()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture
 def shape_factory():
     def make(n=12, M=128, batch=8, n_test=256, online=False, **kw):
         """A parity program's shape; the CPU's choices (fused step, blocked layout for depth

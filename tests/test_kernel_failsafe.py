@@ -25,16 +25,7 @@ ONE_PROGRAM = TINY_TOML.replace("width = [4, 8]", "width = [8]")
 PROGRAM = "n=10, W=8, batch 8, hinge, float32"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_kernel_state():
-    """Every test starts with no verdicts and no traced program (a patched kernel is traced)."""
-    kernel_check._verdicts.clear()
-    devices._program.cache_clear()
-    jax.clear_caches()
-    yield
-    kernel_check._verdicts.clear()
-    devices._program.cache_clear()
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("fresh_kernel_state")  # every test: no verdicts, traces
 
 
 @pytest.fixture(scope="module")

@@ -40,19 +40,12 @@ WRONG = race.Engine("fake-wrong", "interpret")  # the real self-check, of a wron
 
 
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch):
+def _fresh(monkeypatch, fresh_kernel_state):
     """No verdicts, fakes or traced programs carried between tests; a short race."""
-    kernel_check._verdicts.clear()
-    devices._program.cache_clear()
-    jax.clear_caches()  # a patched kernel is traced anew
     monkeypatch.setattr(race, "RACE_SECONDS", 1.0)
     monkeypatch.setattr(race, "ENGINES", {})
     monkeypatch.setenv("PARITY_JAX_CACHE", "off")  # verdicts in this process only
     monkeypatch.delenv(kernel.ENV, raising=False)
-    yield
-    kernel_check._verdicts.clear()
-    devices._program.cache_clear()
-    jax.clear_caches()
 
 
 @pytest.fixture(scope="module")
